@@ -1,0 +1,295 @@
+//! HTTP fields (header and trailer maps) and buffers, with Envoy's rules for
+//! which of them a callback may read or write.
+
+use wasmtime::{Caller, Linker};
+
+use super::{Host, copy_out, enter, lifecycle::configuring, read, split, write_u32};
+use crate::abi::{AbiVersion, BufferType, MapType, Status};
+use crate::headers::{HeaderMap, decode_pairs};
+use crate::stream::{Direction, Flow, HttpStreamState, Stage};
+
+type Ret = wasmtime::Result<i32>;
+
+pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.func_wrap("env", "proxy_get_header_map_size", proxy_get_header_map_size)?;
+    linker.func_wrap("env", "proxy_get_header_map_pairs", proxy_get_header_map_pairs)?;
+    linker.func_wrap("env", "proxy_set_header_map_pairs", proxy_set_header_map_pairs)?;
+    linker.func_wrap("env", "proxy_get_header_map_value", proxy_get_header_map_value)?;
+    linker.func_wrap("env", "proxy_add_header_map_value", proxy_add_header_map_value)?;
+    linker.func_wrap("env", "proxy_replace_header_map_value", proxy_replace_header_map_value)?;
+    linker.func_wrap("env", "proxy_remove_header_map_value", proxy_remove_header_map_value)?;
+    linker.func_wrap("env", "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
+    linker.func_wrap("env", "proxy_get_buffer_status", proxy_get_buffer_status)?;
+    linker.func_wrap("env", "proxy_set_buffer_bytes", proxy_set_buffer_bytes)?;
+    Ok(())
+}
+
+fn status(s: Status) -> Ret {
+    Ok(s.code())
+}
+
+fn http_map(map: MapType) -> Option<(Direction, bool)> {
+    match map {
+        MapType::HttpRequestHeaders => Some((Direction::Request, false)),
+        MapType::HttpRequestTrailers => Some((Direction::Request, true)),
+        MapType::HttpResponseHeaders => Some((Direction::Response, false)),
+        MapType::HttpResponseTrailers => Some((Direction::Response, true)),
+        // Callout maps exist only inside their callbacks.
+        _ => None,
+    }
+}
+
+/// A map for reading: available in its own callback and while the filter is
+/// paused there; every HTTP map is readable in `proxy_on_log` (absent → NOT_FOUND).
+fn read_map(host: &Host, map: MapType) -> Result<&HeaderMap, Status> {
+    let (dir, trailers) = http_map(map).ok_or(Status::BadArgument)?;
+    let stream = host.stream().ok_or(Status::BadArgument)?;
+    let flow = stream.flow(dir);
+    let value = if trailers { flow.trailers.as_ref() } else { flow.headers.as_ref() };
+    if stream.in_log {
+        return value.ok_or(Status::NotFound);
+    }
+    let stage = if trailers { Stage::Trailers } else { Stage::Headers };
+    match value {
+        Some(map) if flow.stage == stage => Ok(map),
+        _ => Err(Status::BadArgument),
+    }
+}
+
+/// A map for writing. Trailers asked for from the last body callback are
+/// created, as Envoy's `addDecodedTrailers`/`addEncodedTrailers` do.
+fn write_map(host: &mut Host, map: MapType) -> Result<&mut HeaderMap, Status> {
+    let (dir, trailers) = http_map(map).ok_or(Status::BadArgument)?;
+    let (_, stream) = host.stream_mut().ok_or(Status::BadArgument)?;
+    if stream.in_log {
+        return Err(Status::BadArgument);
+    }
+    let flow = stream.flow_mut(dir);
+    let writable = match (trailers, flow.stage) {
+        (false, Stage::Headers) => flow.headers.as_mut(),
+        (true, Stage::Trailers) => flow.trailers.as_mut(),
+        (true, Stage::Body) if flow.end_of_stream => Some(flow.trailers.get_or_insert_with(HeaderMap::new)),
+        _ => None,
+    };
+    writable.ok_or(Status::BadArgument)
+}
+
+/// Envoy clears the route cache on request-header writes for ABI <= 0.2.1.
+fn note_request_header_write(host: &mut Host, map: MapType) {
+    if map == MapType::HttpRequestHeaders && host.abi <= AbiVersion::V0_2_1 {
+        host.route_cache_clears += 1;
+    }
+}
+
+fn map_type(value: i32) -> Option<MapType> {
+    MapType::from_abi(value as u32)
+}
+
+fn proxy_get_header_map_size(mut caller: Caller<'_, Host>, map: i32, ret: i32) -> Ret {
+    enter(&caller, "proxy_get_header_map_size")?;
+    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    match read_map(host, map) {
+        Ok(m) => {
+            let size = m.encoded_len() as u32;
+            status(if write_u32(mem, ret, size) { Status::Ok } else { Status::InvalidMemoryAccess })
+        }
+        Err(s) => status(s),
+    }
+}
+
+fn proxy_get_header_map_pairs(mut caller: Caller<'_, Host>, map: i32, ret_ptr: i32, ret_len: i32) -> Ret {
+    enter(&caller, "proxy_get_header_map_pairs")?;
+    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    // An unavailable map reads as empty, as in Envoy.
+    let encoded = match read_map(caller.data(), map) {
+        Ok(m) if !m.is_empty() => m.encode(),
+        _ => Vec::new(),
+    };
+    Ok(copy_out(&mut caller, &encoded, ret_ptr, ret_len)?.code())
+}
+
+/// Replaces the whole map; a malformed pairs buffer decodes to nothing and so
+/// clears the map, as in Envoy.
+fn proxy_set_header_map_pairs(mut caller: Caller<'_, Host>, map: i32, ptr: i32, len: i32) -> Ret {
+    enter(&caller, "proxy_set_header_map_pairs")?;
+    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let Some(buf) = super::slice(mem, ptr, len) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let pairs: HeaderMap = decode_pairs(buf).into_iter().collect();
+    match write_map(host, map) {
+        Ok(m) => *m = pairs,
+        Err(s) => return status(s),
+    }
+    note_request_header_write(host, map);
+    status(Status::Ok)
+}
+
+fn proxy_get_header_map_value(mut caller: Caller<'_, Host>, map: i32, key_ptr: i32, key_len: i32, ret_ptr: i32, ret_len: i32) -> Ret {
+    enter(&caller, "proxy_get_header_map_value")?;
+    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    let Some(key) = read(&mut caller, key_ptr, key_len) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let host = caller.data();
+    let value = match read_map(host, map) {
+        Ok(m) => m.get_bytes(&key).map(<[u8]>::to_vec),
+        Err(s) => return status(s),
+    };
+    match value {
+        Some(v) => Ok(copy_out(&mut caller, &v, ret_ptr, ret_len)?.code()),
+        // ABI 0.1.0 answered OK with an empty value.
+        None if host.abi == AbiVersion::V0_1_0 => Ok(copy_out(&mut caller, b"", ret_ptr, ret_len)?.code()),
+        None => status(Status::NotFound),
+    }
+}
+
+/// Shared shape of add/replace: read key and value, then edit the map.
+fn edit_map(
+    caller: &mut Caller<'_, Host>,
+    map: i32,
+    key: (i32, i32),
+    value: Option<(i32, i32)>,
+    edit: impl FnOnce(&mut HeaderMap, &[u8], &[u8]),
+) -> Ret {
+    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    let Some((mem, host)) = split(caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let key = super::slice(mem, key.0, key.1);
+    let value = match value {
+        Some((ptr, len)) => super::slice(mem, ptr, len),
+        None => Some(&b""[..]),
+    };
+    let (Some(key), Some(value)) = (key, value) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let (key, value) = (key.to_vec(), value.to_vec());
+    match write_map(host, map) {
+        Ok(m) => edit(m, &key, &value),
+        Err(s) => return status(s),
+    }
+    note_request_header_write(host, map);
+    status(Status::Ok)
+}
+
+fn proxy_add_header_map_value(mut caller: Caller<'_, Host>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32) -> Ret {
+    enter(&caller, "proxy_add_header_map_value")?;
+    edit_map(&mut caller, map, (key_ptr, key_len), Some((value_ptr, value_len)), |m, k, v| m.add(k, v))
+}
+
+fn proxy_replace_header_map_value(mut caller: Caller<'_, Host>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32) -> Ret {
+    enter(&caller, "proxy_replace_header_map_value")?;
+    edit_map(&mut caller, map, (key_ptr, key_len), Some((value_ptr, value_len)), |m, k, v| m.replace(k, v))
+}
+
+fn proxy_remove_header_map_value(mut caller: Caller<'_, Host>, map: i32, key_ptr: i32, key_len: i32) -> Ret {
+    enter(&caller, "proxy_remove_header_map_value")?;
+    edit_map(&mut caller, map, (key_ptr, key_len), None, |m, k, _| m.remove(k))
+}
+
+// ---- buffers ----------------------------------------------------------------
+
+fn body_flow(stream: &HttpStreamState, dir: Direction) -> Option<&Flow> {
+    let flow = stream.flow(dir);
+    (flow.stage == Stage::Body).then_some(flow)
+}
+
+/// The bytes of a buffer that is available now, or NOT_FOUND.
+fn buffer_bytes(host: &Host, buffer: BufferType) -> Result<&[u8], Status> {
+    let body = |dir| {
+        host.stream()
+            .and_then(|s| body_flow(s, dir))
+            .map(|f| f.body.as_slice())
+    };
+    match buffer {
+        BufferType::HttpRequestBody => body(Direction::Request),
+        BufferType::HttpResponseBody => body(Direction::Response),
+        BufferType::VmConfiguration => Some(host.settings.vm_configuration.as_slice()),
+        BufferType::PluginConfiguration => configuring(host).then_some(host.settings.configuration.as_slice()),
+        // Network data, callout bodies, gRPC messages and foreign-function
+        // arguments exist only inside their own callbacks.
+        _ => None,
+    }
+    .ok_or(Status::NotFound)
+}
+
+fn proxy_get_buffer_bytes(mut caller: Caller<'_, Host>, buffer: i32, start: i32, max: i32, ret_ptr: i32, ret_len: i32) -> Ret {
+    enter(&caller, "proxy_get_buffer_bytes")?;
+    let Some(buffer) = BufferType::from_abi(buffer as u32) else {
+        return status(Status::BadArgument);
+    };
+    let bytes = match buffer_bytes(caller.data(), buffer) {
+        Ok(b) => b,
+        Err(s) => return status(s),
+    };
+    let (start, max) = (start as u32 as usize, max as u32 as usize);
+    let end = start.saturating_add(max).min(bytes.len());
+    if start >= end {
+        // Envoy writes nothing for an empty range and answers OK.
+        return status(Status::Ok);
+    }
+    let chunk = bytes[start..end].to_vec();
+    Ok(copy_out(&mut caller, &chunk, ret_ptr, ret_len)?.code())
+}
+
+fn proxy_get_buffer_status(mut caller: Caller<'_, Host>, buffer: i32, ret_len: i32, ret_flags: i32) -> Ret {
+    enter(&caller, "proxy_get_buffer_status")?;
+    let Some(buffer) = BufferType::from_abi(buffer as u32) else {
+        return status(Status::BadArgument);
+    };
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let len = match buffer_bytes(host, buffer) {
+        Ok(b) => b.len() as u32,
+        Err(s) => return status(s),
+    };
+    let ok = write_u32(mem, ret_len, len) && write_u32(mem, ret_flags, 0);
+    status(if ok { Status::Ok } else { Status::InvalidMemoryAccess })
+}
+
+/// Envoy's buffer edit: `start == 0` drains `size` bytes then prepends the
+/// value (so `0, len` replaces everything); `start >= len` appends; anything
+/// in between is BAD_ARGUMENT.
+fn proxy_set_buffer_bytes(mut caller: Caller<'_, Host>, buffer: i32, start: i32, size: i32, value_ptr: i32, value_len: i32) -> Ret {
+    enter(&caller, "proxy_set_buffer_bytes")?;
+    let Some(buffer) = BufferType::from_abi(buffer as u32) else {
+        return status(Status::BadArgument);
+    };
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    if let Err(s) = buffer_bytes(host, buffer) {
+        return status(s);
+    }
+    let dir = match buffer {
+        BufferType::HttpRequestBody => Direction::Request,
+        BufferType::HttpResponseBody => Direction::Response,
+        // Configuration buffers are read-only.
+        _ => return status(Status::BadArgument),
+    };
+    let Some(value) = super::slice(mem, value_ptr, value_len) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let Some((_, stream)) = host.stream_mut() else {
+        return status(Status::NotFound);
+    };
+    let body = &mut stream.flow_mut(dir).body;
+    let (start, size) = (start as u32 as usize, size as u32 as usize);
+    if start == 0 {
+        body.drain(..size.min(body.len()));
+        body.splice(0..0, value.iter().copied());
+    } else if start >= body.len() {
+        body.extend_from_slice(value);
+    } else {
+        return status(Status::BadArgument);
+    }
+    status(Status::Ok)
+}

@@ -1,0 +1,42 @@
+//! Host functions Envoy still registers for ABI 0.1.0 modules, and two
+//! Emscripten helpers it links for every module.
+
+use wasmtime::{Caller, Linker};
+
+use super::{Host, Phase, copy_out, enter, lifecycle::continue_http};
+use crate::abi::Status;
+use crate::stream::Direction;
+
+type Ret = wasmtime::Result<i32>;
+
+pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.func_wrap("env", "proxy_get_configuration", proxy_get_configuration)?;
+    linker.func_wrap("env", "proxy_continue_request", |mut c: Caller<'_, Host>| -> Ret {
+        enter(&c, "proxy_continue_request")?;
+        continue_http(&mut c, Direction::Request)
+    })?;
+    linker.func_wrap("env", "proxy_continue_response", |mut c: Caller<'_, Host>| -> Ret {
+        enter(&c, "proxy_continue_response")?;
+        continue_http(&mut c, Direction::Response)
+    })?;
+    linker.func_wrap("env", "proxy_clear_route_cache", |mut c: Caller<'_, Host>| -> Ret {
+        enter(&c, "proxy_clear_route_cache")?;
+        c.data_mut().route_cache_clears += 1;
+        Ok(Status::Ok.code())
+    })?;
+    linker.func_wrap("env", "pthread_equal", |_: Caller<'_, Host>, a: i32, b: i32| -> i32 { i32::from(a == b) })?;
+    linker.func_wrap("env", "emscripten_notify_memory_growth", |_: Caller<'_, Host>, _: i32| {})?;
+    Ok(())
+}
+
+/// 0.1.0's configuration read: the VM configuration from `proxy_on_vm_start`,
+/// the plugin configuration from `proxy_on_configure`.
+fn proxy_get_configuration(mut caller: Caller<'_, Host>, ret_ptr: i32, ret_len: i32) -> Ret {
+    enter(&caller, "proxy_get_configuration")?;
+    let host = caller.data();
+    let value = match host.phase {
+        Phase::Configure => host.settings.configuration.clone(),
+        _ => host.settings.vm_configuration.clone(),
+    };
+    Ok(copy_out(&mut caller, &value, ret_ptr, ret_len)?.code())
+}

@@ -1,0 +1,253 @@
+//! Context lifecycle, logging, clocks, timers, properties, foreign functions
+//! and the stream operations (continue, close, local reply).
+
+use wasmtime::{Caller, Linker};
+
+use super::{Deferred, Host, Phase, copy_out, enter, read, split, unimplemented, write_u32, write_u64};
+use crate::abi::{LogLevel, Status, StreamType};
+use crate::headers::{HeaderMap, decode_pairs};
+use crate::stream::{Direction, LocalResponse};
+
+type Ret = wasmtime::Result<i32>;
+
+pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.func_wrap("env", "proxy_done", proxy_done)?;
+    linker.func_wrap("env", "proxy_set_effective_context", proxy_set_effective_context)?;
+    linker.func_wrap("env", "proxy_log", proxy_log)?;
+    linker.func_wrap("env", "proxy_get_log_level", proxy_get_log_level)?;
+    linker.func_wrap("env", "proxy_get_current_time_nanoseconds", proxy_get_current_time_nanoseconds)?;
+    linker.func_wrap("env", "proxy_set_tick_period_milliseconds", proxy_set_tick_period_milliseconds)?;
+    linker.func_wrap("env", "proxy_get_property", proxy_get_property)?;
+    linker.func_wrap("env", "proxy_set_property", proxy_set_property)?;
+    linker.func_wrap("env", "proxy_call_foreign_function", proxy_call_foreign_function)?;
+    linker.func_wrap("env", "proxy_get_status", proxy_get_status)?;
+    linker.func_wrap("env", "proxy_send_local_response", proxy_send_local_response)?;
+    linker.func_wrap("env", "proxy_continue_stream", proxy_continue_stream)?;
+    linker.func_wrap("env", "proxy_close_stream", proxy_close_stream)?;
+    Ok(())
+}
+
+fn status(s: Status) -> Ret {
+    Ok(s.code())
+}
+
+/// Finishes a root context that answered false from `proxy_on_done`.
+fn proxy_done(mut caller: Caller<'_, Host>) -> Ret {
+    enter(&caller, "proxy_done")?;
+    let host = caller.data_mut();
+    if host.context() == host.root_id && host.root_pending_done {
+        host.deferred.push(Deferred::RootDone);
+        return status(Status::Ok);
+    }
+    status(Status::NotFound)
+}
+
+fn proxy_set_effective_context(mut caller: Caller<'_, Host>, context_id: i32) -> Ret {
+    enter(&caller, "proxy_set_effective_context")?;
+    let host = caller.data_mut();
+    let id = context_id as u32;
+    let known = id == host.root_id || host.streams.get(&id).is_some_and(|s| s.created && !s.finished);
+    if !known {
+        return status(Status::BadArgument);
+    }
+    host.effective = Some(id);
+    status(Status::Ok)
+}
+
+fn proxy_log(mut caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32) -> Ret {
+    let Some(level) = LogLevel::from_abi(level as u32) else {
+        return status(Status::BadArgument);
+    };
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let Some(message) = super::slice(mem, ptr, len) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    host.log(level, message);
+    status(Status::Ok)
+}
+
+fn proxy_get_log_level(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
+    enter(&caller, "proxy_get_log_level")?;
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let level = host.settings.log_level as u32;
+    status(if write_u32(mem, ret, level) { Status::Ok } else { Status::InvalidMemoryAccess })
+}
+
+fn proxy_get_current_time_nanoseconds(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
+    enter(&caller, "proxy_get_current_time_nanoseconds")?;
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let now = host.clock.realtime_ns;
+    status(if write_u64(mem, ret, now) { Status::Ok } else { Status::InvalidMemoryAccess })
+}
+
+/// Sets the root context's tick period (0 disables); ticks fire as the test
+/// advances the virtual clock.
+fn proxy_set_tick_period_milliseconds(mut caller: Caller<'_, Host>, period_ms: i32) -> Ret {
+    enter(&caller, "proxy_set_tick_period_milliseconds")?;
+    let host = caller.data_mut();
+    host.tick_period_ns = u64::from(period_ms as u32) * 1_000_000;
+    host.next_tick_ns = host.clock.monotonic_ns + host.tick_period_ns;
+    status(Status::Ok)
+}
+
+fn proxy_get_property(mut caller: Caller<'_, Host>, path_ptr: i32, path_len: i32, ret_ptr: i32, ret_len: i32) -> Ret {
+    enter(&caller, "proxy_get_property")?;
+    let Some(path) = read(&mut caller, path_ptr, path_len) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    match caller.data().property(&path) {
+        Some(value) => Ok(copy_out(&mut caller, &value, ret_ptr, ret_len)?.code()),
+        None => status(Status::NotFound),
+    }
+}
+
+/// Stores a value in the stream's filter state; a context without a stream
+/// (the root context) gets NOT_FOUND, as in Envoy.
+fn proxy_set_property(mut caller: Caller<'_, Host>, path_ptr: i32, path_len: i32, value_ptr: i32, value_len: i32) -> Ret {
+    enter(&caller, "proxy_set_property")?;
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let (Some(path), Some(value)) = (super::slice(mem, path_ptr, path_len), super::slice(mem, value_ptr, value_len)) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let (path, value) = (path.to_vec(), value.to_vec());
+    match host.stream_mut() {
+        Some((_, stream)) => {
+            stream.properties.insert(path, value);
+            status(Status::Ok)
+        }
+        None => status(Status::NotFound),
+    }
+}
+
+/// Envoy's foreign functions. `clear_route_cache` is counted; the others
+/// Envoy registers are not emulated yet; an unknown name is NOT_FOUND.
+fn proxy_call_foreign_function(
+    mut caller: Caller<'_, Host>,
+    name_ptr: i32,
+    name_len: i32,
+    args_ptr: i32,
+    args_len: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Ret {
+    enter(&caller, "proxy_call_foreign_function")?;
+    let (Some(name), Some(_args)) = (read(&mut caller, name_ptr, name_len), read(&mut caller, args_ptr, args_len)) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    match name.as_slice() {
+        b"clear_route_cache" => {
+            caller.data_mut().route_cache_clears += 1;
+            let Some((mem, _)) = split(&mut caller) else {
+                return status(Status::InvalidMemoryAccess);
+            };
+            let ok = (ret_ptr == 0 || write_u32(mem, ret_ptr, 0)) && (ret_len == 0 || write_u32(mem, ret_len, 0));
+            status(if ok { Status::Ok } else { Status::InvalidMemoryAccess })
+        }
+        b"set_envoy_filter_state" | b"declare_property" | b"verify_signature" | b"sign" | b"compress"
+        | b"uncompress" | b"expr_create" | b"expr_evaluate" | b"expr_delete" => {
+            let function = format!("proxy_call_foreign_function(\"{}\")", String::from_utf8_lossy(&name));
+            unimplemented(&mut caller, &function)
+        }
+        _ => status(Status::NotFound),
+    }
+}
+
+fn proxy_get_status(mut caller: Caller<'_, Host>, code_ptr: i32, msg_ptr: i32, msg_len: i32) -> Ret {
+    enter(&caller, "proxy_get_status")?;
+    let (code, message) = caller.data().status.clone();
+    let Some((mem, _)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    if !write_u32(mem, code_ptr, code) {
+        return status(Status::InvalidMemoryAccess);
+    }
+    Ok(copy_out(&mut caller, &message, msg_ptr, msg_len)?.code())
+}
+
+/// Queues a local reply; Envoy sends it after the VM call returns and the
+/// first reply of a stream wins.
+#[allow(clippy::too_many_arguments)]
+fn proxy_send_local_response(
+    mut caller: Caller<'_, Host>,
+    status_code: i32,
+    details_ptr: i32,
+    details_len: i32,
+    body_ptr: i32,
+    body_len: i32,
+    headers_ptr: i32,
+    headers_len: i32,
+    grpc_status: i32,
+) -> Ret {
+    enter(&caller, "proxy_send_local_response")?;
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let (Some(details), Some(body), Some(headers)) = (
+        super::slice(mem, details_ptr, details_len),
+        super::slice(mem, body_ptr, body_len),
+        super::slice(mem, headers_ptr, headers_len),
+    ) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let response = LocalResponse {
+        status: status_code as u32,
+        details: String::from_utf8_lossy(details).into_owned(),
+        body: body.to_vec(),
+        headers: decode_pairs(headers).into_iter().collect::<HeaderMap>(),
+        grpc_status: (grpc_status >= 0).then_some(grpc_status as u32),
+    };
+    if let Some((stream, _)) = host.stream_mut() {
+        host.deferred.push(Deferred::LocalResponse { stream, response });
+    }
+    status(Status::Ok)
+}
+
+fn proxy_continue_stream(mut caller: Caller<'_, Host>, stream_type: i32) -> Ret {
+    enter(&caller, "proxy_continue_stream")?;
+    match StreamType::from_abi(stream_type as u32) {
+        None => status(Status::BadArgument),
+        Some(StreamType::HttpRequest) => continue_http(&mut caller, Direction::Request),
+        Some(StreamType::HttpResponse) => continue_http(&mut caller, Direction::Response),
+        Some(StreamType::Downstream | StreamType::Upstream) => {
+            unimplemented(&mut caller, "proxy_continue_stream(DOWNSTREAM/UPSTREAM)")
+        }
+    }
+}
+
+pub(super) fn continue_http(caller: &mut Caller<'_, Host>, dir: Direction) -> Ret {
+    let host = caller.data_mut();
+    if let Some((stream, _)) = host.stream_mut() {
+        host.deferred.push(Deferred::Continue { stream, dir });
+    }
+    status(Status::Ok)
+}
+
+fn proxy_close_stream(mut caller: Caller<'_, Host>, stream_type: i32) -> Ret {
+    enter(&caller, "proxy_close_stream")?;
+    match StreamType::from_abi(stream_type as u32) {
+        None => status(Status::BadArgument),
+        Some(StreamType::HttpRequest | StreamType::HttpResponse) => {
+            let host = caller.data_mut();
+            if let Some((stream, _)) = host.stream_mut() {
+                host.deferred.push(Deferred::Reset { stream });
+            }
+            status(Status::Ok)
+        }
+        Some(StreamType::Downstream | StreamType::Upstream) => {
+            unimplemented(&mut caller, "proxy_close_stream(DOWNSTREAM/UPSTREAM)")
+        }
+    }
+}
+
+/// Whether the configuration buffer may be read now (during `proxy_on_configure`).
+pub(super) fn configuring(host: &Host) -> bool {
+    host.phase == Phase::Configure
+}

@@ -1,0 +1,333 @@
+//! The host side of the ABI: the state a VM's `Store` carries and the host
+//! functions, grouped as the spec groups them.
+
+mod callouts;
+mod fields;
+mod legacy;
+mod lifecycle;
+mod shared;
+mod wasi;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
+
+use crate::abi::{AbiVersion, LogLevel, Status};
+use crate::plugin::PluginSettings;
+use crate::properties::{self, PluginIdentity};
+use crate::runtime::SharedState;
+use crate::stream::{Direction, HttpStreamState, LocalResponse};
+
+pub use shared::Metric;
+
+/// A log line the plugin wrote (`proxy_log`, or stdout/stderr via WASI).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogEntry {
+    /// Level; WASI stdout logs at info and stderr at error, as in Envoy.
+    pub level: LogLevel,
+    /// The message (lossy UTF-8).
+    pub message: String,
+    /// The context that was active (or effective) when it was written.
+    pub context_id: u32,
+}
+
+/// What the guest is doing now, for the rules that depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// No callback is running.
+    Idle,
+    /// `_initialize`/`main`/`_start`: only logging and WASI may run.
+    Start,
+    VmStart,
+    Configure,
+    /// Any other callback.
+    Callback,
+}
+
+/// Work a host call asks for that Envoy runs after the VM call returns
+/// (`addAfterVmCallAction`), never inline.
+#[derive(Debug)]
+pub(crate) enum Deferred {
+    Continue { stream: u32, dir: Direction },
+    LocalResponse { stream: u32, response: LocalResponse },
+    Reset { stream: u32 },
+    RootDone,
+}
+
+/// Bounds linear memory like Envoy's 1 GiB cap, remembering a refused
+/// growth so the resulting trap can be explained.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: usize,
+    pub(crate) refused: Option<usize>,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+}
+
+/// A trap raised by the host itself (as Envoy's V8 wrapper does for a host
+/// call made where it is not allowed).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct HostTrap(pub(crate) String);
+
+/// Virtual clocks: they move only when the test advances them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    pub(crate) realtime_ns: u64,
+    pub(crate) monotonic_ns: u64,
+}
+
+/// State of one VM, owned by its `Store`.
+pub(crate) struct Host {
+    pub(crate) settings: Arc<PluginSettings>,
+    pub(crate) shared: Arc<SharedState>,
+    pub(crate) abi: AbiVersion,
+    pub(crate) memory: Option<Memory>,
+    pub(crate) alloc: Option<TypedFunc<i32, i32>>,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) phase: Phase,
+    /// Context of the running callback.
+    pub(crate) active: u32,
+    /// Context set by `proxy_set_effective_context` during this callback.
+    pub(crate) effective: Option<u32>,
+    pub(crate) root_id: u32,
+    pub(crate) logs: Vec<LogEntry>,
+    /// Harness errors raised during the running callback (for example an
+    /// unimplemented host function); they fail the call that ran it.
+    pub(crate) problems: Vec<String>,
+    pub(crate) deferred: Vec<Deferred>,
+    pub(crate) streams: HashMap<u32, HttpStreamState>,
+    /// Properties the test set.
+    pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) clock: Clock,
+    pub(crate) tick_period_ns: u64,
+    pub(crate) next_tick_ns: u64,
+    /// The root context answered false from `proxy_on_done`.
+    pub(crate) root_pending_done: bool,
+    /// What `proxy_get_status` returns (set by callouts).
+    pub(crate) status: (u32, Vec<u8>),
+    /// Metric ids this VM defined: id → name.
+    pub(crate) metric_ids: HashMap<u32, String>,
+    pub(crate) next_metric_ids: [u32; 3],
+    /// Calls of the `clear_route_cache` foreign function and of 0.1.0's
+    /// `proxy_clear_route_cache`.
+    pub(crate) route_cache_clears: u32,
+}
+
+impl Host {
+    pub(crate) fn new(settings: Arc<PluginSettings>, shared: Arc<SharedState>, abi: AbiVersion) -> Self {
+        let properties = settings.properties.clone();
+        let clock = Clock {
+            realtime_ns: settings.start_time_ns,
+            monotonic_ns: 0,
+        };
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(settings.seed),
+            limiter: MemoryLimiter {
+                limit: settings.memory_limit,
+                refused: None,
+            },
+            settings,
+            shared,
+            abi,
+            memory: None,
+            alloc: None,
+            phase: Phase::Idle,
+            active: 0,
+            effective: None,
+            root_id: 0,
+            logs: Vec::new(),
+            problems: Vec::new(),
+            deferred: Vec::new(),
+            streams: HashMap::new(),
+            properties,
+            clock,
+            tick_period_ns: 0,
+            next_tick_ns: 0,
+            root_pending_done: false,
+            status: (0, Vec::new()),
+            metric_ids: HashMap::new(),
+            next_metric_ids: [0, 1, 2],
+            route_cache_clears: 0,
+        }
+    }
+
+    /// The context host calls act on: the effective one if it still exists,
+    /// else the one whose callback runs (cpp-host `ContextOrEffectiveContext`).
+    pub(crate) fn context(&self) -> u32 {
+        match self.effective {
+            Some(id) if id == self.root_id || self.streams.contains_key(&id) => id,
+            _ => self.active,
+        }
+    }
+
+    pub(crate) fn stream(&self) -> Option<&HttpStreamState> {
+        self.streams.get(&self.context())
+    }
+
+    pub(crate) fn stream_mut(&mut self) -> Option<(u32, &mut HttpStreamState)> {
+        let id = self.context();
+        self.streams.get_mut(&id).map(|s| (id, s))
+    }
+
+    pub(crate) fn log(&mut self, level: LogLevel, message: &[u8]) {
+        if level < self.settings.log_level {
+            return;
+        }
+        let context_id = self.context();
+        self.logs.push(LogEntry {
+            level,
+            message: String::from_utf8_lossy(message).into_owned(),
+            context_id,
+        });
+    }
+
+    pub(crate) fn property(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let identity = PluginIdentity {
+            name: &self.settings.name,
+            root_id: &self.settings.root_id,
+            vm_id: &self.settings.vm_id,
+        };
+        properties::lookup(path, self.stream(), &self.properties, &identity)
+    }
+}
+
+// ---- guest memory ---------------------------------------------------------
+
+/// Guest memory and host state borrowed together; `None` before the module's
+/// memory is known (a start function calling the host).
+pub(crate) fn split<'a>(caller: &'a mut Caller<'_, Host>) -> Option<(&'a mut [u8], &'a mut Host)> {
+    let memory = caller.data().memory?;
+    Some(memory.data_and_store_mut(caller))
+}
+
+/// `len` bytes at `ptr`, or `None` when any of them is outside memory.
+pub(crate) fn slice(mem: &[u8], ptr: i32, len: i32) -> Option<&[u8]> {
+    let start = ptr as u32 as usize;
+    mem.get(start..start.checked_add(len as u32 as usize)?)
+}
+
+pub(crate) fn write_u32(mem: &mut [u8], ptr: i32, value: u32) -> bool {
+    write_bytes(mem, ptr, &value.to_le_bytes())
+}
+
+pub(crate) fn write_u64(mem: &mut [u8], ptr: i32, value: u64) -> bool {
+    write_bytes(mem, ptr, &value.to_le_bytes())
+}
+
+pub(crate) fn write_bytes(mem: &mut [u8], ptr: i32, bytes: &[u8]) -> bool {
+    let start = ptr as u32 as usize;
+    match start
+        .checked_add(bytes.len())
+        .and_then(|end| mem.get_mut(start..end))
+    {
+        Some(dst) => {
+            dst.copy_from_slice(bytes);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Reads guest bytes into an owned buffer (host state may be borrowed later).
+pub(crate) fn read(caller: &mut Caller<'_, Host>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+    let (mem, _) = split(caller)?;
+    slice(mem, ptr, len).map(<[u8]>::to_vec)
+}
+
+/// Copies `bytes` into memory the guest allocates, and writes the pointer and
+/// size to the guest's out-pointers. An empty value is written as 0/0 without
+/// calling the allocator, as Envoy does. Each value comes from one allocation
+/// of exactly its size: the Rust SDK adopts it with `Vec::from_raw_parts`.
+pub(crate) fn copy_out(
+    caller: &mut Caller<'_, Host>,
+    bytes: &[u8],
+    ptr_ptr: i32,
+    size_ptr: i32,
+) -> wasmtime::Result<Status> {
+    let ptr = if bytes.is_empty() {
+        0
+    } else {
+        match allocate(caller, bytes.len())? {
+            Some(ptr) => ptr,
+            None => return Ok(Status::InvalidMemoryAccess),
+        }
+    };
+    let Some((mem, _)) = split(caller) else {
+        return Ok(Status::InvalidMemoryAccess);
+    };
+    let ok = (bytes.is_empty() || write_bytes(mem, ptr as i32, bytes))
+        && write_u32(mem, ptr_ptr, ptr)
+        && write_u32(mem, size_ptr, bytes.len() as u32);
+    Ok(if ok { Status::Ok } else { Status::InvalidMemoryAccess })
+}
+
+/// Calls the guest allocator; `None` when it has none or answers 0.
+pub(crate) fn allocate(caller: &mut Caller<'_, Host>, len: usize) -> wasmtime::Result<Option<u32>> {
+    let (Some(alloc), Ok(len)) = (caller.data().alloc.clone(), i32::try_from(len)) else {
+        return Ok(None);
+    };
+    let ptr = alloc.call(&mut *caller, len)?;
+    Ok((ptr != 0).then_some(ptr as u32))
+}
+
+/// Envoy lets only logging and WASI run while the module starts
+/// (`_initialize`, `main`, `_start`); any other host call traps.
+pub(crate) fn enter(caller: &Caller<'_, Host>, function: &str) -> wasmtime::Result<()> {
+    if caller.data().phase == Phase::Start {
+        return Err(wasmtime::Error::new(HostTrap(format!(
+            "{function} was called while the module was starting (_initialize/main/_start); \
+             Envoy allows only proxy_log and WASI calls there"
+        ))));
+    }
+    Ok(())
+}
+
+/// A host function this harness does not implement yet: it answers
+/// UNIMPLEMENTED and records a harness error that fails the call.
+pub(crate) fn unimplemented(caller: &mut Caller<'_, Host>, function: &str) -> wasmtime::Result<i32> {
+    enter(caller, function)?;
+    caller.data_mut().problems.push(format!(
+        "the plugin called {function}, which this harness does not implement yet (it answered UNIMPLEMENTED)"
+    ));
+    Ok(Status::Unimplemented.code())
+}
+
+/// Registers every host function: the 0.2.1 set, the 0.1.0/0.2.0 extras and
+/// Envoy's WASI functions under both WASI module names.
+pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    lifecycle::add_to_linker(linker)?;
+    fields::add_to_linker(linker)?;
+    shared::add_to_linker(linker)?;
+    callouts::add_to_linker(linker)?;
+    legacy::add_to_linker(linker)?;
+    wasi::add_to_linker(linker)?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! Unit-test proxy-wasm filters without Envoy.
+//!
+//! This crate is a [wasmtime] host that implements the proxy-wasm ABI
+//! (v0.2.1, with 0.2.0 and 0.1.0) the way Envoy does: it loads any stock
+//! `wasm32-wasip1` filter, from any SDK, starts it as Envoy starts a VM, and
+//! drives HTTP streams through it with Envoy's rules for pauses, buffering,
+//! local replies, header maps and properties. Tests then assert on plain
+//! state: what the upstream received, what the client got, what was logged.
+//!
+//! ```
+//! use proxy_wasm_harness::{Plugin, Progress};
+//!
+//! # fn main() -> proxy_wasm_harness::Result<()> {
+//! // A tiny filter in WAT that adds `x-hello: world` to every request; a
+//! // real test loads the `.wasm` its crate builds with `Plugin::load`.
+//! let filter = r#"(module
+//!   (import "env" "proxy_add_header_map_value"
+//!     (func $add (param i32 i32 i32 i32 i32) (result i32)))
+//!   (memory (export "memory") 1)
+//!   (data (i32.const 16) "x-helloworld")
+//!   (global $heap (mut i32) (i32.const 1024))
+//!   (func (export "proxy_abi_version_0_2_1"))
+//!   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+//!     global.get $heap
+//!     (global.set $heap (i32.add (global.get $heap) (local.get $size))))
+//!   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+//!     (drop (call $add (i32.const 0) (i32.const 16) (i32.const 7) (i32.const 23) (i32.const 5)))
+//!     (i32.const 0)))"#;
+//!
+//! let plugin = Plugin::builder_from_bytes(filter).configuration("{}").build()?;
+//! let mut vm = plugin.start()?;
+//! let mut stream = vm.http_stream();
+//! let progress = stream.send_request_headers(
+//!     [(":method", "GET"), (":path", "/"), (":authority", "example.com")],
+//!     true,
+//! )?;
+//! assert_eq!(progress, Progress::Continued);
+//! assert_eq!(stream.upstream_request().header("x-hello"), Some("world"));
+//! let exchange = stream.finish()?;
+//! assert!(exchange.upstream_request.complete);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Core types
+//!
+//! - [`Runtime`]: a wasm engine with every host function linked. Optional:
+//!   plugins built without one get their own, so tests run in parallel.
+//! - [`Plugin`]: a compiled, checked module with its configuration;
+//!   `Send + Sync`, cheap to clone, starts any number of VMs.
+//! - [`Vm`]: one running VM (its own store): logs, properties, time, metrics.
+//! - [`HttpStream`]: one request/response exchange through a VM.
+//! - [`Error`]: what went wrong, including a guest trap with the panic
+//!   message, a callback past its deadline, or a harness limitation.
+//!
+//! [wasmtime]: https://docs.rs/wasmtime
+
+mod abi;
+mod error;
+mod headers;
+mod host;
+mod http;
+mod plugin;
+mod properties;
+mod runtime;
+mod stream;
+mod vm;
+
+pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, Status, StreamType};
+pub use error::{Error, Result};
+pub use headers::HeaderMap;
+pub use host::{LogEntry, Metric};
+pub use http::{Exchange, HttpStream};
+pub use plugin::{
+    DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_START_TIME_UNIX_SECS, Plugin, PluginBuilder,
+};
+pub use properties::value as property;
+pub use runtime::Runtime;
+pub use stream::{LocalResponse, Message, Progress};
+pub use vm::Vm;

@@ -1,0 +1,355 @@
+//! Loading a plugin: compile once, check it the way Envoy does, and keep
+//! everything needed to start VMs from it cheaply and in parallel.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wasmtime::{ExternType, InstancePre, Module, ModuleExport, ValType};
+
+use crate::abi::{AbiVersion, LogLevel};
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::properties;
+use crate::runtime::Runtime;
+use crate::vm::Vm;
+
+/// Linear memory cap per VM, as Envoy's (cpp-host `limits.h`).
+pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
+/// How long one callback may run before it is interrupted.
+pub const DEFAULT_CALLBACK_DEADLINE: Duration = Duration::from_secs(5);
+/// Where the virtual clock starts: 2026-01-01T00:00:00Z.
+pub const DEFAULT_START_TIME_UNIX_SECS: u64 = 1_767_225_600;
+
+/// Everything about a plugin that is not the module itself.
+#[derive(Debug, Clone)]
+pub(crate) struct PluginSettings {
+    pub(crate) name: String,
+    pub(crate) root_id: String,
+    pub(crate) vm_id: String,
+    pub(crate) configuration: Vec<u8>,
+    pub(crate) vm_configuration: Vec<u8>,
+    pub(crate) environment: Vec<(String, String)>,
+    pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
+    pub(crate) log_level: LogLevel,
+    pub(crate) memory_limit: usize,
+    pub(crate) callback_deadline: Duration,
+    pub(crate) seed: u64,
+    pub(crate) start_time_ns: u64,
+}
+
+/// Callback exports the harness calls, with their signature per ABI version
+/// (parameters, results; all i32).
+pub(crate) const CALLBACKS: &[(&str, usize, usize)] = &[
+    ("proxy_on_memory_allocate", 1, 1),
+    ("malloc", 1, 1),
+    ("_initialize", 0, 0),
+    ("_start", 0, 0),
+    ("main", 2, 1),
+    ("__main_void", 0, 1),
+    ("proxy_on_context_create", 2, 0),
+    ("proxy_on_vm_start", 2, 1),
+    ("proxy_on_configure", 2, 1),
+    ("proxy_on_tick", 1, 0),
+    ("proxy_on_done", 1, 1),
+    ("proxy_on_log", 1, 0),
+    ("proxy_on_delete", 1, 0),
+    ("proxy_on_request_headers", 3, 1),
+    ("proxy_on_request_body", 3, 1),
+    ("proxy_on_request_trailers", 2, 1),
+    ("proxy_on_response_headers", 3, 1),
+    ("proxy_on_response_body", 3, 1),
+    ("proxy_on_response_trailers", 2, 1),
+];
+
+/// Index of each entry of [`CALLBACKS`] in a module, resolved once.
+pub(crate) type Exports = [Option<ModuleExport>; CALLBACKS.len()];
+
+/// Where a callback sits in [`CALLBACKS`].
+pub(crate) fn callback_index(name: &str) -> usize {
+    CALLBACKS
+        .iter()
+        .position(|(n, _, _)| *n == name)
+        .unwrap_or(usize::MAX)
+}
+
+/// A compiled, checked plugin: the module, its configuration and a
+/// pre-linked instance template. Cloning is cheap; it is `Send + Sync`, so
+/// one plugin can start VMs on many test threads at once.
+#[derive(Clone, Debug)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+pub(crate) struct PluginInner {
+    pub(crate) runtime: Runtime,
+    pub(crate) pre: InstancePre<Host>,
+    pub(crate) abi: AbiVersion,
+    pub(crate) exports: Exports,
+    pub(crate) memory_export: ModuleExport,
+    pub(crate) settings: Arc<PluginSettings>,
+}
+
+impl Plugin {
+    /// Starts building a plugin from a `.wasm` (or `.wat`) file.
+    pub fn builder(path: impl AsRef<Path>) -> PluginBuilder {
+        PluginBuilder::new(Source::File(path.as_ref().to_path_buf()))
+    }
+
+    /// Starts building a plugin from module bytes (binary or WAT text).
+    pub fn builder_from_bytes(bytes: impl Into<Vec<u8>>) -> PluginBuilder {
+        PluginBuilder::new(Source::Bytes(bytes.into()))
+    }
+
+    /// Loads a plugin from a file with a plugin configuration and defaults
+    /// for everything else.
+    ///
+    /// # Errors
+    ///
+    /// See [`PluginBuilder::build`].
+    pub fn load(path: impl AsRef<Path>, configuration: impl Into<Vec<u8>>) -> Result<Self> {
+        Self::builder(path).configuration(configuration).build()
+    }
+
+    /// Starts a VM as Envoy does: instantiate, `_initialize` (then `main`)
+    /// or `_start`, create the root context, `proxy_on_vm_start` with the VM
+    /// configuration, `proxy_on_configure` with the plugin configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConfigurationRejected`] or [`Error::VmStartFailed`] with the
+    /// plugin's logs when it refuses; [`Error::Trap`], [`Error::Timeout`] or
+    /// [`Error::MemoryLimit`] when it misbehaves.
+    pub fn start(&self) -> Result<Vm> {
+        Vm::start(&self.inner)
+    }
+
+    /// The ABI version the module declares.
+    pub fn abi_version(&self) -> AbiVersion {
+        self.inner.abi
+    }
+
+    /// The runtime the plugin was compiled on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+}
+
+#[derive(Debug)]
+enum Source {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// Configures and compiles a [`Plugin`].
+#[derive(Debug)]
+pub struct PluginBuilder {
+    source: Source,
+    runtime: Option<Runtime>,
+    settings: PluginSettings,
+}
+
+impl PluginBuilder {
+    fn new(source: Source) -> Self {
+        Self {
+            source,
+            runtime: None,
+            settings: PluginSettings {
+                name: "plugin".into(),
+                root_id: String::new(),
+                vm_id: String::new(),
+                configuration: Vec::new(),
+                vm_configuration: Vec::new(),
+                environment: Vec::new(),
+                properties: properties::defaults(),
+                log_level: LogLevel::Info,
+                memory_limit: DEFAULT_MEMORY_LIMIT,
+                callback_deadline: DEFAULT_CALLBACK_DEADLINE,
+                seed: 0,
+                start_time_ns: DEFAULT_START_TIME_UNIX_SECS * 1_000_000_000,
+            },
+        }
+    }
+
+    /// Compile on this runtime (to share its shared data and metrics with
+    /// other plugins, or its pooling allocator).
+    pub fn runtime(mut self, runtime: &Runtime) -> Self {
+        self.runtime = Some(runtime.clone());
+        self
+    }
+
+    /// The plugin configuration (`PluginConfig.configuration`).
+    pub fn configuration(mut self, configuration: impl Into<Vec<u8>>) -> Self {
+        self.settings.configuration = configuration.into();
+        self
+    }
+
+    /// The VM configuration (`VmConfig.configuration`).
+    pub fn vm_configuration(mut self, configuration: impl Into<Vec<u8>>) -> Self {
+        self.settings.vm_configuration = configuration.into();
+        self
+    }
+
+    /// The plugin name (property `plugin_name`); default `plugin`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.settings.name = name.into();
+        self
+    }
+
+    /// The root id (property `plugin_root_id`); default empty.
+    pub fn root_id(mut self, root_id: impl Into<String>) -> Self {
+        self.settings.root_id = root_id.into();
+        self
+    }
+
+    /// The vm id (property `plugin_vm_id`, and the scope of shared data);
+    /// default empty.
+    pub fn vm_id(mut self, vm_id: impl Into<String>) -> Self {
+        self.settings.vm_id = vm_id.into();
+        self
+    }
+
+    /// An environment variable the VM sees (`VmConfig.environment_variables`).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.environment.push((key.into(), value.into()));
+        self
+    }
+
+    /// A host property, by dotted path (`xds.route_name`). Values use
+    /// Envoy's encodings; see [`crate::property`] for integers and maps.
+    pub fn property(mut self, path: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.settings
+            .properties
+            .insert(properties::path_from_dotted(path), value.into());
+        self
+    }
+
+    /// The log level Envoy runs at (default info, as Envoy's): what
+    /// `proxy_get_log_level` answers, and logs below it are dropped.
+    pub fn log_level(mut self, level: LogLevel) -> Self {
+        self.settings.log_level = level;
+        self
+    }
+
+    /// Cap on each VM's linear memory (default 1 GiB, as Envoy).
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.settings.memory_limit = bytes;
+        self
+    }
+
+    /// How long one callback may run (default 5 s).
+    pub fn callback_deadline(mut self, deadline: Duration) -> Self {
+        self.settings.callback_deadline = deadline;
+        self
+    }
+
+    /// Seed of the VM's random generator (WASI `random_get`); default 0, so
+    /// runs repeat.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.settings.seed = seed;
+        self
+    }
+
+    /// Where the virtual clock starts (default 2026-01-01T00:00:00Z).
+    pub fn start_time(mut self, time: SystemTime) -> Self {
+        self.settings.start_time_ns = time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self
+    }
+
+    /// Compiles and checks the module as Envoy would before starting it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`], [`Error::InvalidModule`], [`Error::MissingAbiVersion`],
+    /// [`Error::MissingMemory`], [`Error::MissingAllocator`],
+    /// [`Error::BadExport`] or [`Error::Link`].
+    pub fn build(self) -> Result<Plugin> {
+        let runtime = match self.runtime {
+            Some(runtime) => runtime,
+            None => Runtime::new()?,
+        };
+        let bytes = match self.source {
+            Source::File(path) => std::fs::read(&path).map_err(|source| Error::Io { path, source })?,
+            Source::Bytes(bytes) => bytes,
+        };
+        let module = Module::new(runtime.engine(), &bytes).map_err(|e| Error::InvalidModule {
+            reason: format!("{e:#}"),
+        })?;
+        let abi = module
+            .exports()
+            .find_map(|e| AbiVersion::from_marker(e.name()))
+            .ok_or(Error::MissingAbiVersion)?;
+        let memory_export = match module.get_export("memory") {
+            Some(ExternType::Memory(_)) => module.get_export_index("memory"),
+            _ => None,
+        }
+        .ok_or(Error::MissingMemory)?;
+        let exports = resolve_exports(&module, abi)?;
+        let has_allocator = ["malloc", "proxy_on_memory_allocate"]
+            .iter()
+            .any(|name| exports[callback_index(name)].is_some());
+        if !has_allocator {
+            return Err(Error::MissingAllocator);
+        }
+        let pre = runtime.linker().instantiate_pre(&module).map_err(|e| Error::Link {
+            reason: format!("{e:#}"),
+        })?;
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                runtime,
+                pre,
+                abi,
+                exports,
+                memory_export,
+                settings: Arc::new(self.settings),
+            }),
+        })
+    }
+}
+
+impl std::fmt::Debug for PluginInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("abi", &self.abi)
+            .field("name", &self.settings.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Finds each callback and checks its signature for the ABI version (0.1.0
+/// headers callbacks take no `end_of_stream`).
+fn resolve_exports(module: &Module, abi: AbiVersion) -> Result<Exports> {
+    let mut exports: Exports = std::array::from_fn(|_| None);
+    for (slot, (name, params, results)) in exports.iter_mut().zip(CALLBACKS) {
+        let Some(ty) = module.get_export(name) else { continue };
+        let params = match *name {
+            "proxy_on_request_headers" | "proxy_on_response_headers" if abi == AbiVersion::V0_1_0 => 2,
+            _ => *params,
+        };
+        let ok = match &ty {
+            ExternType::Func(f) => {
+                f.params().len() == params
+                    && f.results().len() == *results
+                    && f.params().chain(f.results()).all(|t| matches!(t, ValType::I32))
+            }
+            _ => false,
+        };
+        if !ok {
+            let signature = |p: usize, r: usize| format!("({}) -> ({})", vec!["i32"; p].join(", "), vec!["i32"; r].join(", "));
+            return Err(Error::BadExport {
+                name: (*name).to_owned(),
+                expected: signature(params, *results),
+                found: match &ty {
+                    ExternType::Func(f) => f.to_string(),
+                    other => format!("{other:?}"),
+                },
+                abi,
+            });
+        }
+        *slot = module.get_export_index(name);
+    }
+    Ok(exports)
+}

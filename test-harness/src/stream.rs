@@ -1,0 +1,216 @@
+//! State of one HTTP stream as the host sees it: the request and response
+//! flows, what passed the filter, and any local reply.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::headers::HeaderMap;
+
+/// A message as it left the filter: what the upstream received (request) or
+/// what the client received (response).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Message {
+    /// Headers, once the filter let them through.
+    pub headers: Option<HeaderMap>,
+    /// Body bytes the filter let through, in order.
+    pub body: Vec<u8>,
+    /// Trailers, once the filter let them through.
+    pub trailers: Option<HeaderMap>,
+    /// Whether the whole message (end of stream) went through.
+    pub complete: bool,
+}
+
+impl Message {
+    /// The first value of a header that went through.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.as_ref()?.get(name)
+    }
+
+    /// The `:status` of a response, when it is a number.
+    pub fn status(&self) -> Option<u32> {
+        self.header(":status")?.parse().ok()
+    }
+
+    /// The body as text (lossy).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// `Some((declared, actual))` when a complete message's `content-length`
+    /// disagrees with its body. Envoy does not fix `content-length` when a
+    /// filter changes a body, so the peer would read `declared` bytes.
+    pub fn content_length_mismatch(&self) -> Option<(usize, usize)> {
+        let declared: usize = self.header("content-length")?.trim().parse().ok()?;
+        (self.complete && declared != self.body.len()).then_some((declared, self.body.len()))
+    }
+}
+
+/// A local reply the filter sent with `proxy_send_local_response`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocalResponse {
+    /// HTTP status code.
+    pub status: u32,
+    /// Response code details (shown in access logs as `%RESPONSE_CODE_DETAILS%`).
+    pub details: String,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Additional headers, names lower-cased.
+    pub headers: HeaderMap,
+    /// The gRPC status, unless the filter passed -1 (none).
+    pub grpc_status: Option<u32>,
+}
+
+/// How far a stream got after the last call that fed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The filter let everything fed so far through.
+    Continued,
+    /// The filter paused this direction; it moves on only when the filter
+    /// continues it (`proxy_continue_stream`).
+    Paused,
+    /// The filter answered with a local reply; the request never reaches the
+    /// upstream (or the upstream's response was replaced).
+    Responded,
+    /// The filter reset the stream (`proxy_close_stream`).
+    Reset,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Direction {
+    Request,
+    Response,
+}
+
+/// Where a flow's filter iteration stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Headers,
+    Body,
+    Trailers,
+}
+
+/// Which part of a flow the filter may touch now: the one whose callback is
+/// running, or at which the filter paused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Idle,
+    Headers,
+    Body,
+    Trailers,
+}
+
+#[derive(Debug)]
+pub(crate) enum Frame {
+    Headers(HeaderMap, bool),
+    Data(Vec<u8>, bool),
+    Trailers(HeaderMap),
+}
+
+/// One direction of a stream.
+#[derive(Debug)]
+pub(crate) struct Flow {
+    /// The live header map (kept after the filter passes it, for properties
+    /// and the access-log phase).
+    pub(crate) headers: Option<HeaderMap>,
+    /// Body bytes buffered at the filter and visible to it.
+    pub(crate) body: Vec<u8>,
+    pub(crate) trailers: Option<HeaderMap>,
+    /// End of stream was seen on input.
+    pub(crate) end_of_stream: bool,
+    pub(crate) stage: Stage,
+    pub(crate) stopped: Option<Stop>,
+    /// Frames that arrived while iteration was stopped at headers or trailers.
+    pub(crate) pending: VecDeque<Frame>,
+    pub(crate) sent: Message,
+    /// No more frames are processed (local reply, reset).
+    pub(crate) closed: bool,
+    /// Input already received headers / ended (for order checks).
+    pub(crate) input_headers: bool,
+    pub(crate) input_ended: bool,
+}
+
+impl Flow {
+    fn new() -> Self {
+        Self {
+            headers: None,
+            body: Vec::new(),
+            trailers: None,
+            end_of_stream: false,
+            stage: Stage::Idle,
+            stopped: None,
+            pending: VecDeque::new(),
+            sent: Message::default(),
+            closed: false,
+            input_headers: false,
+            input_ended: false,
+        }
+    }
+
+    /// Whether this flow received its headers.
+    pub(crate) fn started(&self) -> bool {
+        self.headers.is_some()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct HttpStreamState {
+    /// `proxy_on_context_create` ran (Envoy creates the context lazily, at
+    /// the first request headers).
+    pub(crate) created: bool,
+    pub(crate) request: Flow,
+    pub(crate) response: Flow,
+    pub(crate) local_response: Option<LocalResponse>,
+    pub(crate) answered_locally: bool,
+    pub(crate) reset: bool,
+    /// `proxy_on_log` is running: every map is readable, none writable.
+    pub(crate) in_log: bool,
+    pub(crate) finished: bool,
+    /// Values the filter set with `proxy_set_property` (Envoy filter state).
+    pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// Virtual time the stream started, for `request.time`.
+    pub(crate) start_time_ns: u64,
+}
+
+impl HttpStreamState {
+    pub(crate) fn new(start_time_ns: u64) -> Self {
+        Self {
+            created: false,
+            request: Flow::new(),
+            response: Flow::new(),
+            local_response: None,
+            answered_locally: false,
+            reset: false,
+            in_log: false,
+            finished: false,
+            properties: HashMap::new(),
+            start_time_ns,
+        }
+    }
+
+    pub(crate) fn flow(&self, dir: Direction) -> &Flow {
+        match dir {
+            Direction::Request => &self.request,
+            Direction::Response => &self.response,
+        }
+    }
+
+    pub(crate) fn flow_mut(&mut self, dir: Direction) -> &mut Flow {
+        match dir {
+            Direction::Request => &mut self.request,
+            Direction::Response => &mut self.response,
+        }
+    }
+
+    pub(crate) fn progress(&self, dir: Direction) -> Progress {
+        if self.reset {
+            Progress::Reset
+        } else if self.answered_locally || self.response.closed {
+            Progress::Responded
+        } else if self.flow(dir).stopped.is_some() {
+            Progress::Paused
+        } else {
+            Progress::Continued
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! One VM of a plugin: its own `Store`, started as Envoy starts one, with a
+//! guarded way to call into the guest.
+
+use std::fmt;
+use std::mem;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wasmtime::{Extern, Instance, Store, Trap, TypedFunc, WasmBacktrace, WasmParams, WasmResults};
+
+use crate::abi::{AbiVersion, LogLevel};
+use crate::error::{Error, Result};
+use crate::host::{Deferred, Host, HostTrap, LogEntry, Metric, Phase};
+use crate::plugin::{PluginInner, callback_index};
+use crate::properties;
+use crate::runtime::EPOCH_TICK;
+use crate::stream::Direction;
+
+/// A headers callback: 0.1.0 modules take no `end_of_stream`.
+#[derive(Clone)]
+pub(crate) enum HeadersCallback {
+    V0_1(TypedFunc<(i32, i32), i32>),
+    V0_2(TypedFunc<(i32, i32, i32), i32>),
+}
+
+/// The guest callbacks this VM may call, resolved once at start.
+pub(crate) struct Callbacks {
+    pub(crate) on_context_create: Option<TypedFunc<(i32, i32), ()>>,
+    pub(crate) on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
+    pub(crate) on_configure: Option<TypedFunc<(i32, i32), i32>>,
+    pub(crate) on_tick: Option<TypedFunc<i32, ()>>,
+    pub(crate) on_done: Option<TypedFunc<i32, i32>>,
+    pub(crate) on_log: Option<TypedFunc<i32, ()>>,
+    pub(crate) on_delete: Option<TypedFunc<i32, ()>>,
+    /// Indexed by [`Direction`]: request, response.
+    pub(crate) headers: [Option<HeadersCallback>; 2],
+    pub(crate) body: [Option<TypedFunc<(i32, i32, i32), i32>>; 2],
+    pub(crate) trailers: [Option<TypedFunc<(i32, i32), i32>>; 2],
+}
+
+/// A running VM of a [`Plugin`](crate::Plugin): the module instantiated in
+/// its own store, its root context created and configured. Drive HTTP
+/// streams through it with [`Vm::http_stream`] and inspect what the plugin
+/// did. A VM whose guest trapped is never used again.
+pub struct Vm {
+    pub(crate) store: Store<Host>,
+    pub(crate) plugin: Arc<PluginInner>,
+    pub(crate) callbacks: Callbacks,
+    next_context_id: u32,
+    poisoned: Option<String>,
+    deadline_ticks: u64,
+}
+
+impl fmt::Debug for Vm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vm")
+            .field("abi", &self.plugin.abi)
+            .field("root_context_id", &self.store.data().root_id)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+fn typed<P: WasmParams, R: WasmResults>(store: &mut Store<Host>, instance: &Instance, plugin: &PluginInner, name: &str) -> Option<TypedFunc<P, R>> {
+    let export = plugin.exports.get(callback_index(name))?.as_ref()?;
+    let func = instance.get_module_export(&mut *store, export)?.into_func()?;
+    // Signatures were checked when the plugin was built.
+    func.typed(&*store).ok()
+}
+
+impl Callbacks {
+    fn resolve(store: &mut Store<Host>, instance: &Instance, plugin: &PluginInner) -> Self {
+        let headers = |store: &mut Store<Host>, name: &str| match plugin.abi {
+            AbiVersion::V0_1_0 => typed(store, instance, plugin, name).map(HeadersCallback::V0_1),
+            _ => typed(store, instance, plugin, name).map(HeadersCallback::V0_2),
+        };
+        Self {
+            on_context_create: typed(store, instance, plugin, "proxy_on_context_create"),
+            on_vm_start: typed(store, instance, plugin, "proxy_on_vm_start"),
+            on_configure: typed(store, instance, plugin, "proxy_on_configure"),
+            on_tick: typed(store, instance, plugin, "proxy_on_tick"),
+            on_done: typed(store, instance, plugin, "proxy_on_done"),
+            on_log: typed(store, instance, plugin, "proxy_on_log"),
+            on_delete: typed(store, instance, plugin, "proxy_on_delete"),
+            headers: [
+                headers(store, "proxy_on_request_headers"),
+                headers(store, "proxy_on_response_headers"),
+            ],
+            body: [
+                typed(store, instance, plugin, "proxy_on_request_body"),
+                typed(store, instance, plugin, "proxy_on_response_body"),
+            ],
+            trailers: [
+                typed(store, instance, plugin, "proxy_on_request_trailers"),
+                typed(store, instance, plugin, "proxy_on_response_trailers"),
+            ],
+        }
+    }
+}
+
+impl Vm {
+    pub(crate) fn start(plugin: &Arc<PluginInner>) -> Result<Self> {
+        let runtime = &plugin.runtime;
+        let host = Host::new(plugin.settings.clone(), runtime.shared().clone(), plugin.abi);
+        let mut store = Store::new(runtime.engine(), host);
+        store.limiter(|host| &mut host.limiter);
+        store.epoch_deadline_trap();
+        let tick = EPOCH_TICK.as_millis().max(1);
+        let deadline_ticks = (plugin.settings.callback_deadline.as_millis() / tick).max(1) as u64 + 1;
+        store.set_epoch_deadline(deadline_ticks);
+        let instance = plugin.pre.instantiate(&mut store).map_err(|e| Error::Instantiate {
+            reason: format!("{e:#}"),
+        })?;
+        let memory = instance
+            .get_module_export(&mut store, &plugin.memory_export)
+            .and_then(Extern::into_memory);
+        // Envoy looks for `malloc` first, then `proxy_on_memory_allocate`.
+        let alloc = typed(&mut store, &instance, plugin, "malloc")
+            .or_else(|| typed(&mut store, &instance, plugin, "proxy_on_memory_allocate"));
+        let callbacks = Callbacks::resolve(&mut store, &instance, plugin);
+        let start_fns = StartFunctions {
+            initialize: typed(&mut store, &instance, plugin, "_initialize"),
+            main: typed(&mut store, &instance, plugin, "main"),
+            main_void: typed(&mut store, &instance, plugin, "__main_void"),
+            start: typed(&mut store, &instance, plugin, "_start"),
+        };
+        {
+            let host = store.data_mut();
+            host.memory = memory;
+            host.alloc = alloc;
+        }
+        let mut vm = Vm {
+            store,
+            plugin: plugin.clone(),
+            callbacks,
+            next_context_id: 1,
+            poisoned: None,
+            deadline_ticks,
+        };
+        vm.initialize(start_fns)?;
+        vm.create_root_context()?;
+        Ok(vm)
+    }
+
+    /// `_initialize` then `main(0, 0)` (or `__main_void`), else `_start`.
+    fn initialize(&mut self, fns: StartFunctions) -> Result<()> {
+        if let Some(init) = fns.initialize {
+            self.invoke("_initialize", 0, Phase::Start, |s| init.call(s, ()))?;
+            if let Some(main) = fns.main {
+                self.invoke("main", 0, Phase::Start, |s| main.call(s, (0, 0)))?;
+            } else if let Some(main) = fns.main_void {
+                self.invoke("__main_void", 0, Phase::Start, |s| main.call(s, ()))?;
+            }
+        } else if let Some(start) = fns.start {
+            self.invoke("_start", 0, Phase::Start, |s| start.call(s, ()))?;
+        }
+        Ok(())
+    }
+
+    fn create_root_context(&mut self) -> Result<()> {
+        let root = self.new_context_id();
+        self.store.data_mut().root_id = root;
+        let id = root as i32;
+        if let Some(f) = self.callbacks.on_context_create.clone() {
+            self.invoke("proxy_on_context_create", root, Phase::Callback, |s| f.call(s, (id, 0)))?;
+        }
+        let mark = self.store.data().logs.len();
+        let settings = self.plugin.settings.clone();
+        if let Some(f) = self.callbacks.on_vm_start.clone() {
+            let size = settings.vm_configuration.len() as i32;
+            let ok = self.invoke("proxy_on_vm_start", root, Phase::VmStart, |s| f.call(s, (id, size)))?;
+            if ok == 0 {
+                return Err(Error::VmStartFailed {
+                    logs: self.store.data().logs[mark..].to_vec(),
+                });
+            }
+        }
+        if let Some(f) = self.callbacks.on_configure.clone() {
+            let size = settings.configuration.len() as i32;
+            let ok = self.invoke("proxy_on_configure", root, Phase::Configure, |s| f.call(s, (id, size)))?;
+            if ok == 0 {
+                return Err(Error::ConfigurationRejected {
+                    logs: self.store.data().logs[mark..].to_vec(),
+                });
+            }
+        }
+        self.flush_deferred()
+    }
+
+    pub(crate) fn new_context_id(&mut self) -> u32 {
+        let id = self.next_context_id;
+        self.next_context_id += 1;
+        id
+    }
+
+    /// Calls into the guest with the deadline armed and the context set;
+    /// turns traps into [`Error`]s and poisons the VM, and turns harness
+    /// problems raised during the call into [`Error::Harness`].
+    pub(crate) fn invoke<R>(
+        &mut self,
+        callback: &'static str,
+        context: u32,
+        phase: Phase,
+        call: impl FnOnce(&mut Store<Host>) -> wasmtime::Result<R>,
+    ) -> Result<R> {
+        if let Some(cause) = &self.poisoned {
+            return Err(Error::Poisoned { cause: cause.clone() });
+        }
+        let mark = {
+            let host = self.store.data_mut();
+            host.phase = phase;
+            host.active = context;
+            host.effective = None;
+            host.limiter.refused = None;
+            host.logs.len()
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let result = call(&mut self.store);
+        let host = self.store.data_mut();
+        host.phase = Phase::Idle;
+        host.effective = None;
+        match result {
+            Ok(value) if host.problems.is_empty() => Ok(value),
+            Ok(_) => Err(Error::Harness {
+                callback: callback.into(),
+                problems: mem::take(&mut host.problems),
+            }),
+            Err(err) => {
+                let deadline = self.plugin.settings.callback_deadline;
+                let error = classify(callback, &err, host, mark, deadline);
+                self.poisoned = Some(error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs the work host calls deferred until the VM call returned.
+    pub(crate) fn flush_deferred(&mut self) -> Result<()> {
+        let deferred = mem::take(&mut self.store.data_mut().deferred);
+        self.run_deferred(deferred)
+    }
+
+    pub(crate) fn run_deferred(&mut self, deferred: Vec<Deferred>) -> Result<()> {
+        for action in deferred {
+            match action {
+                Deferred::Continue { stream, dir } => self.resume(stream, dir)?,
+                Deferred::LocalResponse { stream, response } => self.local_reply(stream, response)?,
+                Deferred::Reset { stream } => self.reset(stream),
+                Deferred::RootDone => self.delete_root_context()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_root_context(&mut self) -> Result<()> {
+        let root = self.store.data().root_id;
+        self.store.data_mut().root_pending_done = false;
+        if let Some(f) = self.callbacks.on_delete.clone() {
+            self.invoke("proxy_on_delete", root, Phase::Callback, |s| f.call(s, root as i32))?;
+        }
+        Ok(())
+    }
+
+    /// Shuts the plugin down as Envoy does when it is removed: calls
+    /// `proxy_on_done` on the root context, then `proxy_on_delete` — at once
+    /// if it answered true, or when it later calls `proxy_done`.
+    /// Returns whether the root context is gone.
+    ///
+    /// # Errors
+    ///
+    /// When the guest traps.
+    pub fn shutdown(&mut self) -> Result<bool> {
+        let root = self.store.data().root_id;
+        let done = match self.callbacks.on_done.clone() {
+            Some(f) => self.invoke("proxy_on_done", root, Phase::Callback, |s| f.call(s, root as i32))? != 0,
+            None => true,
+        };
+        if done {
+            self.delete_root_context()?;
+        } else {
+            self.store.data_mut().root_pending_done = true;
+        }
+        self.flush_deferred()?;
+        Ok(!self.store.data().root_pending_done)
+    }
+
+    /// Advances the virtual clock, firing `proxy_on_tick` at every tick
+    /// period that elapses.
+    ///
+    /// # Errors
+    ///
+    /// When a tick callback traps or raises a harness error.
+    pub fn advance_time(&mut self, by: Duration) -> Result<()> {
+        let target = self.store.data().clock.monotonic_ns.saturating_add(by.as_nanos() as u64);
+        loop {
+            let host = self.store.data_mut();
+            let due = host.tick_period_ns > 0 && host.next_tick_ns <= target;
+            let step_to = if due { host.next_tick_ns } else { target };
+            let step = step_to.saturating_sub(host.clock.monotonic_ns);
+            host.clock.monotonic_ns += step;
+            host.clock.realtime_ns += step;
+            if !due {
+                return Ok(());
+            }
+            host.next_tick_ns = host.clock.monotonic_ns + host.tick_period_ns;
+            let root = host.root_id;
+            if let Some(f) = self.callbacks.on_tick.clone() {
+                self.invoke("proxy_on_tick", root, Phase::Callback, |s| f.call(s, root as i32))?;
+            }
+            self.flush_deferred()?;
+        }
+    }
+
+    /// The tick period the plugin set, if any.
+    pub fn tick_period(&self) -> Option<Duration> {
+        let ns = self.store.data().tick_period_ns;
+        (ns > 0).then(|| Duration::from_nanos(ns))
+    }
+
+    /// The virtual wall-clock time the plugin sees.
+    pub fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.store.data().clock.realtime_ns)
+    }
+
+    /// Every log line the plugin wrote, in order.
+    pub fn logs(&self) -> &[LogEntry] {
+        &self.store.data().logs
+    }
+
+    /// Takes the log lines written so far.
+    pub fn take_logs(&mut self) -> Vec<LogEntry> {
+        mem::take(&mut self.store.data_mut().logs)
+    }
+
+    /// Whether a log line at `level` contains `text`.
+    pub fn has_log(&self, level: LogLevel, text: &str) -> bool {
+        self.logs().iter().any(|l| l.level == level && l.message.contains(text))
+    }
+
+    /// Sets a host property (dotted path) for every context from now on.
+    pub fn set_property(&mut self, path: &str, value: impl Into<Vec<u8>>) {
+        self.store
+            .data_mut()
+            .properties
+            .insert(properties::path_from_dotted(path), value.into());
+    }
+
+    /// A property as the root context reads it.
+    pub fn property(&self, path: &str) -> Option<Vec<u8>> {
+        let host = self.store.data();
+        let path = properties::path_from_dotted(path);
+        let identity = properties::PluginIdentity {
+            name: &host.settings.name,
+            root_id: &host.settings.root_id,
+            vm_id: &host.settings.vm_id,
+        };
+        properties::lookup(&path, None, &host.properties, &identity)
+    }
+
+    /// A metric's current value (shared by every VM of the runtime).
+    pub fn metric(&self, name: &str) -> Option<Metric> {
+        self.plugin.runtime.metric(name)
+    }
+
+    /// A shared-data value under this VM's vm_id.
+    pub fn shared_data(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.plugin.runtime.shared_data(&self.plugin.settings.vm_id, key)
+    }
+
+    /// How often the plugin asked Envoy to clear the route cache: request
+    /// header writes under ABI <= 0.2.1, `clear_route_cache` calls.
+    pub fn route_cache_clears(&self) -> u32 {
+        self.store.data().route_cache_clears
+    }
+
+    /// Linear-memory size in 64 KiB pages (watch it for leaks).
+    pub fn memory_pages(&self) -> u64 {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |m| m.size(&self.store))
+    }
+
+    /// The guest's linear memory, read-only.
+    pub fn guest_memory(&self) -> &[u8] {
+        self.store.data().memory.map_or(&[], |m| m.data(&self.store))
+    }
+
+    /// The ABI version the module declares.
+    pub fn abi_version(&self) -> AbiVersion {
+        self.plugin.abi
+    }
+
+    /// The root context's id.
+    pub fn root_context_id(&self) -> u32 {
+        self.store.data().root_id
+    }
+
+    /// Why this VM cannot be used any more, if it trapped.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+
+    pub(crate) fn direction_index(dir: Direction) -> usize {
+        match dir {
+            Direction::Request => 0,
+            Direction::Response => 1,
+        }
+    }
+}
+
+struct StartFunctions {
+    initialize: Option<TypedFunc<(), ()>>,
+    main: Option<TypedFunc<(i32, i32), i32>>,
+    main_void: Option<TypedFunc<(), i32>>,
+    start: Option<TypedFunc<(), ()>>,
+}
+
+/// Explains a failed guest call in the terms a filter author needs.
+fn classify(callback: &str, err: &wasmtime::Error, host: &mut Host, mark: usize, deadline: Duration) -> Error {
+    let callback = callback.to_owned();
+    let backtrace = err.downcast_ref::<WasmBacktrace>().map(|b| b.to_string());
+    if let Some(HostTrap(message)) = err.downcast_ref::<HostTrap>() {
+        return Error::Trap {
+            callback,
+            message: message.clone(),
+            panic: None,
+            backtrace,
+        };
+    }
+    if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return Error::Timeout { callback, deadline };
+    }
+    // The SDK logs a panic at CRITICAL; Rust's std writes allocation failures
+    // to stderr (an ERROR log).
+    let guest_message = host
+        .logs
+        .get(mark..)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .find(|l| l.level >= LogLevel::Error)
+        .map(|l| l.message.clone());
+    if let Some(requested) = host.limiter.refused.take() {
+        return Error::MemoryLimit {
+            callback,
+            requested,
+            limit: host.limiter.limit,
+            guest_message,
+        };
+    }
+    let message = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => format!("{err:#}"),
+    };
+    Error::Trap {
+        callback,
+        message,
+        panic: guest_message,
+        backtrace,
+    }
+}
