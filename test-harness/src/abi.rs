@@ -77,7 +77,11 @@ impl Action {
     /// Envoy treats every value other than 1 as "continue" (cpp-host
     /// `convertVmCallResultToFilter*Status` only tests for PAUSE).
     pub(crate) fn from_abi(value: i32) -> Self {
-        if value == 1 { Self::Pause } else { Self::Continue }
+        if value == 1 {
+            Self::Pause
+        } else {
+            Self::Continue
+        }
     }
 }
 

@@ -31,10 +31,14 @@ pub enum Error {
     )]
     MissingAbiVersion,
     /// The module exports no linear memory named `memory`.
-    #[error("the module exports no memory named `memory`; a proxy-wasm host cannot exchange data with it")]
+    #[error(
+        "the module exports no memory named `memory`; a proxy-wasm host cannot exchange data with it"
+    )]
     MissingMemory,
     /// The module exports neither `malloc` nor `proxy_on_memory_allocate`.
-    #[error("Wasm module is missing malloc function (it exports neither `malloc` nor `proxy_on_memory_allocate` as (i32) -> i32)")]
+    #[error(
+        "Wasm module is missing malloc function (it exports neither `malloc` nor `proxy_on_memory_allocate` as (i32) -> i32)"
+    )]
     MissingAllocator,
     /// A known export has the wrong signature for the module's ABI version.
     #[error("export `{name}` has signature {found}, but ABI {abi} expects {expected}")]
@@ -70,8 +74,13 @@ pub enum Error {
     },
     /// A callback ran past its deadline (an endless loop?). The VM is not
     /// used again.
-    #[error("the plugin did not return from {callback} within {deadline:?} (endless loop?); the call was interrupted")]
-    Timeout { callback: String, deadline: Duration },
+    #[error(
+        "the plugin did not return from {callback} within {deadline:?} (endless loop?); the call was interrupted"
+    )]
+    Timeout {
+        callback: String,
+        deadline: Duration,
+    },
     /// The guest tried to grow its memory past the limit and then trapped.
     #[error("the plugin tried to grow its memory to {requested} bytes in {callback}, over the {limit}-byte limit, and trapped{}", guest_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
     MemoryLimit {
@@ -83,7 +92,10 @@ pub enum Error {
     /// The harness found a problem during a callback: the plugin called a
     /// host function the harness does not implement yet, for example.
     #[error("harness error in {callback}: {}", problems.join("; "))]
-    Harness { callback: String, problems: Vec<String> },
+    Harness {
+        callback: String,
+        problems: Vec<String>,
+    },
     /// The VM trapped earlier and is not used again (as Envoy would not).
     #[error("this VM cannot be used any more: {cause}")]
     Poisoned { cause: String },

@@ -63,7 +63,9 @@ impl HeaderMap {
 
     /// The entries in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
-        self.entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.entries
+            .iter()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
     /// Adds a value, keeping existing ones (Envoy `addCopy`). A pseudo-header
@@ -162,10 +164,12 @@ fn lower(name: &[u8]) -> Vec<u8> {
 
 /// Encodes pairs as proxy-wasm does: `u32 count`, `count × (u32 key_len,
 /// u32 value_len)`, then `count × (key, NUL, value, NUL)`, little-endian.
-pub(crate) fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone) -> Vec<u8> {
-    let (count, size) = pairs
-        .clone()
-        .fold((0u32, 4usize), |(n, s), (k, v)| (n + 1, s + 8 + k.len() + v.len() + 2));
+pub(crate) fn encode_pairs<'a>(
+    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+) -> Vec<u8> {
+    let (count, size) = pairs.clone().fold((0u32, 4usize), |(n, s), (k, v)| {
+        (n + 1, s + 8 + k.len() + v.len() + 2)
+    });
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&count.to_le_bytes());
     for (k, v) in pairs.clone() {
@@ -280,7 +284,10 @@ mod tests {
         let mut map = HeaderMap::from([("Host", "a"), ("X-A", "1")]);
         map.add(":Path", "/");
         map.add("x-a", "2");
-        let names: Vec<_> = map.iter().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect();
+        let names: Vec<_> = map
+            .iter()
+            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+            .collect();
         assert_eq!(names, [":path", "host", "x-a", "x-a"]);
         assert_eq!(map.get("X-A"), Some("1"));
         assert_eq!(map.get_all("x-a"), vec![&b"1"[..], &b"2"[..]]);

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::headers::HeaderMap;
 use crate::host::{Deferred, Phase};
 use crate::properties;
-use crate::stream::{Direction, Frame, HttpStreamState, LocalResponse, Message, Progress, Stage, Stop};
+use crate::stream::{
+    Direction, Frame, HttpStreamState, LocalResponse, Message, Progress, Stage, Stop,
+};
 use crate::vm::{HeadersCallback, Vm};
 
 /// One HTTP stream of a [`Vm`], fed part by part as a client and an upstream
@@ -42,23 +44,29 @@ impl Vm {
     pub fn http_stream(&mut self) -> HttpStream<'_> {
         let id = self.new_context_id();
         let now = self.store.data().clock.realtime_ns;
-        self.store.data_mut().streams.insert(id, HttpStreamState::new(now));
+        self.store
+            .data_mut()
+            .streams
+            .insert(id, HttpStreamState::new(now));
         HttpStream { vm: self, id }
     }
 
     /// Reopens a stream that is still open, by id (several streams can be in
     /// flight on one VM).
     pub fn stream(&mut self, id: u32) -> Option<HttpStream<'_>> {
-        let open = self.store.data().streams.get(&id).is_some_and(|s| !s.finished);
+        let open = self
+            .store
+            .data()
+            .streams
+            .get(&id)
+            .is_some_and(|s| !s.finished);
         open.then_some(HttpStream { vm: self, id })
     }
 
     fn state(&mut self, id: u32) -> Result<&mut HttpStreamState> {
-        self.store
-            .data_mut()
-            .streams
-            .get_mut(&id)
-            .ok_or_else(|| Error::InvalidState(format!("stream {id} is finished or does not exist")))
+        self.store.data_mut().streams.get_mut(&id).ok_or_else(|| {
+            Error::InvalidState(format!("stream {id} is finished or does not exist"))
+        })
     }
 
     /// A frame from the client or the upstream, checked for HTTP order.
@@ -79,10 +87,14 @@ impl Vm {
         match (&frame, flow.input_headers, flow.input_ended) {
             (_, _, true) => return Err(Error::InvalidState(format!("the {side} already ended"))),
             (Frame::Headers(..), true, _) => {
-                return Err(Error::InvalidState(format!("{side} headers were already sent")));
+                return Err(Error::InvalidState(format!(
+                    "{side} headers were already sent"
+                )));
             }
             (Frame::Data(..) | Frame::Trailers(_), false, _) => {
-                return Err(Error::InvalidState(format!("send the {side} headers first")));
+                return Err(Error::InvalidState(format!(
+                    "send the {side} headers first"
+                )));
             }
             _ => {}
         }
@@ -102,7 +114,8 @@ impl Vm {
         if flow.closed {
             return Ok(());
         }
-        if matches!(flow.stopped, Some(Stop::Headers | Stop::Trailers)) || !flow.pending.is_empty() {
+        if matches!(flow.stopped, Some(Stop::Headers | Stop::Trailers)) || !flow.pending.is_empty()
+        {
             flow.pending.push_back(frame);
             return Ok(());
         }
@@ -116,7 +129,9 @@ impl Vm {
         self.state(id)?.created = true;
         let root = self.store.data().root_id as i32;
         if let Some(f) = self.callbacks.on_context_create.clone() {
-            self.invoke("proxy_on_context_create", id, Phase::Callback, |s| f.call(s, (id as i32, root)))?;
+            self.invoke("proxy_on_context_create", id, Phase::Callback, |s| {
+                f.call(s, (id as i32, root))
+            })?;
         }
         self.flush_deferred()
     }
@@ -134,7 +149,8 @@ impl Vm {
                 flow.stage = Stage::Headers;
                 let action = match self.callbacks.headers[d].clone() {
                     Some(cb) => {
-                        let name = pick(dir, "proxy_on_request_headers", "proxy_on_response_headers");
+                        let name =
+                            pick(dir, "proxy_on_request_headers", "proxy_on_response_headers");
                         let raw = self.invoke(name, id, Phase::Callback, |s| match cb {
                             HeadersCallback::V0_1(f) => f.call(s, (ctx, n)),
                             HeadersCallback::V0_2(f) => f.call(s, (ctx, n, i32::from(eos))),
@@ -155,7 +171,9 @@ impl Vm {
                 let action = match self.callbacks.body[d].clone() {
                     Some(f) => {
                         let name = pick(dir, "proxy_on_request_body", "proxy_on_response_body");
-                        Action::from_abi(self.invoke(name, id, Phase::Callback, |s| f.call(s, (ctx, size, i32::from(eos))))?)
+                        Action::from_abi(self.invoke(name, id, Phase::Callback, |s| {
+                            f.call(s, (ctx, size, i32::from(eos)))
+                        })?)
                     }
                     None => Action::Continue,
                 };
@@ -169,8 +187,14 @@ impl Vm {
                 flow.stage = Stage::Trailers;
                 let action = match self.callbacks.trailers[d].clone() {
                     Some(f) => {
-                        let name = pick(dir, "proxy_on_request_trailers", "proxy_on_response_trailers");
-                        Action::from_abi(self.invoke(name, id, Phase::Callback, |s| f.call(s, (ctx, n)))?)
+                        let name = pick(
+                            dir,
+                            "proxy_on_request_trailers",
+                            "proxy_on_response_trailers",
+                        );
+                        Action::from_abi(
+                            self.invoke(name, id, Phase::Callback, |s| f.call(s, (ctx, n)))?,
+                        )
                     }
                     None => Action::Continue,
                 };
@@ -237,7 +261,9 @@ impl Vm {
     }
 
     pub(crate) fn resume(&mut self, id: u32, dir: Direction) -> Result<()> {
-        let Ok(state) = self.state(id) else { return Ok(()) };
+        let Ok(state) = self.state(id) else {
+            return Ok(());
+        };
         let flow = state.flow_mut(dir);
         match flow.stopped.take() {
             Some(stop) if !flow.closed => self.pass(id, dir, stop),
@@ -259,7 +285,9 @@ impl Vm {
     /// once an upstream response is being processed it replaces it directly;
     /// once response headers went downstream it is too late.
     pub(crate) fn local_reply(&mut self, id: u32, response: LocalResponse) -> Result<()> {
-        let Ok(state) = self.state(id) else { return Ok(()) };
+        let Ok(state) = self.state(id) else {
+            return Ok(());
+        };
         if state.local_response.is_some() || state.reset || state.response.sent.headers.is_some() {
             return Ok(());
         }
@@ -290,7 +318,9 @@ impl Vm {
     fn finish(&mut self, id: u32) -> Result<Exchange> {
         let state = self.state(id)?;
         if state.finished {
-            return Err(Error::InvalidState(format!("stream {id} is already finished")));
+            return Err(Error::InvalidState(format!(
+                "stream {id} is already finished"
+            )));
         }
         if state.created {
             // Envoy logs the stream, then destroys its filters.
@@ -371,8 +401,16 @@ impl HttpStream<'_> {
     ///
     /// When the guest traps or a harness problem occurs, or when headers
     /// were already sent.
-    pub fn send_request_headers(&mut self, headers: impl Into<HeaderMap>, end_of_stream: bool) -> Result<Progress> {
-        self.vm.feed(self.id, Direction::Request, Frame::Headers(headers.into(), end_of_stream))
+    pub fn send_request_headers(
+        &mut self,
+        headers: impl Into<HeaderMap>,
+        end_of_stream: bool,
+    ) -> Result<Progress> {
+        self.vm.feed(
+            self.id,
+            Direction::Request,
+            Frame::Headers(headers.into(), end_of_stream),
+        )
     }
 
     /// The client sends a chunk of request body.
@@ -380,8 +418,16 @@ impl HttpStream<'_> {
     /// # Errors
     ///
     /// As [`HttpStream::send_request_headers`].
-    pub fn send_request_body(&mut self, chunk: impl AsRef<[u8]>, end_of_stream: bool) -> Result<Progress> {
-        self.vm.feed(self.id, Direction::Request, Frame::Data(chunk.as_ref().to_vec(), end_of_stream))
+    pub fn send_request_body(
+        &mut self,
+        chunk: impl AsRef<[u8]>,
+        end_of_stream: bool,
+    ) -> Result<Progress> {
+        self.vm.feed(
+            self.id,
+            Direction::Request,
+            Frame::Data(chunk.as_ref().to_vec(), end_of_stream),
+        )
     }
 
     /// The client sends request trailers (ending the request).
@@ -390,7 +436,11 @@ impl HttpStream<'_> {
     ///
     /// As [`HttpStream::send_request_headers`].
     pub fn send_request_trailers(&mut self, trailers: impl Into<HeaderMap>) -> Result<Progress> {
-        self.vm.feed(self.id, Direction::Request, Frame::Trailers(trailers.into()))
+        self.vm.feed(
+            self.id,
+            Direction::Request,
+            Frame::Trailers(trailers.into()),
+        )
     }
 
     /// The upstream sends response headers. Ignored when the filter already
@@ -399,8 +449,16 @@ impl HttpStream<'_> {
     /// # Errors
     ///
     /// As [`HttpStream::send_request_headers`].
-    pub fn send_response_headers(&mut self, headers: impl Into<HeaderMap>, end_of_stream: bool) -> Result<Progress> {
-        self.vm.feed(self.id, Direction::Response, Frame::Headers(headers.into(), end_of_stream))
+    pub fn send_response_headers(
+        &mut self,
+        headers: impl Into<HeaderMap>,
+        end_of_stream: bool,
+    ) -> Result<Progress> {
+        self.vm.feed(
+            self.id,
+            Direction::Response,
+            Frame::Headers(headers.into(), end_of_stream),
+        )
     }
 
     /// The upstream sends a chunk of response body.
@@ -408,8 +466,16 @@ impl HttpStream<'_> {
     /// # Errors
     ///
     /// As [`HttpStream::send_request_headers`].
-    pub fn send_response_body(&mut self, chunk: impl AsRef<[u8]>, end_of_stream: bool) -> Result<Progress> {
-        self.vm.feed(self.id, Direction::Response, Frame::Data(chunk.as_ref().to_vec(), end_of_stream))
+    pub fn send_response_body(
+        &mut self,
+        chunk: impl AsRef<[u8]>,
+        end_of_stream: bool,
+    ) -> Result<Progress> {
+        self.vm.feed(
+            self.id,
+            Direction::Response,
+            Frame::Data(chunk.as_ref().to_vec(), end_of_stream),
+        )
     }
 
     /// The upstream sends response trailers (ending the response).
@@ -418,7 +484,11 @@ impl HttpStream<'_> {
     ///
     /// As [`HttpStream::send_request_headers`].
     pub fn send_response_trailers(&mut self, trailers: impl Into<HeaderMap>) -> Result<Progress> {
-        self.vm.feed(self.id, Direction::Response, Frame::Trailers(trailers.into()))
+        self.vm.feed(
+            self.id,
+            Direction::Response,
+            Frame::Trailers(trailers.into()),
+        )
     }
 
     fn state(&self) -> &HttpStreamState {
@@ -465,7 +535,12 @@ impl HttpStream<'_> {
             root_id: &host.settings.root_id,
             vm_id: &host.settings.vm_id,
         };
-        properties::lookup(&properties::path_from_dotted(path), Some(self.state()), &host.properties, &identity)
+        properties::lookup(
+            &properties::path_from_dotted(path),
+            Some(self.state()),
+            &host.properties,
+            &identity,
+        )
     }
 
     /// The VM, for example to advance time while the stream is paused.

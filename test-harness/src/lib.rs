@@ -72,7 +72,8 @@ pub use headers::HeaderMap;
 pub use host::{LogEntry, Metric};
 pub use http::{Exchange, HttpStream};
 pub use plugin::{
-    DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_START_TIME_UNIX_SECS, Plugin, PluginBuilder,
+    DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_START_TIME_UNIX_SECS, Plugin,
+    PluginBuilder,
 };
 pub use properties::value as property;
 pub use runtime::Runtime;

@@ -272,10 +272,19 @@ impl PluginBuilder {
             None => Runtime::new()?,
         };
         let bytes = match self.source {
-            Source::File(path) => std::fs::read(&path).map_err(|source| Error::Io { path, source })?,
+            Source::File(path) => {
+                std::fs::read(&path).map_err(|source| Error::Io { path, source })?
+            }
             Source::Bytes(bytes) => bytes,
         };
-        let module = Module::new(runtime.engine(), &bytes).map_err(|e| Error::InvalidModule {
+        // Text is accepted as WAT; anything starting with a NUL byte is meant
+        // as a binary module and reported as one.
+        let module = if bytes.first() == Some(&0) {
+            Module::from_binary(runtime.engine(), &bytes)
+        } else {
+            Module::new(runtime.engine(), &bytes)
+        }
+        .map_err(|e| Error::InvalidModule {
             reason: format!("{e:#}"),
         })?;
         let abi = module
@@ -294,9 +303,12 @@ impl PluginBuilder {
         if !has_allocator {
             return Err(Error::MissingAllocator);
         }
-        let pre = runtime.linker().instantiate_pre(&module).map_err(|e| Error::Link {
-            reason: format!("{e:#}"),
-        })?;
+        let pre = runtime
+            .linker()
+            .instantiate_pre(&module)
+            .map_err(|e| Error::Link {
+                reason: format!("{e:#}"),
+            })?;
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 runtime,
@@ -324,21 +336,35 @@ impl std::fmt::Debug for PluginInner {
 fn resolve_exports(module: &Module, abi: AbiVersion) -> Result<Exports> {
     let mut exports: Exports = std::array::from_fn(|_| None);
     for (slot, (name, params, results)) in exports.iter_mut().zip(CALLBACKS) {
-        let Some(ty) = module.get_export(name) else { continue };
+        let Some(ty) = module.get_export(name) else {
+            continue;
+        };
         let params = match *name {
-            "proxy_on_request_headers" | "proxy_on_response_headers" if abi == AbiVersion::V0_1_0 => 2,
+            "proxy_on_request_headers" | "proxy_on_response_headers"
+                if abi == AbiVersion::V0_1_0 =>
+            {
+                2
+            }
             _ => *params,
         };
         let ok = match &ty {
             ExternType::Func(f) => {
                 f.params().len() == params
                     && f.results().len() == *results
-                    && f.params().chain(f.results()).all(|t| matches!(t, ValType::I32))
+                    && f.params()
+                        .chain(f.results())
+                        .all(|t| matches!(t, ValType::I32))
             }
             _ => false,
         };
         if !ok {
-            let signature = |p: usize, r: usize| format!("({}) -> ({})", vec!["i32"; p].join(", "), vec!["i32"; r].join(", "));
+            let signature = |p: usize, r: usize| {
+                format!(
+                    "({}) -> ({})",
+                    vec!["i32"; p].join(", "),
+                    vec!["i32"; r].join(", ")
+                )
+            };
             return Err(Error::BadExport {
                 name: (*name).to_owned(),
                 expected: signature(params, *results),

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Linker, OptLevel, PoolingAllocationConfig,
+};
 
 use crate::error::{Error, Result};
 use crate::host::{self, Host, Metric};
@@ -17,10 +19,13 @@ use crate::host::{self, Host, Metric};
 /// these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Shared key-value data of one vm_id: key → (value, cas).
+pub(crate) type SharedData = HashMap<Vec<u8>, (Vec<u8>, u32)>;
+
 /// Shared data by vm_id, and metrics by name.
 #[derive(Debug)]
 pub(crate) struct SharedState {
-    data: Mutex<HashMap<String, HashMap<Vec<u8>, (Vec<u8>, u32)>>>,
+    data: Mutex<HashMap<String, SharedData>>,
     pub(crate) next_cas: AtomicU32,
     metrics: Mutex<HashMap<String, Metric>>,
 }
@@ -34,7 +39,7 @@ impl SharedState {
         }
     }
 
-    pub(crate) fn lock_data(&self) -> MutexGuard<'_, HashMap<String, HashMap<Vec<u8>, (Vec<u8>, u32)>>> {
+    pub(crate) fn lock_data(&self) -> MutexGuard<'_, HashMap<String, SharedData>> {
         self.data.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -94,7 +99,9 @@ impl Runtime {
     }
 
     fn with_config(mut config: Config) -> Result<Self> {
-        config.epoch_interruption(true).cranelift_opt_level(OptLevel::Speed);
+        config
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed);
         let engine = Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker).map_err(|e| Error::Engine(e.to_string()))?;

@@ -23,6 +23,9 @@ pub(crate) enum HeadersCallback {
     V0_2(TypedFunc<(i32, i32, i32), i32>),
 }
 
+type BodyCallback = TypedFunc<(i32, i32, i32), i32>;
+type TrailersCallback = TypedFunc<(i32, i32), i32>;
+
 /// The guest callbacks this VM may call, resolved once at start.
 pub(crate) struct Callbacks {
     pub(crate) on_context_create: Option<TypedFunc<(i32, i32), ()>>,
@@ -34,8 +37,8 @@ pub(crate) struct Callbacks {
     pub(crate) on_delete: Option<TypedFunc<i32, ()>>,
     /// Indexed by [`Direction`]: request, response.
     pub(crate) headers: [Option<HeadersCallback>; 2],
-    pub(crate) body: [Option<TypedFunc<(i32, i32, i32), i32>>; 2],
-    pub(crate) trailers: [Option<TypedFunc<(i32, i32), i32>>; 2],
+    pub(crate) body: [Option<BodyCallback>; 2],
+    pub(crate) trailers: [Option<TrailersCallback>; 2],
 }
 
 /// A running VM of a [`Plugin`](crate::Plugin): the module instantiated in
@@ -61,9 +64,16 @@ impl fmt::Debug for Vm {
     }
 }
 
-fn typed<P: WasmParams, R: WasmResults>(store: &mut Store<Host>, instance: &Instance, plugin: &PluginInner, name: &str) -> Option<TypedFunc<P, R>> {
+fn typed<P: WasmParams, R: WasmResults>(
+    store: &mut Store<Host>,
+    instance: &Instance,
+    plugin: &PluginInner,
+    name: &str,
+) -> Option<TypedFunc<P, R>> {
     let export = plugin.exports.get(callback_index(name))?.as_ref()?;
-    let func = instance.get_module_export(&mut *store, export)?.into_func()?;
+    let func = instance
+        .get_module_export(&mut *store, export)?
+        .into_func()?;
     // Signatures were checked when the plugin was built.
     func.typed(&*store).ok()
 }
@@ -101,16 +111,24 @@ impl Callbacks {
 impl Vm {
     pub(crate) fn start(plugin: &Arc<PluginInner>) -> Result<Self> {
         let runtime = &plugin.runtime;
-        let host = Host::new(plugin.settings.clone(), runtime.shared().clone(), plugin.abi);
+        let host = Host::new(
+            plugin.settings.clone(),
+            runtime.shared().clone(),
+            plugin.abi,
+        );
         let mut store = Store::new(runtime.engine(), host);
         store.limiter(|host| &mut host.limiter);
         store.epoch_deadline_trap();
         let tick = EPOCH_TICK.as_millis().max(1);
-        let deadline_ticks = (plugin.settings.callback_deadline.as_millis() / tick).max(1) as u64 + 1;
+        let deadline_ticks =
+            (plugin.settings.callback_deadline.as_millis() / tick).max(1) as u64 + 1;
         store.set_epoch_deadline(deadline_ticks);
-        let instance = plugin.pre.instantiate(&mut store).map_err(|e| Error::Instantiate {
-            reason: format!("{e:#}"),
-        })?;
+        let instance = plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::Instantiate {
+                reason: format!("{e:#}"),
+            })?;
         let memory = instance
             .get_module_export(&mut store, &plugin.memory_export)
             .and_then(Extern::into_memory);
@@ -162,13 +180,17 @@ impl Vm {
         self.store.data_mut().root_id = root;
         let id = root as i32;
         if let Some(f) = self.callbacks.on_context_create.clone() {
-            self.invoke("proxy_on_context_create", root, Phase::Callback, |s| f.call(s, (id, 0)))?;
+            self.invoke("proxy_on_context_create", root, Phase::Callback, |s| {
+                f.call(s, (id, 0))
+            })?;
         }
         let mark = self.store.data().logs.len();
         let settings = self.plugin.settings.clone();
         if let Some(f) = self.callbacks.on_vm_start.clone() {
             let size = settings.vm_configuration.len() as i32;
-            let ok = self.invoke("proxy_on_vm_start", root, Phase::VmStart, |s| f.call(s, (id, size)))?;
+            let ok = self.invoke("proxy_on_vm_start", root, Phase::VmStart, |s| {
+                f.call(s, (id, size))
+            })?;
             if ok == 0 {
                 return Err(Error::VmStartFailed {
                     logs: self.store.data().logs[mark..].to_vec(),
@@ -177,7 +199,9 @@ impl Vm {
         }
         if let Some(f) = self.callbacks.on_configure.clone() {
             let size = settings.configuration.len() as i32;
-            let ok = self.invoke("proxy_on_configure", root, Phase::Configure, |s| f.call(s, (id, size)))?;
+            let ok = self.invoke("proxy_on_configure", root, Phase::Configure, |s| {
+                f.call(s, (id, size))
+            })?;
             if ok == 0 {
                 return Err(Error::ConfigurationRejected {
                     logs: self.store.data().logs[mark..].to_vec(),
@@ -204,7 +228,9 @@ impl Vm {
         call: impl FnOnce(&mut Store<Host>) -> wasmtime::Result<R>,
     ) -> Result<R> {
         if let Some(cause) = &self.poisoned {
-            return Err(Error::Poisoned { cause: cause.clone() });
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
         }
         let mark = {
             let host = self.store.data_mut();
@@ -244,7 +270,9 @@ impl Vm {
         for action in deferred {
             match action {
                 Deferred::Continue { stream, dir } => self.resume(stream, dir)?,
-                Deferred::LocalResponse { stream, response } => self.local_reply(stream, response)?,
+                Deferred::LocalResponse { stream, response } => {
+                    self.local_reply(stream, response)?
+                }
                 Deferred::Reset { stream } => self.reset(stream),
                 Deferred::RootDone => self.delete_root_context()?,
             }
@@ -256,7 +284,9 @@ impl Vm {
         let root = self.store.data().root_id;
         self.store.data_mut().root_pending_done = false;
         if let Some(f) = self.callbacks.on_delete.clone() {
-            self.invoke("proxy_on_delete", root, Phase::Callback, |s| f.call(s, root as i32))?;
+            self.invoke("proxy_on_delete", root, Phase::Callback, |s| {
+                f.call(s, root as i32)
+            })?;
         }
         Ok(())
     }
@@ -272,7 +302,11 @@ impl Vm {
     pub fn shutdown(&mut self) -> Result<bool> {
         let root = self.store.data().root_id;
         let done = match self.callbacks.on_done.clone() {
-            Some(f) => self.invoke("proxy_on_done", root, Phase::Callback, |s| f.call(s, root as i32))? != 0,
+            Some(f) => {
+                self.invoke("proxy_on_done", root, Phase::Callback, |s| {
+                    f.call(s, root as i32)
+                })? != 0
+            }
             None => true,
         };
         if done {
@@ -291,7 +325,12 @@ impl Vm {
     ///
     /// When a tick callback traps or raises a harness error.
     pub fn advance_time(&mut self, by: Duration) -> Result<()> {
-        let target = self.store.data().clock.monotonic_ns.saturating_add(by.as_nanos() as u64);
+        let target = self
+            .store
+            .data()
+            .clock
+            .monotonic_ns
+            .saturating_add(by.as_nanos() as u64);
         loop {
             let host = self.store.data_mut();
             let due = host.tick_period_ns > 0 && host.next_tick_ns <= target;
@@ -305,7 +344,9 @@ impl Vm {
             host.next_tick_ns = host.clock.monotonic_ns + host.tick_period_ns;
             let root = host.root_id;
             if let Some(f) = self.callbacks.on_tick.clone() {
-                self.invoke("proxy_on_tick", root, Phase::Callback, |s| f.call(s, root as i32))?;
+                self.invoke("proxy_on_tick", root, Phase::Callback, |s| {
+                    f.call(s, root as i32)
+                })?;
             }
             self.flush_deferred()?;
         }
@@ -334,7 +375,9 @@ impl Vm {
 
     /// Whether a log line at `level` contains `text`.
     pub fn has_log(&self, level: LogLevel, text: &str) -> bool {
-        self.logs().iter().any(|l| l.level == level && l.message.contains(text))
+        self.logs()
+            .iter()
+            .any(|l| l.level == level && l.message.contains(text))
     }
 
     /// Sets a host property (dotted path) for every context from now on.
@@ -364,7 +407,9 @@ impl Vm {
 
     /// A shared-data value under this VM's vm_id.
     pub fn shared_data(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.plugin.runtime.shared_data(&self.plugin.settings.vm_id, key)
+        self.plugin
+            .runtime
+            .shared_data(&self.plugin.settings.vm_id, key)
     }
 
     /// How often the plugin asked Envoy to clear the route cache: request
@@ -375,15 +420,15 @@ impl Vm {
 
     /// Linear-memory size in 64 KiB pages (watch it for leaks).
     pub fn memory_pages(&self) -> u64 {
-        self.store
-            .data()
-            .memory
-            .map_or(0, |m| m.size(&self.store))
+        self.store.data().memory.map_or(0, |m| m.size(&self.store))
     }
 
     /// The guest's linear memory, read-only.
     pub fn guest_memory(&self) -> &[u8] {
-        self.store.data().memory.map_or(&[], |m| m.data(&self.store))
+        self.store
+            .data()
+            .memory
+            .map_or(&[], |m| m.data(&self.store))
     }
 
     /// The ABI version the module declares.
@@ -417,7 +462,13 @@ struct StartFunctions {
 }
 
 /// Explains a failed guest call in the terms a filter author needs.
-fn classify(callback: &str, err: &wasmtime::Error, host: &mut Host, mark: usize, deadline: Duration) -> Error {
+fn classify(
+    callback: &str,
+    err: &wasmtime::Error,
+    host: &mut Host,
+    mark: usize,
+    deadline: Duration,
+) -> Error {
     let callback = callback.to_owned();
     let backtrace = err.downcast_ref::<WasmBacktrace>().map(|b| b.to_string());
     if let Some(HostTrap(message)) = err.downcast_ref::<HostTrap>() {
@@ -431,16 +482,18 @@ fn classify(callback: &str, err: &wasmtime::Error, host: &mut Host, mark: usize,
     if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
         return Error::Timeout { callback, deadline };
     }
-    // The SDK logs a panic at CRITICAL; Rust's std writes allocation failures
-    // to stderr (an ERROR log).
-    let guest_message = host
+    // The SDK logs a panic at CRITICAL; Rust's std writes panics and
+    // allocation failures to stderr (ERROR logs), a line per write.
+    let lines: Vec<&str> = host
         .logs
         .get(mark..)
         .unwrap_or_default()
         .iter()
-        .rev()
-        .find(|l| l.level >= LogLevel::Error)
-        .map(|l| l.message.clone());
+        .filter(|l| l.level >= LogLevel::Error)
+        .map(|l| l.message.trim())
+        .collect();
+    let guest_message =
+        (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(5)..].join(" | "));
     if let Some(requested) = host.limiter.refused.take() {
         return Error::MemoryLimit {
             callback,

@@ -12,36 +12,76 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
         "proxy_http_call",
-        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> Ret {
-            unimplemented(&mut c, "proxy_http_call")
-        },
+        |mut c: Caller<'_, Host>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> Ret { unimplemented(&mut c, "proxy_http_call") },
     )?;
     linker.func_wrap(
         "env",
         "proxy_grpc_call",
-        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> Ret {
-            unimplemented(&mut c, "proxy_grpc_call")
-        },
+        |mut c: Caller<'_, Host>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> Ret { unimplemented(&mut c, "proxy_grpc_call") },
     )?;
     linker.func_wrap(
         "env",
         "proxy_grpc_stream",
-        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| -> Ret {
-            unimplemented(&mut c, "proxy_grpc_stream")
+        |mut c: Caller<'_, Host>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> Ret { unimplemented(&mut c, "proxy_grpc_stream") },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_send",
+        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32| -> Ret {
+            unimplemented(&mut c, "proxy_grpc_send")
         },
     )?;
-    linker.func_wrap("env", "proxy_grpc_send", |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32| -> Ret {
-        unimplemented(&mut c, "proxy_grpc_send")
-    })?;
-    linker.func_wrap("env", "proxy_grpc_cancel", |mut c: Caller<'_, Host>, _: i32| -> Ret {
-        unimplemented(&mut c, "proxy_grpc_cancel")
-    })?;
-    linker.func_wrap("env", "proxy_grpc_close", |mut c: Caller<'_, Host>, _: i32| -> Ret {
-        unimplemented(&mut c, "proxy_grpc_close")
-    })?;
-    linker.func_wrap("env", "proxy_register_shared_queue", |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32| -> Ret {
-        unimplemented(&mut c, "proxy_register_shared_queue")
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_cancel",
+        |mut c: Caller<'_, Host>, _: i32| -> Ret { unimplemented(&mut c, "proxy_grpc_cancel") },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_close",
+        |mut c: Caller<'_, Host>, _: i32| -> Ret { unimplemented(&mut c, "proxy_grpc_close") },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32| -> Ret {
+            unimplemented(&mut c, "proxy_register_shared_queue")
+        },
+    )?;
     linker.func_wrap(
         "env",
         "proxy_resolve_shared_queue",
@@ -49,11 +89,19 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             unimplemented(&mut c, "proxy_resolve_shared_queue")
         },
     )?;
-    linker.func_wrap("env", "proxy_enqueue_shared_queue", |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32| -> Ret {
-        unimplemented(&mut c, "proxy_enqueue_shared_queue")
-    })?;
-    linker.func_wrap("env", "proxy_dequeue_shared_queue", |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32| -> Ret {
-        unimplemented(&mut c, "proxy_dequeue_shared_queue")
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32| -> Ret {
+            unimplemented(&mut c, "proxy_enqueue_shared_queue")
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32| -> Ret {
+            unimplemented(&mut c, "proxy_dequeue_shared_queue")
+        },
+    )?;
     Ok(())
 }

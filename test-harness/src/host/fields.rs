@@ -11,13 +11,41 @@ use crate::stream::{Direction, Flow, HttpStreamState, Stage};
 type Ret = wasmtime::Result<i32>;
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "proxy_get_header_map_size", proxy_get_header_map_size)?;
-    linker.func_wrap("env", "proxy_get_header_map_pairs", proxy_get_header_map_pairs)?;
-    linker.func_wrap("env", "proxy_set_header_map_pairs", proxy_set_header_map_pairs)?;
-    linker.func_wrap("env", "proxy_get_header_map_value", proxy_get_header_map_value)?;
-    linker.func_wrap("env", "proxy_add_header_map_value", proxy_add_header_map_value)?;
-    linker.func_wrap("env", "proxy_replace_header_map_value", proxy_replace_header_map_value)?;
-    linker.func_wrap("env", "proxy_remove_header_map_value", proxy_remove_header_map_value)?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_size",
+        proxy_get_header_map_size,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_pairs",
+        proxy_get_header_map_pairs,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_header_map_pairs",
+        proxy_set_header_map_pairs,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_header_map_value",
+        proxy_get_header_map_value,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_add_header_map_value",
+        proxy_add_header_map_value,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_replace_header_map_value",
+        proxy_replace_header_map_value,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_remove_header_map_value",
+        proxy_remove_header_map_value,
+    )?;
     linker.func_wrap("env", "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
     linker.func_wrap("env", "proxy_get_buffer_status", proxy_get_buffer_status)?;
     linker.func_wrap("env", "proxy_set_buffer_bytes", proxy_set_buffer_bytes)?;
@@ -45,11 +73,19 @@ fn read_map(host: &Host, map: MapType) -> Result<&HeaderMap, Status> {
     let (dir, trailers) = http_map(map).ok_or(Status::BadArgument)?;
     let stream = host.stream().ok_or(Status::BadArgument)?;
     let flow = stream.flow(dir);
-    let value = if trailers { flow.trailers.as_ref() } else { flow.headers.as_ref() };
+    let value = if trailers {
+        flow.trailers.as_ref()
+    } else {
+        flow.headers.as_ref()
+    };
     if stream.in_log {
         return value.ok_or(Status::NotFound);
     }
-    let stage = if trailers { Stage::Trailers } else { Stage::Headers };
+    let stage = if trailers {
+        Stage::Trailers
+    } else {
+        Stage::Headers
+    };
     match value {
         Some(map) if flow.stage == stage => Ok(map),
         _ => Err(Status::BadArgument),
@@ -68,7 +104,9 @@ fn write_map(host: &mut Host, map: MapType) -> Result<&mut HeaderMap, Status> {
     let writable = match (trailers, flow.stage) {
         (false, Stage::Headers) => flow.headers.as_mut(),
         (true, Stage::Trailers) => flow.trailers.as_mut(),
-        (true, Stage::Body) if flow.end_of_stream => Some(flow.trailers.get_or_insert_with(HeaderMap::new)),
+        (true, Stage::Body) if flow.end_of_stream => {
+            Some(flow.trailers.get_or_insert_with(HeaderMap::new))
+        }
         _ => None,
     };
     writable.ok_or(Status::BadArgument)
@@ -87,22 +125,35 @@ fn map_type(value: i32) -> Option<MapType> {
 
 fn proxy_get_header_map_size(mut caller: Caller<'_, Host>, map: i32, ret: i32) -> Ret {
     enter(&caller, "proxy_get_header_map_size")?;
-    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    let Some(map) = map_type(map) else {
+        return status(Status::BadArgument);
+    };
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
     match read_map(host, map) {
         Ok(m) => {
             let size = m.encoded_len() as u32;
-            status(if write_u32(mem, ret, size) { Status::Ok } else { Status::InvalidMemoryAccess })
+            status(if write_u32(mem, ret, size) {
+                Status::Ok
+            } else {
+                Status::InvalidMemoryAccess
+            })
         }
         Err(s) => status(s),
     }
 }
 
-fn proxy_get_header_map_pairs(mut caller: Caller<'_, Host>, map: i32, ret_ptr: i32, ret_len: i32) -> Ret {
+fn proxy_get_header_map_pairs(
+    mut caller: Caller<'_, Host>,
+    map: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Ret {
     enter(&caller, "proxy_get_header_map_pairs")?;
-    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    let Some(map) = map_type(map) else {
+        return status(Status::BadArgument);
+    };
     // An unavailable map reads as empty, as in Envoy.
     let encoded = match read_map(caller.data(), map) {
         Ok(m) if !m.is_empty() => m.encode(),
@@ -115,7 +166,9 @@ fn proxy_get_header_map_pairs(mut caller: Caller<'_, Host>, map: i32, ret_ptr: i
 /// clears the map, as in Envoy.
 fn proxy_set_header_map_pairs(mut caller: Caller<'_, Host>, map: i32, ptr: i32, len: i32) -> Ret {
     enter(&caller, "proxy_set_header_map_pairs")?;
-    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    let Some(map) = map_type(map) else {
+        return status(Status::BadArgument);
+    };
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -131,9 +184,18 @@ fn proxy_set_header_map_pairs(mut caller: Caller<'_, Host>, map: i32, ptr: i32, 
     status(Status::Ok)
 }
 
-fn proxy_get_header_map_value(mut caller: Caller<'_, Host>, map: i32, key_ptr: i32, key_len: i32, ret_ptr: i32, ret_len: i32) -> Ret {
+fn proxy_get_header_map_value(
+    mut caller: Caller<'_, Host>,
+    map: i32,
+    key_ptr: i32,
+    key_len: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Ret {
     enter(&caller, "proxy_get_header_map_value")?;
-    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    let Some(map) = map_type(map) else {
+        return status(Status::BadArgument);
+    };
     let Some(key) = read(&mut caller, key_ptr, key_len) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -145,7 +207,9 @@ fn proxy_get_header_map_value(mut caller: Caller<'_, Host>, map: i32, key_ptr: i
     match value {
         Some(v) => Ok(copy_out(&mut caller, &v, ret_ptr, ret_len)?.code()),
         // ABI 0.1.0 answered OK with an empty value.
-        None if host.abi == AbiVersion::V0_1_0 => Ok(copy_out(&mut caller, b"", ret_ptr, ret_len)?.code()),
+        None if host.abi == AbiVersion::V0_1_0 => {
+            Ok(copy_out(&mut caller, b"", ret_ptr, ret_len)?.code())
+        }
         None => status(Status::NotFound),
     }
 }
@@ -158,7 +222,9 @@ fn edit_map(
     value: Option<(i32, i32)>,
     edit: impl FnOnce(&mut HeaderMap, &[u8], &[u8]),
 ) -> Ret {
-    let Some(map) = map_type(map) else { return status(Status::BadArgument) };
+    let Some(map) = map_type(map) else {
+        return status(Status::BadArgument);
+    };
     let Some((mem, host)) = split(caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -179,19 +245,52 @@ fn edit_map(
     status(Status::Ok)
 }
 
-fn proxy_add_header_map_value(mut caller: Caller<'_, Host>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32) -> Ret {
+fn proxy_add_header_map_value(
+    mut caller: Caller<'_, Host>,
+    map: i32,
+    key_ptr: i32,
+    key_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+) -> Ret {
     enter(&caller, "proxy_add_header_map_value")?;
-    edit_map(&mut caller, map, (key_ptr, key_len), Some((value_ptr, value_len)), |m, k, v| m.add(k, v))
+    edit_map(
+        &mut caller,
+        map,
+        (key_ptr, key_len),
+        Some((value_ptr, value_len)),
+        |m, k, v| m.add(k, v),
+    )
 }
 
-fn proxy_replace_header_map_value(mut caller: Caller<'_, Host>, map: i32, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32) -> Ret {
+fn proxy_replace_header_map_value(
+    mut caller: Caller<'_, Host>,
+    map: i32,
+    key_ptr: i32,
+    key_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+) -> Ret {
     enter(&caller, "proxy_replace_header_map_value")?;
-    edit_map(&mut caller, map, (key_ptr, key_len), Some((value_ptr, value_len)), |m, k, v| m.replace(k, v))
+    edit_map(
+        &mut caller,
+        map,
+        (key_ptr, key_len),
+        Some((value_ptr, value_len)),
+        |m, k, v| m.replace(k, v),
+    )
 }
 
-fn proxy_remove_header_map_value(mut caller: Caller<'_, Host>, map: i32, key_ptr: i32, key_len: i32) -> Ret {
+fn proxy_remove_header_map_value(
+    mut caller: Caller<'_, Host>,
+    map: i32,
+    key_ptr: i32,
+    key_len: i32,
+) -> Ret {
     enter(&caller, "proxy_remove_header_map_value")?;
-    edit_map(&mut caller, map, (key_ptr, key_len), None, |m, k, _| m.remove(k))
+    edit_map(&mut caller, map, (key_ptr, key_len), None, |m, k, _| {
+        m.remove(k)
+    })
 }
 
 // ---- buffers ----------------------------------------------------------------
@@ -212,7 +311,9 @@ fn buffer_bytes(host: &Host, buffer: BufferType) -> Result<&[u8], Status> {
         BufferType::HttpRequestBody => body(Direction::Request),
         BufferType::HttpResponseBody => body(Direction::Response),
         BufferType::VmConfiguration => Some(host.settings.vm_configuration.as_slice()),
-        BufferType::PluginConfiguration => configuring(host).then_some(host.settings.configuration.as_slice()),
+        BufferType::PluginConfiguration => {
+            configuring(host).then_some(host.settings.configuration.as_slice())
+        }
         // Network data, callout bodies, gRPC messages and foreign-function
         // arguments exist only inside their own callbacks.
         _ => None,
@@ -220,7 +321,14 @@ fn buffer_bytes(host: &Host, buffer: BufferType) -> Result<&[u8], Status> {
     .ok_or(Status::NotFound)
 }
 
-fn proxy_get_buffer_bytes(mut caller: Caller<'_, Host>, buffer: i32, start: i32, max: i32, ret_ptr: i32, ret_len: i32) -> Ret {
+fn proxy_get_buffer_bytes(
+    mut caller: Caller<'_, Host>,
+    buffer: i32,
+    start: i32,
+    max: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Ret {
     enter(&caller, "proxy_get_buffer_bytes")?;
     let Some(buffer) = BufferType::from_abi(buffer as u32) else {
         return status(Status::BadArgument);
@@ -239,7 +347,12 @@ fn proxy_get_buffer_bytes(mut caller: Caller<'_, Host>, buffer: i32, start: i32,
     Ok(copy_out(&mut caller, &chunk, ret_ptr, ret_len)?.code())
 }
 
-fn proxy_get_buffer_status(mut caller: Caller<'_, Host>, buffer: i32, ret_len: i32, ret_flags: i32) -> Ret {
+fn proxy_get_buffer_status(
+    mut caller: Caller<'_, Host>,
+    buffer: i32,
+    ret_len: i32,
+    ret_flags: i32,
+) -> Ret {
     enter(&caller, "proxy_get_buffer_status")?;
     let Some(buffer) = BufferType::from_abi(buffer as u32) else {
         return status(Status::BadArgument);
@@ -252,13 +365,24 @@ fn proxy_get_buffer_status(mut caller: Caller<'_, Host>, buffer: i32, ret_len: i
         Err(s) => return status(s),
     };
     let ok = write_u32(mem, ret_len, len) && write_u32(mem, ret_flags, 0);
-    status(if ok { Status::Ok } else { Status::InvalidMemoryAccess })
+    status(if ok {
+        Status::Ok
+    } else {
+        Status::InvalidMemoryAccess
+    })
 }
 
 /// Envoy's buffer edit: `start == 0` drains `size` bytes then prepends the
 /// value (so `0, len` replaces everything); `start >= len` appends; anything
 /// in between is BAD_ARGUMENT.
-fn proxy_set_buffer_bytes(mut caller: Caller<'_, Host>, buffer: i32, start: i32, size: i32, value_ptr: i32, value_len: i32) -> Ret {
+fn proxy_set_buffer_bytes(
+    mut caller: Caller<'_, Host>,
+    buffer: i32,
+    start: i32,
+    size: i32,
+    value_ptr: i32,
+    value_len: i32,
+) -> Ret {
     enter(&caller, "proxy_set_buffer_bytes")?;
     let Some(buffer) = BufferType::from_abi(buffer as u32) else {
         return status(Status::BadArgument);

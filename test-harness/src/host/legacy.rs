@@ -11,21 +11,41 @@ type Ret = wasmtime::Result<i32>;
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_get_configuration", proxy_get_configuration)?;
-    linker.func_wrap("env", "proxy_continue_request", |mut c: Caller<'_, Host>| -> Ret {
-        enter(&c, "proxy_continue_request")?;
-        continue_http(&mut c, Direction::Request)
-    })?;
-    linker.func_wrap("env", "proxy_continue_response", |mut c: Caller<'_, Host>| -> Ret {
-        enter(&c, "proxy_continue_response")?;
-        continue_http(&mut c, Direction::Response)
-    })?;
-    linker.func_wrap("env", "proxy_clear_route_cache", |mut c: Caller<'_, Host>| -> Ret {
-        enter(&c, "proxy_clear_route_cache")?;
-        c.data_mut().route_cache_clears += 1;
-        Ok(Status::Ok.code())
-    })?;
-    linker.func_wrap("env", "pthread_equal", |_: Caller<'_, Host>, a: i32, b: i32| -> i32 { i32::from(a == b) })?;
-    linker.func_wrap("env", "emscripten_notify_memory_growth", |_: Caller<'_, Host>, _: i32| {})?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_request",
+        |mut c: Caller<'_, Host>| -> Ret {
+            enter(&c, "proxy_continue_request")?;
+            continue_http(&mut c, Direction::Request)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_continue_response",
+        |mut c: Caller<'_, Host>| -> Ret {
+            enter(&c, "proxy_continue_response")?;
+            continue_http(&mut c, Direction::Response)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_clear_route_cache",
+        |mut c: Caller<'_, Host>| -> Ret {
+            enter(&c, "proxy_clear_route_cache")?;
+            c.data_mut().route_cache_clears += 1;
+            Ok(Status::Ok.code())
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "pthread_equal",
+        |_: Caller<'_, Host>, a: i32, b: i32| -> i32 { i32::from(a == b) },
+    )?;
+    linker.func_wrap(
+        "env",
+        "emscripten_notify_memory_growth",
+        |_: Caller<'_, Host>, _: i32| {},
+    )?;
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{Deferred, Host, Phase, copy_out, enter, read, split, unimplemented, write_u32, write_u64};
+use super::{
+    Deferred, Host, Phase, copy_out, enter, read, split, unimplemented, write_u32, write_u64,
+};
 use crate::abi::{LogLevel, Status, StreamType};
 use crate::headers::{HeaderMap, decode_pairs};
 use crate::stream::{Direction, LocalResponse};
@@ -12,16 +14,36 @@ type Ret = wasmtime::Result<i32>;
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_done", proxy_done)?;
-    linker.func_wrap("env", "proxy_set_effective_context", proxy_set_effective_context)?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_effective_context",
+        proxy_set_effective_context,
+    )?;
     linker.func_wrap("env", "proxy_log", proxy_log)?;
     linker.func_wrap("env", "proxy_get_log_level", proxy_get_log_level)?;
-    linker.func_wrap("env", "proxy_get_current_time_nanoseconds", proxy_get_current_time_nanoseconds)?;
-    linker.func_wrap("env", "proxy_set_tick_period_milliseconds", proxy_set_tick_period_milliseconds)?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_current_time_nanoseconds",
+        proxy_get_current_time_nanoseconds,
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        proxy_set_tick_period_milliseconds,
+    )?;
     linker.func_wrap("env", "proxy_get_property", proxy_get_property)?;
     linker.func_wrap("env", "proxy_set_property", proxy_set_property)?;
-    linker.func_wrap("env", "proxy_call_foreign_function", proxy_call_foreign_function)?;
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        proxy_call_foreign_function,
+    )?;
     linker.func_wrap("env", "proxy_get_status", proxy_get_status)?;
-    linker.func_wrap("env", "proxy_send_local_response", proxy_send_local_response)?;
+    linker.func_wrap(
+        "env",
+        "proxy_send_local_response",
+        proxy_send_local_response,
+    )?;
     linker.func_wrap("env", "proxy_continue_stream", proxy_continue_stream)?;
     linker.func_wrap("env", "proxy_close_stream", proxy_close_stream)?;
     Ok(())
@@ -46,7 +68,11 @@ fn proxy_set_effective_context(mut caller: Caller<'_, Host>, context_id: i32) ->
     enter(&caller, "proxy_set_effective_context")?;
     let host = caller.data_mut();
     let id = context_id as u32;
-    let known = id == host.root_id || host.streams.get(&id).is_some_and(|s| s.created && !s.finished);
+    let known = id == host.root_id
+        || host
+            .streams
+            .get(&id)
+            .is_some_and(|s| s.created && !s.finished);
     if !known {
         return status(Status::BadArgument);
     }
@@ -74,7 +100,11 @@ fn proxy_get_log_level(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
         return status(Status::InvalidMemoryAccess);
     };
     let level = host.settings.log_level as u32;
-    status(if write_u32(mem, ret, level) { Status::Ok } else { Status::InvalidMemoryAccess })
+    status(if write_u32(mem, ret, level) {
+        Status::Ok
+    } else {
+        Status::InvalidMemoryAccess
+    })
 }
 
 fn proxy_get_current_time_nanoseconds(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
@@ -83,7 +113,11 @@ fn proxy_get_current_time_nanoseconds(mut caller: Caller<'_, Host>, ret: i32) ->
         return status(Status::InvalidMemoryAccess);
     };
     let now = host.clock.realtime_ns;
-    status(if write_u64(mem, ret, now) { Status::Ok } else { Status::InvalidMemoryAccess })
+    status(if write_u64(mem, ret, now) {
+        Status::Ok
+    } else {
+        Status::InvalidMemoryAccess
+    })
 }
 
 /// Sets the root context's tick period (0 disables); ticks fire as the test
@@ -96,7 +130,13 @@ fn proxy_set_tick_period_milliseconds(mut caller: Caller<'_, Host>, period_ms: i
     status(Status::Ok)
 }
 
-fn proxy_get_property(mut caller: Caller<'_, Host>, path_ptr: i32, path_len: i32, ret_ptr: i32, ret_len: i32) -> Ret {
+fn proxy_get_property(
+    mut caller: Caller<'_, Host>,
+    path_ptr: i32,
+    path_len: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Ret {
     enter(&caller, "proxy_get_property")?;
     let Some(path) = read(&mut caller, path_ptr, path_len) else {
         return status(Status::InvalidMemoryAccess);
@@ -109,12 +149,21 @@ fn proxy_get_property(mut caller: Caller<'_, Host>, path_ptr: i32, path_len: i32
 
 /// Stores a value in the stream's filter state; a context without a stream
 /// (the root context) gets NOT_FOUND, as in Envoy.
-fn proxy_set_property(mut caller: Caller<'_, Host>, path_ptr: i32, path_len: i32, value_ptr: i32, value_len: i32) -> Ret {
+fn proxy_set_property(
+    mut caller: Caller<'_, Host>,
+    path_ptr: i32,
+    path_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+) -> Ret {
     enter(&caller, "proxy_set_property")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
-    let (Some(path), Some(value)) = (super::slice(mem, path_ptr, path_len), super::slice(mem, value_ptr, value_len)) else {
+    let (Some(path), Some(value)) = (
+        super::slice(mem, path_ptr, path_len),
+        super::slice(mem, value_ptr, value_len),
+    ) else {
         return status(Status::InvalidMemoryAccess);
     };
     let (path, value) = (path.to_vec(), value.to_vec());
@@ -139,7 +188,10 @@ fn proxy_call_foreign_function(
     ret_len: i32,
 ) -> Ret {
     enter(&caller, "proxy_call_foreign_function")?;
-    let (Some(name), Some(_args)) = (read(&mut caller, name_ptr, name_len), read(&mut caller, args_ptr, args_len)) else {
+    let (Some(name), Some(_args)) = (
+        read(&mut caller, name_ptr, name_len),
+        read(&mut caller, args_ptr, args_len),
+    ) else {
         return status(Status::InvalidMemoryAccess);
     };
     match name.as_slice() {
@@ -148,19 +200,39 @@ fn proxy_call_foreign_function(
             let Some((mem, _)) = split(&mut caller) else {
                 return status(Status::InvalidMemoryAccess);
             };
-            let ok = (ret_ptr == 0 || write_u32(mem, ret_ptr, 0)) && (ret_len == 0 || write_u32(mem, ret_len, 0));
-            status(if ok { Status::Ok } else { Status::InvalidMemoryAccess })
+            let ok = (ret_ptr == 0 || write_u32(mem, ret_ptr, 0))
+                && (ret_len == 0 || write_u32(mem, ret_len, 0));
+            status(if ok {
+                Status::Ok
+            } else {
+                Status::InvalidMemoryAccess
+            })
         }
-        b"set_envoy_filter_state" | b"declare_property" | b"verify_signature" | b"sign" | b"compress"
-        | b"uncompress" | b"expr_create" | b"expr_evaluate" | b"expr_delete" => {
-            let function = format!("proxy_call_foreign_function(\"{}\")", String::from_utf8_lossy(&name));
+        b"set_envoy_filter_state"
+        | b"declare_property"
+        | b"verify_signature"
+        | b"sign"
+        | b"compress"
+        | b"uncompress"
+        | b"expr_create"
+        | b"expr_evaluate"
+        | b"expr_delete" => {
+            let function = format!(
+                "proxy_call_foreign_function(\"{}\")",
+                String::from_utf8_lossy(&name)
+            );
             unimplemented(&mut caller, &function)
         }
         _ => status(Status::NotFound),
     }
 }
 
-fn proxy_get_status(mut caller: Caller<'_, Host>, code_ptr: i32, msg_ptr: i32, msg_len: i32) -> Ret {
+fn proxy_get_status(
+    mut caller: Caller<'_, Host>,
+    code_ptr: i32,
+    msg_ptr: i32,
+    msg_len: i32,
+) -> Ret {
     enter(&caller, "proxy_get_status")?;
     let (code, message) = caller.data().status.clone();
     let Some((mem, _)) = split(&mut caller) else {
@@ -205,7 +277,8 @@ fn proxy_send_local_response(
         grpc_status: (grpc_status >= 0).then_some(grpc_status as u32),
     };
     if let Some((stream, _)) = host.stream_mut() {
-        host.deferred.push(Deferred::LocalResponse { stream, response });
+        host.deferred
+            .push(Deferred::LocalResponse { stream, response });
     }
     status(Status::Ok)
 }

@@ -52,9 +52,17 @@ pub(crate) enum Phase {
 /// (`addAfterVmCallAction`), never inline.
 #[derive(Debug)]
 pub(crate) enum Deferred {
-    Continue { stream: u32, dir: Direction },
-    LocalResponse { stream: u32, response: LocalResponse },
-    Reset { stream: u32 },
+    Continue {
+        stream: u32,
+        dir: Direction,
+    },
+    LocalResponse {
+        stream: u32,
+        response: LocalResponse,
+    },
+    Reset {
+        stream: u32,
+    },
     RootDone,
 }
 
@@ -142,7 +150,11 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    pub(crate) fn new(settings: Arc<PluginSettings>, shared: Arc<SharedState>, abi: AbiVersion) -> Self {
+    pub(crate) fn new(
+        settings: Arc<PluginSettings>,
+        shared: Arc<SharedState>,
+        abi: AbiVersion,
+    ) -> Self {
         let properties = settings.properties.clone();
         let clock = Clock {
             realtime_ns: settings.start_time_ns,
@@ -286,7 +298,11 @@ pub(crate) fn copy_out(
     let ok = (bytes.is_empty() || write_bytes(mem, ptr as i32, bytes))
         && write_u32(mem, ptr_ptr, ptr)
         && write_u32(mem, size_ptr, bytes.len() as u32);
-    Ok(if ok { Status::Ok } else { Status::InvalidMemoryAccess })
+    Ok(if ok {
+        Status::Ok
+    } else {
+        Status::InvalidMemoryAccess
+    })
 }
 
 /// Calls the guest allocator; `None` when it has none or answers 0.
@@ -312,7 +328,10 @@ pub(crate) fn enter(caller: &Caller<'_, Host>, function: &str) -> wasmtime::Resu
 
 /// A host function this harness does not implement yet: it answers
 /// UNIMPLEMENTED and records a harness error that fails the call.
-pub(crate) fn unimplemented(caller: &mut Caller<'_, Host>, function: &str) -> wasmtime::Result<i32> {
+pub(crate) fn unimplemented(
+    caller: &mut Caller<'_, Host>,
+    function: &str,
+) -> wasmtime::Result<i32> {
     enter(caller, function)?;
     caller.data_mut().problems.push(format!(
         "the plugin called {function}, which this harness does not implement yet (it answered UNIMPLEMENTED)"

@@ -35,7 +35,14 @@ fn status(s: Status) -> Ret {
     Ok(s.code())
 }
 
-fn proxy_get_shared_data(mut caller: Caller<'_, Host>, key_ptr: i32, key_len: i32, ret_ptr: i32, ret_len: i32, ret_cas: i32) -> Ret {
+fn proxy_get_shared_data(
+    mut caller: Caller<'_, Host>,
+    key_ptr: i32,
+    key_len: i32,
+    ret_ptr: i32,
+    ret_len: i32,
+    ret_cas: i32,
+) -> Ret {
     enter(&caller, "proxy_get_shared_data")?;
     let Some(key) = read(&mut caller, key_ptr, key_len) else {
         return status(Status::InvalidMemoryAccess);
@@ -56,17 +63,31 @@ fn proxy_get_shared_data(mut caller: Caller<'_, Host>, key_ptr: i32, key_len: i3
     let Some((mem, _)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
-    status(if write_u32(mem, ret_cas, cas) { Status::Ok } else { Status::InvalidMemoryAccess })
+    status(if write_u32(mem, ret_cas, cas) {
+        Status::Ok
+    } else {
+        Status::InvalidMemoryAccess
+    })
 }
 
 /// Envoy's rules: `cas == 0` writes unconditionally; a non-zero `cas` must
 /// match the stored one; every write gets a new, never-zero cas.
-fn proxy_set_shared_data(mut caller: Caller<'_, Host>, key_ptr: i32, key_len: i32, value_ptr: i32, value_len: i32, cas: i32) -> Ret {
+fn proxy_set_shared_data(
+    mut caller: Caller<'_, Host>,
+    key_ptr: i32,
+    key_len: i32,
+    value_ptr: i32,
+    value_len: i32,
+    cas: i32,
+) -> Ret {
     enter(&caller, "proxy_set_shared_data")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
-    let (Some(key), Some(value)) = (super::slice(mem, key_ptr, key_len), super::slice(mem, value_ptr, value_len)) else {
+    let (Some(key), Some(value)) = (
+        super::slice(mem, key_ptr, key_len),
+        super::slice(mem, value_ptr, value_len),
+    ) else {
         return status(Status::InvalidMemoryAccess);
     };
     let cas = cas as u32;
@@ -83,7 +104,13 @@ fn proxy_set_shared_data(mut caller: Caller<'_, Host>, key_ptr: i32, key_len: i3
     status(Status::Ok)
 }
 
-fn proxy_define_metric(mut caller: Caller<'_, Host>, metric_type: i32, name_ptr: i32, name_len: i32, ret_id: i32) -> Ret {
+fn proxy_define_metric(
+    mut caller: Caller<'_, Host>,
+    metric_type: i32,
+    name_ptr: i32,
+    name_len: i32,
+    ret_id: i32,
+) -> Ret {
     enter(&caller, "proxy_define_metric")?;
     let Some(kind) = MetricType::from_abi(metric_type as u32) else {
         return status(Status::BadArgument);
@@ -101,16 +128,23 @@ fn proxy_define_metric(mut caller: Caller<'_, Host>, metric_type: i32, name_ptr:
         return status(Status::InvalidMemoryAccess);
     }
     host.next_metric_ids[kind as usize] += 4;
-    host.shared.lock_metrics().entry(name.clone()).or_insert_with(|| match kind {
-        MetricType::Counter => Metric::Counter(0),
-        MetricType::Gauge => Metric::Gauge(0),
-        MetricType::Histogram => Metric::Histogram(Vec::new()),
-    });
+    host.shared
+        .lock_metrics()
+        .entry(name.clone())
+        .or_insert_with(|| match kind {
+            MetricType::Counter => Metric::Counter(0),
+            MetricType::Gauge => Metric::Gauge(0),
+            MetricType::Histogram => Metric::Histogram(Vec::new()),
+        });
     host.metric_ids.insert(id, name);
     status(Status::Ok)
 }
 
-fn with_metric(caller: &mut Caller<'_, Host>, id: i32, f: impl FnOnce(&mut Metric) -> Status) -> Ret {
+fn with_metric(
+    caller: &mut Caller<'_, Host>,
+    id: i32,
+    f: impl FnOnce(&mut Metric) -> Status,
+) -> Ret {
     let host = caller.data();
     let Some(name) = host.metric_ids.get(&(id as u32)) else {
         return status(Status::NotFound);
@@ -160,9 +194,15 @@ fn proxy_get_metric(mut caller: Caller<'_, Host>, id: i32, ret: i32) -> Ret {
         }
         Metric::Histogram(_) => Status::BadArgument,
     })?;
-    let Some(value) = value else { return Ok(result) };
+    let Some(value) = value else {
+        return Ok(result);
+    };
     let Some((mem, _)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
-    status(if write_u64(mem, ret, value) { Status::Ok } else { Status::InvalidMemoryAccess })
+    status(if write_u64(mem, ret, value) {
+        Status::Ok
+    } else {
+        Status::InvalidMemoryAccess
+    })
 }

@@ -31,48 +31,194 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         linker.func_wrap(module, "clock_time_get", clock_time_get)?;
         linker.func_wrap(module, "random_get", random_get)?;
         linker.func_wrap(module, "proc_exit", proc_exit)?;
-        linker.func_wrap(module, "fd_seek", |mut c: Caller<'_, Host>, _: i32, _: i64, _: i32, _: i32| -> Ret {
-            c.data_mut().log(LogLevel::Error, b"wasi_unstable fd_seek");
-            Ok(errno::SUCCESS)
-        })?;
-        linker.func_wrap(module, "fd_close", |mut c: Caller<'_, Host>, _: i32| -> Ret {
-            c.data_mut().log(LogLevel::Error, b"wasi_unstable fd_close");
-            Ok(errno::SUCCESS)
-        })?;
+        linker.func_wrap(
+            module,
+            "fd_seek",
+            |mut c: Caller<'_, Host>, _: i32, _: i64, _: i32, _: i32| -> Ret {
+                c.data_mut().log(LogLevel::Error, b"wasi_unstable fd_seek");
+                Ok(errno::SUCCESS)
+            },
+        )?;
+        linker.func_wrap(
+            module,
+            "fd_close",
+            |mut c: Caller<'_, Host>, _: i32| -> Ret {
+                c.data_mut().log(LogLevel::Error, b"wasi_unstable fd_close");
+                Ok(errno::SUCCESS)
+            },
+        )?;
         stub!(linker, module, "args_get", (i32, i32), errno::SUCCESS);
         stub!(linker, module, "sched_yield", (), errno::SUCCESS);
-        stub!(linker, module, "fd_read", (i32, i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "path_open", (i32, i32, i32, i32, i32, i64, i64, i32, i32), errno::NOENT);
+        stub!(
+            linker,
+            module,
+            "fd_read",
+            (i32, i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "path_open",
+            (i32, i32, i32, i32, i32, i64, i64, i32, i32),
+            errno::NOENT
+        );
         stub!(linker, module, "fd_prestat_get", (i32, i32), errno::BADF);
-        stub!(linker, module, "fd_prestat_dir_name", (i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "fd_fdstat_set_flags", (i32, i32), errno::NOSYS);
-        stub!(linker, module, "fd_fdstat_set_rights", (i32, i64, i64), errno::NOSYS);
+        stub!(
+            linker,
+            module,
+            "fd_prestat_dir_name",
+            (i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "fd_fdstat_set_flags",
+            (i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "fd_fdstat_set_rights",
+            (i32, i64, i64),
+            errno::NOSYS
+        );
         stub!(linker, module, "clock_res_get", (i32, i32), errno::NOSYS);
-        stub!(linker, module, "fd_advise", (i32, i64, i64, i32), errno::NOSYS);
+        stub!(
+            linker,
+            module,
+            "fd_advise",
+            (i32, i64, i64, i32),
+            errno::NOSYS
+        );
         stub!(linker, module, "fd_allocate", (i32, i64, i64), errno::NOSYS);
         stub!(linker, module, "fd_datasync", (i32), errno::NOSYS);
         stub!(linker, module, "fd_filestat_get", (i32, i32), errno::NOSYS);
-        stub!(linker, module, "fd_filestat_set_size", (i32, i64), errno::NOSYS);
-        stub!(linker, module, "fd_filestat_set_times", (i32, i64, i64, i32), errno::NOSYS);
-        stub!(linker, module, "fd_pread", (i32, i32, i32, i64, i32), errno::NOSYS);
-        stub!(linker, module, "fd_pwrite", (i32, i32, i32, i64, i32), errno::NOSYS);
-        stub!(linker, module, "fd_readdir", (i32, i32, i32, i64, i32), errno::NOSYS);
+        stub!(
+            linker,
+            module,
+            "fd_filestat_set_size",
+            (i32, i64),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "fd_filestat_set_times",
+            (i32, i64, i64, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "fd_pread",
+            (i32, i32, i32, i64, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "fd_pwrite",
+            (i32, i32, i32, i64, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "fd_readdir",
+            (i32, i32, i32, i64, i32),
+            errno::NOSYS
+        );
         stub!(linker, module, "fd_renumber", (i32, i32), errno::NOSYS);
         stub!(linker, module, "fd_sync", (i32), errno::NOSYS);
         stub!(linker, module, "fd_tell", (i32, i32), errno::NOSYS);
-        stub!(linker, module, "path_create_directory", (i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "path_filestat_get", (i32, i32, i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "path_filestat_set_times", (i32, i32, i32, i32, i64, i64, i32), errno::NOSYS);
-        stub!(linker, module, "path_link", (i32, i32, i32, i32, i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "path_readlink", (i32, i32, i32, i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "path_remove_directory", (i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "path_rename", (i32, i32, i32, i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "path_symlink", (i32, i32, i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "path_unlink_file", (i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "poll_oneoff", (i32, i32, i32, i32), errno::NOSYS);
+        stub!(
+            linker,
+            module,
+            "path_create_directory",
+            (i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "path_filestat_get",
+            (i32, i32, i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "path_filestat_set_times",
+            (i32, i32, i32, i32, i64, i64, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "path_link",
+            (i32, i32, i32, i32, i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "path_readlink",
+            (i32, i32, i32, i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "path_remove_directory",
+            (i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "path_rename",
+            (i32, i32, i32, i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "path_symlink",
+            (i32, i32, i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "path_unlink_file",
+            (i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "poll_oneoff",
+            (i32, i32, i32, i32),
+            errno::NOSYS
+        );
         stub!(linker, module, "sock_accept", (i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "sock_recv", (i32, i32, i32, i32, i32, i32), errno::NOSYS);
-        stub!(linker, module, "sock_send", (i32, i32, i32, i32, i32), errno::NOSYS);
+        stub!(
+            linker,
+            module,
+            "sock_recv",
+            (i32, i32, i32, i32, i32, i32),
+            errno::NOSYS
+        );
+        stub!(
+            linker,
+            module,
+            "sock_send",
+            (i32, i32, i32, i32, i32),
+            errno::NOSYS
+        );
         stub!(linker, module, "sock_shutdown", (i32, i32), errno::NOSYS);
     }
     Ok(())
@@ -111,7 +257,11 @@ fn fd_write(mut caller: Caller<'_, Host>, fd: i32, iovs: i32, iovs_len: i32, nwr
         let message = text.strip_suffix(b"\n").unwrap_or(&text);
         host.log(level, message);
     }
-    Ok(if write_u32(mem, nwritten, written) { errno::SUCCESS } else { errno::FAULT })
+    Ok(if write_u32(mem, nwritten, written) {
+        errno::SUCCESS
+    } else {
+        errno::FAULT
+    })
 }
 
 fn fd_fdstat_get(mut caller: Caller<'_, Host>, fd: i32, stat: i32) -> Ret {
@@ -124,7 +274,11 @@ fn fd_fdstat_get(mut caller: Caller<'_, Host>, fd: i32, stat: i32) -> Ret {
     // A character device with only the fd_write right (64), as Envoy reports.
     let mut fdstat = [0u8; 24];
     fdstat[8..16].copy_from_slice(&64u64.to_le_bytes());
-    Ok(if write_bytes(mem, stat, &fdstat) { errno::SUCCESS } else { errno::FAULT })
+    Ok(if write_bytes(mem, stat, &fdstat) {
+        errno::SUCCESS
+    } else {
+        errno::FAULT
+    })
 }
 
 fn environ_sizes_get(mut caller: Caller<'_, Host>, count_ptr: i32, size_ptr: i32) -> Ret {
@@ -157,7 +311,11 @@ fn args_sizes_get(mut caller: Caller<'_, Host>, argc: i32, size: i32) -> Ret {
     let Some((mem, _)) = split(&mut caller) else {
         return Ok(errno::FAULT);
     };
-    Ok(if write_u32(mem, argc, 0) && write_u32(mem, size, 0) { errno::SUCCESS } else { errno::FAULT })
+    Ok(if write_u32(mem, argc, 0) && write_u32(mem, size, 0) {
+        errno::SUCCESS
+    } else {
+        errno::FAULT
+    })
 }
 
 fn clock_time_get(mut caller: Caller<'_, Host>, clock: i32, _precision: i64, ret: i32) -> Ret {
@@ -169,7 +327,11 @@ fn clock_time_get(mut caller: Caller<'_, Host>, clock: i32, _precision: i64, ret
         1 => host.clock.monotonic_ns,
         _ => return Ok(errno::NOTSUP),
     };
-    Ok(if write_u64(mem, ret, now) { errno::SUCCESS } else { errno::FAULT })
+    Ok(if write_u64(mem, ret, now) {
+        errno::SUCCESS
+    } else {
+        errno::FAULT
+    })
 }
 
 fn random_get(mut caller: Caller<'_, Host>, buf: i32, len: i32) -> Ret {
@@ -181,7 +343,10 @@ fn random_get(mut caller: Caller<'_, Host>, buf: i32, len: i32) -> Ret {
         return Ok(errno::FAULT);
     };
     let start = buf as u32 as usize;
-    let Some(dst) = start.checked_add(len).and_then(|end| mem.get_mut(start..end)) else {
+    let Some(dst) = start
+        .checked_add(len)
+        .and_then(|end| mem.get_mut(start..end))
+    else {
         return Ok(errno::FAULT);
     };
     host.rng.fill_bytes(dst);

@@ -1,0 +1,11 @@
+//! The harness's integration tests, one binary with a module per area.
+
+mod guest;
+
+mod abi_fields;
+mod abi_lifecycle;
+mod abi_shared;
+mod abi_wasi;
+mod malformed;
+mod sdk_filter;
+mod stream_semantics;
