@@ -1,1 +1,43 @@
-fn main() {}
+//! Build orchestration for the toolkit, run as `cargo xtask <task>`.
+//!
+//! - `dist`: build every filter crate to `wasm32-wasip1`, check each in the
+//!   harness, and write `dist/` (modules and checksums).
+//! - `test`: formatting, lints, doc tests and every test of the workspace.
+
+mod dist;
+mod filters;
+mod test;
+mod toolchain;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <task>
+
+Tasks:
+  dist                 build every filter to wasm32-wasip1, check it in the harness, write dist/
+  test [--no-lint] [-- <test runner args>]
+                       fmt check, clippy -D warnings, doc tests, then every test
+                       (cargo-nextest when installed, else cargo test)
+  help                 this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("dist") => dist::run(&args[1..]),
+        Some("test") => test::run(&args[1..]),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

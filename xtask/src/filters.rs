@@ -1,0 +1,87 @@
+//! Finding the filter crates of the workspace and building them to wasm.
+
+use std::path::{Path, PathBuf};
+
+use crate::toolchain::{WASM_TARGET, cargo, exec, root};
+
+/// Cargo profile the filters ship with (size-tuned, see the root Cargo.toml).
+pub(crate) const PROFILE: &str = "wasm-release";
+
+/// A filter crate: a `cdylib` package under `filters/`.
+#[derive(Debug)]
+pub(crate) struct Filter {
+    /// Package name, e.g. `proxy-wasm-headers`.
+    pub(crate) package: String,
+    /// The crate's directory.
+    pub(crate) dir: PathBuf,
+}
+
+impl Filter {
+    /// The module cargo writes for this filter.
+    pub(crate) fn module(&self) -> PathBuf {
+        root()
+            .join("target")
+            .join(WASM_TARGET)
+            .join(PROFILE)
+            .join(format!("{}.wasm", self.package.replace('-', "_")))
+    }
+
+    /// The example plugin configuration the filter ships with; `dist`
+    /// checks the module with it.
+    pub(crate) fn example_config(&self) -> PathBuf {
+        self.dir.join("config").join("example.json")
+    }
+}
+
+/// Every `cdylib` package whose manifest lies under `filters/`.
+pub(crate) fn discover() -> Result<Vec<Filter>, String> {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("cargo metadata printed bad JSON: {e}"))?;
+    let filters_dir = root().join("filters");
+    let mut filters = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let manifest = Path::new(package["manifest_path"].as_str().unwrap_or_default());
+        let is_cdylib = package["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| {
+                t["crate_types"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c == "cdylib")
+            });
+        if is_cdylib && manifest.starts_with(&filters_dir) {
+            filters.push(Filter {
+                package: package["name"].as_str().unwrap_or_default().to_owned(),
+                dir: manifest.parent().map(Path::to_path_buf).unwrap_or_default(),
+            });
+        }
+    }
+    filters.sort_by(|a, b| a.package.cmp(&b.package));
+    Ok(filters)
+}
+
+/// Builds the given filters to `wasm32-wasip1` in one cargo invocation.
+pub(crate) fn build(filters: &[Filter]) -> Result<(), String> {
+    if filters.is_empty() {
+        return Ok(());
+    }
+    let mut cmd = cargo();
+    cmd.args(["build", "--target", WASM_TARGET, "--profile", PROFILE]);
+    for filter in filters {
+        cmd.args(["--package", &filter.package]);
+    }
+    exec(&mut cmd)
+}

@@ -1,0 +1,61 @@
+//! `cargo xtask test`: everything CI checks, in the order that fails fastest.
+
+use std::process::Command;
+
+use crate::toolchain::{cargo, ensure_wasm_target, exec, has_cargo_subcommand};
+
+pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    if lint {
+        ensure_component("rustfmt", "fmt")?;
+        ensure_component("clippy", "clippy")?;
+        exec(cargo().args(["fmt", "--all", "--", "--check"]))?;
+        exec(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    exec(cargo().args(["test", "--workspace", "--doc"]))?;
+    // The runner goes last so its own summary lines end the output.
+    if has_cargo_subcommand("nextest") {
+        exec(
+            cargo()
+                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+                .args(runner_args),
+        )
+    } else {
+        eprintln!("xtask: cargo-nextest is not installed; using cargo test");
+        exec(
+            cargo()
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .args(runner_args),
+        )
+    }
+}
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let (ours, runner_args) = match args.iter().position(|a| a == "--") {
+        Some(at) => (&args[..at], &args[at + 1..]),
+        None => (args, &[][..]),
+    };
+    let mut lint = true;
+    for arg in ours {
+        match arg.as_str() {
+            "--no-lint" => lint = false,
+            other => return Err(format!("unknown option `{other}` for test")),
+        }
+    }
+    run_all(lint, runner_args)
+}
+
+/// Adds a rustup component when its cargo subcommand is missing.
+fn ensure_component(component: &str, subcommand: &str) -> Result<(), String> {
+    if has_cargo_subcommand(subcommand) {
+        return Ok(());
+    }
+    exec(Command::new("rustup").args(["component", "add", component]))
+}

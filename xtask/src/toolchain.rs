@@ -1,0 +1,55 @@
+//! Running cargo and making sure the toolchain has what the project needs.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub(crate) const WASM_TARGET: &str = "wasm32-wasip1";
+
+/// The workspace root (xtask lives one level below it).
+pub(crate) fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map_or(manifest.clone(), PathBuf::from)
+}
+
+/// `cargo` as the one running this task.
+pub(crate) fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Runs a command, failing with its command line when it fails.
+pub(crate) fn exec(cmd: &mut Command) -> Result<(), String> {
+    let line = format!("{cmd:?}");
+    eprintln!("xtask: running {line}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {line}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{line} failed ({status})"))
+    }
+}
+
+/// Installs the wasm target with rustup when the toolchain lacks it.
+pub(crate) fn ensure_wasm_target() -> Result<(), String> {
+    let sysroot = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(WASM_TARGET).is_dir() {
+        return Ok(());
+    }
+    eprintln!("xtask: the {WASM_TARGET} target is missing; installing it with rustup");
+    exec(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+/// Whether `cargo <subcommand> --version` works.
+pub(crate) fn has_cargo_subcommand(subcommand: &str) -> bool {
+    cargo()
+        .args([subcommand, "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
