@@ -27,9 +27,13 @@ fn minimal(runtime: &Runtime) -> Plugin {
 fn vm_start(c: &mut Criterion) {
     let mut group = c.benchmark_group("vm_start");
     let on_demand = minimal(&Runtime::new().unwrap());
-    group.bench_function("minimal/on_demand", |b| b.iter(|| black_box(on_demand.start().unwrap())));
+    group.bench_function("minimal/on_demand", |b| {
+        b.iter(|| black_box(on_demand.start().unwrap()))
+    });
     let pooled = minimal(&Runtime::with_pooling(16).unwrap());
-    group.bench_function("minimal/pooling", |b| b.iter(|| black_box(pooled.start().unwrap())));
+    group.bench_function("minimal/pooling", |b| {
+        b.iter(|| black_box(pooled.start().unwrap()))
+    });
     group.finish();
 }
 
@@ -41,7 +45,9 @@ fn lifecycle(c: &mut Criterion) {
         b.iter(|| {
             let mut stream = vm.http_stream();
             stream.send_request_headers(REQUEST, true).unwrap();
-            stream.send_response_headers([(":status", "200")], true).unwrap();
+            stream
+                .send_response_headers([(":status", "200")], true)
+                .unwrap();
             black_box(stream.finish().unwrap())
         })
     });

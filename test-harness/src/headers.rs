@@ -29,19 +29,17 @@ impl HeaderMap {
 
     /// The first value of `name` as bytes.
     pub fn get_bytes(&self, name: &[u8]) -> Option<&[u8]> {
-        let name = lower(name);
         self.entries
             .iter()
-            .find(|(k, _)| *k == name)
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_slice())
     }
 
     /// Every value of `name`, in order.
     pub fn get_all(&self, name: &str) -> Vec<&[u8]> {
-        let name = lower(name.as_bytes());
         self.entries
             .iter()
-            .filter(|(k, _)| *k == name)
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v.as_slice())
             .collect()
     }
@@ -71,7 +69,7 @@ impl HeaderMap {
     /// Adds a value, keeping existing ones (Envoy `addCopy`). A pseudo-header
     /// goes after the last pseudo-header, as in Envoy's header list.
     pub fn add(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let name = lower(name.as_ref());
+        let name = name.as_ref().to_ascii_lowercase();
         let value = value.as_ref().to_vec();
         if name.first() == Some(&b':') {
             let at = self
@@ -88,17 +86,24 @@ impl HeaderMap {
     /// Replaces the first value of `name` in place and keeps later ones, or
     /// adds it when absent (Envoy `setCopy`).
     pub fn replace(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let key = lower(name.as_ref());
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, v)) => *v = value.as_ref().to_vec(),
-            None => self.add(key, value),
+        let name = name.as_ref();
+        match self
+            .entries
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            Some((_, v)) => {
+                v.clear();
+                v.extend_from_slice(value.as_ref());
+            }
+            None => self.add(name, value),
         }
     }
 
     /// Removes every value of `name`.
     pub fn remove(&mut self, name: impl AsRef<[u8]>) {
-        let key = lower(name.as_ref());
-        self.entries.retain(|(k, _)| *k != key);
+        let name = name.as_ref();
+        self.entries.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
     }
 
     /// The proxy-wasm pairs encoding of this map.
@@ -156,10 +161,6 @@ impl fmt::Debug for HeaderMap {
             )
             .finish()
     }
-}
-
-fn lower(name: &[u8]) -> Vec<u8> {
-    name.to_ascii_lowercase()
 }
 
 /// Encodes pairs as proxy-wasm does: `u32 count`, `count × (u32 key_len,

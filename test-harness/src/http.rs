@@ -6,7 +6,7 @@
 
 use std::mem;
 
-use crate::abi::Action;
+use crate::abi::{AbiVersion, Action};
 use crate::error::{Error, Result};
 use crate::headers::HeaderMap;
 use crate::host::{Deferred, Phase};
@@ -14,7 +14,7 @@ use crate::properties;
 use crate::stream::{
     Direction, Frame, HttpStreamState, LocalResponse, Message, Progress, Stage, Stop,
 };
-use crate::vm::{HeadersCallback, Vm};
+use crate::vm::Vm;
 
 /// One HTTP stream of a [`Vm`], fed part by part as a client and an upstream
 /// would, and inspected afterwards.
@@ -128,7 +128,7 @@ impl Vm {
         }
         self.state(id)?.created = true;
         let root = self.store.data().root_id as i32;
-        if let Some(f) = self.callbacks.on_context_create.clone() {
+        if let Some(f) = self.callback(|c| &mut c.on_context_create) {
             self.invoke("proxy_on_context_create", id, Phase::Callback, |s| {
                 f.call(s, (id as i32, root))
             })?;
@@ -147,18 +147,23 @@ impl Vm {
                 flow.headers = Some(map);
                 flow.end_of_stream = eos;
                 flow.stage = Stage::Headers;
-                let action = match self.callbacks.headers[d].clone() {
-                    Some(cb) => {
-                        let name =
-                            pick(dir, "proxy_on_request_headers", "proxy_on_response_headers");
-                        let raw = self.invoke(name, id, Phase::Callback, |s| match cb {
-                            HeadersCallback::V0_1(f) => f.call(s, (ctx, n)),
-                            HeadersCallback::V0_2(f) => f.call(s, (ctx, n, i32::from(eos))),
-                        })?;
-                        Action::from_abi(raw)
+                let name = pick(dir, "proxy_on_request_headers", "proxy_on_response_headers");
+                let raw = if self.abi_version() == AbiVersion::V0_1_0 {
+                    match self.callback(|c| &mut c.headers_v0_1[d]) {
+                        Some(f) => {
+                            Some(self.invoke(name, id, Phase::Callback, |s| f.call(s, (ctx, n)))?)
+                        }
+                        None => None,
                     }
-                    None => Action::Continue,
+                } else {
+                    match self.callback(|c| &mut c.headers[d]) {
+                        Some(f) => Some(self.invoke(name, id, Phase::Callback, |s| {
+                            f.call(s, (ctx, n, i32::from(eos)))
+                        })?),
+                        None => None,
+                    }
                 };
+                let action = raw.map_or(Action::Continue, Action::from_abi);
                 (Stop::Headers, action)
             }
             Frame::Data(chunk, eos) => {
@@ -168,7 +173,7 @@ impl Vm {
                 flow.stage = Stage::Body;
                 // Paused bodies are buffered: the callback sees the total size.
                 let size = flow.body.len() as i32;
-                let action = match self.callbacks.body[d].clone() {
+                let action = match self.callback(|c| &mut c.body[d]) {
                     Some(f) => {
                         let name = pick(dir, "proxy_on_request_body", "proxy_on_response_body");
                         Action::from_abi(self.invoke(name, id, Phase::Callback, |s| {
@@ -185,7 +190,7 @@ impl Vm {
                 flow.trailers = Some(map);
                 flow.end_of_stream = true;
                 flow.stage = Stage::Trailers;
-                let action = match self.callbacks.trailers[d].clone() {
+                let action = match self.callback(|c| &mut c.trailers[d]) {
                     Some(f) => {
                         let name = pick(
                             dir,
@@ -220,15 +225,21 @@ impl Vm {
         let flow = self.state(id)?.flow_mut(dir);
         flow.stopped = None;
         flow.stage = Stage::Idle;
+        // What passes is frozen: the filter cannot write it any more, so it
+        // moves to `sent` rather than being copied.
         if stop == Stop::Headers {
-            flow.sent.headers = flow.headers.clone();
+            flow.sent.headers = flow.headers.take();
             flow.sent.complete = flow.end_of_stream;
         } else {
-            let body = mem::take(&mut flow.body);
-            flow.sent.body.extend_from_slice(&body);
+            if flow.sent.body.is_empty() {
+                flow.sent.body = mem::take(&mut flow.body);
+            } else {
+                let body = mem::take(&mut flow.body);
+                flow.sent.body.extend_from_slice(&body);
+            }
             if flow.end_of_stream {
                 // Trailers the filter added at the end of the body go too.
-                flow.sent.trailers = flow.trailers.clone();
+                flow.sent.trailers = flow.trailers.take();
                 flow.sent.complete = true;
             }
         }
@@ -326,16 +337,16 @@ impl Vm {
             // Envoy logs the stream, then destroys its filters.
             state.in_log = true;
             let ctx = id as i32;
-            if let Some(f) = self.callbacks.on_log.clone() {
+            if let Some(f) = self.callback(|c| &mut c.on_log) {
                 let logged = self.invoke("proxy_on_log", id, Phase::Callback, |s| f.call(s, ctx));
                 self.state(id)?.in_log = false;
                 logged?;
             }
             self.state(id)?.in_log = false;
-            if let Some(f) = self.callbacks.on_done.clone() {
+            if let Some(f) = self.callback(|c| &mut c.on_done) {
                 self.invoke("proxy_on_done", id, Phase::Callback, |s| f.call(s, ctx))?;
             }
-            if let Some(f) = self.callbacks.on_delete.clone() {
+            if let Some(f) = self.callback(|c| &mut c.on_delete) {
                 self.invoke("proxy_on_delete", id, Phase::Callback, |s| f.call(s, ctx))?;
             }
             // Nothing a finished stream asks for can happen any more.
@@ -513,12 +524,12 @@ impl HttpStream<'_> {
 
     /// The request headers as the filter left them.
     pub fn request_headers(&self) -> Option<&HeaderMap> {
-        self.state().request.headers.as_ref()
+        self.state().request.headers()
     }
 
     /// The response headers as the filter left them.
     pub fn response_headers(&self) -> Option<&HeaderMap> {
-        self.state().response.headers.as_ref()
+        self.state().response.headers()
     }
 
     /// Whether the filter reset the stream.

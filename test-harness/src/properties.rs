@@ -87,7 +87,7 @@ pub(crate) fn lookup(
 }
 
 fn request_property(stream: &HttpStreamState, rest: &[&[u8]]) -> Option<Vec<u8>> {
-    let headers = stream.request.headers.as_ref()?;
+    let headers = stream.request.headers()?;
     let header = |name: &str| headers.get_bytes(name.as_bytes()).map(<[u8]>::to_vec);
     let path = headers.get_bytes(b":path").unwrap_or_default();
     let (url_path, query) = match path.iter().position(|b| *b == b'?') {
@@ -112,7 +112,7 @@ fn request_property(stream: &HttpStreamState, rest: &[&[u8]]) -> Option<Vec<u8>>
 }
 
 fn response_property(stream: &HttpStreamState, rest: &[&[u8]]) -> Option<Vec<u8>> {
-    let headers = stream.response.headers.as_ref()?;
+    let headers = stream.response.headers()?;
     match rest {
         [b"code"] => {
             let code: i64 = headers.get(":status")?.parse().ok()?;

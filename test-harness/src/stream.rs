@@ -110,8 +110,8 @@ pub(crate) enum Frame {
 /// One direction of a stream.
 #[derive(Debug)]
 pub(crate) struct Flow {
-    /// The live header map (kept after the filter passes it, for properties
-    /// and the access-log phase).
+    /// The live header map while the filter holds it; once it passes it
+    /// moves, frozen, to `sent` (see [`Flow::headers`]).
     pub(crate) headers: Option<HeaderMap>,
     /// Body bytes buffered at the filter and visible to it.
     pub(crate) body: Vec<u8>,
@@ -149,7 +149,18 @@ impl Flow {
 
     /// Whether this flow received its headers.
     pub(crate) fn started(&self) -> bool {
-        self.headers.is_some()
+        self.headers().is_some()
+    }
+
+    /// The headers, live or already passed on (for properties and the
+    /// access-log phase).
+    pub(crate) fn headers(&self) -> Option<&HeaderMap> {
+        self.headers.as_ref().or(self.sent.headers.as_ref())
+    }
+
+    /// The trailers, live or already passed on.
+    pub(crate) fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_ref().or(self.sent.trailers.as_ref())
     }
 }
 

@@ -16,29 +16,78 @@ use crate::properties;
 use crate::runtime::EPOCH_TICK;
 use crate::stream::Direction;
 
-/// A headers callback: 0.1.0 modules take no `end_of_stream`.
-#[derive(Clone)]
-pub(crate) enum HeadersCallback {
-    V0_1(TypedFunc<(i32, i32), i32>),
-    V0_2(TypedFunc<(i32, i32, i32), i32>),
+/// A guest callback, looked up on first use: most VMs never call most of
+/// the ~25 callbacks an SDK module exports, and each lookup costs a type check.
+pub(crate) struct Slot<P, R> {
+    name: &'static str,
+    resolved: Option<Option<TypedFunc<P, R>>>,
 }
 
-type BodyCallback = TypedFunc<(i32, i32, i32), i32>;
-type TrailersCallback = TypedFunc<(i32, i32), i32>;
+impl<P: WasmParams, R: WasmResults> Slot<P, R> {
+    const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            resolved: None,
+        }
+    }
 
-/// The guest callbacks this VM may call, resolved once at start.
+    fn get(
+        &mut self,
+        store: &mut Store<Host>,
+        instance: &Instance,
+        plugin: &PluginInner,
+    ) -> Option<TypedFunc<P, R>> {
+        self.resolved
+            .get_or_insert_with(|| typed(store, instance, plugin, self.name))
+            .clone()
+    }
+}
+
+/// The guest callbacks this VM may call.
 pub(crate) struct Callbacks {
-    pub(crate) on_context_create: Option<TypedFunc<(i32, i32), ()>>,
-    pub(crate) on_vm_start: Option<TypedFunc<(i32, i32), i32>>,
-    pub(crate) on_configure: Option<TypedFunc<(i32, i32), i32>>,
-    pub(crate) on_tick: Option<TypedFunc<i32, ()>>,
-    pub(crate) on_done: Option<TypedFunc<i32, i32>>,
-    pub(crate) on_log: Option<TypedFunc<i32, ()>>,
-    pub(crate) on_delete: Option<TypedFunc<i32, ()>>,
-    /// Indexed by [`Direction`]: request, response.
-    pub(crate) headers: [Option<HeadersCallback>; 2],
-    pub(crate) body: [Option<BodyCallback>; 2],
-    pub(crate) trailers: [Option<TrailersCallback>; 2],
+    pub(crate) on_context_create: Slot<(i32, i32), ()>,
+    pub(crate) on_vm_start: Slot<(i32, i32), i32>,
+    pub(crate) on_configure: Slot<(i32, i32), i32>,
+    pub(crate) on_tick: Slot<i32, ()>,
+    pub(crate) on_done: Slot<i32, i32>,
+    pub(crate) on_log: Slot<i32, ()>,
+    pub(crate) on_delete: Slot<i32, ()>,
+    /// Indexed by [`Direction`]: request, response. ABI 0.1.0 headers
+    /// callbacks take no `end_of_stream`.
+    pub(crate) headers_v0_1: [Slot<(i32, i32), i32>; 2],
+    pub(crate) headers: [Slot<(i32, i32, i32), i32>; 2],
+    pub(crate) body: [Slot<(i32, i32, i32), i32>; 2],
+    pub(crate) trailers: [Slot<(i32, i32), i32>; 2],
+}
+
+impl Callbacks {
+    const fn new() -> Self {
+        Self {
+            on_context_create: Slot::new("proxy_on_context_create"),
+            on_vm_start: Slot::new("proxy_on_vm_start"),
+            on_configure: Slot::new("proxy_on_configure"),
+            on_tick: Slot::new("proxy_on_tick"),
+            on_done: Slot::new("proxy_on_done"),
+            on_log: Slot::new("proxy_on_log"),
+            on_delete: Slot::new("proxy_on_delete"),
+            headers_v0_1: [
+                Slot::new("proxy_on_request_headers"),
+                Slot::new("proxy_on_response_headers"),
+            ],
+            headers: [
+                Slot::new("proxy_on_request_headers"),
+                Slot::new("proxy_on_response_headers"),
+            ],
+            body: [
+                Slot::new("proxy_on_request_body"),
+                Slot::new("proxy_on_response_body"),
+            ],
+            trailers: [
+                Slot::new("proxy_on_request_trailers"),
+                Slot::new("proxy_on_response_trailers"),
+            ],
+        }
+    }
 }
 
 /// A running VM of a [`Plugin`](crate::Plugin): the module instantiated in
@@ -48,7 +97,8 @@ pub(crate) struct Callbacks {
 pub struct Vm {
     pub(crate) store: Store<Host>,
     pub(crate) plugin: Arc<PluginInner>,
-    pub(crate) callbacks: Callbacks,
+    instance: Instance,
+    callbacks: Callbacks,
     next_context_id: u32,
     poisoned: Option<String>,
     deadline_ticks: u64,
@@ -78,36 +128,6 @@ fn typed<P: WasmParams, R: WasmResults>(
     func.typed(&*store).ok()
 }
 
-impl Callbacks {
-    fn resolve(store: &mut Store<Host>, instance: &Instance, plugin: &PluginInner) -> Self {
-        let headers = |store: &mut Store<Host>, name: &str| match plugin.abi {
-            AbiVersion::V0_1_0 => typed(store, instance, plugin, name).map(HeadersCallback::V0_1),
-            _ => typed(store, instance, plugin, name).map(HeadersCallback::V0_2),
-        };
-        Self {
-            on_context_create: typed(store, instance, plugin, "proxy_on_context_create"),
-            on_vm_start: typed(store, instance, plugin, "proxy_on_vm_start"),
-            on_configure: typed(store, instance, plugin, "proxy_on_configure"),
-            on_tick: typed(store, instance, plugin, "proxy_on_tick"),
-            on_done: typed(store, instance, plugin, "proxy_on_done"),
-            on_log: typed(store, instance, plugin, "proxy_on_log"),
-            on_delete: typed(store, instance, plugin, "proxy_on_delete"),
-            headers: [
-                headers(store, "proxy_on_request_headers"),
-                headers(store, "proxy_on_response_headers"),
-            ],
-            body: [
-                typed(store, instance, plugin, "proxy_on_request_body"),
-                typed(store, instance, plugin, "proxy_on_response_body"),
-            ],
-            trailers: [
-                typed(store, instance, plugin, "proxy_on_request_trailers"),
-                typed(store, instance, plugin, "proxy_on_response_trailers"),
-            ],
-        }
-    }
-}
-
 impl Vm {
     pub(crate) fn start(plugin: &Arc<PluginInner>) -> Result<Self> {
         let runtime = &plugin.runtime;
@@ -135,7 +155,6 @@ impl Vm {
         // Envoy looks for `malloc` first, then `proxy_on_memory_allocate`.
         let alloc = typed(&mut store, &instance, plugin, "malloc")
             .or_else(|| typed(&mut store, &instance, plugin, "proxy_on_memory_allocate"));
-        let callbacks = Callbacks::resolve(&mut store, &instance, plugin);
         let start_fns = StartFunctions {
             initialize: typed(&mut store, &instance, plugin, "_initialize"),
             main: typed(&mut store, &instance, plugin, "main"),
@@ -150,7 +169,8 @@ impl Vm {
         let mut vm = Vm {
             store,
             plugin: plugin.clone(),
-            callbacks,
+            instance,
+            callbacks: Callbacks::new(),
             next_context_id: 1,
             poisoned: None,
             deadline_ticks,
@@ -179,14 +199,14 @@ impl Vm {
         let root = self.new_context_id();
         self.store.data_mut().root_id = root;
         let id = root as i32;
-        if let Some(f) = self.callbacks.on_context_create.clone() {
+        if let Some(f) = self.callback(|c| &mut c.on_context_create) {
             self.invoke("proxy_on_context_create", root, Phase::Callback, |s| {
                 f.call(s, (id, 0))
             })?;
         }
         let mark = self.store.data().logs.len();
         let settings = self.plugin.settings.clone();
-        if let Some(f) = self.callbacks.on_vm_start.clone() {
+        if let Some(f) = self.callback(|c| &mut c.on_vm_start) {
             let size = settings.vm_configuration.len() as i32;
             let ok = self.invoke("proxy_on_vm_start", root, Phase::VmStart, |s| {
                 f.call(s, (id, size))
@@ -197,7 +217,7 @@ impl Vm {
                 });
             }
         }
-        if let Some(f) = self.callbacks.on_configure.clone() {
+        if let Some(f) = self.callback(|c| &mut c.on_configure) {
             let size = settings.configuration.len() as i32;
             let ok = self.invoke("proxy_on_configure", root, Phase::Configure, |s| {
                 f.call(s, (id, size))
@@ -209,6 +229,14 @@ impl Vm {
             }
         }
         self.flush_deferred()
+    }
+
+    /// The guest's callback in `slot`, if it exports one.
+    pub(crate) fn callback<P: WasmParams, R: WasmResults>(
+        &mut self,
+        slot: impl FnOnce(&mut Callbacks) -> &mut Slot<P, R>,
+    ) -> Option<TypedFunc<P, R>> {
+        slot(&mut self.callbacks).get(&mut self.store, &self.instance, &self.plugin)
     }
 
     pub(crate) fn new_context_id(&mut self) -> u32 {
@@ -283,7 +311,7 @@ impl Vm {
     fn delete_root_context(&mut self) -> Result<()> {
         let root = self.store.data().root_id;
         self.store.data_mut().root_pending_done = false;
-        if let Some(f) = self.callbacks.on_delete.clone() {
+        if let Some(f) = self.callback(|c| &mut c.on_delete) {
             self.invoke("proxy_on_delete", root, Phase::Callback, |s| {
                 f.call(s, root as i32)
             })?;
@@ -301,7 +329,7 @@ impl Vm {
     /// When the guest traps.
     pub fn shutdown(&mut self) -> Result<bool> {
         let root = self.store.data().root_id;
-        let done = match self.callbacks.on_done.clone() {
+        let done = match self.callback(|c| &mut c.on_done) {
             Some(f) => {
                 self.invoke("proxy_on_done", root, Phase::Callback, |s| {
                     f.call(s, root as i32)
@@ -343,7 +371,7 @@ impl Vm {
             }
             host.next_tick_ns = host.clock.monotonic_ns + host.tick_period_ns;
             let root = host.root_id;
-            if let Some(f) = self.callbacks.on_tick.clone() {
+            if let Some(f) = self.callback(|c| &mut c.on_tick) {
                 self.invoke("proxy_on_tick", root, Phase::Callback, |s| {
                     f.call(s, root as i32)
                 })?;

@@ -3,7 +3,7 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{Host, copy_out, enter, lifecycle::configuring, read, split, write_u32};
+use super::{Host, copy_out, enter, lifecycle::configuring, split, write_u32};
 use crate::abi::{AbiVersion, BufferType, MapType, Status};
 use crate::headers::{HeaderMap, decode_pairs};
 use crate::stream::{Direction, Flow, HttpStreamState, Stage};
@@ -73,14 +73,19 @@ fn read_map(host: &Host, map: MapType) -> Result<&HeaderMap, Status> {
     let (dir, trailers) = http_map(map).ok_or(Status::BadArgument)?;
     let stream = host.stream().ok_or(Status::BadArgument)?;
     let flow = stream.flow(dir);
+    if stream.in_log {
+        let value = if trailers {
+            flow.trailers()
+        } else {
+            flow.headers()
+        };
+        return value.ok_or(Status::NotFound);
+    }
     let value = if trailers {
         flow.trailers.as_ref()
     } else {
         flow.headers.as_ref()
     };
-    if stream.in_log {
-        return value.ok_or(Status::NotFound);
-    }
     let stage = if trailers {
         Stage::Trailers
     } else {
@@ -196,12 +201,14 @@ fn proxy_get_header_map_value(
     let Some(map) = map_type(map) else {
         return status(Status::BadArgument);
     };
-    let Some(key) = read(&mut caller, key_ptr, key_len) else {
+    let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
-    let host = caller.data();
+    let Some(key) = super::slice(mem, key_ptr, key_len) else {
+        return status(Status::InvalidMemoryAccess);
+    };
     let value = match read_map(host, map) {
-        Ok(m) => m.get_bytes(&key).map(<[u8]>::to_vec),
+        Ok(m) => m.get_bytes(key).map(<[u8]>::to_vec),
         Err(s) => return status(s),
     };
     match value {
@@ -214,7 +221,8 @@ fn proxy_get_header_map_value(
     }
 }
 
-/// Shared shape of add/replace: read key and value, then edit the map.
+/// Shared shape of add/replace/remove: edit the map straight from guest
+/// memory (memory and host state are disjoint borrows).
 fn edit_map(
     caller: &mut Caller<'_, Host>,
     map: i32,
@@ -236,9 +244,8 @@ fn edit_map(
     let (Some(key), Some(value)) = (key, value) else {
         return status(Status::InvalidMemoryAccess);
     };
-    let (key, value) = (key.to_vec(), value.to_vec());
     match write_map(host, map) {
-        Ok(m) => edit(m, &key, &value),
+        Ok(m) => edit(m, key, value),
         Err(s) => return status(s),
     }
     note_request_header_write(host, map);

@@ -8,7 +8,7 @@ mod lifecycle;
 mod shared;
 mod wasi;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
@@ -130,7 +130,7 @@ pub(crate) struct Host {
     /// unimplemented host function); they fail the call that ran it.
     pub(crate) problems: Vec<String>,
     pub(crate) deferred: Vec<Deferred>,
-    pub(crate) streams: HashMap<u32, HttpStreamState>,
+    pub(crate) streams: BTreeMap<u32, HttpStreamState>,
     /// Properties the test set.
     pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
     pub(crate) rng: ChaCha8Rng,
@@ -178,7 +178,7 @@ impl Host {
             logs: Vec::new(),
             problems: Vec::new(),
             deferred: Vec::new(),
-            streams: HashMap::new(),
+            streams: BTreeMap::new(),
             properties,
             clock,
             tick_period_ns: 0,
