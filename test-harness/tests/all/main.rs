@@ -2,6 +2,7 @@
 
 mod guest;
 
+mod abi_arguments;
 mod abi_fields;
 mod abi_lifecycle;
 mod abi_shared;
