@@ -104,6 +104,8 @@ impl Vm {
             Frame::Trailers(_) => true,
         };
         self.accept(id, dir, frame)?;
+        // Callout answers due now arrive before the caller looks.
+        self.settle()?;
         Ok(self.state(id)?.progress(dir))
     }
 

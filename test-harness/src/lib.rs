@@ -64,6 +64,7 @@ mod plugin;
 mod properties;
 mod runtime;
 mod stream;
+mod upstream;
 mod vm;
 
 pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, Status, StreamType};
@@ -72,10 +73,11 @@ pub use headers::HeaderMap;
 pub use host::{LogEntry, Metric};
 pub use http::{Exchange, HttpStream};
 pub use plugin::{
-    DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_START_TIME_UNIX_SECS, Plugin,
-    PluginBuilder,
+    DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_START_TIME_UNIX_SECS, ForeignFunction,
+    Plugin, PluginBuilder,
 };
 pub use properties::value as property;
 pub use runtime::Runtime;
 pub use stream::{LocalResponse, Message, Progress};
+pub use upstream::{CallOutcome, HttpCall, HttpResponse, Upstream};
 pub use vm::Vm;

@@ -8,11 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{ExternType, InstancePre, Module, ModuleExport, ValType};
 
-use crate::abi::{AbiVersion, LogLevel};
+use crate::abi::{AbiVersion, LogLevel, Status};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::properties;
 use crate::runtime::Runtime;
+use crate::upstream::Upstream;
 use crate::vm::Vm;
 
 /// Linear memory cap per VM, as Envoy's (cpp-host `limits.h`).
@@ -37,6 +38,21 @@ pub(crate) struct PluginSettings {
     pub(crate) callback_deadline: Duration,
     pub(crate) seed: u64,
     pub(crate) start_time_ns: u64,
+    pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
+    pub(crate) foreign_functions: HashMap<String, ForeignFunction>,
+}
+
+type ForeignFn = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, Status> + Send + Sync;
+
+/// A host function the plugin can call with `proxy_call_foreign_function`:
+/// arguments in, results or a status out.
+#[derive(Clone)]
+pub struct ForeignFunction(pub(crate) Arc<ForeignFn>);
+
+impl std::fmt::Debug for ForeignFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForeignFunction")
+    }
 }
 
 /// Callback exports the harness calls, with their signature per ABI version
@@ -61,6 +77,8 @@ pub(crate) const CALLBACKS: &[(&str, usize, usize)] = &[
     ("proxy_on_response_headers", 3, 1),
     ("proxy_on_response_body", 3, 1),
     ("proxy_on_response_trailers", 2, 1),
+    ("proxy_on_http_call_response", 5, 0),
+    ("proxy_on_queue_ready", 2, 0),
 ];
 
 /// Index of each entry of [`CALLBACKS`] in a module, resolved once.
@@ -168,6 +186,8 @@ impl PluginBuilder {
                 callback_deadline: DEFAULT_CALLBACK_DEADLINE,
                 seed: 0,
                 start_time_ns: DEFAULT_START_TIME_UNIX_SECS * 1_000_000_000,
+                upstreams: Arc::new(HashMap::new()),
+                foreign_functions: HashMap::new(),
             },
         }
     }
@@ -256,6 +276,27 @@ impl PluginBuilder {
         self.settings.start_time_ns = time
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
+        self
+    }
+
+    /// An upstream (Envoy cluster) the plugin may call with
+    /// `proxy_http_call`; calls to any other name are BAD_ARGUMENT, as in Envoy.
+    pub fn upstream(mut self, name: impl Into<String>, upstream: Upstream) -> Self {
+        Arc::make_mut(&mut self.settings.upstreams).insert(name.into(), upstream);
+        self
+    }
+
+    /// A foreign function the plugin may call by name with
+    /// `proxy_call_foreign_function`. It takes precedence over the ones the
+    /// harness emulates (`clear_route_cache`).
+    pub fn foreign_function(
+        mut self,
+        name: impl Into<String>,
+        function: impl Fn(&[u8]) -> std::result::Result<Vec<u8>, Status> + Send + Sync + 'static,
+    ) -> Self {
+        self.settings
+            .foreign_functions
+            .insert(name.into(), ForeignFunction(Arc::new(function)));
         self
     }
 

@@ -10,11 +10,12 @@ use wasmtime::{Extern, Instance, Store, Trap, TypedFunc, WasmBacktrace, WasmPara
 
 use crate::abi::{AbiVersion, LogLevel};
 use crate::error::{Error, Result};
-use crate::host::{Deferred, Host, HostTrap, LogEntry, Metric, Phase};
+use crate::host::{Deferred, Host, HostTrap, LogEntry, Metric, PendingCall, Phase};
 use crate::plugin::{PluginInner, callback_index};
 use crate::properties;
 use crate::runtime::EPOCH_TICK;
 use crate::stream::Direction;
+use crate::upstream::{HttpCall, Upstream};
 
 /// A guest callback, looked up on first use: most VMs never call most of
 /// the ~25 callbacks an SDK module exports, and each lookup costs a type check.
@@ -58,6 +59,8 @@ pub(crate) struct Callbacks {
     pub(crate) headers: [Slot<(i32, i32, i32), i32>; 2],
     pub(crate) body: [Slot<(i32, i32, i32), i32>; 2],
     pub(crate) trailers: [Slot<(i32, i32), i32>; 2],
+    pub(crate) on_http_call_response: Slot<(i32, i32, i32, i32, i32), ()>,
+    pub(crate) on_queue_ready: Slot<(i32, i32), ()>,
 }
 
 impl Callbacks {
@@ -86,6 +89,8 @@ impl Callbacks {
                 Slot::new("proxy_on_request_trailers"),
                 Slot::new("proxy_on_response_trailers"),
             ],
+            on_http_call_response: Slot::new("proxy_on_http_call_response"),
+            on_queue_ready: Slot::new("proxy_on_queue_ready"),
         }
     }
 }
@@ -135,6 +140,7 @@ impl Vm {
             plugin.settings.clone(),
             runtime.shared().clone(),
             plugin.abi,
+            runtime.shared().new_vm_uid(),
         );
         let mut store = Store::new(runtime.engine(), host);
         store.limiter(|host| &mut host.limiter);
@@ -177,6 +183,7 @@ impl Vm {
         };
         vm.initialize(start_fns)?;
         vm.create_root_context()?;
+        vm.settle()?;
         Ok(vm)
     }
 
@@ -268,6 +275,12 @@ impl Vm {
             host.limiter.refused = None;
             host.logs.len()
         };
+        *self
+            .store
+            .data_mut()
+            .callback_counts
+            .entry(callback)
+            .or_default() += 1;
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = call(&mut self.store);
         let host = self.store.data_mut();
@@ -303,6 +316,7 @@ impl Vm {
                 }
                 Deferred::Reset { stream } => self.reset(stream),
                 Deferred::RootDone => self.delete_root_context()?,
+                Deferred::QueueReady { token } => self.queue_ready(token)?,
             }
         }
         Ok(())
@@ -343,15 +357,17 @@ impl Vm {
             self.store.data_mut().root_pending_done = true;
         }
         self.flush_deferred()?;
+        self.settle()?;
         Ok(!self.store.data().root_pending_done)
     }
 
-    /// Advances the virtual clock, firing `proxy_on_tick` at every tick
-    /// period that elapses.
+    /// Advances the virtual clock, delivering in time order what falls due:
+    /// `proxy_on_tick` at every elapsed tick period, callout answers whose
+    /// latency or timeout elapsed.
     ///
     /// # Errors
     ///
-    /// When a tick callback traps or raises a harness error.
+    /// When a callback traps or raises a harness error.
     pub fn advance_time(&mut self, by: Duration) -> Result<()> {
         let target = self
             .store
@@ -359,15 +375,27 @@ impl Vm {
             .clock
             .monotonic_ns
             .saturating_add(by.as_nanos() as u64);
+        self.settle()?;
         loop {
+            let host = self.store.data();
+            let tick = (host.tick_period_ns > 0).then_some(host.next_tick_ns);
+            let call = host.pending_calls.iter().map(|p| p.due_ns).min();
+            let next = match (tick, call) {
+                (Some(t), Some(c)) => Some(t.min(c)),
+                (t, c) => t.or(c),
+            };
+            let at = next.map_or(target, |n| n.min(target));
             let host = self.store.data_mut();
-            let due = host.tick_period_ns > 0 && host.next_tick_ns <= target;
-            let step_to = if due { host.next_tick_ns } else { target };
-            let step = step_to.saturating_sub(host.clock.monotonic_ns);
+            let step = at.saturating_sub(host.clock.monotonic_ns);
             host.clock.monotonic_ns += step;
             host.clock.realtime_ns += step;
-            if !due {
+            let Some(next) = next.filter(|n| *n <= target) else {
                 return Ok(());
+            };
+            // Callouts due at the same instant go before the tick.
+            if call == Some(next) {
+                self.settle()?;
+                continue;
             }
             host.next_tick_ns = host.clock.monotonic_ns + host.tick_period_ns;
             let root = host.root_id;
@@ -377,7 +405,106 @@ impl Vm {
                 })?;
             }
             self.flush_deferred()?;
+            self.settle()?;
         }
+    }
+
+    /// Delivers everything due now: callout answers (earliest first) and
+    /// queue notifications other VMs left for this one.
+    pub(crate) fn settle(&mut self) -> Result<()> {
+        loop {
+            let host = self.store.data_mut();
+            let now = host.clock.monotonic_ns;
+            let due = host
+                .pending_calls
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.due_ns <= now)
+                .min_by_key(|(_, p)| (p.due_ns, p.token))
+                .map(|(i, _)| i);
+            if let Some(index) = due {
+                let call = host.pending_calls.remove(index);
+                self.deliver_call(call)?;
+                continue;
+            }
+            let ready = host.shared.lock_queues().take_ready(host.vm_uid);
+            if ready.is_empty() {
+                return Ok(());
+            }
+            for token in ready {
+                self.queue_ready(token)?;
+            }
+        }
+    }
+
+    /// `proxy_on_http_call_response` on the root context, with the response
+    /// maps and body readable; a reset has zero headers and status
+    /// (BrokenConnection = 11, "reset"), as in Envoy.
+    fn deliver_call(&mut self, call: PendingCall) -> Result<()> {
+        let host = self.store.data_mut();
+        let root = host.root_id as i32;
+        let sizes = match &call.response {
+            Some(r) => (r.headers.len(), r.body.len(), r.trailers.len()),
+            None => {
+                host.status = (11, b"reset".to_vec());
+                (0, 0, 0)
+            }
+        };
+        host.call_response = call.response;
+        let token = call.token as i32;
+        let result = match self.callback(|c| &mut c.on_http_call_response) {
+            Some(f) => self
+                .invoke(
+                    "proxy_on_http_call_response",
+                    root as u32,
+                    Phase::Callback,
+                    |s| {
+                        f.call(
+                            s,
+                            (root, token, sizes.0 as i32, sizes.1 as i32, sizes.2 as i32),
+                        )
+                    },
+                )
+                .map(drop),
+            None => Ok(()),
+        };
+        let host = self.store.data_mut();
+        host.call_response = None;
+        host.status = (0, Vec::new());
+        result?;
+        self.flush_deferred()
+    }
+
+    fn queue_ready(&mut self, token: u32) -> Result<()> {
+        let root = self.store.data().root_id;
+        if let Some(f) = self.callback(|c| &mut c.on_queue_ready) {
+            self.invoke("proxy_on_queue_ready", root, Phase::Callback, |s| {
+                f.call(s, (root as i32, token as i32))
+            })?;
+        }
+        self.flush_deferred()
+    }
+
+    /// Every `proxy_http_call` the plugin made, in order.
+    pub fn http_calls(&self) -> &[HttpCall] {
+        &self.store.data().http_calls
+    }
+
+    /// Adds or replaces an upstream for calls from now on (rotate a JWKS,
+    /// take a service down, ...).
+    pub fn set_upstream(&mut self, name: impl Into<String>, upstream: Upstream) {
+        Arc::make_mut(&mut self.store.data_mut().upstreams).insert(name.into(), upstream);
+    }
+
+    /// How many times the guest's `callback` (e.g. `proxy_on_request_headers`)
+    /// ran in this VM.
+    pub fn callback_count(&self, callback: &str) -> u64 {
+        self.store
+            .data()
+            .callback_counts
+            .get(callback)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The tick period the plugin set, if any.

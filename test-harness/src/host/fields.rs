@@ -70,6 +70,24 @@ fn http_map(map: MapType) -> Option<(Direction, bool)> {
 /// A map for reading: available in its own callback and while the filter is
 /// paused there; every HTTP map is readable in `proxy_on_log` (absent → NOT_FOUND).
 fn read_map(host: &Host, map: MapType) -> Result<&HeaderMap, Status> {
+    // A callout's response maps exist while its callback runs.
+    match map {
+        MapType::HttpCallResponseHeaders => {
+            return host
+                .call_response
+                .as_ref()
+                .map(|r| &r.headers)
+                .ok_or(Status::BadArgument);
+        }
+        MapType::HttpCallResponseTrailers => {
+            return host
+                .call_response
+                .as_ref()
+                .map(|r| &r.trailers)
+                .ok_or(Status::BadArgument);
+        }
+        _ => {}
+    }
     let (dir, trailers) = http_map(map).ok_or(Status::BadArgument)?;
     let stream = host.stream().ok_or(Status::BadArgument)?;
     let flow = stream.flow(dir);
@@ -318,6 +336,7 @@ fn buffer_bytes(host: &Host, buffer: BufferType) -> Result<&[u8], Status> {
         BufferType::HttpRequestBody => body(Direction::Request),
         BufferType::HttpResponseBody => body(Direction::Response),
         BufferType::VmConfiguration => Some(host.settings.vm_configuration.as_slice()),
+        BufferType::HttpCallResponseBody => host.call_response.as_ref().map(|r| r.body.as_slice()),
         BufferType::PluginConfiguration => {
             configuring(host).then_some(host.settings.configuration.as_slice())
         }

@@ -188,25 +188,28 @@ fn proxy_call_foreign_function(
     ret_len: i32,
 ) -> Ret {
     enter(&caller, "proxy_call_foreign_function")?;
-    let (Some(name), Some(_args)) = (
+    let (Some(name), Some(args)) = (
         read(&mut caller, name_ptr, name_len),
         read(&mut caller, args_ptr, args_len),
     ) else {
         return status(Status::InvalidMemoryAccess);
     };
+    let registered = caller
+        .data()
+        .settings
+        .foreign_functions
+        .get(String::from_utf8_lossy(&name).as_ref())
+        .cloned();
+    if let Some(function) = registered {
+        return match (function.0)(&args) {
+            Ok(results) => write_results(&mut caller, &results, ret_ptr, ret_len),
+            Err(status) => Ok(status.code()),
+        };
+    }
     match name.as_slice() {
         b"clear_route_cache" => {
             caller.data_mut().route_cache_clears += 1;
-            let Some((mem, _)) = split(&mut caller) else {
-                return status(Status::InvalidMemoryAccess);
-            };
-            let ok = (ret_ptr == 0 || write_u32(mem, ret_ptr, 0))
-                && (ret_len == 0 || write_u32(mem, ret_len, 0));
-            status(if ok {
-                Status::Ok
-            } else {
-                Status::InvalidMemoryAccess
-            })
+            write_results(&mut caller, b"", ret_ptr, ret_len)
         }
         b"set_envoy_filter_state"
         | b"declare_property"
@@ -225,6 +228,15 @@ fn proxy_call_foreign_function(
         }
         _ => status(Status::NotFound),
     }
+}
+
+/// Results go back through the out-pointers when the plugin passed them
+/// (cpp-host skips a null results pointer).
+fn write_results(caller: &mut Caller<'_, Host>, results: &[u8], ret_ptr: i32, ret_len: i32) -> Ret {
+    if ret_ptr == 0 || ret_len == 0 {
+        return status(Status::Ok);
+    }
+    Ok(copy_out(caller, results, ret_ptr, ret_len)?.code())
 }
 
 fn proxy_get_status(

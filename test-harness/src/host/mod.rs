@@ -1,10 +1,12 @@
 //! The host side of the ABI: the state a VM's `Store` carries and the host
 //! functions, grouped as the spec groups them.
 
-mod callouts;
 mod fields;
+mod grpc;
+mod http_call;
 mod legacy;
 mod lifecycle;
+mod queues;
 mod shared;
 mod wasi;
 
@@ -20,6 +22,7 @@ use crate::plugin::PluginSettings;
 use crate::properties::{self, PluginIdentity};
 use crate::runtime::SharedState;
 use crate::stream::{Direction, HttpStreamState, LocalResponse};
+use crate::upstream::{HttpCall, HttpResponse, Upstream};
 
 pub use shared::Metric;
 
@@ -64,6 +67,19 @@ pub(crate) enum Deferred {
         stream: u32,
     },
     RootDone,
+    /// An item was enqueued on a queue this VM registered.
+    QueueReady {
+        token: u32,
+    },
+}
+
+/// A callout answer waiting for its time on the virtual clock.
+#[derive(Debug)]
+pub(crate) struct PendingCall {
+    pub(crate) token: u32,
+    pub(crate) due_ns: u64,
+    /// `None`: the connection was reset.
+    pub(crate) response: Option<HttpResponse>,
 }
 
 /// Bounds linear memory like Envoy's 1 GiB cap, remembering a refused
@@ -147,6 +163,16 @@ pub(crate) struct Host {
     /// Calls of the `clear_route_cache` foreign function and of 0.1.0's
     /// `proxy_clear_route_cache`.
     pub(crate) route_cache_clears: u32,
+    /// This VM's identity within its runtime (queue owners).
+    pub(crate) vm_uid: u64,
+    pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
+    pub(crate) next_http_token: u32,
+    pub(crate) pending_calls: Vec<PendingCall>,
+    pub(crate) http_calls: Vec<HttpCall>,
+    /// The callout response being delivered (`proxy_on_http_call_response`).
+    pub(crate) call_response: Option<HttpResponse>,
+    /// Guest calls made, by callback name.
+    pub(crate) callback_counts: HashMap<&'static str, u64>,
 }
 
 impl Host {
@@ -154,6 +180,7 @@ impl Host {
         settings: Arc<PluginSettings>,
         shared: Arc<SharedState>,
         abi: AbiVersion,
+        vm_uid: u64,
     ) -> Self {
         let properties = settings.properties.clone();
         let clock = Clock {
@@ -161,6 +188,7 @@ impl Host {
             monotonic_ns: 0,
         };
         Self {
+            upstreams: settings.upstreams.clone(),
             rng: ChaCha8Rng::seed_from_u64(settings.seed),
             limiter: MemoryLimiter {
                 limit: settings.memory_limit,
@@ -188,6 +216,12 @@ impl Host {
             metric_ids: HashMap::new(),
             next_metric_ids: [0, 1, 2],
             route_cache_clears: 0,
+            vm_uid,
+            next_http_token: 0,
+            pending_calls: Vec::new(),
+            http_calls: Vec::new(),
+            call_response: None,
+            callback_counts: HashMap::new(),
         }
     }
 
@@ -345,7 +379,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     lifecycle::add_to_linker(linker)?;
     fields::add_to_linker(linker)?;
     shared::add_to_linker(linker)?;
-    callouts::add_to_linker(linker)?;
+    http_call::add_to_linker(linker)?;
+    grpc::add_to_linker(linker)?;
+    queues::add_to_linker(linker)?;
     legacy::add_to_linker(linker)?;
     wasi::add_to_linker(linker)?;
     Ok(())

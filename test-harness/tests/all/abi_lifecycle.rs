@@ -276,7 +276,7 @@ fn get_status_outside_a_callout_is_zero_and_empty() {
 fn an_unimplemented_host_call_answers_unimplemented_and_fails_the_test() {
     let mut vm = guest::start(
         r#"(func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-          (call $result (i32.const 0) (call $proxy_http_call (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0x10)))
+          (call $result (i32.const 0) (call $proxy_grpc_cancel (i32.const 5)))
           (i32.const 0))"#,
     );
     let err = vm
@@ -287,7 +287,7 @@ fn an_unimplemented_host_call_answers_unimplemented_and_fails_the_test() {
     match &err {
         Error::Harness { callback, problems } => {
             assert_eq!(callback, "proxy_on_request_headers");
-            assert!(problems[0].contains("proxy_http_call"), "{problems:?}");
+            assert!(problems[0].contains("proxy_grpc_cancel"), "{problems:?}");
         }
         other => panic!("expected a harness error, got {other}"),
     }

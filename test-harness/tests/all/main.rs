@@ -7,6 +7,8 @@ mod abi_fields;
 mod abi_lifecycle;
 mod abi_shared;
 mod abi_wasi;
+mod callouts;
 mod malformed;
+mod queues_ffi;
 mod sdk_filter;
 mod stream_semantics;

@@ -1,0 +1,118 @@
+//! `proxy_http_call`: Envoy's checks, type-tagged tokens, and answers from
+//! the test's upstreams delivered on the virtual clock.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use wasmtime::{Caller, Linker};
+
+use super::{Host, PendingCall, enter, split, write_u32};
+use crate::abi::Status;
+use crate::headers::{HeaderMap, decode_pairs};
+use crate::upstream::{CallOutcome, HttpCall, HttpResponse};
+
+type Ret = wasmtime::Result<i32>;
+
+/// Callout tokens are tagged by kind in the low two bits (HTTP 0, gRPC call
+/// 1, gRPC stream 2) and step by 4, as in Envoy; the first HTTP token is 4.
+const TOKEN_STEP: u32 = 4;
+
+pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    linker.func_wrap("env", "proxy_http_call", proxy_http_call)?;
+    Ok(())
+}
+
+/// Envoy's async client answers a timed-out call with this local reply.
+pub(crate) fn timeout_response() -> HttpResponse {
+    HttpResponse::new(
+        504,
+        [("content-length", "24"), ("content-type", "text/plain")],
+        "upstream request timeout",
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn proxy_http_call(
+    mut caller: Caller<'_, Host>,
+    upstream_ptr: i32,
+    upstream_len: i32,
+    headers_ptr: i32,
+    headers_len: i32,
+    body_ptr: i32,
+    body_len: i32,
+    trailers_ptr: i32,
+    trailers_len: i32,
+    timeout_ms: i32,
+    token_ptr: i32,
+) -> Ret {
+    enter(&caller, "proxy_http_call")?;
+    let Some((mem, host)) = split(&mut caller) else {
+        return Ok(Status::InvalidMemoryAccess.code());
+    };
+    let slices = (
+        super::slice(mem, upstream_ptr, upstream_len),
+        super::slice(mem, headers_ptr, headers_len),
+        super::slice(mem, body_ptr, body_len),
+        super::slice(mem, trailers_ptr, trailers_len),
+    );
+    let (Some(upstream), Some(headers), Some(body), Some(trailers)) = slices else {
+        return Ok(Status::InvalidMemoryAccess.code());
+    };
+    let upstream = String::from_utf8_lossy(upstream).into_owned();
+    let mut headers: HeaderMap = decode_pairs(headers).into_iter().collect();
+    let trailers: HeaderMap = decode_pairs(trailers).into_iter().collect();
+    let body = body.to_vec();
+    // Envoy checks the out-pointer before starting the call.
+    if !write_u32(mem, token_ptr, 0) {
+        return Ok(Status::InvalidMemoryAccess.code());
+    }
+    let Some(target) = host.upstreams.get(&upstream).cloned() else {
+        return Ok(Status::BadArgument.code());
+    };
+    if [":method", ":path", ":authority"]
+        .iter()
+        .any(|h| !headers.contains(h))
+    {
+        return Ok(Status::BadArgument.code());
+    }
+    if !body.is_empty() {
+        headers.replace("content-length", body.len().to_string());
+    }
+    host.next_http_token += TOKEN_STEP;
+    let token = host.next_http_token;
+    let timeout = (timeout_ms != 0).then(|| Duration::from_millis(u64::from(timeout_ms as u32)));
+    let call = HttpCall {
+        token,
+        upstream,
+        headers,
+        body,
+        trailers,
+        timeout,
+        at: UNIX_EPOCH + Duration::from_nanos(host.clock.realtime_ns),
+    };
+    let (outcome, latency) = target.answer(&call);
+    let now = host.clock.monotonic_ns;
+    let after = |d: Duration| now.saturating_add(d.as_nanos() as u64);
+    let pending = match (outcome, timeout) {
+        (CallOutcome::Respond(_) | CallOutcome::Reset, Some(limit)) if latency > limit => {
+            Some((after(limit), Some(timeout_response())))
+        }
+        (CallOutcome::Respond(response), _) => Some((after(latency), Some(response))),
+        (CallOutcome::Reset, _) => Some((after(latency), None)),
+        (CallOutcome::NoResponse, Some(limit)) => Some((after(limit), Some(timeout_response()))),
+        (CallOutcome::NoResponse, None) => None,
+    };
+    if let Some((due_ns, response)) = pending {
+        host.pending_calls.push(PendingCall {
+            token,
+            due_ns,
+            response,
+        });
+    }
+    host.http_calls.push(call);
+    Ok(if write_u32(mem, token_ptr, token) {
+        Status::Ok
+    } else {
+        Status::InvalidMemoryAccess
+    }
+    .code())
+}

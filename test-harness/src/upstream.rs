@@ -1,0 +1,135 @@
+//! Upstreams for `proxy_http_call`: named clusters whose answers the test
+//! decides (canned, computed by a closure, reset, or never), with latency on
+//! the virtual clock.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::headers::HeaderMap;
+
+/// A response an upstream sends back to a callout.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpResponse {
+    /// Response headers, `:status` included.
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub trailers: HeaderMap,
+}
+
+impl HttpResponse {
+    /// A response with this status, headers and body.
+    pub fn new(status: u16, headers: impl Into<HeaderMap>, body: impl Into<Vec<u8>>) -> Self {
+        let mut all = HeaderMap::new();
+        all.add(":status", status.to_string());
+        for (k, v) in headers.into().iter() {
+            all.add(k, v);
+        }
+        Self {
+            headers: all,
+            body: body.into(),
+            trailers: HeaderMap::new(),
+        }
+    }
+
+    /// Adds trailers.
+    pub fn with_trailers(mut self, trailers: impl Into<HeaderMap>) -> Self {
+        self.trailers = trailers.into();
+        self
+    }
+}
+
+/// What an upstream does with one call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Answer with this response.
+    Respond(HttpResponse),
+    /// Reset the connection: the plugin's `proxy_on_http_call_response`
+    /// gets zero headers and `proxy_get_status` says (11, "reset"), as in Envoy.
+    Reset,
+    /// Never answer: the call times out after its timeout (Envoy's async
+    /// client then answers 504 "upstream request timeout"), or never ends
+    /// when the plugin set none.
+    NoResponse,
+}
+
+type Handler = dyn Fn(&HttpCall) -> CallOutcome + Send + Sync;
+
+/// A named upstream (an Envoy cluster) the plugin may call.
+#[derive(Clone)]
+pub struct Upstream {
+    handler: Arc<Handler>,
+    latency: Duration,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("latency", &self.latency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// Answers every call with the same response.
+    pub fn respond(status: u16, headers: impl Into<HeaderMap>, body: impl Into<Vec<u8>>) -> Self {
+        let response = HttpResponse::new(status, headers, body);
+        Self::handler(move |_| CallOutcome::Respond(response.clone()))
+    }
+
+    /// Decides each answer from the call.
+    pub fn handler(f: impl Fn(&HttpCall) -> CallOutcome + Send + Sync + 'static) -> Self {
+        Self {
+            handler: Arc::new(f),
+            latency: Duration::ZERO,
+        }
+    }
+
+    /// Resets every call.
+    pub fn reset() -> Self {
+        Self::handler(|_| CallOutcome::Reset)
+    }
+
+    /// Never answers.
+    pub fn unresponsive() -> Self {
+        Self::handler(|_| CallOutcome::NoResponse)
+    }
+
+    /// Answers after `latency` of virtual time (`Vm::advance_time`); with
+    /// none, the answer arrives as soon as the calling callback returns.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    pub(crate) fn answer(&self, call: &HttpCall) -> (CallOutcome, Duration) {
+        ((self.handler)(call), self.latency)
+    }
+}
+
+/// A call the plugin made with `proxy_http_call`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpCall {
+    /// The token the plugin got back.
+    pub token: u32,
+    /// The upstream (cluster) name.
+    pub upstream: String,
+    /// Request headers, with `content-length` set for a non-empty body as
+    /// Envoy does.
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub trailers: HeaderMap,
+    /// The plugin's timeout (`None` for 0, no timeout).
+    pub timeout: Option<Duration>,
+    /// Virtual time of the call.
+    pub at: SystemTime,
+}
+
+impl HttpCall {
+    /// A request header of the call.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)
+    }
+}
