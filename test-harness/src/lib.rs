@@ -79,5 +79,7 @@ pub use plugin::{
 pub use properties::value as property;
 pub use runtime::Runtime;
 pub use stream::{LocalResponse, Message, Progress};
-pub use upstream::{CallOutcome, HttpCall, HttpResponse, Upstream};
+pub use upstream::{
+    CallOutcome, GrpcCall, GrpcReply, GrpcUpstream, HttpCall, HttpResponse, Upstream,
+};
 pub use vm::Vm;

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::properties;
 use crate::runtime::Runtime;
-use crate::upstream::Upstream;
+use crate::upstream::{GrpcUpstream, Upstream};
 use crate::vm::Vm;
 
 /// Linear memory cap per VM, as Envoy's (cpp-host `limits.h`).
@@ -39,6 +39,7 @@ pub(crate) struct PluginSettings {
     pub(crate) seed: u64,
     pub(crate) start_time_ns: u64,
     pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
+    pub(crate) grpc_upstreams: Arc<HashMap<String, GrpcUpstream>>,
     pub(crate) foreign_functions: HashMap<String, ForeignFunction>,
 }
 
@@ -79,6 +80,10 @@ pub(crate) const CALLBACKS: &[(&str, usize, usize)] = &[
     ("proxy_on_response_trailers", 2, 1),
     ("proxy_on_http_call_response", 5, 0),
     ("proxy_on_queue_ready", 2, 0),
+    ("proxy_on_grpc_receive_initial_metadata", 3, 0),
+    ("proxy_on_grpc_receive", 3, 0),
+    ("proxy_on_grpc_receive_trailing_metadata", 3, 0),
+    ("proxy_on_grpc_close", 3, 0),
 ];
 
 /// Index of each entry of [`CALLBACKS`] in a module, resolved once.
@@ -187,6 +192,7 @@ impl PluginBuilder {
                 seed: 0,
                 start_time_ns: DEFAULT_START_TIME_UNIX_SECS * 1_000_000_000,
                 upstreams: Arc::new(HashMap::new()),
+                grpc_upstreams: Arc::new(HashMap::new()),
                 foreign_functions: HashMap::new(),
             },
         }
@@ -283,6 +289,13 @@ impl PluginBuilder {
     /// `proxy_http_call`; calls to any other name are BAD_ARGUMENT, as in Envoy.
     pub fn upstream(mut self, name: impl Into<String>, upstream: Upstream) -> Self {
         Arc::make_mut(&mut self.settings.upstreams).insert(name.into(), upstream);
+        self
+    }
+
+    /// A gRPC cluster the plugin may call with `proxy_grpc_call` and
+    /// `proxy_grpc_stream`; any other name is PARSE_FAILURE, as in Envoy.
+    pub fn grpc_upstream(mut self, name: impl Into<String>, upstream: GrpcUpstream) -> Self {
+        Arc::make_mut(&mut self.settings.grpc_upstreams).insert(name.into(), upstream);
         self
     }
 

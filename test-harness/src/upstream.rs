@@ -133,3 +133,118 @@ impl HttpCall {
         self.headers.get(name)
     }
 }
+
+/// What a gRPC upstream sends back: for a unary call, the response message
+/// (status 0) or a failure status; for a stream, the events after each
+/// message the plugin sends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GrpcReply {
+    /// Initial metadata (streams only; sent once, before the first message).
+    pub initial_metadata: Option<HeaderMap>,
+    /// Messages, in order.
+    pub messages: Vec<Vec<u8>>,
+    /// Trailing metadata (streams only).
+    pub trailing_metadata: Option<HeaderMap>,
+    /// Closes the call or stream with this gRPC status and message.
+    pub close: Option<(u32, String)>,
+}
+
+impl GrpcReply {
+    /// A successful unary answer, or one stream message.
+    pub fn message(message: impl Into<Vec<u8>>) -> Self {
+        Self {
+            messages: vec![message.into()],
+            ..Self::default()
+        }
+    }
+
+    /// A failure (or a stream's end) with this gRPC status.
+    pub fn status(code: u32, message: impl Into<String>) -> Self {
+        Self {
+            close: Some((code, message.into())),
+            ..Self::default()
+        }
+    }
+
+    /// Adds initial metadata.
+    pub fn with_initial_metadata(mut self, metadata: impl Into<HeaderMap>) -> Self {
+        self.initial_metadata = Some(metadata.into());
+        self
+    }
+
+    /// Adds trailing metadata.
+    pub fn with_trailing_metadata(mut self, metadata: impl Into<HeaderMap>) -> Self {
+        self.trailing_metadata = Some(metadata.into());
+        self
+    }
+
+    /// Also closes with this status.
+    pub fn then_close(mut self, code: u32, message: impl Into<String>) -> Self {
+        self.close = Some((code, message.into()));
+        self
+    }
+}
+
+/// A gRPC call or stream the plugin opened, and what it sent on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GrpcCall {
+    pub token: u32,
+    pub upstream: String,
+    pub service: String,
+    pub method: String,
+    pub initial_metadata: HeaderMap,
+    /// Messages sent: the request of a unary call, or each `proxy_grpc_send`.
+    pub messages: Vec<Vec<u8>>,
+    /// A stream, not a unary call.
+    pub streaming: bool,
+    pub timeout: Option<Duration>,
+    /// The plugin ended its side (`end_stream`, `proxy_grpc_close`).
+    pub closed: bool,
+    pub cancelled: bool,
+}
+
+type GrpcHandler = dyn Fn(&GrpcCall) -> GrpcReply + Send + Sync;
+
+/// A gRPC cluster the plugin may call. The handler sees the call with every
+/// message sent so far; it runs once for a unary call and after each message
+/// (and the end) of a stream.
+#[derive(Clone)]
+pub struct GrpcUpstream {
+    handler: Arc<GrpcHandler>,
+    latency: Duration,
+}
+
+impl fmt::Debug for GrpcUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcUpstream")
+            .field("latency", &self.latency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcUpstream {
+    /// Answers with the handler's reply.
+    pub fn handler(f: impl Fn(&GrpcCall) -> GrpcReply + Send + Sync + 'static) -> Self {
+        Self {
+            handler: Arc::new(f),
+            latency: Duration::ZERO,
+        }
+    }
+
+    /// Every call gets the same reply.
+    pub fn reply(reply: GrpcReply) -> Self {
+        Self::handler(move |_| reply.clone())
+    }
+
+    /// Replies after `latency` of virtual time.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    pub(crate) fn answer(&self, call: &GrpcCall) -> (GrpcReply, Duration) {
+        ((self.handler)(call), self.latency)
+    }
+}

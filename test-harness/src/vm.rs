@@ -10,12 +10,12 @@ use wasmtime::{Extern, Instance, Store, Trap, TypedFunc, WasmBacktrace, WasmPara
 
 use crate::abi::{AbiVersion, LogLevel};
 use crate::error::{Error, Result};
-use crate::host::{Deferred, Host, HostTrap, LogEntry, Metric, PendingCall, Phase};
+use crate::host::{CalloutEvent, Deferred, Host, HostTrap, LogEntry, Metric, PendingCall, Phase};
 use crate::plugin::{PluginInner, callback_index};
 use crate::properties;
 use crate::runtime::EPOCH_TICK;
 use crate::stream::Direction;
-use crate::upstream::{HttpCall, Upstream};
+use crate::upstream::{GrpcCall, GrpcUpstream, HttpCall, HttpResponse, Upstream};
 
 /// A guest callback, looked up on first use: most VMs never call most of
 /// the ~25 callbacks an SDK module exports, and each lookup costs a type check.
@@ -61,6 +61,10 @@ pub(crate) struct Callbacks {
     pub(crate) trailers: [Slot<(i32, i32), i32>; 2],
     pub(crate) on_http_call_response: Slot<(i32, i32, i32, i32, i32), ()>,
     pub(crate) on_queue_ready: Slot<(i32, i32), ()>,
+    pub(crate) on_grpc_receive_initial_metadata: Slot<(i32, i32, i32), ()>,
+    pub(crate) on_grpc_receive: Slot<(i32, i32, i32), ()>,
+    pub(crate) on_grpc_receive_trailing_metadata: Slot<(i32, i32, i32), ()>,
+    pub(crate) on_grpc_close: Slot<(i32, i32, i32), ()>,
 }
 
 impl Callbacks {
@@ -91,6 +95,10 @@ impl Callbacks {
             ],
             on_http_call_response: Slot::new("proxy_on_http_call_response"),
             on_queue_ready: Slot::new("proxy_on_queue_ready"),
+            on_grpc_receive_initial_metadata: Slot::new("proxy_on_grpc_receive_initial_metadata"),
+            on_grpc_receive: Slot::new("proxy_on_grpc_receive"),
+            on_grpc_receive_trailing_metadata: Slot::new("proxy_on_grpc_receive_trailing_metadata"),
+            on_grpc_close: Slot::new("proxy_on_grpc_close"),
         }
     }
 }
@@ -420,11 +428,11 @@ impl Vm {
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.due_ns <= now)
-                .min_by_key(|(_, p)| (p.due_ns, p.token))
+                .min_by_key(|(_, p)| (p.due_ns, p.seq))
                 .map(|(i, _)| i);
             if let Some(index) = due {
-                let call = host.pending_calls.remove(index);
-                self.deliver_call(call)?;
+                let event = host.pending_calls.remove(index);
+                self.deliver_event(event)?;
                 continue;
             }
             let ready = host.shared.lock_queues().take_ready(host.vm_uid);
@@ -437,42 +445,128 @@ impl Vm {
         }
     }
 
-    /// `proxy_on_http_call_response` on the root context, with the response
-    /// maps and body readable; a reset has zero headers and status
-    /// (BrokenConnection = 11, "reset"), as in Envoy.
-    fn deliver_call(&mut self, call: PendingCall) -> Result<()> {
+    /// Delivers a callout event to the root context, with what it may read
+    /// set for the duration of the callback.
+    fn deliver_event(&mut self, pending: PendingCall) -> Result<()> {
+        let token = pending.token;
+        let result = match pending.event {
+            CalloutEvent::HttpResponse(response) => self.deliver_http_response(token, response),
+            CalloutEvent::GrpcInitialMetadata(metadata) => {
+                let n = metadata.len() as i32;
+                self.store.data_mut().grpc_initial_metadata = Some(metadata);
+                self.call_root3(
+                    |c| &mut c.on_grpc_receive_initial_metadata,
+                    "proxy_on_grpc_receive_initial_metadata",
+                    token,
+                    n,
+                )
+            }
+            CalloutEvent::GrpcMessage(message) => {
+                let size = message.len() as i32;
+                self.store.data_mut().grpc_message = Some(message);
+                let result = self.call_root3(
+                    |c| &mut c.on_grpc_receive,
+                    "proxy_on_grpc_receive",
+                    token,
+                    size,
+                );
+                // A unary call is over once its answer arrived.
+                let host = self.store.data_mut();
+                if let Some(&(index, _)) = host.grpc_open.get(&token)
+                    && !host.grpc_calls[index].streaming
+                {
+                    host.grpc_open.remove(&token);
+                }
+                result
+            }
+            CalloutEvent::GrpcTrailingMetadata(metadata) => {
+                let n = metadata.len() as i32;
+                self.store.data_mut().grpc_trailing_metadata = Some(metadata);
+                self.call_root3(
+                    |c| &mut c.on_grpc_receive_trailing_metadata,
+                    "proxy_on_grpc_receive_trailing_metadata",
+                    token,
+                    n,
+                )
+            }
+            CalloutEvent::GrpcClose(code, message) => {
+                let host = self.store.data_mut();
+                host.status = (code, message.into_bytes());
+                host.grpc_open.remove(&token);
+                self.call_root3(
+                    |c| &mut c.on_grpc_close,
+                    "proxy_on_grpc_close",
+                    token,
+                    code as i32,
+                )
+            }
+        };
+        let host = self.store.data_mut();
+        host.call_response = None;
+        host.grpc_message = None;
+        host.grpc_initial_metadata = None;
+        host.grpc_trailing_metadata = None;
+        host.status = (0, Vec::new());
+        result?;
+        self.flush_deferred()
+    }
+
+    /// A gRPC callback `(root, token, value)`.
+    fn call_root3(
+        &mut self,
+        slot: impl FnOnce(&mut Callbacks) -> &mut Slot<(i32, i32, i32), ()>,
+        name: &'static str,
+        token: u32,
+        value: i32,
+    ) -> Result<()> {
+        let root = self.store.data().root_id;
+        match self.callback(slot) {
+            Some(f) => self.invoke(name, root, Phase::Callback, |s| {
+                f.call(s, (root as i32, token as i32, value))
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// `proxy_on_http_call_response` with the response maps and body
+    /// readable; a reset has zero headers and status (BrokenConnection = 11,
+    /// "reset"), as in Envoy.
+    fn deliver_http_response(&mut self, token: u32, response: Option<HttpResponse>) -> Result<()> {
         let host = self.store.data_mut();
         let root = host.root_id as i32;
-        let sizes = match &call.response {
+        let sizes = match &response {
             Some(r) => (r.headers.len(), r.body.len(), r.trailers.len()),
             None => {
                 host.status = (11, b"reset".to_vec());
                 (0, 0, 0)
             }
         };
-        host.call_response = call.response;
-        let token = call.token as i32;
-        let result = match self.callback(|c| &mut c.on_http_call_response) {
-            Some(f) => self
-                .invoke(
-                    "proxy_on_http_call_response",
-                    root as u32,
-                    Phase::Callback,
-                    |s| {
-                        f.call(
-                            s,
-                            (root, token, sizes.0 as i32, sizes.1 as i32, sizes.2 as i32),
-                        )
-                    },
-                )
-                .map(drop),
+        host.call_response = response;
+        let token = token as i32;
+        match self.callback(|c| &mut c.on_http_call_response) {
+            Some(f) => self.invoke(
+                "proxy_on_http_call_response",
+                root as u32,
+                Phase::Callback,
+                |s| {
+                    f.call(
+                        s,
+                        (root, token, sizes.0 as i32, sizes.1 as i32, sizes.2 as i32),
+                    )
+                },
+            ),
             None => Ok(()),
-        };
-        let host = self.store.data_mut();
-        host.call_response = None;
-        host.status = (0, Vec::new());
-        result?;
-        self.flush_deferred()
+        }
+    }
+
+    /// Every gRPC call and stream the plugin opened, in order.
+    pub fn grpc_calls(&self) -> &[GrpcCall] {
+        &self.store.data().grpc_calls
+    }
+
+    /// Adds or replaces a gRPC upstream for calls from now on.
+    pub fn set_grpc_upstream(&mut self, name: impl Into<String>, upstream: GrpcUpstream) {
+        Arc::make_mut(&mut self.store.data_mut().grpc_upstreams).insert(name.into(), upstream);
     }
 
     fn queue_ready(&mut self, token: u32) -> Result<()> {

@@ -79,6 +79,18 @@ fn read_map(host: &Host, map: MapType) -> Result<&HeaderMap, Status> {
                 .map(|r| &r.headers)
                 .ok_or(Status::BadArgument);
         }
+        MapType::GrpcCallInitialMetadata => {
+            return host
+                .grpc_initial_metadata
+                .as_ref()
+                .ok_or(Status::BadArgument);
+        }
+        MapType::GrpcCallTrailingMetadata => {
+            return host
+                .grpc_trailing_metadata
+                .as_ref()
+                .ok_or(Status::BadArgument);
+        }
         MapType::HttpCallResponseTrailers => {
             return host
                 .call_response
@@ -336,6 +348,7 @@ fn buffer_bytes(host: &Host, buffer: BufferType) -> Result<&[u8], Status> {
         BufferType::HttpRequestBody => body(Direction::Request),
         BufferType::HttpResponseBody => body(Direction::Response),
         BufferType::VmConfiguration => Some(host.settings.vm_configuration.as_slice()),
+        BufferType::GrpcCallMessage => host.grpc_message.as_deref(),
         BufferType::HttpCallResponseBody => host.call_response.as_ref().map(|r| r.body.as_slice()),
         BufferType::PluginConfiguration => {
             configuring(host).then_some(host.settings.configuration.as_slice())

@@ -1,63 +1,280 @@
-//! gRPC callouts: linked so every SDK module instantiates, but not emulated
-//! yet. Each call answers UNIMPLEMENTED and records a harness error that
-//! fails the test (never a silent success).
+//! gRPC callouts: unary calls and streams to the test's gRPC upstreams,
+//! with Envoy's tokens, checks and callback sequence.
+
+use std::time::Duration;
 
 use wasmtime::{Caller, Linker};
 
-use super::{Host, unimplemented};
+use super::{CalloutEvent, Host, enter, split, write_u32};
+use crate::abi::Status;
+use crate::headers::{HeaderMap, decode_pairs};
+use crate::upstream::{GrpcCall, GrpcReply};
 
 type Ret = wasmtime::Result<i32>;
 
+/// gRPC status a unary call without an answer closes with at its timeout.
+const DEADLINE_EXCEEDED: u32 = 4;
+
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        "env",
-        "proxy_grpc_call",
-        |mut c: Caller<'_, Host>,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32|
-         -> Ret { unimplemented(&mut c, "proxy_grpc_call") },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_grpc_stream",
-        |mut c: Caller<'_, Host>,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32,
-         _: i32|
-         -> Ret { unimplemented(&mut c, "proxy_grpc_stream") },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_grpc_send",
-        |mut c: Caller<'_, Host>, _: i32, _: i32, _: i32, _: i32| -> Ret {
-            unimplemented(&mut c, "proxy_grpc_send")
-        },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_grpc_cancel",
-        |mut c: Caller<'_, Host>, _: i32| -> Ret { unimplemented(&mut c, "proxy_grpc_cancel") },
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_grpc_close",
-        |mut c: Caller<'_, Host>, _: i32| -> Ret { unimplemented(&mut c, "proxy_grpc_close") },
-    )?;
+    linker.func_wrap("env", "proxy_grpc_call", proxy_grpc_call)?;
+    linker.func_wrap("env", "proxy_grpc_stream", proxy_grpc_stream)?;
+    linker.func_wrap("env", "proxy_grpc_send", proxy_grpc_send)?;
+    linker.func_wrap("env", "proxy_grpc_cancel", proxy_grpc_cancel)?;
+    linker.func_wrap("env", "proxy_grpc_close", proxy_grpc_close)?;
     Ok(())
+}
+
+fn status(s: Status) -> Ret {
+    Ok(s.code())
+}
+
+/// Reads (cluster, service, method, metadata) from guest memory.
+fn target(mem: &[u8], parts: [(i32, i32); 4]) -> Option<(String, String, String, HeaderMap)> {
+    let text = |(p, l): (i32, i32)| {
+        super::slice(mem, p, l).map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    let metadata = super::slice(mem, parts[3].0, parts[3].1)?;
+    Some((
+        text(parts[0])?,
+        text(parts[1])?,
+        text(parts[2])?,
+        decode_pairs(metadata).into_iter().collect(),
+    ))
+}
+
+/// Opens a call or stream: PARSE_FAILURE for an unknown cluster, as Envoy.
+fn open(
+    host: &mut Host,
+    streaming: bool,
+    target: (String, String, String, HeaderMap),
+    message: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+) -> Result<u32, Status> {
+    let (upstream, service, method, initial_metadata) = target;
+    if !host.grpc_upstreams.contains_key(&upstream) {
+        return Err(Status::ParseFailure);
+    }
+    let kind = usize::from(streaming);
+    host.next_grpc_tokens[kind] += 4;
+    let token = host.next_grpc_tokens[kind];
+    host.grpc_calls.push(GrpcCall {
+        token,
+        upstream,
+        service,
+        method,
+        initial_metadata,
+        messages: message.into_iter().collect(),
+        streaming,
+        timeout,
+        closed: !streaming,
+        cancelled: false,
+    });
+    host.grpc_open
+        .insert(token, (host.grpc_calls.len() - 1, false));
+    Ok(token)
+}
+
+/// Asks the upstream what it answers now, and schedules it.
+fn answer(host: &mut Host, token: u32) {
+    let Some(&(index, initial_sent)) = host.grpc_open.get(&token) else {
+        return;
+    };
+    let call = &host.grpc_calls[index];
+    let Some(upstream) = host.grpc_upstreams.get(&call.upstream).cloned() else {
+        return;
+    };
+    let (reply, latency) = upstream.answer(call);
+    let (streaming, timeout) = (call.streaming, call.timeout);
+    if !streaming {
+        // A unary call ends with its message (success) or a close (failure).
+        let event = match (reply.close, reply.messages.into_iter().next()) {
+            (Some((code, message)), _) if code != 0 => {
+                Some((latency, CalloutEvent::GrpcClose(code, message)))
+            }
+            (_, Some(message)) => Some((latency, CalloutEvent::GrpcMessage(message))),
+            (_, None) => timeout.map(|t| {
+                (
+                    t,
+                    CalloutEvent::GrpcClose(DEADLINE_EXCEEDED, "timeout".into()),
+                )
+            }),
+        };
+        let event = match (event, timeout) {
+            (Some((delay, _)), Some(limit)) if delay > limit => Some((
+                limit,
+                CalloutEvent::GrpcClose(DEADLINE_EXCEEDED, "timeout".into()),
+            )),
+            (event, _) => event,
+        };
+        if let Some((delay, event)) = event {
+            host.schedule(token, delay, event);
+        }
+        return;
+    }
+    let GrpcReply {
+        initial_metadata,
+        messages,
+        trailing_metadata,
+        close,
+    } = reply;
+    if let Some(metadata) = initial_metadata.filter(|_| !initial_sent) {
+        host.schedule(token, latency, CalloutEvent::GrpcInitialMetadata(metadata));
+        host.grpc_open.insert(token, (index, true));
+    }
+    for message in messages {
+        host.schedule(token, latency, CalloutEvent::GrpcMessage(message));
+    }
+    if let Some(metadata) = trailing_metadata {
+        host.schedule(token, latency, CalloutEvent::GrpcTrailingMetadata(metadata));
+    }
+    if let Some((code, message)) = close {
+        host.schedule(token, latency, CalloutEvent::GrpcClose(code, message));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn proxy_grpc_call(
+    mut caller: Caller<'_, Host>,
+    upstream_ptr: i32,
+    upstream_len: i32,
+    service_ptr: i32,
+    service_len: i32,
+    method_ptr: i32,
+    method_len: i32,
+    metadata_ptr: i32,
+    metadata_len: i32,
+    message_ptr: i32,
+    message_len: i32,
+    timeout_ms: i32,
+    token_ptr: i32,
+) -> Ret {
+    enter(&caller, "proxy_grpc_call")?;
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let parts = [
+        (upstream_ptr, upstream_len),
+        (service_ptr, service_len),
+        (method_ptr, method_len),
+        (metadata_ptr, metadata_len),
+    ];
+    let (Some(target), Some(message)) = (
+        target(mem, parts),
+        super::slice(mem, message_ptr, message_len),
+    ) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let timeout = (timeout_ms != 0).then(|| Duration::from_millis(u64::from(timeout_ms as u32)));
+    let token = match open(host, false, target, Some(message.to_vec()), timeout) {
+        Ok(token) => token,
+        Err(s) => return status(s),
+    };
+    if !write_u32(mem, token_ptr, token) {
+        host.grpc_open.remove(&token);
+        return status(Status::InvalidMemoryAccess);
+    }
+    answer(host, token);
+    status(Status::Ok)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn proxy_grpc_stream(
+    mut caller: Caller<'_, Host>,
+    upstream_ptr: i32,
+    upstream_len: i32,
+    service_ptr: i32,
+    service_len: i32,
+    method_ptr: i32,
+    method_len: i32,
+    metadata_ptr: i32,
+    metadata_len: i32,
+    token_ptr: i32,
+) -> Ret {
+    enter(&caller, "proxy_grpc_stream")?;
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let parts = [
+        (upstream_ptr, upstream_len),
+        (service_ptr, service_len),
+        (method_ptr, method_len),
+        (metadata_ptr, metadata_len),
+    ];
+    let Some(target) = target(mem, parts) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let token = match open(host, true, target, None, None) {
+        Ok(token) => token,
+        Err(s) => return status(s),
+    };
+    if !write_u32(mem, token_ptr, token) {
+        host.grpc_open.remove(&token);
+        return status(Status::InvalidMemoryAccess);
+    }
+    status(Status::Ok)
+}
+
+/// Sends on a stream; a unary call's token is BAD_ARGUMENT, an unknown one
+/// NOT_FOUND.
+fn proxy_grpc_send(
+    mut caller: Caller<'_, Host>,
+    token: i32,
+    message_ptr: i32,
+    message_len: i32,
+    end_stream: i32,
+) -> Ret {
+    enter(&caller, "proxy_grpc_send")?;
+    let Some((mem, host)) = split(&mut caller) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let Some(message) = super::slice(mem, message_ptr, message_len) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let token = token as u32;
+    let Some(&(index, _)) = host.grpc_open.get(&token) else {
+        return status(Status::NotFound);
+    };
+    let call = &mut host.grpc_calls[index];
+    if !call.streaming || call.closed {
+        return status(Status::BadArgument);
+    }
+    call.messages.push(message.to_vec());
+    call.closed = end_stream != 0;
+    answer(host, token);
+    status(Status::Ok)
+}
+
+/// Cancels a call or stream: nothing more is delivered for it.
+fn proxy_grpc_cancel(mut caller: Caller<'_, Host>, token: i32) -> Ret {
+    enter(&caller, "proxy_grpc_cancel")?;
+    let host = caller.data_mut();
+    let token = token as u32;
+    let Some((index, _)) = host.grpc_open.remove(&token) else {
+        return status(Status::NotFound);
+    };
+    host.grpc_calls[index].cancelled = true;
+    host.pending_calls.retain(|p| p.token != token);
+    status(Status::Ok)
+}
+
+/// Closes a call (as a cancel) or half-closes a stream (the upstream may
+/// still answer).
+fn proxy_grpc_close(mut caller: Caller<'_, Host>, token: i32) -> Ret {
+    enter(&caller, "proxy_grpc_close")?;
+    let host = caller.data_mut();
+    let token = token as u32;
+    let Some(&(index, _)) = host.grpc_open.get(&token) else {
+        return status(Status::NotFound);
+    };
+    if !host.grpc_calls[index].streaming {
+        host.grpc_open.remove(&token);
+        host.grpc_calls[index].cancelled = true;
+        host.pending_calls.retain(|p| p.token != token);
+        return status(Status::Ok);
+    }
+    if !host.grpc_calls[index].closed {
+        host.grpc_calls[index].closed = true;
+        answer(host, token);
+    }
+    status(Status::Ok)
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use wasmtime::{Caller, Linker};
 
-use super::{Host, PendingCall, enter, split, write_u32};
+use super::{CalloutEvent, Host, enter, split, write_u32};
 use crate::abi::Status;
 use crate::headers::{HeaderMap, decode_pairs};
 use crate::upstream::{CallOutcome, HttpCall, HttpResponse};
@@ -90,23 +90,17 @@ fn proxy_http_call(
         at: UNIX_EPOCH + Duration::from_nanos(host.clock.realtime_ns),
     };
     let (outcome, latency) = target.answer(&call);
-    let now = host.clock.monotonic_ns;
-    let after = |d: Duration| now.saturating_add(d.as_nanos() as u64);
-    let pending = match (outcome, timeout) {
+    let reply = match (outcome, timeout) {
         (CallOutcome::Respond(_) | CallOutcome::Reset, Some(limit)) if latency > limit => {
-            Some((after(limit), Some(timeout_response())))
+            Some((limit, Some(timeout_response())))
         }
-        (CallOutcome::Respond(response), _) => Some((after(latency), Some(response))),
-        (CallOutcome::Reset, _) => Some((after(latency), None)),
-        (CallOutcome::NoResponse, Some(limit)) => Some((after(limit), Some(timeout_response()))),
+        (CallOutcome::Respond(response), _) => Some((latency, Some(response))),
+        (CallOutcome::Reset, _) => Some((latency, None)),
+        (CallOutcome::NoResponse, Some(limit)) => Some((limit, Some(timeout_response()))),
         (CallOutcome::NoResponse, None) => None,
     };
-    if let Some((due_ns, response)) = pending {
-        host.pending_calls.push(PendingCall {
-            token,
-            due_ns,
-            response,
-        });
+    if let Some((delay, response)) = reply {
+        host.schedule(token, delay, CalloutEvent::HttpResponse(response));
     }
     host.http_calls.push(call);
     Ok(if write_u32(mem, token_ptr, token) {

@@ -18,11 +18,12 @@ use rand_core::SeedableRng;
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
 
 use crate::abi::{AbiVersion, LogLevel, Status};
+use crate::headers::HeaderMap;
 use crate::plugin::PluginSettings;
 use crate::properties::{self, PluginIdentity};
 use crate::runtime::SharedState;
 use crate::stream::{Direction, HttpStreamState, LocalResponse};
-use crate::upstream::{HttpCall, HttpResponse, Upstream};
+use crate::upstream::{GrpcCall, GrpcUpstream, HttpCall, HttpResponse, Upstream};
 
 pub use shared::Metric;
 
@@ -73,13 +74,25 @@ pub(crate) enum Deferred {
     },
 }
 
-/// A callout answer waiting for its time on the virtual clock.
+/// Something a callout delivers to the plugin.
+#[derive(Debug)]
+pub(crate) enum CalloutEvent {
+    /// An HTTP call's answer; `None`: the connection was reset.
+    HttpResponse(Option<HttpResponse>),
+    GrpcInitialMetadata(HeaderMap),
+    GrpcMessage(Vec<u8>),
+    GrpcTrailingMetadata(HeaderMap),
+    GrpcClose(u32, String),
+}
+
+/// A callout event waiting for its time on the virtual clock.
 #[derive(Debug)]
 pub(crate) struct PendingCall {
     pub(crate) token: u32,
     pub(crate) due_ns: u64,
-    /// `None`: the connection was reset.
-    pub(crate) response: Option<HttpResponse>,
+    /// Order among events due at the same time.
+    pub(crate) seq: u64,
+    pub(crate) event: CalloutEvent,
 }
 
 /// Bounds linear memory like Envoy's 1 GiB cap, remembering a refused
@@ -171,6 +184,18 @@ pub(crate) struct Host {
     pub(crate) http_calls: Vec<HttpCall>,
     /// The callout response being delivered (`proxy_on_http_call_response`).
     pub(crate) call_response: Option<HttpResponse>,
+    pub(crate) next_event_seq: u64,
+    pub(crate) grpc_upstreams: Arc<HashMap<String, GrpcUpstream>>,
+    /// Next gRPC call and stream tokens (kinds 1 and 2, step 4).
+    pub(crate) next_grpc_tokens: [u32; 2],
+    pub(crate) grpc_calls: Vec<GrpcCall>,
+    /// Open gRPC calls and streams: token → index in `grpc_calls`, and
+    /// whether initial metadata was delivered.
+    pub(crate) grpc_open: HashMap<u32, (usize, bool)>,
+    /// What the gRPC callback being delivered may read.
+    pub(crate) grpc_message: Option<Vec<u8>>,
+    pub(crate) grpc_initial_metadata: Option<HeaderMap>,
+    pub(crate) grpc_trailing_metadata: Option<HeaderMap>,
     /// Guest calls made, by callback name.
     pub(crate) callback_counts: HashMap<&'static str, u64>,
 }
@@ -189,6 +214,7 @@ impl Host {
         };
         Self {
             upstreams: settings.upstreams.clone(),
+            grpc_upstreams: settings.grpc_upstreams.clone(),
             rng: ChaCha8Rng::seed_from_u64(settings.seed),
             limiter: MemoryLimiter {
                 limit: settings.memory_limit,
@@ -221,6 +247,13 @@ impl Host {
             pending_calls: Vec::new(),
             http_calls: Vec::new(),
             call_response: None,
+            next_event_seq: 0,
+            next_grpc_tokens: [1, 2],
+            grpc_calls: Vec::new(),
+            grpc_open: HashMap::new(),
+            grpc_message: None,
+            grpc_initial_metadata: None,
+            grpc_trailing_metadata: None,
             callback_counts: HashMap::new(),
         }
     }
@@ -252,6 +285,20 @@ impl Host {
             level,
             message: String::from_utf8_lossy(message).into_owned(),
             context_id,
+        });
+    }
+
+    /// Schedules a callout event `delay` from now.
+    pub(crate) fn schedule(&mut self, token: u32, delay: std::time::Duration, event: CalloutEvent) {
+        self.next_event_seq += 1;
+        self.pending_calls.push(PendingCall {
+            token,
+            due_ns: self
+                .clock
+                .monotonic_ns
+                .saturating_add(delay.as_nanos() as u64),
+            seq: self.next_event_seq,
+            event,
         });
     }
 

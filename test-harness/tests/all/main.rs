@@ -8,6 +8,7 @@ mod abi_lifecycle;
 mod abi_shared;
 mod abi_wasi;
 mod callouts;
+mod grpc;
 mod malformed;
 mod queues_ffi;
 mod sdk_filter;
