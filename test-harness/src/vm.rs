@@ -283,12 +283,7 @@ impl Vm {
             host.limiter.refused = None;
             host.logs.len()
         };
-        *self
-            .store
-            .data_mut()
-            .callback_counts
-            .entry(callback)
-            .or_default() += 1;
+        self.store.data_mut().count_callback(callback);
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = call(&mut self.store);
         let host = self.store.data_mut();
@@ -596,9 +591,10 @@ impl Vm {
         self.store
             .data()
             .callback_counts
-            .get(callback)
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|(name, _)| *name == callback)
+            .map(|(_, count)| count)
+            .sum()
     }
 
     /// The tick period the plugin set, if any.

@@ -196,8 +196,9 @@ pub(crate) struct Host {
     pub(crate) grpc_message: Option<Vec<u8>>,
     pub(crate) grpc_initial_metadata: Option<HeaderMap>,
     pub(crate) grpc_trailing_metadata: Option<HeaderMap>,
-    /// Guest calls made, by callback name.
-    pub(crate) callback_counts: HashMap<&'static str, u64>,
+    /// Guest calls made, by callback name (a few entries, scanned by the
+    /// name's address: cheaper than hashing on every call).
+    pub(crate) callback_counts: Vec<(&'static str, u64)>,
 }
 
 impl Host {
@@ -254,7 +255,7 @@ impl Host {
             grpc_message: None,
             grpc_initial_metadata: None,
             grpc_trailing_metadata: None,
-            callback_counts: HashMap::new(),
+            callback_counts: Vec::new(),
         }
     }
 
@@ -286,6 +287,17 @@ impl Host {
             message: String::from_utf8_lossy(message).into_owned(),
             context_id,
         });
+    }
+
+    pub(crate) fn count_callback(&mut self, name: &'static str) {
+        match self
+            .callback_counts
+            .iter_mut()
+            .find(|(n, _)| std::ptr::eq(*n, name))
+        {
+            Some((_, count)) => *count += 1,
+            None => self.callback_counts.push((name, 1)),
+        }
     }
 
     /// Schedules a callout event `delay` from now.
