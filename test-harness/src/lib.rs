@@ -64,6 +64,7 @@ mod plugin;
 mod properties;
 mod runtime;
 mod stream;
+mod tcp;
 mod upstream;
 mod vm;
 
@@ -79,6 +80,7 @@ pub use plugin::{
 pub use properties::value as property;
 pub use runtime::Runtime;
 pub use stream::{LocalResponse, Message, Progress};
+pub use tcp::{PeerType, TcpConnection, TcpExchange};
 pub use upstream::{
     CallOutcome, GrpcCall, GrpcReply, GrpcUpstream, HttpCall, HttpResponse, Upstream,
 };

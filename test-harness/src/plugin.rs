@@ -84,6 +84,11 @@ pub(crate) const CALLBACKS: &[(&str, usize, usize)] = &[
     ("proxy_on_grpc_receive", 3, 0),
     ("proxy_on_grpc_receive_trailing_metadata", 3, 0),
     ("proxy_on_grpc_close", 3, 0),
+    ("proxy_on_new_connection", 1, 1),
+    ("proxy_on_downstream_data", 3, 1),
+    ("proxy_on_upstream_data", 3, 1),
+    ("proxy_on_downstream_connection_close", 2, 0),
+    ("proxy_on_upstream_connection_close", 2, 0),
 ];
 
 /// Index of each entry of [`CALLBACKS`] in a module, resolved once.

@@ -65,6 +65,11 @@ pub(crate) struct Callbacks {
     pub(crate) on_grpc_receive: Slot<(i32, i32, i32), ()>,
     pub(crate) on_grpc_receive_trailing_metadata: Slot<(i32, i32, i32), ()>,
     pub(crate) on_grpc_close: Slot<(i32, i32, i32), ()>,
+    pub(crate) on_new_connection: Slot<i32, i32>,
+    pub(crate) on_downstream_data: Slot<(i32, i32, i32), i32>,
+    pub(crate) on_upstream_data: Slot<(i32, i32, i32), i32>,
+    pub(crate) on_downstream_connection_close: Slot<(i32, i32), ()>,
+    pub(crate) on_upstream_connection_close: Slot<(i32, i32), ()>,
 }
 
 impl Callbacks {
@@ -99,6 +104,11 @@ impl Callbacks {
             on_grpc_receive: Slot::new("proxy_on_grpc_receive"),
             on_grpc_receive_trailing_metadata: Slot::new("proxy_on_grpc_receive_trailing_metadata"),
             on_grpc_close: Slot::new("proxy_on_grpc_close"),
+            on_new_connection: Slot::new("proxy_on_new_connection"),
+            on_downstream_data: Slot::new("proxy_on_downstream_data"),
+            on_upstream_data: Slot::new("proxy_on_upstream_data"),
+            on_downstream_connection_close: Slot::new("proxy_on_downstream_connection_close"),
+            on_upstream_connection_close: Slot::new("proxy_on_upstream_connection_close"),
         }
     }
 }
@@ -320,6 +330,12 @@ impl Vm {
                 Deferred::Reset { stream } => self.reset(stream),
                 Deferred::RootDone => self.delete_root_context()?,
                 Deferred::QueueReady { token } => self.queue_ready(token)?,
+                Deferred::TcpResume { connection } => self.tcp_resume(connection),
+                Deferred::TcpClose { connection } => {
+                    if let Some(state) = self.store.data_mut().tcp.get_mut(&connection) {
+                        state.closed_by_filter = true;
+                    }
+                }
             }
         }
         Ok(())

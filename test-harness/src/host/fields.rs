@@ -349,6 +349,17 @@ fn buffer_bytes(host: &Host, buffer: BufferType) -> Result<&[u8], Status> {
         BufferType::HttpResponseBody => body(Direction::Response),
         BufferType::VmConfiguration => Some(host.settings.vm_configuration.as_slice()),
         BufferType::GrpcCallMessage => host.grpc_message.as_deref(),
+        BufferType::DownstreamData | BufferType::UpstreamData => {
+            let downstream = buffer == BufferType::DownstreamData;
+            host.tcp.get(&host.context()).and_then(|c| {
+                let flow = if downstream {
+                    &c.downstream
+                } else {
+                    &c.upstream
+                };
+                (flow.available || flow.paused).then_some(flow.buffer.as_slice())
+            })
+        }
         BufferType::HttpCallResponseBody => host.call_response.as_ref().map(|r| r.body.as_slice()),
         BufferType::PluginConfiguration => {
             configuring(host).then_some(host.settings.configuration.as_slice())
@@ -432,19 +443,32 @@ fn proxy_set_buffer_bytes(
     if let Err(s) = buffer_bytes(host, buffer) {
         return status(s);
     }
-    let dir = match buffer {
-        BufferType::HttpRequestBody => Direction::Request,
-        BufferType::HttpResponseBody => Direction::Response,
-        // Configuration buffers are read-only.
-        _ => return status(Status::BadArgument),
-    };
     let Some(value) = super::slice(mem, value_ptr, value_len) else {
         return status(Status::InvalidMemoryAccess);
     };
-    let Some((_, stream)) = host.stream_mut() else {
-        return status(Status::NotFound);
+    let body = match buffer {
+        BufferType::HttpRequestBody | BufferType::HttpResponseBody => {
+            let dir = if buffer == BufferType::HttpRequestBody {
+                Direction::Request
+            } else {
+                Direction::Response
+            };
+            match host.stream_mut() {
+                Some((_, stream)) => &mut stream.flow_mut(dir).body,
+                None => return status(Status::NotFound),
+            }
+        }
+        BufferType::DownstreamData | BufferType::UpstreamData => match host.connection_mut() {
+            Some((_, connection)) => {
+                &mut connection
+                    .flow_mut(buffer == BufferType::DownstreamData)
+                    .buffer
+            }
+            None => return status(Status::NotFound),
+        },
+        // Configuration and callout buffers are read-only.
+        _ => return status(Status::BadArgument),
     };
-    let body = &mut stream.flow_mut(dir).body;
     let (start, size) = (start as u32 as usize, size as u32 as usize);
     if start == 0 {
         body.drain(..size.min(body.len()));

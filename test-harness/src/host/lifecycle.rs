@@ -68,12 +68,7 @@ fn proxy_set_effective_context(mut caller: Caller<'_, Host>, context_id: i32) ->
     enter(&caller, "proxy_set_effective_context")?;
     let host = caller.data_mut();
     let id = context_id as u32;
-    let known = id == host.root_id
-        || host
-            .streams
-            .get(&id)
-            .is_some_and(|s| s.created && !s.finished);
-    if !known {
+    if !host.is_context(id) {
         return status(Status::BadArgument);
     }
     host.effective = Some(id);
@@ -295,15 +290,23 @@ fn proxy_send_local_response(
     status(Status::Ok)
 }
 
+/// Continues a direction: HTTP request/response, or reading a TCP
+/// connection's downstream. Resuming a TCP upstream is UNIMPLEMENTED in
+/// Envoy itself, and the harness answers the same.
 fn proxy_continue_stream(mut caller: Caller<'_, Host>, stream_type: i32) -> Ret {
     enter(&caller, "proxy_continue_stream")?;
     match StreamType::from_abi(stream_type as u32) {
         None => status(Status::BadArgument),
         Some(StreamType::HttpRequest) => continue_http(&mut caller, Direction::Request),
         Some(StreamType::HttpResponse) => continue_http(&mut caller, Direction::Response),
-        Some(StreamType::Downstream | StreamType::Upstream) => {
-            unimplemented(&mut caller, "proxy_continue_stream(DOWNSTREAM/UPSTREAM)")
+        Some(StreamType::Downstream) => {
+            let host = caller.data_mut();
+            if let Some((connection, _)) = host.connection_mut() {
+                host.deferred.push(Deferred::TcpResume { connection });
+            }
+            status(Status::Ok)
         }
+        Some(StreamType::Upstream) => status(Status::Unimplemented),
     }
 }
 
@@ -315,21 +318,26 @@ pub(super) fn continue_http(caller: &mut Caller<'_, Host>, dir: Direction) -> Re
     status(Status::Ok)
 }
 
+/// Resets an HTTP stream, or closes a TCP connection, after the call.
 fn proxy_close_stream(mut caller: Caller<'_, Host>, stream_type: i32) -> Ret {
     enter(&caller, "proxy_close_stream")?;
-    match StreamType::from_abi(stream_type as u32) {
-        None => status(Status::BadArgument),
-        Some(StreamType::HttpRequest | StreamType::HttpResponse) => {
-            let host = caller.data_mut();
+    let Some(kind) = StreamType::from_abi(stream_type as u32) else {
+        return status(Status::BadArgument);
+    };
+    let host = caller.data_mut();
+    match kind {
+        StreamType::HttpRequest | StreamType::HttpResponse => {
             if let Some((stream, _)) = host.stream_mut() {
                 host.deferred.push(Deferred::Reset { stream });
             }
-            status(Status::Ok)
         }
-        Some(StreamType::Downstream | StreamType::Upstream) => {
-            unimplemented(&mut caller, "proxy_close_stream(DOWNSTREAM/UPSTREAM)")
+        StreamType::Downstream | StreamType::Upstream => {
+            if let Some((connection, _)) = host.connection_mut() {
+                host.deferred.push(Deferred::TcpClose { connection });
+            }
         }
     }
+    status(Status::Ok)
 }
 
 /// Whether the configuration buffer may be read now (during `proxy_on_configure`).

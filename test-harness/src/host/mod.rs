@@ -23,6 +23,7 @@ use crate::plugin::PluginSettings;
 use crate::properties::{self, PluginIdentity};
 use crate::runtime::SharedState;
 use crate::stream::{Direction, HttpStreamState, LocalResponse};
+use crate::tcp::TcpState;
 use crate::upstream::{GrpcCall, GrpcUpstream, HttpCall, HttpResponse, Upstream};
 
 pub use shared::Metric;
@@ -71,6 +72,14 @@ pub(crate) enum Deferred {
     /// An item was enqueued on a queue this VM registered.
     QueueReady {
         token: u32,
+    },
+    /// `proxy_continue_stream(DOWNSTREAM)` on a TCP connection.
+    TcpResume {
+        connection: u32,
+    },
+    /// `proxy_close_stream(DOWNSTREAM/UPSTREAM)` on a TCP connection.
+    TcpClose {
+        connection: u32,
     },
 }
 
@@ -160,6 +169,7 @@ pub(crate) struct Host {
     pub(crate) problems: Vec<String>,
     pub(crate) deferred: Vec<Deferred>,
     pub(crate) streams: BTreeMap<u32, HttpStreamState>,
+    pub(crate) tcp: BTreeMap<u32, TcpState>,
     /// Properties the test set.
     pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
     pub(crate) rng: ChaCha8Rng,
@@ -234,6 +244,7 @@ impl Host {
             problems: Vec::new(),
             deferred: Vec::new(),
             streams: BTreeMap::new(),
+            tcp: BTreeMap::new(),
             properties,
             clock,
             tick_period_ns: 0,
@@ -263,9 +274,25 @@ impl Host {
     /// else the one whose callback runs (cpp-host `ContextOrEffectiveContext`).
     pub(crate) fn context(&self) -> u32 {
         match self.effective {
-            Some(id) if id == self.root_id || self.streams.contains_key(&id) => id,
+            Some(id) if self.is_context(id) => id,
             _ => self.active,
         }
+    }
+
+    /// Whether `id` names a live context (root, HTTP stream or connection).
+    pub(crate) fn is_context(&self, id: u32) -> bool {
+        id == self.root_id
+            || self
+                .streams
+                .get(&id)
+                .is_some_and(|s| s.created && !s.finished)
+            || self.tcp.contains_key(&id)
+    }
+
+    /// The TCP connection of the current context, if it is one.
+    pub(crate) fn connection_mut(&mut self) -> Option<(u32, &mut TcpState)> {
+        let id = self.context();
+        self.tcp.get_mut(&id).map(|c| (id, c))
     }
 
     pub(crate) fn stream(&self) -> Option<&HttpStreamState> {

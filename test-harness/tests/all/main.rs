@@ -13,3 +13,4 @@ mod malformed;
 mod queues_ffi;
 mod sdk_filter;
 mod stream_semantics;
+mod tcp;
