@@ -149,32 +149,58 @@ fn proxy_grpc_call(
     token_ptr: i32,
 ) -> Ret {
     enter(&caller, "proxy_grpc_call")?;
-    let Some((mem, host)) = split(&mut caller) else {
-        return status(Status::InvalidMemoryAccess);
-    };
     let parts = [
         (upstream_ptr, upstream_len),
         (service_ptr, service_len),
         (method_ptr, method_len),
         (metadata_ptr, metadata_len),
     ];
-    let (Some(target), Some(message)) = (
-        target(mem, parts),
-        super::slice(mem, message_ptr, message_len),
-    ) else {
+    let timeout = (timeout_ms != 0).then(|| Duration::from_millis(u64::from(timeout_ms as u32)));
+    start(
+        &mut caller,
+        parts,
+        Some((message_ptr, message_len)),
+        timeout,
+        token_ptr,
+    )
+}
+
+/// Opens a unary call (with its message) or a stream, answers the token, and
+/// for a call asks the upstream at once. As in Envoy the call is started
+/// before the token is written back, so a bad token pointer leaves it running.
+fn start(
+    caller: &mut Caller<'_, Host>,
+    parts: [(i32, i32); 4],
+    message: Option<(i32, i32)>,
+    timeout: Option<Duration>,
+    token_ptr: i32,
+) -> Ret {
+    let Some((mem, host)) = split(caller) else {
         return status(Status::InvalidMemoryAccess);
     };
-    let timeout = (timeout_ms != 0).then(|| Duration::from_millis(u64::from(timeout_ms as u32)));
-    let token = match open(host, false, target, Some(message.to_vec()), timeout) {
+    let message = match message {
+        Some((ptr, len)) => match super::slice(mem, ptr, len) {
+            Some(bytes) => Some(bytes.to_vec()),
+            None => return status(Status::InvalidMemoryAccess),
+        },
+        None => None,
+    };
+    let Some(target) = target(mem, parts) else {
+        return status(Status::InvalidMemoryAccess);
+    };
+    let streaming = message.is_none();
+    let token = match open(host, streaming, target, message, timeout) {
         Ok(token) => token,
         Err(s) => return status(s),
     };
-    if !write_u32(mem, token_ptr, token) {
-        host.grpc_open.remove(&token);
-        return status(Status::InvalidMemoryAccess);
+    if !streaming {
+        answer(host, token);
     }
-    answer(host, token);
-    status(Status::Ok)
+    status(if write_u32(mem, token_ptr, token) {
+        Status::Ok
+    } else {
+        Status::InvalidMemoryAccess
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -191,27 +217,13 @@ fn proxy_grpc_stream(
     token_ptr: i32,
 ) -> Ret {
     enter(&caller, "proxy_grpc_stream")?;
-    let Some((mem, host)) = split(&mut caller) else {
-        return status(Status::InvalidMemoryAccess);
-    };
     let parts = [
         (upstream_ptr, upstream_len),
         (service_ptr, service_len),
         (method_ptr, method_len),
         (metadata_ptr, metadata_len),
     ];
-    let Some(target) = target(mem, parts) else {
-        return status(Status::InvalidMemoryAccess);
-    };
-    let token = match open(host, true, target, None, None) {
-        Ok(token) => token,
-        Err(s) => return status(s),
-    };
-    if !write_u32(mem, token_ptr, token) {
-        host.grpc_open.remove(&token);
-        return status(Status::InvalidMemoryAccess);
-    }
-    status(Status::Ok)
+    start(&mut caller, parts, None, None, token_ptr)
 }
 
 /// Sends on a stream; a unary call's token is BAD_ARGUMENT, an unknown one
