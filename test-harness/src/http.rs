@@ -54,12 +54,7 @@ impl Vm {
     /// Reopens a stream that is still open, by id (several streams can be in
     /// flight on one VM).
     pub fn stream(&mut self, id: u32) -> Option<HttpStream<'_>> {
-        let open = self
-            .store
-            .data()
-            .streams
-            .get(&id)
-            .is_some_and(|s| !s.finished);
+        let open = self.store.data().streams.contains_key(&id);
         open.then_some(HttpStream { vm: self, id })
     }
 
@@ -76,9 +71,6 @@ impl Vm {
             Direction::Response => "response",
         };
         let state = self.state(id)?;
-        if state.finished {
-            return Err(Error::InvalidState(format!("stream {id} is finished")));
-        }
         if dir == Direction::Response && state.answered_locally {
             // The filter already answered; the upstream's response never arrives.
             return Ok(state.progress(dir));
@@ -140,7 +132,7 @@ impl Vm {
 
     fn deliver(&mut self, id: u32, dir: Direction, frame: Frame) -> Result<()> {
         self.ensure_context(id)?;
-        let d = Self::direction_index(dir);
+        let d = dir.index();
         let ctx = id as i32;
         let (stop, action) = match frame {
             Frame::Headers(map, eos) => {
@@ -329,22 +321,15 @@ impl Vm {
     }
 
     fn finish(&mut self, id: u32) -> Result<Exchange> {
-        let state = self.state(id)?;
-        if state.finished {
-            return Err(Error::InvalidState(format!(
-                "stream {id} is already finished"
-            )));
-        }
-        if state.created {
+        if self.state(id)?.created {
             // Envoy logs the stream, then destroys its filters.
-            state.in_log = true;
             let ctx = id as i32;
             if let Some(f) = self.callback(|c| &mut c.on_log) {
+                self.state(id)?.in_log = true;
                 let logged = self.invoke("proxy_on_log", id, Phase::Callback, |s| f.call(s, ctx));
                 self.state(id)?.in_log = false;
                 logged?;
             }
-            self.state(id)?.in_log = false;
             if let Some(f) = self.callback(|c| &mut c.on_done) {
                 self.invoke("proxy_on_done", id, Phase::Callback, |s| f.call(s, ctx))?;
             }
@@ -352,16 +337,18 @@ impl Vm {
                 self.invoke("proxy_on_delete", id, Phase::Callback, |s| f.call(s, ctx))?;
             }
             // Nothing a finished stream asks for can happen any more.
-            self.store.data_mut().deferred.retain(|d| !matches!(d, Deferred::Continue { stream, .. } | Deferred::LocalResponse { stream, .. } | Deferred::Reset { stream } if *stream == id));
+            self.store
+                .data_mut()
+                .deferred
+                .retain(|d| !d.targets_stream(id));
             self.flush_deferred()?;
         }
-        let mut state = self
+        let state = self
             .store
             .data_mut()
             .streams
             .remove(&id)
             .ok_or_else(|| Error::InvalidState(format!("stream {id} does not exist")))?;
-        state.finished = true;
         Ok(Exchange {
             upstream_request: state.request.sent,
             downstream_response: state.response.sent,
@@ -542,18 +529,10 @@ impl HttpStream<'_> {
     /// A property (dotted path) as the filter reads it in this stream,
     /// including values it set with `proxy_set_property`.
     pub fn property(&self, path: &str) -> Option<Vec<u8>> {
-        let host = self.vm.store.data();
-        let identity = properties::PluginIdentity {
-            name: &host.settings.name,
-            root_id: &host.settings.root_id,
-            vm_id: &host.settings.vm_id,
-        };
-        properties::lookup(
-            &properties::path_from_dotted(path),
-            Some(self.state()),
-            &host.properties,
-            &identity,
-        )
+        self.vm
+            .store
+            .data()
+            .property_for(&properties::path_from_dotted(path), Some(self.state()))
     }
 
     /// The VM, for example to advance time while the stream is paused.

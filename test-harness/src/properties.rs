@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use crate::headers::{HeaderMap, encode_pairs};
+use crate::plugin::PluginSettings;
 use crate::stream::HttpStreamState;
 
 /// Encoders for property values, as Envoy serialises them.
@@ -48,20 +49,13 @@ pub(crate) fn defaults() -> HashMap<Vec<u8>, Vec<u8>> {
     .collect()
 }
 
-/// Identity of the plugin, for `plugin_name`, `plugin_root_id`, `plugin_vm_id`.
-pub(crate) struct PluginIdentity<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) root_id: &'a str,
-    pub(crate) vm_id: &'a str,
-}
-
 /// Resolves a property for a context: first what the filter set on its stream,
 /// then what the test set, then values Envoy derives from the stream.
 pub(crate) fn lookup(
     path: &[u8],
     stream: Option<&HttpStreamState>,
     set_by_test: &HashMap<Vec<u8>, Vec<u8>>,
-    plugin: &PluginIdentity<'_>,
+    plugin: &PluginSettings,
 ) -> Option<Vec<u8>> {
     if let Some(v) = stream.and_then(|s| s.properties.get(path)) {
         return Some(v.clone());

@@ -82,6 +82,16 @@ pub(crate) enum Direction {
     Response,
 }
 
+impl Direction {
+    /// Index into per-direction arrays: request 0, response 1.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Request => 0,
+            Self::Response => 1,
+        }
+    }
+}
+
 /// Where a flow's filter iteration stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -176,7 +186,6 @@ pub(crate) struct HttpStreamState {
     pub(crate) reset: bool,
     /// `proxy_on_log` is running: every map is readable, none writable.
     pub(crate) in_log: bool,
-    pub(crate) finished: bool,
     /// Values the filter set with `proxy_set_property` (Envoy filter state).
     pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
     /// Virtual time the stream started, for `request.time`.
@@ -193,7 +202,6 @@ impl HttpStreamState {
             answered_locally: false,
             reset: false,
             in_log: false,
-            finished: false,
             properties: HashMap::new(),
             start_time_ns,
         }

@@ -208,7 +208,9 @@ impl Vm {
         if let Some(f) = self.callback(|c| &mut c.on_delete) {
             self.invoke("proxy_on_delete", id, Phase::Callback, |s| f.call(s, ctx))?;
         }
-        self.store.data_mut().deferred.retain(|d| !matches!(d, Deferred::TcpResume { connection } | Deferred::TcpClose { connection } if *connection == id));
+        self.store.data_mut().deferred.retain(
+            |d| !matches!(d, Deferred::TcpResume { connection } | Deferred::TcpClose { connection } if *connection == id),
+        );
         let state = self
             .store
             .data_mut()

@@ -14,7 +14,6 @@ use crate::host::{CalloutEvent, Deferred, Host, HostTrap, LogEntry, Metric, Pend
 use crate::plugin::{PluginInner, callback_index};
 use crate::properties;
 use crate::runtime::EPOCH_TICK;
-use crate::stream::Direction;
 use crate::upstream::{GrpcCall, GrpcUpstream, HttpCall, HttpResponse, Upstream};
 
 /// A guest callback, looked up on first use: most VMs never call most of
@@ -651,14 +650,9 @@ impl Vm {
 
     /// A property as the root context reads it.
     pub fn property(&self, path: &str) -> Option<Vec<u8>> {
-        let host = self.store.data();
-        let path = properties::path_from_dotted(path);
-        let identity = properties::PluginIdentity {
-            name: &host.settings.name,
-            root_id: &host.settings.root_id,
-            vm_id: &host.settings.vm_id,
-        };
-        properties::lookup(&path, None, &host.properties, &identity)
+        self.store
+            .data()
+            .property_for(&properties::path_from_dotted(path), None)
     }
 
     /// A metric's current value (shared by every VM of the runtime).
@@ -705,13 +699,6 @@ impl Vm {
     /// Why this VM cannot be used any more, if it trapped.
     pub fn poisoned(&self) -> Option<&str> {
         self.poisoned.as_deref()
-    }
-
-    pub(crate) fn direction_index(dir: Direction) -> usize {
-        match dir {
-            Direction::Request => 0,
-            Direction::Response => 1,
-        }
     }
 }
 

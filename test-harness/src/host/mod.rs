@@ -20,7 +20,7 @@ use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
 use crate::abi::{AbiVersion, LogLevel, Status};
 use crate::headers::HeaderMap;
 use crate::plugin::PluginSettings;
-use crate::properties::{self, PluginIdentity};
+use crate::properties;
 use crate::runtime::SharedState;
 use crate::stream::{Direction, HttpStreamState, LocalResponse};
 use crate::tcp::TcpState;
@@ -92,6 +92,13 @@ pub(crate) enum CalloutEvent {
     GrpcMessage(Vec<u8>),
     GrpcTrailingMetadata(HeaderMap),
     GrpcClose(u32, String),
+}
+
+impl Deferred {
+    /// Whether this is work for HTTP stream `id`.
+    pub(crate) fn targets_stream(&self, id: u32) -> bool {
+        matches!(self, Self::Continue { stream, .. } | Self::LocalResponse { stream, .. } | Self::Reset { stream } if *stream == id)
+    }
 }
 
 /// A callout event waiting for its time on the virtual clock.
@@ -282,10 +289,7 @@ impl Host {
     /// Whether `id` names a live context (root, HTTP stream or connection).
     pub(crate) fn is_context(&self, id: u32) -> bool {
         id == self.root_id
-            || self
-                .streams
-                .get(&id)
-                .is_some_and(|s| s.created && !s.finished)
+            || self.streams.get(&id).is_some_and(|s| s.created)
             || self.tcp.contains_key(&id)
     }
 
@@ -341,13 +345,18 @@ impl Host {
         });
     }
 
+    /// A property as the current context reads it.
     pub(crate) fn property(&self, path: &[u8]) -> Option<Vec<u8>> {
-        let identity = PluginIdentity {
-            name: &self.settings.name,
-            root_id: &self.settings.root_id,
-            vm_id: &self.settings.vm_id,
-        };
-        properties::lookup(path, self.stream(), &self.properties, &identity)
+        self.property_for(path, self.stream())
+    }
+
+    /// A property as a context with `stream` (none for the root) reads it.
+    pub(crate) fn property_for(
+        &self,
+        path: &[u8],
+        stream: Option<&HttpStreamState>,
+    ) -> Option<Vec<u8>> {
+        properties::lookup(path, stream, &self.properties, &self.settings)
     }
 }
 
