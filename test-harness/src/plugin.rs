@@ -32,7 +32,8 @@ pub(crate) struct PluginSettings {
     pub(crate) configuration: Vec<u8>,
     pub(crate) vm_configuration: Vec<u8>,
     pub(crate) environment: Vec<(String, String)>,
-    pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// Shared by every VM until a test changes one VM's (copy on write).
+    pub(crate) properties: Arc<HashMap<Vec<u8>, Vec<u8>>>,
     pub(crate) log_level: LogLevel,
     pub(crate) memory_limit: usize,
     pub(crate) callback_deadline: Duration,
@@ -190,7 +191,7 @@ impl PluginBuilder {
                 configuration: Vec::new(),
                 vm_configuration: Vec::new(),
                 environment: Vec::new(),
-                properties: properties::defaults(),
+                properties: Arc::new(properties::defaults()),
                 log_level: LogLevel::Info,
                 memory_limit: DEFAULT_MEMORY_LIMIT,
                 callback_deadline: DEFAULT_CALLBACK_DEADLINE,
@@ -250,8 +251,7 @@ impl PluginBuilder {
     /// A host property, by dotted path (`xds.route_name`). Values use
     /// Envoy's encodings; see [`crate::property`] for integers and maps.
     pub fn property(mut self, path: &str, value: impl Into<Vec<u8>>) -> Self {
-        self.settings
-            .properties
+        Arc::make_mut(&mut self.settings.properties)
             .insert(properties::path_from_dotted(path), value.into());
         self
     }

@@ -642,9 +642,7 @@ impl Vm {
 
     /// Sets a host property (dotted path) for every context from now on.
     pub fn set_property(&mut self, path: &str, value: impl Into<Vec<u8>>) {
-        self.store
-            .data_mut()
-            .properties
+        Arc::make_mut(&mut self.store.data_mut().properties)
             .insert(properties::path_from_dotted(path), value.into());
     }
 

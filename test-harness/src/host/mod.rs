@@ -178,7 +178,7 @@ pub(crate) struct Host {
     pub(crate) streams: BTreeMap<u32, HttpStreamState>,
     pub(crate) tcp: BTreeMap<u32, TcpState>,
     /// Properties the test set.
-    pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
+    pub(crate) properties: Arc<HashMap<Vec<u8>, Vec<u8>>>,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) clock: Clock,
     pub(crate) tick_period_ns: u64,
