@@ -5,23 +5,33 @@
 //! callback returns and run through the response callbacks.
 
 use std::mem;
+use std::time::Duration;
 
 use crate::abi::{AbiVersion, Action};
+use crate::chain::{self, Chain};
 use crate::error::{Error, Result};
 use crate::headers::HeaderMap;
 use crate::host::{Deferred, Phase};
 use crate::properties;
 use crate::stream::{
-    Direction, Frame, HttpStreamState, LocalResponse, Message, Progress, Stage, Stop,
+    Direction, Frame, HttpStreamState, LocalResponse, Message, Out, Part, Progress,
+    SharedFilterState, Stage, Stop,
 };
 use crate::vm::Vm;
 
-/// One HTTP stream of a [`Vm`], fed part by part as a client and an upstream
-/// would, and inspected afterwards.
+/// One HTTP stream through a [`Vm`] or a [`Chain`] of VMs, fed part by part
+/// as a client and an upstream would, and inspected afterwards.
 #[derive(Debug)]
-pub struct HttpStream<'vm> {
-    vm: &'vm mut Vm,
-    id: u32,
+pub struct HttpStream<'a> {
+    pub(crate) owner: Owner<'a>,
+    /// The stream's context id in each VM of the chain.
+    pub(crate) ids: Box<[u32]>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Owner<'a> {
+    Vm(&'a mut Vm),
+    Chain(&'a mut Chain),
 }
 
 /// What happened to a finished stream.
@@ -42,38 +52,58 @@ impl Vm {
     /// Opens a new HTTP stream. Its context is created, as in Envoy, when the
     /// request headers arrive.
     pub fn http_stream(&mut self) -> HttpStream<'_> {
-        let id = self.new_context_id();
-        let now = self.store.data().clock.realtime_ns;
-        self.store
-            .data_mut()
-            .streams
-            .insert(id, HttpStreamState::new(now));
-        HttpStream { vm: self, id }
+        let id = self.open_stream(SharedFilterState::default(), false);
+        HttpStream {
+            owner: Owner::Vm(self),
+            ids: Box::new([id]),
+        }
     }
 
     /// Reopens a stream that is still open, by id (several streams can be in
     /// flight on one VM).
     pub fn stream(&mut self, id: u32) -> Option<HttpStream<'_>> {
-        let open = self.store.data().streams.contains_key(&id);
-        open.then_some(HttpStream { vm: self, id })
+        let open = self
+            .store
+            .data()
+            .streams
+            .get(&id)
+            .is_some_and(|s| !s.chained);
+        open.then_some(HttpStream {
+            owner: Owner::Vm(self),
+            ids: Box::new([id]),
+        })
     }
 
-    fn state(&mut self, id: u32) -> Result<&mut HttpStreamState> {
+    pub(crate) fn open_stream(&mut self, filter_state: SharedFilterState, chained: bool) -> u32 {
+        let id = self.new_context_id();
+        let now = self.store.data().clock.realtime_ns;
+        self.store
+            .data_mut()
+            .streams
+            .insert(id, HttpStreamState::new(now, filter_state, chained));
+        id
+    }
+
+    pub(crate) fn state(&mut self, id: u32) -> Result<&mut HttpStreamState> {
         self.store.data_mut().streams.get_mut(&id).ok_or_else(|| {
             Error::InvalidState(format!("stream {id} is finished or does not exist"))
         })
     }
 
+    pub(crate) fn state_ref(&self, id: u32) -> Option<&HttpStreamState> {
+        self.store.data().streams.get(&id)
+    }
+
     /// A frame from the client or the upstream, checked for HTTP order.
-    fn feed(&mut self, id: u32, dir: Direction, frame: Frame) -> Result<Progress> {
+    pub(crate) fn feed(&mut self, id: u32, dir: Direction, frame: Frame) -> Result<()> {
         let side = match dir {
             Direction::Request => "request",
             Direction::Response => "response",
         };
         let state = self.state(id)?;
         if dir == Direction::Response && state.answered_locally {
-            // The filter already answered; the upstream's response never arrives.
-            return Ok(state.progress(dir));
+            // The stream was answered; the upstream's response never arrives.
+            return Ok(());
         }
         let flow = state.flow_mut(dir);
         match (&frame, flow.input_headers, flow.input_ended) {
@@ -90,15 +120,19 @@ impl Vm {
             }
             _ => {}
         }
+        self.relay(id, dir, frame)
+    }
+
+    /// A frame from the previous filter of the chain (or a local reply):
+    /// in order by construction.
+    pub(crate) fn relay(&mut self, id: u32, dir: Direction, frame: Frame) -> Result<()> {
+        let flow = self.state(id)?.flow_mut(dir);
         flow.input_headers = true;
         flow.input_ended = match &frame {
             Frame::Headers(_, eos) | Frame::Data(_, eos) => *eos,
             Frame::Trailers(_) => true,
         };
-        self.accept(id, dir, frame)?;
-        // Callout answers due now arrive before the caller looks.
-        self.settle()?;
-        Ok(self.state(id)?.progress(dir))
+        self.accept(id, dir, frame)
     }
 
     /// Delivers a frame, or holds it while iteration is stopped at headers or
@@ -131,7 +165,13 @@ impl Vm {
     }
 
     fn deliver(&mut self, id: u32, dir: Direction, frame: Frame) -> Result<()> {
-        self.ensure_context(id)?;
+        // Envoy creates a filter's context at its request headers; a response
+        // reaching a filter that never saw them (a later filter of a chain
+        // answered locally) passes it untouched.
+        let skip = dir == Direction::Response && !self.state(id)?.created;
+        if !skip {
+            self.ensure_context(id)?;
+        }
         let d = dir.index();
         let ctx = id as i32;
         let (stop, action) = match frame {
@@ -142,7 +182,9 @@ impl Vm {
                 flow.end_of_stream = eos;
                 flow.stage = Stage::Headers;
                 let name = pick(dir, "proxy_on_request_headers", "proxy_on_response_headers");
-                let raw = if self.abi_version() == AbiVersion::V0_1_0 {
+                let raw = if skip {
+                    None
+                } else if self.abi_version() == AbiVersion::V0_1_0 {
                     match self.callback(|c| &mut c.headers_v0_1[d]) {
                         Some(f) => {
                             Some(self.invoke(name, id, Phase::Callback, |s| f.call(s, (ctx, n)))?)
@@ -167,7 +209,12 @@ impl Vm {
                 flow.stage = Stage::Body;
                 // Paused bodies are buffered: the callback sees the total size.
                 let size = flow.body.len() as i32;
-                let action = match self.callback(|c| &mut c.body[d]) {
+                let callback = if skip {
+                    None
+                } else {
+                    self.callback(|c| &mut c.body[d])
+                };
+                let action = match callback {
                     Some(f) => {
                         let name = pick(dir, "proxy_on_request_body", "proxy_on_response_body");
                         Action::from_abi(self.invoke(name, id, Phase::Callback, |s| {
@@ -184,7 +231,12 @@ impl Vm {
                 flow.trailers = Some(map);
                 flow.end_of_stream = true;
                 flow.stage = Stage::Trailers;
-                let action = match self.callback(|c| &mut c.trailers[d]) {
+                let callback = if skip {
+                    None
+                } else {
+                    self.callback(|c| &mut c.trailers[d])
+                };
+                let action = match callback {
                     Some(f) => {
                         let name = pick(
                             dir,
@@ -214,29 +266,49 @@ impl Vm {
         self.run_deferred(deferred)
     }
 
-    /// Lets what the filter held go on, then delivers frames that waited.
+    /// Lets what the filter held go on (to the next filter of the chain, or
+    /// out), then delivers frames that waited.
     fn pass(&mut self, id: u32, dir: Direction, stop: Stop) -> Result<()> {
-        let flow = self.state(id)?.flow_mut(dir);
+        let state = self.state(id)?;
+        let flow = state.flow_mut(dir);
         flow.stopped = None;
         flow.stage = Stage::Idle;
         // What passes is frozen: the filter cannot write it any more, so it
         // moves to `sent` rather than being copied.
+        let mut parts = [None, None];
         if stop == Stop::Headers {
             flow.sent.headers = flow.headers.take();
             flow.sent.complete = flow.end_of_stream;
+            parts[0] = Some(Part::Headers {
+                end_of_stream: flow.end_of_stream,
+            });
         } else {
+            let len = flow.body.len();
             if flow.sent.body.is_empty() {
                 flow.sent.body = mem::take(&mut flow.body);
             } else {
                 let body = mem::take(&mut flow.body);
                 flow.sent.body.extend_from_slice(&body);
             }
+            let trailers = flow.end_of_stream && flow.trailers.is_some();
+            if len > 0 || (flow.end_of_stream && !trailers) {
+                parts[0] = Some(Part::Data {
+                    len,
+                    end_of_stream: flow.end_of_stream && !trailers,
+                });
+            }
             if flow.end_of_stream {
                 // Trailers the filter added at the end of the body go too.
                 flow.sent.trailers = flow.trailers.take();
                 flow.sent.complete = true;
+                if trailers {
+                    parts[1] = Some(Part::Trailers);
+                }
             }
         }
+        state
+            .outbox
+            .extend(parts.into_iter().flatten().map(|p| Out::Passed(dir, p)));
         self.deliver_pending(id, dir)
     }
 
@@ -265,6 +337,23 @@ impl Vm {
         }
     }
 
+    /// What passed this filter, as the frame the next filter receives.
+    pub(crate) fn forward(&mut self, id: u32, dir: Direction, part: Part) -> Result<Frame> {
+        let flow = self.state(id)?.flow_mut(dir);
+        Ok(match part {
+            Part::Headers { end_of_stream } => {
+                Frame::Headers(flow.sent.headers.clone().unwrap_or_default(), end_of_stream)
+            }
+            Part::Data { len, end_of_stream } => {
+                let from = flow.forwarded_body.min(flow.sent.body.len());
+                let to = (from + len).min(flow.sent.body.len());
+                flow.forwarded_body = to;
+                Frame::Data(flow.sent.body[from..to].to_vec(), end_of_stream)
+            }
+            Part::Trailers => Frame::Trailers(flow.sent.trailers.clone().unwrap_or_default()),
+        })
+    }
+
     pub(crate) fn resume(&mut self, id: u32, dir: Direction) -> Result<()> {
         let Ok(state) = self.state(id) else {
             return Ok(());
@@ -276,60 +365,69 @@ impl Vm {
         }
     }
 
+    /// The filter reset the stream (`proxy_close_stream`): this filter stops
+    /// at once; the chain resets the others.
     pub(crate) fn reset(&mut self, id: u32) {
         if let Ok(state) = self.state(id) {
-            state.reset = true;
-            for flow in [&mut state.request, &mut state.response] {
-                close(flow);
+            if !state.reset {
+                state.outbox.push(Out::Reset);
             }
+            reset_state(state);
         }
     }
 
-    /// Sends a local reply as Envoy does: from the request path the request
-    /// stops and the reply runs through this filter's response callbacks;
-    /// once an upstream response is being processed it replaces it directly;
-    /// once response headers went downstream it is too late.
-    pub(crate) fn local_reply(&mut self, id: u32, response: LocalResponse) -> Result<()> {
+    /// The filter sent a local reply. Its own request stops at once; where
+    /// the reply goes is the chain's decision (see `chain::local_reply`).
+    /// The first reply of a stream wins.
+    pub(crate) fn local_reply(&mut self, id: u32, response: LocalResponse) {
         let Ok(state) = self.state(id) else {
-            return Ok(());
+            return;
         };
-        if state.local_response.is_some() || state.reset || state.response.sent.headers.is_some() {
-            return Ok(());
+        let requested = state.outbox.iter().any(|o| matches!(o, Out::LocalReply(_)));
+        if state.answered_locally || state.reset || requested {
+            return;
         }
-        let headers = local_reply_headers(&response);
-        let body = response.body.clone();
-        state.local_response = Some(response);
         close(&mut state.request);
-        state.answered_locally = true;
-        if state.response.started() {
-            let flow = &mut state.response;
-            close(flow);
-            flow.sent = Message {
-                headers: Some(headers),
-                body,
-                trailers: None,
-                complete: true,
-            };
-            return Ok(());
-        }
-        let eos = body.is_empty();
-        self.accept(id, Direction::Response, Frame::Headers(headers, eos))?;
-        if !eos {
-            self.accept(id, Direction::Response, Frame::Data(body, true))?;
+        state.outbox.push(Out::LocalReply(response));
+    }
+
+    /// Handles what this VM's own (unchained) streams left for their chain
+    /// of one: local replies and resets.
+    pub(crate) fn pump_own(&mut self) -> Result<()> {
+        let waiting: Vec<u32> = self
+            .store
+            .data()
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.chained && !s.outbox.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            chain::pump(std::slice::from_mut(self), &[id])?;
         }
         Ok(())
     }
 
-    fn finish(&mut self, id: u32) -> Result<Exchange> {
+    /// `proxy_on_log`, as Envoy runs it at the end of a stream.
+    pub(crate) fn log_stream(&mut self, id: u32) -> Result<()> {
+        if !self.state(id)?.created {
+            return Ok(());
+        }
+        let ctx = id as i32;
+        if let Some(f) = self.callback(|c| &mut c.on_log) {
+            self.state(id)?.in_log = true;
+            let logged = self.invoke("proxy_on_log", id, Phase::Callback, |s| f.call(s, ctx));
+            self.state(id)?.in_log = false;
+            logged?;
+        }
+        Ok(())
+    }
+
+    /// Destroys the stream's context (`proxy_on_done`, `proxy_on_delete`)
+    /// and returns its final state.
+    pub(crate) fn end_stream(&mut self, id: u32) -> Result<HttpStreamState> {
         if self.state(id)?.created {
-            // Envoy logs the stream, then destroys its filters.
             let ctx = id as i32;
-            if let Some(f) = self.callback(|c| &mut c.on_log) {
-                self.state(id)?.in_log = true;
-                let logged = self.invoke("proxy_on_log", id, Phase::Callback, |s| f.call(s, ctx));
-                self.state(id)?.in_log = false;
-                logged?;
-            }
             if let Some(f) = self.callback(|c| &mut c.on_done) {
                 self.invoke("proxy_on_done", id, Phase::Callback, |s| f.call(s, ctx))?;
             }
@@ -343,22 +441,21 @@ impl Vm {
                 .retain(|d| !d.targets_stream(id));
             self.flush_deferred()?;
         }
-        let state = self
-            .store
+        self.store
             .data_mut()
             .streams
             .remove(&id)
-            .ok_or_else(|| Error::InvalidState(format!("stream {id} does not exist")))?;
-        Ok(Exchange {
-            upstream_request: state.request.sent,
-            downstream_response: state.response.sent,
-            local_response: state.local_response,
-            reset: state.reset,
-        })
+            .ok_or_else(|| Error::InvalidState(format!("stream {id} does not exist")))
     }
 }
 
-fn close(flow: &mut crate::stream::Flow) {
+pub(crate) fn reset_state(state: &mut HttpStreamState) {
+    state.reset = true;
+    close(&mut state.request);
+    close(&mut state.response);
+}
+
+pub(crate) fn close(flow: &mut crate::stream::Flow) {
     flow.closed = true;
     flow.stopped = None;
     flow.stage = Stage::Idle;
@@ -374,7 +471,7 @@ fn pick(dir: Direction, request: &'static str, response: &'static str) -> &'stat
 
 /// Headers of a local reply: `:status`, the filter's headers, and for a
 /// non-empty body `content-length` and (unless given) `content-type: text/plain`.
-fn local_reply_headers(response: &LocalResponse) -> HeaderMap {
+pub(crate) fn local_reply_headers(response: &LocalResponse) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.add(":status", response.status.to_string());
     for (k, v) in response.headers.iter() {
@@ -390,9 +487,44 @@ fn local_reply_headers(response: &LocalResponse) -> HeaderMap {
 }
 
 impl HttpStream<'_> {
-    /// The stream's context id.
+    /// The stream's context id (in a chain, its context in the first VM).
     pub fn id(&self) -> u32 {
-        self.id
+        self.ids[0]
+    }
+
+    fn vms(&mut self) -> &mut [Vm] {
+        match &mut self.owner {
+            Owner::Vm(vm) => std::slice::from_mut(&mut **vm),
+            Owner::Chain(chain) => chain.vms_mut(),
+        }
+    }
+
+    fn vms_ref(&self) -> &[Vm] {
+        match &self.owner {
+            Owner::Vm(vm) => std::slice::from_ref(&**vm),
+            Owner::Chain(chain) => chain.vms(),
+        }
+    }
+
+    /// Feeds a frame from the client (into the first filter) or from the
+    /// upstream (into the last), then lets everything it set off happen.
+    fn send(&mut self, dir: Direction, frame: Frame) -> Result<Progress> {
+        let ids = self.ids.clone();
+        let vms = self.vms();
+        let entry = match dir {
+            Direction::Request => 0,
+            Direction::Response => vms.len() - 1,
+        };
+        vms[entry].feed(ids[entry], dir, frame)?;
+        self.run()?;
+        Ok(chain::progress(self.vms_ref(), &self.ids, dir))
+    }
+
+    fn run(&mut self) -> Result<()> {
+        match &mut self.owner {
+            Owner::Vm(vm) => vm.settle().map(drop),
+            Owner::Chain(chain) => chain.run(),
+        }
     }
 
     /// The client sends request headers.
@@ -406,8 +538,7 @@ impl HttpStream<'_> {
         headers: impl Into<HeaderMap>,
         end_of_stream: bool,
     ) -> Result<Progress> {
-        self.vm.feed(
-            self.id,
+        self.send(
             Direction::Request,
             Frame::Headers(headers.into(), end_of_stream),
         )
@@ -423,8 +554,7 @@ impl HttpStream<'_> {
         chunk: impl AsRef<[u8]>,
         end_of_stream: bool,
     ) -> Result<Progress> {
-        self.vm.feed(
-            self.id,
+        self.send(
             Direction::Request,
             Frame::Data(chunk.as_ref().to_vec(), end_of_stream),
         )
@@ -436,14 +566,10 @@ impl HttpStream<'_> {
     ///
     /// As [`HttpStream::send_request_headers`].
     pub fn send_request_trailers(&mut self, trailers: impl Into<HeaderMap>) -> Result<Progress> {
-        self.vm.feed(
-            self.id,
-            Direction::Request,
-            Frame::Trailers(trailers.into()),
-        )
+        self.send(Direction::Request, Frame::Trailers(trailers.into()))
     }
 
-    /// The upstream sends response headers. Ignored when the filter already
+    /// The upstream sends response headers. Ignored when a filter already
     /// answered locally (the result says [`Progress::Responded`]).
     ///
     /// # Errors
@@ -454,8 +580,7 @@ impl HttpStream<'_> {
         headers: impl Into<HeaderMap>,
         end_of_stream: bool,
     ) -> Result<Progress> {
-        self.vm.feed(
-            self.id,
+        self.send(
             Direction::Response,
             Frame::Headers(headers.into(), end_of_stream),
         )
@@ -471,8 +596,7 @@ impl HttpStream<'_> {
         chunk: impl AsRef<[u8]>,
         end_of_stream: bool,
     ) -> Result<Progress> {
-        self.vm.feed(
-            self.id,
+        self.send(
             Direction::Response,
             Frame::Data(chunk.as_ref().to_vec(), end_of_stream),
         )
@@ -484,69 +608,111 @@ impl HttpStream<'_> {
     ///
     /// As [`HttpStream::send_request_headers`].
     pub fn send_response_trailers(&mut self, trailers: impl Into<HeaderMap>) -> Result<Progress> {
-        self.vm.feed(
-            self.id,
-            Direction::Response,
-            Frame::Trailers(trailers.into()),
-        )
+        self.send(Direction::Response, Frame::Trailers(trailers.into()))
     }
 
-    fn state(&self) -> &HttpStreamState {
+    /// The stream's state in VM `k` of the chain.
+    fn state(&self, k: usize) -> &HttpStreamState {
         // A handle exists only for an open stream (see `Vm::stream`).
-        &self.vm.store.data().streams[&self.id]
+        &self.vms_ref()[k].store.data().streams[&self.ids[k]]
     }
 
-    /// What the upstream has received so far.
+    fn last(&self) -> usize {
+        self.ids.len() - 1
+    }
+
+    /// What the upstream has received so far (what left the last filter).
     pub fn upstream_request(&self) -> &Message {
-        &self.state().request.sent
+        &self.state(self.last()).request.sent
     }
 
-    /// What the client has received so far.
+    /// What the client has received so far (what left the first filter).
     pub fn downstream_response(&self) -> &Message {
-        &self.state().response.sent
+        &self.state(0).response.sent
     }
 
-    /// The local reply the filter sent, if any.
+    /// The local reply a filter sent, if any.
     pub fn local_response(&self) -> Option<&LocalResponse> {
-        self.state().local_response.as_ref()
+        (0..self.ids.len()).find_map(|k| self.state(k).local_response.as_ref())
     }
 
-    /// The request headers as the filter left them.
+    /// Which filter of the chain sent the local reply (0 for a single VM).
+    pub fn local_responder(&self) -> Option<usize> {
+        (0..self.ids.len()).find(|k| self.state(*k).local_response.is_some())
+    }
+
+    /// The request headers as the filters left them: the furthest filter's
+    /// view.
     pub fn request_headers(&self) -> Option<&HeaderMap> {
-        self.state().request.headers()
+        (0..self.ids.len())
+            .rev()
+            .find_map(|k| self.state(k).request.headers())
     }
 
-    /// The response headers as the filter left them.
+    /// The response headers as the filters left them: the view of the
+    /// filter closest to the client.
     pub fn response_headers(&self) -> Option<&HeaderMap> {
-        self.state().response.headers()
+        (0..self.ids.len()).find_map(|k| self.state(k).response.headers())
     }
 
-    /// Whether the filter reset the stream.
+    /// Whether a filter reset the stream.
     pub fn is_reset(&self) -> bool {
-        self.state().reset
+        self.state(0).reset
     }
 
-    /// A property (dotted path) as the filter reads it in this stream,
-    /// including values it set with `proxy_set_property`.
+    /// A property (dotted path) as the first filter reads it in this
+    /// stream, including filter state any filter set.
     pub fn property(&self, path: &str) -> Option<Vec<u8>> {
-        self.vm
+        self.vms_ref()[0]
             .store
             .data()
-            .property_for(&properties::path_from_dotted(path), Some(self.state()))
+            .property_for(&properties::path_from_dotted(path), Some(self.state(0)))
     }
 
-    /// The VM, for example to advance time while the stream is paused.
+    /// An object a filter stored with the `set_envoy_filter_state` foreign
+    /// function, by its key (`envoy.tcp_proxy.cluster`, ...).
+    pub fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
+        self.state(0).filter_state.lock().objects.get(key).cloned()
+    }
+
+    /// The VM (the first one of a chain), for example to inspect its logs.
+    /// To move time while the stream is paused use
+    /// [`HttpStream::advance_time`], which also carries what moves on to
+    /// the rest of a chain.
     pub fn vm(&mut self) -> &mut Vm {
-        self.vm
+        &mut self.vms()[0]
     }
 
-    /// Ends the stream as Envoy does (`proxy_on_log`, `proxy_on_done`,
-    /// `proxy_on_delete`) and returns what happened.
+    /// VM `k` of the stream's chain.
+    pub fn chain_vm(&mut self, k: usize) -> Option<&mut Vm> {
+        self.vms().get_mut(k)
+    }
+
+    /// Advances virtual time for every VM the stream goes through (see
+    /// [`Vm::advance_time`]).
     ///
     /// # Errors
     ///
     /// When a callback traps or raises a harness error.
-    pub fn finish(self) -> Result<Exchange> {
-        self.vm.finish(self.id)
+    pub fn advance_time(&mut self, by: Duration) -> Result<()> {
+        match &mut self.owner {
+            Owner::Vm(vm) => vm.advance_time(by),
+            Owner::Chain(chain) => chain.advance_time(by),
+        }
+    }
+
+    /// Ends the stream as Envoy does (`proxy_on_log` for every filter, then
+    /// `proxy_on_done` and `proxy_on_delete` for every filter) and returns
+    /// what happened.
+    ///
+    /// # Errors
+    ///
+    /// When a callback traps or raises a harness error.
+    pub fn finish(mut self) -> Result<Exchange> {
+        let ids = self.ids.clone();
+        if let Owner::Chain(chain) = &mut self.owner {
+            chain.forget(ids[0]);
+        }
+        chain::finish(self.vms(), &ids)
     }
 }

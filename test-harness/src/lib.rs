@@ -49,13 +49,16 @@
 //! - [`Plugin`]: a compiled, checked module with its configuration;
 //!   `Send + Sync`, cheap to clone, starts any number of VMs.
 //! - [`Vm`]: one running VM (its own store): logs, properties, time, metrics.
-//! - [`HttpStream`]: one request/response exchange through a VM.
+//! - [`Chain`]: several VMs on one stream, in order, with Envoy's
+//!   filter-chain rules.
+//! - [`HttpStream`]: one request/response exchange through a VM or a chain.
 //! - [`Error`]: what went wrong, including a guest trap with the panic
 //!   message, a callback past its deadline, or a harness limitation.
 //!
 //! [wasmtime]: https://docs.rs/wasmtime
 
 mod abi;
+mod chain;
 mod error;
 mod headers;
 mod host;
@@ -69,6 +72,7 @@ mod upstream;
 mod vm;
 
 pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, Status, StreamType};
+pub use chain::Chain;
 pub use error::{Error, Result};
 pub use headers::HeaderMap;
 pub use host::{LogEntry, Metric};

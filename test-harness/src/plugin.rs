@@ -42,6 +42,9 @@ pub(crate) struct PluginSettings {
     pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
     pub(crate) grpc_upstreams: Arc<HashMap<String, GrpcUpstream>>,
     pub(crate) foreign_functions: HashMap<String, ForeignFunction>,
+    /// Filter-state keys accepted by `set_envoy_filter_state` besides the
+    /// ones Envoy registers.
+    pub(crate) filter_state_keys: Vec<String>,
 }
 
 type ForeignFn = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, Status> + Send + Sync;
@@ -200,6 +203,7 @@ impl PluginBuilder {
                 upstreams: Arc::new(HashMap::new()),
                 grpc_upstreams: Arc::new(HashMap::new()),
                 foreign_functions: HashMap::new(),
+                filter_state_keys: Vec::new(),
             },
         }
     }
@@ -306,7 +310,8 @@ impl PluginBuilder {
 
     /// A foreign function the plugin may call by name with
     /// `proxy_call_foreign_function`. It takes precedence over the ones the
-    /// harness emulates (`clear_route_cache`).
+    /// harness emulates (`clear_route_cache`, `set_envoy_filter_state`,
+    /// `declare_property`, `compress`, `uncompress`).
     pub fn foreign_function(
         mut self,
         name: impl Into<String>,
@@ -315,6 +320,14 @@ impl PluginBuilder {
         self.settings
             .foreign_functions
             .insert(name.into(), ForeignFunction(Arc::new(function)));
+        self
+    }
+
+    /// A filter-state key that `set_envoy_filter_state` accepts with any
+    /// string value, for an object factory of an Envoy build the harness
+    /// does not know (the built-in ones are listed in the README).
+    pub fn filter_state_key(mut self, key: impl Into<String>) -> Self {
+        self.settings.filter_state_keys.push(key.into());
         self
     }
 

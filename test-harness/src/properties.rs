@@ -57,8 +57,8 @@ pub(crate) fn lookup(
     set_by_test: &HashMap<Vec<u8>, Vec<u8>>,
     plugin: &PluginSettings,
 ) -> Option<Vec<u8>> {
-    if let Some(v) = stream.and_then(|s| s.properties.get(path)) {
-        return Some(v.clone());
+    if let Some(v) = stream.and_then(|s| s.filter_state.lock().properties.get(path).cloned()) {
+        return Some(v);
     }
     if let Some(v) = set_by_test.get(path) {
         return Some(v.clone());

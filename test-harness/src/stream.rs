@@ -2,6 +2,7 @@
 //! flows, what passed the filter, and any local reply.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::headers::HeaderMap;
 
@@ -110,11 +111,51 @@ pub(crate) enum Stage {
     Trailers,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Frame {
     Headers(HeaderMap, bool),
     Data(Vec<u8>, bool),
     Trailers(HeaderMap),
+}
+
+/// What went out of a filter in one direction, in order. Bodies are
+/// counted, not copied: the bytes are in `Flow::sent`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Part {
+    Headers { end_of_stream: bool },
+    Data { len: usize, end_of_stream: bool },
+    Trailers,
+}
+
+/// What a filter did to its stream that the rest of its chain must see,
+/// collected until the chain looks (after every host-side step).
+#[derive(Debug)]
+pub(crate) enum Out {
+    Passed(Direction, Part),
+    LocalReply(LocalResponse),
+    Reset,
+}
+
+/// Envoy's per-stream filter state, shared by every filter of the stream's
+/// chain: values set with `proxy_set_property` (stored under `wasm.<path>`
+/// in Envoy) and objects set with the `set_envoy_filter_state` foreign
+/// function.
+#[derive(Debug, Default)]
+pub(crate) struct FilterState {
+    pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
+    pub(crate) objects: HashMap<String, Vec<u8>>,
+}
+
+/// A stream's filter state as its filters share it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SharedFilterState(Arc<Mutex<FilterState>>);
+
+impl SharedFilterState {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, FilterState> {
+        // Only host code holds the lock, never across a guest call, so a
+        // poisoned lock still holds consistent data.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// One direction of a stream.
@@ -133,6 +174,8 @@ pub(crate) struct Flow {
     /// Frames that arrived while iteration was stopped at headers or trailers.
     pub(crate) pending: VecDeque<Frame>,
     pub(crate) sent: Message,
+    /// Bytes of `sent.body` the next filter of the chain already received.
+    pub(crate) forwarded_body: usize,
     /// No more frames are processed (local reply, reset).
     pub(crate) closed: bool,
     /// Input already received headers / ended (for order checks).
@@ -151,15 +194,11 @@ impl Flow {
             stopped: None,
             pending: VecDeque::new(),
             sent: Message::default(),
+            forwarded_body: 0,
             closed: false,
             input_headers: false,
             input_ended: false,
         }
-    }
-
-    /// Whether this flow received its headers.
-    pub(crate) fn started(&self) -> bool {
-        self.headers().is_some()
     }
 
     /// The headers, live or already passed on (for properties and the
@@ -186,14 +225,19 @@ pub(crate) struct HttpStreamState {
     pub(crate) reset: bool,
     /// `proxy_on_log` is running: every map is readable, none writable.
     pub(crate) in_log: bool,
-    /// Values the filter set with `proxy_set_property` (Envoy filter state).
-    pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
+    /// Filter state, shared with the other filters of the chain.
+    pub(crate) filter_state: SharedFilterState,
+    /// What the chain has yet to see (see [`Out`]).
+    pub(crate) outbox: Vec<Out>,
+    /// The stream belongs to a [`Chain`](crate::Chain), which moves what
+    /// passes this filter on; otherwise the VM handles its outbox itself.
+    pub(crate) chained: bool,
     /// Virtual time the stream started, for `request.time`.
     pub(crate) start_time_ns: u64,
 }
 
 impl HttpStreamState {
-    pub(crate) fn new(start_time_ns: u64) -> Self {
+    pub(crate) fn new(start_time_ns: u64, filter_state: SharedFilterState, chained: bool) -> Self {
         Self {
             created: false,
             request: Flow::new(),
@@ -202,7 +246,9 @@ impl HttpStreamState {
             answered_locally: false,
             reset: false,
             in_log: false,
-            properties: HashMap::new(),
+            filter_state,
+            outbox: Vec::new(),
+            chained,
             start_time_ns,
         }
     }
@@ -218,18 +264,6 @@ impl HttpStreamState {
         match dir {
             Direction::Request => &mut self.request,
             Direction::Response => &mut self.response,
-        }
-    }
-
-    pub(crate) fn progress(&self, dir: Direction) -> Progress {
-        if self.reset {
-            Progress::Reset
-        } else if self.answered_locally || self.response.closed {
-            Progress::Responded
-        } else if self.flow(dir).stopped.is_some() {
-            Progress::Paused
-        } else {
-            Progress::Continued
         }
     }
 }

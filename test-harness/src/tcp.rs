@@ -193,7 +193,7 @@ impl Vm {
             self.invoke(name, id, Phase::Callback, |s| f.call(s, (ctx, peer as i32)))?;
         }
         self.flush_deferred()?;
-        self.settle()
+        self.settle().map(drop)
     }
 
     fn tcp_finish(&mut self, id: u32) -> Result<TcpExchange> {

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::{Extern, Instance, Store, Trap, TypedFunc, WasmBacktrace, WasmParams, WasmResults};
 
 use crate::abi::{AbiVersion, LogLevel};
+use crate::chain;
 use crate::error::{Error, Result};
 use crate::host::{CalloutEvent, Deferred, Host, HostTrap, LogEntry, Metric, PendingCall, Phase};
 use crate::plugin::{PluginInner, callback_index};
@@ -324,7 +325,7 @@ impl Vm {
             match action {
                 Deferred::Continue { stream, dir } => self.resume(stream, dir)?,
                 Deferred::LocalResponse { stream, response } => {
-                    self.local_reply(stream, response)?
+                    self.local_reply(stream, response);
                 }
                 Deferred::Reset { stream } => self.reset(stream),
                 Deferred::RootDone => self.delete_root_context()?,
@@ -387,34 +388,34 @@ impl Vm {
     ///
     /// When a callback traps or raises a harness error.
     pub fn advance_time(&mut self, by: Duration) -> Result<()> {
-        let target = self
-            .store
-            .data()
-            .clock
-            .monotonic_ns
-            .saturating_add(by.as_nanos() as u64);
-        self.settle()?;
-        loop {
-            let host = self.store.data();
-            let tick = (host.tick_period_ns > 0).then_some(host.next_tick_ns);
-            let call = host.pending_calls.iter().map(|p| p.due_ns).min();
-            let next = match (tick, call) {
-                (Some(t), Some(c)) => Some(t.min(c)),
-                (t, c) => t.or(c),
-            };
-            let at = next.map_or(target, |n| n.min(target));
-            let host = self.store.data_mut();
-            let step = at.saturating_sub(host.clock.monotonic_ns);
-            host.clock.monotonic_ns += step;
-            host.clock.realtime_ns += step;
-            let Some(next) = next.filter(|n| *n <= target) else {
-                return Ok(());
-            };
-            // Callouts due at the same instant go before the tick.
-            if call == Some(next) {
-                self.settle()?;
-                continue;
-            }
+        chain::advance(std::slice::from_mut(self), by, &mut |_| Ok(()))
+    }
+
+    /// Nanoseconds until the next tick or callout event, if any.
+    pub(crate) fn until_next_event(&self) -> Option<u64> {
+        let host = self.store.data();
+        let tick = (host.tick_period_ns > 0).then_some(host.next_tick_ns);
+        let call = host.pending_calls.iter().map(|p| p.due_ns).min();
+        let next = match (tick, call) {
+            (Some(t), Some(c)) => t.min(c),
+            (t, c) => t.or(c)?,
+        };
+        Some(next.saturating_sub(host.clock.monotonic_ns))
+    }
+
+    /// Moves both clocks forward.
+    pub(crate) fn elapse(&mut self, ns: u64) {
+        let clock = &mut self.store.data_mut().clock;
+        clock.monotonic_ns = clock.monotonic_ns.saturating_add(ns);
+        clock.realtime_ns = clock.realtime_ns.saturating_add(ns);
+    }
+
+    /// Runs what is due at the current instant: callout answers first, then
+    /// the tick. Returns whether anything ran.
+    pub(crate) fn fire_due(&mut self) -> Result<bool> {
+        let mut ran = self.settle()?;
+        let host = self.store.data_mut();
+        if host.tick_period_ns > 0 && host.next_tick_ns <= host.clock.monotonic_ns {
             host.next_tick_ns = host.clock.monotonic_ns + host.tick_period_ns;
             let root = host.root_id;
             if let Some(f) = self.callback(|c| &mut c.on_tick) {
@@ -424,13 +425,19 @@ impl Vm {
             }
             self.flush_deferred()?;
             self.settle()?;
+            ran = true;
         }
+        Ok(ran)
     }
 
     /// Delivers everything due now: callout answers (earliest first) and
-    /// queue notifications other VMs left for this one.
-    pub(crate) fn settle(&mut self) -> Result<()> {
+    /// queue notifications other VMs left for this one, handling after each
+    /// what the VM's own streams' filters asked for (local replies, resets).
+    /// Returns whether anything was delivered.
+    pub(crate) fn settle(&mut self) -> Result<bool> {
+        let mut delivered = false;
         loop {
+            self.pump_own()?;
             let host = self.store.data_mut();
             let now = host.clock.monotonic_ns;
             let due = host
@@ -443,15 +450,17 @@ impl Vm {
             if let Some(index) = due {
                 let event = host.pending_calls.remove(index);
                 self.deliver_event(event)?;
+                delivered = true;
                 continue;
             }
             let ready = host.shared.lock_queues().take_ready(host.vm_uid);
             if ready.is_empty() {
-                return Ok(());
+                return Ok(delivered);
             }
             for token in ready {
                 self.queue_ready(token)?;
             }
+            delivered = true;
         }
     }
 

@@ -3,9 +3,7 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{
-    Deferred, Host, Phase, copy_out, enter, read, split, unimplemented, write_u32, write_u64,
-};
+use super::{Deferred, Host, Phase, copy_out, enter, read, split, write_u32, write_u64};
 use crate::abi::{LogLevel, Status, StreamType};
 use crate::headers::{HeaderMap, decode_pairs};
 use crate::stream::{Direction, LocalResponse};
@@ -36,7 +34,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "env",
         "proxy_call_foreign_function",
-        proxy_call_foreign_function,
+        super::foreign::proxy_call_foreign_function,
     )?;
     linker.func_wrap("env", "proxy_get_status", proxy_get_status)?;
     linker.func_wrap(
@@ -142,8 +140,9 @@ fn proxy_get_property(
     }
 }
 
-/// Stores a value in the stream's filter state; a context without a stream
-/// (the root context) gets NOT_FOUND, as in Envoy.
+/// Stores a value in the stream's filter state (shared by the filters of the
+/// stream's chain); a context without a stream (the root context) gets
+/// NOT_FOUND, as in Envoy.
 fn proxy_set_property(
     mut caller: Caller<'_, Host>,
     path_ptr: i32,
@@ -162,76 +161,20 @@ fn proxy_set_property(
         return status(Status::InvalidMemoryAccess);
     };
     let (path, value) = (path.to_vec(), value.to_vec());
-    match host.stream_mut() {
-        Some((_, stream)) => {
-            stream.properties.insert(path, value);
-            status(Status::Ok)
-        }
-        None => status(Status::NotFound),
-    }
-}
-
-/// Envoy's foreign functions. `clear_route_cache` is counted; the others
-/// Envoy registers are not emulated yet; an unknown name is NOT_FOUND.
-fn proxy_call_foreign_function(
-    mut caller: Caller<'_, Host>,
-    name_ptr: i32,
-    name_len: i32,
-    args_ptr: i32,
-    args_len: i32,
-    ret_ptr: i32,
-    ret_len: i32,
-) -> Ret {
-    enter(&caller, "proxy_call_foreign_function")?;
-    let (Some(name), Some(args)) = (
-        read(&mut caller, name_ptr, name_len),
-        read(&mut caller, args_ptr, args_len),
-    ) else {
-        return status(Status::InvalidMemoryAccess);
+    let readonly = host
+        .declared_properties
+        .get(&path)
+        .is_some_and(|d| d.readonly);
+    let Some((_, stream)) = host.stream_mut() else {
+        return status(Status::NotFound);
     };
-    let registered = caller
-        .data()
-        .settings
-        .foreign_functions
-        .get(String::from_utf8_lossy(&name).as_ref())
-        .cloned();
-    if let Some(function) = registered {
-        return match (function.0)(&args) {
-            Ok(results) => write_results(&mut caller, &results, ret_ptr, ret_len),
-            Err(status) => Ok(status.code()),
-        };
+    let mut state = stream.filter_state.lock();
+    if readonly && state.properties.contains_key(&path) {
+        // A read-only property is set once (Envoy's `CelState::setValue`).
+        return status(Status::BadArgument);
     }
-    match name.as_slice() {
-        b"clear_route_cache" => {
-            caller.data_mut().route_cache_clears += 1;
-            write_results(&mut caller, b"", ret_ptr, ret_len)
-        }
-        b"set_envoy_filter_state"
-        | b"declare_property"
-        | b"verify_signature"
-        | b"sign"
-        | b"compress"
-        | b"uncompress"
-        | b"expr_create"
-        | b"expr_evaluate"
-        | b"expr_delete" => {
-            let function = format!(
-                "proxy_call_foreign_function(\"{}\")",
-                String::from_utf8_lossy(&name)
-            );
-            unimplemented(&mut caller, &function)
-        }
-        _ => status(Status::NotFound),
-    }
-}
-
-/// Results go back through the out-pointers when the plugin passed them
-/// (cpp-host skips a null results pointer).
-fn write_results(caller: &mut Caller<'_, Host>, results: &[u8], ret_ptr: i32, ret_len: i32) -> Ret {
-    if ret_ptr == 0 || ret_len == 0 {
-        return status(Status::Ok);
-    }
-    Ok(copy_out(caller, results, ret_ptr, ret_len)?.code())
+    state.properties.insert(path, value);
+    status(Status::Ok)
 }
 
 fn proxy_get_status(

@@ -2,6 +2,7 @@
 //! functions, grouped as the spec groups them.
 
 mod fields;
+mod foreign;
 mod grpc;
 mod http_call;
 mod legacy;
@@ -193,6 +194,8 @@ pub(crate) struct Host {
     /// Calls of the `clear_route_cache` foreign function and of 0.1.0's
     /// `proxy_clear_route_cache`.
     pub(crate) route_cache_clears: u32,
+    /// Properties the root context declared (`declare_property`).
+    pub(crate) declared_properties: HashMap<Vec<u8>, foreign::DeclaredProperty>,
     /// This VM's identity within its runtime (queue owners).
     pub(crate) vm_uid: u64,
     pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
@@ -261,6 +264,7 @@ impl Host {
             metric_ids: HashMap::new(),
             next_metric_ids: [0, 1, 2],
             route_cache_clears: 0,
+            declared_properties: HashMap::new(),
             vm_uid,
             next_http_token: 0,
             pending_calls: Vec::new(),

@@ -8,6 +8,8 @@ mod abi_lifecycle;
 mod abi_shared;
 mod abi_wasi;
 mod callouts;
+mod chains;
+mod envoy_ffi;
 mod grpc;
 mod malformed;
 mod queues_ffi;
