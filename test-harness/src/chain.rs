@@ -50,7 +50,7 @@ impl Chain {
     /// Opens a stream through every filter of the chain. Each filter's
     /// context is created when the request headers reach it.
     pub fn http_stream(&mut self) -> HttpStream<'_> {
-        let filter_state = SharedFilterState::default();
+        let filter_state = SharedFilterState::shared();
         let ids: Box<[u32]> = self
             .vms
             .iter_mut()

@@ -34,6 +34,15 @@ pub(crate) enum Owner<'a> {
     Chain(&'a mut Chain),
 }
 
+impl Owner<'_> {
+    fn vms(&mut self) -> &mut [Vm] {
+        match self {
+            Self::Vm(vm) => std::slice::from_mut(&mut **vm),
+            Self::Chain(chain) => chain.vms_mut(),
+        }
+    }
+}
+
 /// What happened to a finished stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -306,9 +315,12 @@ impl Vm {
                 }
             }
         }
-        state
-            .outbox
-            .extend(parts.into_iter().flatten().map(|p| Out::Passed(dir, p)));
+        // Only a chain moves what passed on; a lone VM's `sent` is the end.
+        if state.chained {
+            state
+                .outbox
+                .extend(parts.into_iter().flatten().map(|p| Out::Passed(dir, p)));
+        }
         self.deliver_pending(id, dir)
     }
 
@@ -493,10 +505,7 @@ impl HttpStream<'_> {
     }
 
     fn vms(&mut self) -> &mut [Vm] {
-        match &mut self.owner {
-            Owner::Vm(vm) => std::slice::from_mut(&mut **vm),
-            Owner::Chain(chain) => chain.vms_mut(),
-        }
+        self.owner.vms()
     }
 
     fn vms_ref(&self) -> &[Vm] {
@@ -509,8 +518,8 @@ impl HttpStream<'_> {
     /// Feeds a frame from the client (into the first filter) or from the
     /// upstream (into the last), then lets everything it set off happen.
     fn send(&mut self, dir: Direction, frame: Frame) -> Result<Progress> {
-        let ids = self.ids.clone();
-        let vms = self.vms();
+        let Self { owner, ids } = self;
+        let vms = owner.vms();
         let entry = match dir {
             Direction::Request => 0,
             Direction::Response => vms.len() - 1,
@@ -672,7 +681,10 @@ impl HttpStream<'_> {
     /// An object a filter stored with the `set_envoy_filter_state` foreign
     /// function, by its key (`envoy.tcp_proxy.cluster`, ...).
     pub fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
-        self.state(0).filter_state.lock().objects.get(key).cloned()
+        self.state(0)
+            .filter_state
+            .read(|state| state.objects.get(key).cloned())
+            .flatten()
     }
 
     /// The VM (the first one of a chain), for example to inspect its logs.
@@ -708,11 +720,11 @@ impl HttpStream<'_> {
     /// # Errors
     ///
     /// When a callback traps or raises a harness error.
-    pub fn finish(mut self) -> Result<Exchange> {
-        let ids = self.ids.clone();
-        if let Owner::Chain(chain) = &mut self.owner {
+    pub fn finish(self) -> Result<Exchange> {
+        let Self { mut owner, ids } = self;
+        if let Owner::Chain(chain) = &mut owner {
             chain.forget(ids[0]);
         }
-        chain::finish(self.vms(), &ids)
+        chain::finish(owner.vms(), &ids)
     }
 }

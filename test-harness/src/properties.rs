@@ -57,7 +57,13 @@ pub(crate) fn lookup(
     set_by_test: &HashMap<Vec<u8>, Vec<u8>>,
     plugin: &PluginSettings,
 ) -> Option<Vec<u8>> {
-    if let Some(v) = stream.and_then(|s| s.filter_state.lock().properties.get(path).cloned()) {
+    if let Some(v) = stream
+        .and_then(|s| {
+            s.filter_state
+                .read(|state| state.properties.get(path).cloned())
+        })
+        .flatten()
+    {
         return Some(v);
     }
     if let Some(v) = set_by_test.get(path) {

@@ -146,16 +146,29 @@ pub(crate) struct FilterState {
     pub(crate) objects: HashMap<String, Vec<u8>>,
 }
 
-/// A stream's filter state as its filters share it.
+/// A stream's filter state as its filters share it. A stream of one VM
+/// creates it on first write; a chain's streams share one from the start.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct SharedFilterState(Arc<Mutex<FilterState>>);
+pub(crate) struct SharedFilterState(Option<Arc<Mutex<FilterState>>>);
 
 impl SharedFilterState {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, FilterState> {
-        // Only host code holds the lock, never across a guest call, so a
-        // poisoned lock still holds consistent data.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn shared() -> Self {
+        Self(Some(Arc::default()))
     }
+
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&FilterState) -> R) -> Option<R> {
+        self.0.as_deref().map(|state| f(&lock(state)))
+    }
+
+    pub(crate) fn write(&mut self) -> MutexGuard<'_, FilterState> {
+        lock(self.0.get_or_insert_with(Arc::default))
+    }
+}
+
+fn lock(state: &Mutex<FilterState>) -> MutexGuard<'_, FilterState> {
+    // Only host code holds the lock, never across a guest call, so a
+    // poisoned lock still holds consistent data.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One direction of a stream.

@@ -138,7 +138,7 @@ fn set_envoy_filter_state(host: &mut Host, args: &[u8]) -> Result<Vec<u8>, Statu
     let (_, stream) = host.stream_mut().ok_or(Status::NotFound)?;
     stream
         .filter_state
-        .lock()
+        .write()
         .objects
         .insert(path, value.into_bytes());
     Ok(Vec::new())

@@ -168,7 +168,7 @@ fn proxy_set_property(
     let Some((_, stream)) = host.stream_mut() else {
         return status(Status::NotFound);
     };
-    let mut state = stream.filter_state.lock();
+    let mut state = stream.filter_state.write();
     if readonly && state.properties.contains_key(&path) {
         // A read-only property is set once (Envoy's `CelState::setValue`).
         return status(Status::BadArgument);
