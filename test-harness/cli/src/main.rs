@@ -1,0 +1,152 @@
+//! `proxy-wasm-harness`: runs scenario files in the harness, in a real
+//! Envoy (`--envoy`), or both and compares them (`--compare`).
+
+mod envoy_runner;
+mod harness_runner;
+mod outcome;
+mod report;
+mod scenario;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::report::{Report, Verdict};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Run proxy-wasm scenario files in the harness and in Envoy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs scenario files (or every .yaml under folders).
+    Test(TestArgs),
+    /// Prints the JSON Schema of scenario files.
+    Schema,
+}
+
+#[derive(Debug, clap::Args)]
+struct TestArgs {
+    /// Scenario files or folders.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Run in a real Envoy instead of the harness.
+    #[arg(long, conflicts_with = "compare")]
+    envoy: bool,
+    /// Run in both and fail on any difference.
+    #[arg(long)]
+    compare: bool,
+    /// `text` (default) or `junit` (XML on stdout; the text goes to stderr).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// The envoy binary (default: $ENVOY_BIN, then target/envoy-venv/bin/envoy).
+    #[arg(long)]
+    envoy_bin: Option<PathBuf>,
+    /// Where Envoy runs keep their bootstraps and logs.
+    #[arg(long, default_value = "target/scenario-runs")]
+    work: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Junit,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Schema => {
+            let schema = schemars::schema_for!(scenario::Scenario);
+            match serde_json::to_string_pretty(&schema) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Test(args) => test(&args),
+    }
+}
+
+fn test(args: &TestArgs) -> ExitCode {
+    let files = match scenario::discover(&args.paths) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            eprintln!("error: no scenario files under the given paths");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let envoy = if args.envoy || args.compare {
+        match envoy_runner::find_envoy(args.envoy_bin.as_deref()) {
+            Ok(bin) => Some(bin),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let mode = if args.compare {
+        "harness and envoy, compared"
+    } else if args.envoy {
+        "envoy"
+    } else {
+        "harness"
+    };
+    let mut text: Box<dyn Write> = match args.format {
+        Format::Text => Box::new(std::io::stdout()),
+        Format::Junit => Box::new(std::io::stderr()),
+    };
+    let _ = writeln!(text, "running {} scenarios ({mode})", files.len());
+    let mut reports = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let started = Instant::now();
+        let verdict = match scenario::load(file) {
+            Err(e) => Verdict::Invalid(e.to_string()),
+            Ok(loaded) => {
+                let harness = (!args.envoy).then(|| harness_runner::run(&loaded));
+                let envoy = envoy
+                    .as_ref()
+                    .map(|bin| envoy_runner::run(&loaded, bin, &args.work));
+                report::judge(&loaded, harness, envoy)
+            }
+        };
+        let report = Report {
+            name: file.display().to_string(),
+            verdict,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let _ = writeln!(text, "[{}/{}] {}", i + 1, files.len(), report.render());
+        reports.push(report);
+    }
+    let failed = reports.iter().filter(|r| !r.passed()).count();
+    let _ = writeln!(
+        text,
+        "\n{} passed, {failed} failed",
+        reports.len() - failed
+    );
+    if args.format == Format::Junit {
+        println!("{}", report::junit(&reports));
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,392 @@
+//! What a run observed, the same shape from the harness and from Envoy, and
+//! how it is checked against a scenario's expectations and compared across
+//! runners.
+
+use regex::Regex;
+
+use crate::scenario::{
+    BackendExpect, CallExpect, ClientExpect, Expect, HeaderExpect, Level, LogExpect, Loaded,
+};
+
+/// A header list as received, names lower-cased.
+pub(crate) type Headers = Vec<(String, String)>;
+
+fn first<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A request as the backend received it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Received {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) headers: Headers,
+    pub(crate) body: Vec<u8>,
+}
+
+/// What the client got.
+#[derive(Debug, Clone)]
+pub(crate) enum ClientResult {
+    Response {
+        status: u16,
+        headers: Headers,
+        body: Vec<u8>,
+    },
+    /// The stream was reset (no complete response).
+    Reset,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogLine {
+    pub(crate) level: Level,
+    pub(crate) message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CallMade {
+    pub(crate) upstream: String,
+    pub(crate) method: String,
+    pub(crate) path: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StepOutcome {
+    pub(crate) backend: Option<Received>,
+    pub(crate) client: ClientResult,
+    pub(crate) logs: Vec<LogLine>,
+    pub(crate) calls: Vec<CallMade>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    /// The chain refused its configuration; the logs written meanwhile.
+    Rejected { logs: Vec<LogLine> },
+    Steps(Vec<StepOutcome>),
+}
+
+/// One unmet expectation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Miss {
+    pub(crate) what: String,
+    pub(crate) expected: String,
+    pub(crate) actual: String,
+}
+
+fn miss(what: impl Into<String>, expected: impl Into<String>, actual: impl Into<String>) -> Miss {
+    Miss {
+        what: what.into(),
+        expected: expected.into(),
+        actual: actual.into(),
+    }
+}
+
+/// Every expectation of the scenario that the outcome does not meet.
+pub(crate) fn check(loaded: &Loaded, outcome: &Outcome) -> Vec<Miss> {
+    let scenario = &loaded.scenario;
+    let mut misses = Vec::new();
+    match (outcome, &scenario.expect_rejected) {
+        (Outcome::Rejected { logs }, Some(rejected)) => {
+            if let Some(text) = &rejected.log_contains {
+                if !logs.iter().any(|l| l.message.contains(text.as_str())) {
+                    misses.push(miss(
+                        "rejection log",
+                        format!("a line containing {text:?}"),
+                        render_logs(logs),
+                    ));
+                }
+            }
+        }
+        (Outcome::Rejected { logs }, None) => misses.push(miss(
+            "configuration",
+            "accepted",
+            format!("rejected; logs:\n{}", render_logs(logs)),
+        )),
+        (Outcome::Steps(_), Some(_)) => {
+            misses.push(miss("configuration", "rejected", "accepted"));
+        }
+        (Outcome::Steps(steps), None) => {
+            for (i, (step, got)) in scenario.steps.iter().zip(steps).enumerate() {
+                let prefix = format!(
+                    "step {} ({})",
+                    i + 1,
+                    step.name.as_deref().unwrap_or(&step.request.path)
+                );
+                check_step(&prefix, &step.expect, got, &mut misses);
+            }
+        }
+    }
+    misses
+}
+
+fn check_step(prefix: &str, expect: &Expect, got: &StepOutcome, misses: &mut Vec<Miss>) {
+    if let Some(backend) = &expect.backend {
+        check_backend(prefix, backend, got.backend.as_ref(), misses);
+    }
+    if let Some(client) = &expect.client {
+        check_client(prefix, client, &got.client, misses);
+    }
+    for log in &expect.logs {
+        check_log(prefix, log, &got.logs, misses);
+    }
+    if let Some(calls) = &expect.http_calls {
+        check_calls(prefix, calls, &got.calls, misses);
+    }
+}
+
+fn check_backend(
+    prefix: &str,
+    expect: &BackendExpect,
+    got: Option<&Received>,
+    misses: &mut Vec<Miss>,
+) {
+    let reached = expect.reached.unwrap_or(true);
+    match (reached, got) {
+        (false, None) => {}
+        (false, Some(r)) => misses.push(miss(
+            format!("{prefix}: backend"),
+            "not reached",
+            format!("received {} {}", r.method, r.path),
+        )),
+        (true, None) => misses.push(miss(
+            format!("{prefix}: backend"),
+            "reached",
+            "not reached",
+        )),
+        (true, Some(r)) => {
+            let what = |w: &str| format!("{prefix}: backend {w}");
+            if let Some(m) = &expect.method {
+                if *m != r.method {
+                    misses.push(miss(what("method"), m, &r.method));
+                }
+            }
+            if let Some(p) = &expect.path {
+                if *p != r.path {
+                    misses.push(miss(what("path"), p, &r.path));
+                }
+            }
+            if let Some(b) = &expect.body {
+                let body = String::from_utf8_lossy(&r.body);
+                if *b != body {
+                    misses.push(miss(what("body"), b, body));
+                }
+            }
+            check_headers(&what("header"), &expect.headers, &r.headers, misses);
+        }
+    }
+}
+
+fn check_client(prefix: &str, expect: &ClientExpect, got: &ClientResult, misses: &mut Vec<Miss>) {
+    let what = |w: &str| format!("{prefix}: client {w}");
+    let ClientResult::Response {
+        status,
+        headers,
+        body,
+    } = got
+    else {
+        misses.push(miss(what("response"), "a response", "the stream was reset"));
+        return;
+    };
+    if let Some(s) = expect.status {
+        if s != *status {
+            misses.push(miss(what("status"), s.to_string(), status.to_string()));
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    if let Some(b) = &expect.body {
+        if *b != text {
+            misses.push(miss(what("body"), b, text.as_ref()));
+        }
+    }
+    if let Some(b) = &expect.body_contains {
+        if !text.contains(b.as_str()) {
+            misses.push(miss(what("body"), format!("containing {b:?}"), text.as_ref()));
+        }
+    }
+    check_headers(&what("header"), &expect.headers, headers, misses);
+}
+
+fn check_headers(what: &str, expect: &HeaderExpect, headers: &Headers, misses: &mut Vec<Miss>) {
+    for name in &expect.present {
+        if first(headers, name).is_none() {
+            misses.push(miss(format!("{what} {name}"), "present", "absent"));
+        }
+    }
+    for name in &expect.absent {
+        if let Some(v) = first(headers, name) {
+            misses.push(miss(format!("{what} {name}"), "absent", v));
+        }
+    }
+    for (name, value) in &expect.equal {
+        let got = first(headers, name);
+        if got != Some(value.as_str()) {
+            misses.push(miss(
+                format!("{what} {name}"),
+                value,
+                got.unwrap_or("(absent)"),
+            ));
+        }
+    }
+    for (name, pattern) in &expect.matches {
+        // Checked when the scenario was loaded.
+        let Ok(re) = Regex::new(pattern) else {
+            continue;
+        };
+        let got = first(headers, name);
+        if !got.is_some_and(|v| re.is_match(v)) {
+            misses.push(miss(
+                format!("{what} {name}"),
+                format!("matching /{pattern}/"),
+                got.unwrap_or("(absent)"),
+            ));
+        }
+    }
+}
+
+fn check_log(prefix: &str, expect: &LogExpect, logs: &[LogLine], misses: &mut Vec<Miss>) {
+    let found = logs.iter().any(|l| {
+        l.message.contains(expect.contains.as_str()) && expect.level.is_none_or(|lv| lv == l.level)
+    });
+    let level = expect
+        .level
+        .map_or_else(|| "any level".to_owned(), |l| l.to_string());
+    if found == expect.absent {
+        misses.push(miss(
+            format!("{prefix}: log"),
+            format!(
+                "{} line at {level} containing {:?}",
+                if expect.absent { "no" } else { "a" },
+                expect.contains
+            ),
+            render_logs(logs),
+        ));
+    }
+}
+
+fn check_calls(prefix: &str, expect: &[CallExpect], got: &[CallMade], misses: &mut Vec<Miss>) {
+    let render = |calls: &[CallMade]| {
+        calls
+            .iter()
+            .map(|c| format!("{} {} {}", c.upstream, c.method, c.path))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ok = expect.len() == got.len()
+        && expect.iter().zip(got).all(|(e, g)| {
+            e.upstream == g.upstream
+                && e.method.as_ref().is_none_or(|m| *m == g.method)
+                && e.path.as_ref().is_none_or(|p| *p == g.path)
+        });
+    if !ok {
+        let wanted = expect
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} {}",
+                    c.upstream,
+                    c.method.as_deref().unwrap_or("*"),
+                    c.path.as_deref().unwrap_or("*")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        misses.push(miss(format!("{prefix}: http_calls"), wanted, render(got)));
+    }
+}
+
+pub(crate) fn render_logs(logs: &[LogLine]) -> String {
+    if logs.is_empty() {
+        return "(no log lines)".into();
+    }
+    logs.iter()
+        .map(|l| format!("[{}] {}", l.level, l.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Observations the two runners must agree on, whatever the scenario
+/// expects: per step the client's status and body (or reset), whether the
+/// backend was reached and with which method, path and body, the callouts
+/// made, and the value of every header an expectation names.
+pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, String)> {
+    let mut facts = Vec::new();
+    let steps = match outcome {
+        Outcome::Rejected { .. } => {
+            facts.push(("configuration".into(), "rejected".into()));
+            return facts;
+        }
+        Outcome::Steps(steps) => steps,
+    };
+    facts.push(("configuration".into(), "accepted".into()));
+    for (i, (step, got)) in loaded.scenario.steps.iter().zip(steps).enumerate() {
+        let p = format!("step {}", i + 1);
+        match &got.client {
+            ClientResult::Response {
+                status,
+                headers,
+                body,
+            } => {
+                facts.push((format!("{p} client status"), status.to_string()));
+                facts.push((
+                    format!("{p} client body"),
+                    String::from_utf8_lossy(body).into_owned(),
+                ));
+                if let Some(c) = &step.expect.client {
+                    for name in named(&c.headers) {
+                        facts.push((
+                            format!("{p} client header {name}"),
+                            first(headers, name).unwrap_or("(absent)").into(),
+                        ));
+                    }
+                }
+            }
+            ClientResult::Reset => facts.push((format!("{p} client"), "reset".into())),
+        }
+        match &got.backend {
+            None => facts.push((format!("{p} backend"), "not reached".into())),
+            Some(r) => {
+                facts.push((format!("{p} backend"), format!("{} {}", r.method, r.path)));
+                facts.push((
+                    format!("{p} backend body"),
+                    String::from_utf8_lossy(&r.body).into_owned(),
+                ));
+                if let Some(b) = &step.expect.backend {
+                    for name in named(&b.headers) {
+                        facts.push((
+                            format!("{p} backend header {name}"),
+                            first(&r.headers, name).unwrap_or("(absent)").into(),
+                        ));
+                    }
+                }
+            }
+        }
+        let calls = got
+            .calls
+            .iter()
+            .map(|c| format!("{} {} {}", c.upstream, c.method, c.path))
+            .collect::<Vec<_>>()
+            .join(", ");
+        facts.push((format!("{p} http_calls"), calls));
+        for log in &step.expect.logs {
+            let found = got.logs.iter().any(|l| {
+                l.message.contains(log.contains.as_str()) && log.level.is_none_or(|lv| lv == l.level)
+            });
+            facts.push((
+                format!("{p} log {:?}", log.contains),
+                if found { "written" } else { "not written" }.into(),
+            ));
+        }
+    }
+    facts
+}
+
+fn named(h: &HeaderExpect) -> impl Iterator<Item = &String> {
+    h.present
+        .iter()
+        .chain(&h.absent)
+        .chain(h.equal.keys())
+        .chain(h.matches.keys())
+}

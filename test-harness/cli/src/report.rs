@@ -1,0 +1,189 @@
+//! Verdicts per scenario, rendered for people (a diff of expected and
+//! actual, both runners side by side) and as JUnit XML for CI.
+
+use std::fmt::Write;
+
+use crate::envoy_runner::EnvoyRun;
+use crate::outcome::{self, Miss, Outcome};
+use crate::scenario::Loaded;
+
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    Pass,
+    /// The scenario file is not valid.
+    Invalid(String),
+    /// A runner could not run it.
+    Error(String),
+    /// Expectations not met (per runner), and differences between runners.
+    Fail {
+        harness: Vec<Miss>,
+        envoy: Vec<Miss>,
+        differences: Vec<(String, String, String)>,
+        envoy_log: Option<String>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) name: String,
+    pub(crate) verdict: Verdict,
+    pub(crate) seconds: f64,
+}
+
+impl Report {
+    pub(crate) fn passed(&self) -> bool {
+        matches!(self.verdict, Verdict::Pass)
+    }
+
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        match &self.verdict {
+            Verdict::Pass => {
+                let _ = write!(out, "PASS {} ({:.2} s)", self.name, self.seconds);
+            }
+            Verdict::Invalid(e) => {
+                let _ = write!(out, "INVALID {e}");
+            }
+            Verdict::Error(e) => {
+                let _ = write!(out, "ERROR {}\n  {}", self.name, e.replace('\n', "\n  "));
+            }
+            Verdict::Fail {
+                harness,
+                envoy,
+                differences,
+                envoy_log,
+            } => {
+                let _ = writeln!(out, "FAIL {} ({:.2} s)", self.name, self.seconds);
+                for (runner, misses) in [("harness", harness), ("envoy", envoy)] {
+                    for m in misses {
+                        let _ = writeln!(out, "  [{runner}] {}", m.what);
+                        let _ = writeln!(out, "    expected: {}", indent(&m.expected));
+                        let _ = writeln!(out, "    actual:   {}", indent(&m.actual));
+                    }
+                }
+                if !differences.is_empty() {
+                    let _ = writeln!(out, "  harness and envoy disagree:");
+                    let width = differences.iter().map(|d| d.0.len()).max().unwrap_or(0);
+                    let _ = writeln!(out, "    {:width$}  {:30}  envoy", "", "harness");
+                    for (what, h, e) in differences {
+                        let _ = writeln!(out, "    {what:width$}  {:30}  {}", short(h), short(e));
+                    }
+                }
+                if let Some(log) = envoy_log {
+                    let lines: Vec<&str> = log.lines().collect();
+                    let _ = writeln!(out, "  envoy log (last 30 lines):");
+                    for line in &lines[lines.len().saturating_sub(30)..] {
+                        let _ = writeln!(out, "    | {line}");
+                    }
+                }
+            }
+        }
+        out.trim_end().to_owned()
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n              ")
+}
+
+fn short(text: &str) -> String {
+    let one_line = text.replace('\n', "\\n");
+    if one_line.chars().count() > 60 {
+        format!("{}…", one_line.chars().take(59).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+/// The verdict from whichever runners ran.
+pub(crate) fn judge(
+    loaded: &Loaded,
+    harness: Option<Result<Outcome, String>>,
+    envoy: Option<Result<EnvoyRun, String>>,
+) -> Verdict {
+    let harness = match harness.transpose() {
+        Ok(h) => h,
+        Err(e) => return Verdict::Error(format!("harness: {e}")),
+    };
+    let envoy = match envoy.transpose() {
+        Ok(e) => e,
+        Err(e) => return Verdict::Error(format!("envoy: {e}")),
+    };
+    let harness_misses = harness
+        .as_ref()
+        .map(|o| outcome::check(loaded, o))
+        .unwrap_or_default();
+    let envoy_misses = envoy
+        .as_ref()
+        .map(|run| outcome::check(loaded, &run.outcome))
+        .unwrap_or_default();
+    let differences = match (&harness, &envoy) {
+        (Some(h), Some(e)) => {
+            let h = outcome::comparable(loaded, h);
+            let e = outcome::comparable(loaded, &e.outcome);
+            let mut diffs = Vec::new();
+            let n = h.len().max(e.len());
+            for i in 0..n {
+                let hv = h.get(i);
+                let ev = e.get(i);
+                if hv != ev {
+                    let what = hv.or(ev).map(|(w, _)| w.clone()).unwrap_or_default();
+                    let value = |v: Option<&(String, String)>| {
+                        v.map_or_else(|| "(none)".to_owned(), |(_, v)| v.clone())
+                    };
+                    diffs.push((what, value(hv), value(ev)));
+                }
+            }
+            diffs
+        }
+        _ => Vec::new(),
+    };
+    if harness_misses.is_empty() && envoy_misses.is_empty() && differences.is_empty() {
+        return Verdict::Pass;
+    }
+    let envoy_log = envoy
+        .filter(|_| !envoy_misses.is_empty() || !differences.is_empty())
+        .map(|run| run.log);
+    Verdict::Fail {
+        harness: harness_misses,
+        envoy: envoy_misses,
+        differences,
+        envoy_log,
+    }
+}
+
+/// JUnit XML: one test case per scenario.
+pub(crate) fn junit(reports: &[Report]) -> String {
+    let failures = reports.iter().filter(|r| !r.passed()).count();
+    let total: f64 = reports.iter().map(|r| r.seconds).sum();
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"scenarios\" tests=\"{}\" failures=\"{failures}\" time=\"{total:.3}\">\n",
+        reports.len()
+    );
+    for r in reports {
+        let _ = write!(
+            out,
+            "  <testcase name=\"{}\" time=\"{:.3}\"",
+            xml(&r.name),
+            r.seconds
+        );
+        if r.passed() {
+            out.push_str("/>\n");
+        } else {
+            let _ = write!(
+                out,
+                ">\n    <failure message=\"scenario failed\">{}</failure>\n  </testcase>\n",
+                xml(&r.render())
+            );
+        }
+    }
+    out.push_str("</testsuite>");
+    out
+}
+
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,501 @@
+//! The scenario file format: a filter chain, host properties, callout
+//! upstreams, and steps (a request, the backend's response, expectations).
+//! Loading checks everything a run would trip over and names the file and
+//! line of each problem.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// One scenario file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Scenario {
+    /// Shown in reports; defaults to the file name.
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    /// What the scenario shows, for readers.
+    #[serde(default)]
+    #[allow(dead_code, reason = "read by people, not by the runner")]
+    pub(crate) description: Option<String>,
+    /// The filter chain, in order (Envoy's `http_filters` before the router).
+    pub(crate) filters: Vec<FilterSpec>,
+    /// Host properties by dotted path. Only properties the Envoy runner can
+    /// set through its configuration are allowed: `xds.route_name`,
+    /// `xds.virtual_host_name`.
+    #[serde(default)]
+    pub(crate) properties: BTreeMap<String, String>,
+    /// Clusters the filters may call with `proxy_http_call`, by name.
+    #[serde(default)]
+    pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
+    /// The chain refuses its configuration (Envoy then refuses to start).
+    #[serde(default)]
+    pub(crate) expect_rejected: Option<Rejected>,
+    /// Requests, in order; they share the filters' VMs (caches, counters).
+    #[serde(default)]
+    pub(crate) steps: Vec<Step>,
+}
+
+/// A filter of the chain.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilterSpec {
+    /// The module: a path relative to the scenario file, or
+    /// `fixture:<name>` for the harness's test fixtures (`sdk-filter`,
+    /// `cache-filter`, `minimal-filter`).
+    pub(crate) wasm: String,
+    /// Plugin name (`plugin_name`); defaults to `filter-<index>`.
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    /// Plugin configuration: a string is passed as is, anything else as
+    /// JSON text.
+    #[serde(default)]
+    pub(crate) configuration: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) root_id: Option<String>,
+    #[serde(default)]
+    pub(crate) vm_id: Option<String>,
+    /// VM configuration, as `configuration`.
+    #[serde(default)]
+    pub(crate) vm_config: Option<serde_json::Value>,
+}
+
+/// An upstream for callouts: a canned answer or a failure.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamSpec {
+    #[serde(default = "ok")]
+    pub(crate) status: u16,
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) body: String,
+    /// Instead of answering: `reset` closes the connection, `timeout` never
+    /// answers.
+    #[serde(default)]
+    pub(crate) failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Failure {
+    Reset,
+    Timeout,
+}
+
+/// The chain refuses its configuration.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Rejected {
+    /// A log line (any level) that must contain this text.
+    #[serde(default)]
+    pub(crate) log_contains: Option<String>,
+}
+
+/// One request through the chain.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Step {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) request: RequestSpec,
+    /// What the backend answers when the request reaches it.
+    #[serde(default)]
+    pub(crate) response: ResponseSpec,
+    #[serde(default)]
+    pub(crate) expect: Expect,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestSpec {
+    #[serde(default = "get")]
+    pub(crate) method: String,
+    #[serde(default = "root")]
+    pub(crate) path: String,
+    #[serde(default = "authority")]
+    pub(crate) authority: String,
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) body: Option<String>,
+}
+
+impl Default for RequestSpec {
+    fn default() -> Self {
+        Self {
+            method: get(),
+            path: root(),
+            authority: authority(),
+            headers: BTreeMap::new(),
+            body: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResponseSpec {
+    #[serde(default = "ok")]
+    pub(crate) status: u16,
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) body: String,
+}
+
+impl Default for ResponseSpec {
+    fn default() -> Self {
+        Self {
+            status: ok(),
+            headers: BTreeMap::new(),
+            body: String::new(),
+        }
+    }
+}
+
+/// What must be true after the step.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Expect {
+    /// What the backend received.
+    #[serde(default)]
+    pub(crate) backend: Option<BackendExpect>,
+    /// What the client received.
+    #[serde(default)]
+    pub(crate) client: Option<ClientExpect>,
+    /// Log lines written during the step.
+    #[serde(default)]
+    pub(crate) logs: Vec<LogExpect>,
+    /// Callouts made during the step, in order (all of them).
+    #[serde(default)]
+    pub(crate) http_calls: Option<Vec<CallExpect>>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackendExpect {
+    /// Whether the request reached the backend (default: true).
+    #[serde(default)]
+    pub(crate) reached: Option<bool>,
+    #[serde(default)]
+    pub(crate) method: Option<String>,
+    #[serde(default)]
+    pub(crate) path: Option<String>,
+    #[serde(default)]
+    pub(crate) headers: HeaderExpect,
+    #[serde(default)]
+    pub(crate) body: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientExpect {
+    #[serde(default)]
+    pub(crate) status: Option<u16>,
+    #[serde(default)]
+    pub(crate) headers: HeaderExpect,
+    #[serde(default)]
+    pub(crate) body: Option<String>,
+    #[serde(default)]
+    pub(crate) body_contains: Option<String>,
+}
+
+/// Header checks; names are case-insensitive.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeaderExpect {
+    #[serde(default)]
+    pub(crate) present: Vec<String>,
+    #[serde(default)]
+    pub(crate) absent: Vec<String>,
+    /// Name → exact value (of the first occurrence).
+    #[serde(default)]
+    pub(crate) equal: BTreeMap<String, String>,
+    /// Name → regular expression the first value must match.
+    #[serde(default)]
+    pub(crate) matches: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogExpect {
+    /// `trace`, `debug`, `info`, `warn`, `error` or `critical`; any when absent.
+    #[serde(default)]
+    pub(crate) level: Option<Level>,
+    pub(crate) contains: String,
+    /// The line must not appear.
+    #[serde(default)]
+    pub(crate) absent: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Critical,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::Critical => "critical",
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallExpect {
+    pub(crate) upstream: String,
+    #[serde(default)]
+    pub(crate) method: Option<String>,
+    #[serde(default)]
+    pub(crate) path: Option<String>,
+}
+
+fn ok() -> u16 {
+    200
+}
+fn get() -> String {
+    "GET".into()
+}
+fn root() -> String {
+    "/".into()
+}
+fn authority() -> String {
+    "example.com".into()
+}
+
+/// Properties the Envoy runner can express in its configuration.
+pub(crate) const SETTABLE_PROPERTIES: &[&str] = &["xds.route_name", "xds.virtual_host_name"];
+
+/// A loaded, checked scenario.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) name: String,
+    pub(crate) scenario: Scenario,
+    /// Each filter's module path.
+    pub(crate) modules: Vec<PathBuf>,
+}
+
+/// A problem with a scenario file: where and what.
+#[derive(Debug)]
+pub(crate) struct LoadError {
+    pub(crate) file: PathBuf,
+    pub(crate) line: Option<usize>,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Reads and checks a scenario file.
+pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
+    let fail = |line: Option<usize>, message: String| LoadError {
+        file: file.to_path_buf(),
+        line,
+        message,
+    };
+    let text = std::fs::read_to_string(file).map_err(|e| fail(None, format!("cannot read: {e}")))?;
+    let scenario: Scenario = serde_yaml_ng::from_str(&text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        // The message carries "at line N column M" too; keep only the problem.
+        let message = e.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        fail(line, message)
+    })?;
+    // Semantic problems: the line is that of the offending text.
+    let at = |needle: &str| locate(&text, needle);
+    if scenario.filters.is_empty() {
+        return Err(fail(at("filters"), "`filters` is empty: name at least one".into()));
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut modules = Vec::new();
+    for filter in &scenario.filters {
+        let path = resolve_wasm(dir, &filter.wasm)
+            .map_err(|message| fail(at(&filter.wasm), message))?;
+        modules.push(path);
+    }
+    for name in scenario.properties.keys() {
+        if !SETTABLE_PROPERTIES.contains(&name.as_str()) {
+            return Err(fail(
+                at(name),
+                format!(
+                    "property `{name}` cannot be set in Envoy's configuration; settable: {}",
+                    SETTABLE_PROPERTIES.join(", ")
+                ),
+            ));
+        }
+    }
+    for step in &scenario.steps {
+        let checks = [
+            step.expect.backend.as_ref().map(|b| &b.headers),
+            step.expect.client.as_ref().map(|c| &c.headers),
+        ];
+        for pattern in checks.into_iter().flatten().flat_map(|h| h.matches.values()) {
+            Regex::new(pattern).map_err(|e| {
+                fail(
+                    at(pattern),
+                    format!("invalid regular expression `{pattern}`: {e}"),
+                )
+            })?;
+        }
+        for call in step.expect.http_calls.iter().flatten() {
+            if !scenario.upstreams.contains_key(&call.upstream) {
+                return Err(fail(
+                    at(&call.upstream),
+                    format!("http_calls names upstream `{}`, which `upstreams` does not declare", call.upstream),
+                ));
+            }
+        }
+    }
+    if scenario.expect_rejected.is_some() && !scenario.steps.is_empty() {
+        return Err(fail(
+            at("expect_rejected"),
+            "a scenario that expects the configuration to be rejected has no steps".into(),
+        ));
+    }
+    let name = scenario.name.clone().unwrap_or_else(|| {
+        file.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    Ok(Loaded {
+        name,
+        scenario,
+        modules,
+    })
+}
+
+/// `fixture:<name>` or a path relative to the scenario's folder.
+fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
+    if let Some(name) = wasm.strip_prefix("fixture:") {
+        let path = match name {
+            "sdk-filter" => harness_fixtures::SDK_FILTER,
+            "cache-filter" => harness_fixtures::CACHE_FILTER,
+            "minimal-filter" => harness_fixtures::MINIMAL_FILTER,
+            other => {
+                return Err(format!(
+                    "unknown fixture `{other}`: sdk-filter, cache-filter or minimal-filter"
+                ));
+            }
+        };
+        return Ok(PathBuf::from(path));
+    }
+    let path = dir.join(wasm);
+    if !path.is_file() {
+        return Err(format!("wasm module `{}` does not exist", path.display()));
+    }
+    Ok(path)
+}
+
+/// The 1-based line of the first occurrence of `needle`, if any.
+fn locate(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+/// Scenario files under the given files and folders (`.yaml`, `.yml`),
+/// sorted.
+pub(crate) fn discover(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, files)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("scenario-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn error(name: &str, text: &str) -> String {
+        load(&write(name, text)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_files_name_the_file_line_and_problem() {
+        let e = error("bad-yaml.yaml", "filters:\n  - wasm: [unclosed\n");
+        assert!(e.contains("bad-yaml.yaml:2:") || e.contains("bad-yaml.yaml:3:"), "{e}");
+        let e = error(
+            "unknown.yaml",
+            "filters:\n  - wasm: fixture:sdk-filter\nstepz: []\n",
+        );
+        assert!(e.contains("unknown.yaml:3:") && e.contains("unknown field `stepz`"), "{e}");
+        let e = error("missing.yaml", "filters:\n  - wasm: nowhere.wasm\n");
+        assert!(e.contains("missing.yaml:2:") && e.contains("does not exist"), "{e}");
+        let e = error(
+            "regex.yaml",
+            "filters:\n  - wasm: fixture:sdk-filter\nsteps:\n  - expect:\n      client:\n        headers:\n          matches: {x-a: \"(\"}\n",
+        );
+        assert!(e.contains("regex.yaml:7:") && e.contains("invalid regular expression"), "{e}");
+        let e = error(
+            "prop.yaml",
+            "filters:\n  - wasm: fixture:sdk-filter\nproperties:\n  source.address: x\n",
+        );
+        assert!(e.contains("prop.yaml:4:") && e.contains("cannot be set"), "{e}");
+    }
+
+    #[test]
+    fn the_committed_schema_is_current() {
+        let schema = serde_json::to_string_pretty(&schemars::schema_for!(Scenario)).unwrap();
+        let committed = include_str!("../../scenario.schema.json");
+        assert_eq!(
+            committed.trim(),
+            schema.trim(),
+            "regenerate with `cargo run -p proxy-wasm-harness-cli -- schema > test-harness/scenario.schema.json`"
+        );
+    }
+}
