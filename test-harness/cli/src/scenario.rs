@@ -317,7 +317,8 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
         line,
         message,
     };
-    let text = std::fs::read_to_string(file).map_err(|e| fail(None, format!("cannot read: {e}")))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| fail(None, format!("cannot read: {e}")))?;
     let scenario: Scenario = serde_yaml_ng::from_str(&text).map_err(|e| {
         let line = e.location().map(|l| l.line());
         // The message carries "at line N column M" too; keep only the problem.
@@ -332,13 +333,16 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
     // Semantic problems: the line is that of the offending text.
     let at = |needle: &str| locate(&text, needle);
     if scenario.filters.is_empty() {
-        return Err(fail(at("filters"), "`filters` is empty: name at least one".into()));
+        return Err(fail(
+            at("filters"),
+            "`filters` is empty: name at least one".into(),
+        ));
     }
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut modules = Vec::new();
     for filter in &scenario.filters {
-        let path = resolve_wasm(dir, &filter.wasm)
-            .map_err(|message| fail(at(&filter.wasm), message))?;
+        let path =
+            resolve_wasm(dir, &filter.wasm).map_err(|message| fail(at(&filter.wasm), message))?;
         modules.push(path);
     }
     for name in scenario.properties.keys() {
@@ -357,7 +361,11 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
             step.expect.backend.as_ref().map(|b| &b.headers),
             step.expect.client.as_ref().map(|c| &c.headers),
         ];
-        for pattern in checks.into_iter().flatten().flat_map(|h| h.matches.values()) {
+        for pattern in checks
+            .into_iter()
+            .flatten()
+            .flat_map(|h| h.matches.values())
+        {
             Regex::new(pattern).map_err(|e| {
                 fail(
                     at(pattern),
@@ -369,7 +377,10 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
             if !scenario.upstreams.contains_key(&call.upstream) {
                 return Err(fail(
                     at(&call.upstream),
-                    format!("http_calls names upstream `{}`, which `upstreams` does not declare", call.upstream),
+                    format!(
+                        "http_calls names upstream `{}`, which `upstreams` does not declare",
+                        call.upstream
+                    ),
                 ));
             }
         }
@@ -468,24 +479,39 @@ mod tests {
     #[test]
     fn bad_files_name_the_file_line_and_problem() {
         let e = error("bad-yaml.yaml", "filters:\n  - wasm: [unclosed\n");
-        assert!(e.contains("bad-yaml.yaml:2:") || e.contains("bad-yaml.yaml:3:"), "{e}");
+        assert!(
+            e.contains("bad-yaml.yaml:2:") || e.contains("bad-yaml.yaml:3:"),
+            "{e}"
+        );
         let e = error(
             "unknown.yaml",
             "filters:\n  - wasm: fixture:sdk-filter\nstepz: []\n",
         );
-        assert!(e.contains("unknown.yaml:3:") && e.contains("unknown field `stepz`"), "{e}");
+        assert!(
+            e.contains("unknown.yaml:3:") && e.contains("unknown field `stepz`"),
+            "{e}"
+        );
         let e = error("missing.yaml", "filters:\n  - wasm: nowhere.wasm\n");
-        assert!(e.contains("missing.yaml:2:") && e.contains("does not exist"), "{e}");
+        assert!(
+            e.contains("missing.yaml:2:") && e.contains("does not exist"),
+            "{e}"
+        );
         let e = error(
             "regex.yaml",
             "filters:\n  - wasm: fixture:sdk-filter\nsteps:\n  - expect:\n      client:\n        headers:\n          matches: {x-a: \"(\"}\n",
         );
-        assert!(e.contains("regex.yaml:7:") && e.contains("invalid regular expression"), "{e}");
+        assert!(
+            e.contains("regex.yaml:7:") && e.contains("invalid regular expression"),
+            "{e}"
+        );
         let e = error(
             "prop.yaml",
             "filters:\n  - wasm: fixture:sdk-filter\nproperties:\n  source.address: x\n",
         );
-        assert!(e.contains("prop.yaml:4:") && e.contains("cannot be set"), "{e}");
+        assert!(
+            e.contains("prop.yaml:4:") && e.contains("cannot be set"),
+            "{e}"
+        );
     }
 
     #[test]
