@@ -249,9 +249,7 @@ fn check_headers(what: &str, expect: &HeaderExpect, headers: &Headers, misses: &
 }
 
 fn check_log(prefix: &str, expect: &LogExpect, logs: &[LogLine], misses: &mut Vec<Miss>) {
-    let found = logs.iter().any(|l| {
-        l.message.contains(expect.contains.as_str()) && expect.level.is_none_or(|lv| lv == l.level)
-    });
+    let found = logs.iter().any(|l| log_matches(expect, l));
     let level = expect
         .level
         .map_or_else(|| "any level".to_owned(), |l| l.to_string());
@@ -297,6 +295,11 @@ fn check_calls(prefix: &str, expect: &[CallExpect], got: &[CallMade], misses: &m
             .join(", ");
         misses.push(miss(format!("{prefix}: http_calls"), wanted, render(got)));
     }
+}
+
+fn log_matches(expect: &LogExpect, line: &LogLine) -> bool {
+    line.message.contains(expect.contains.as_str())
+        && expect.level.is_none_or(|lv| lv == line.level)
 }
 
 pub(crate) fn render_logs(logs: &[LogLine]) -> String {
@@ -373,10 +376,7 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
             .join(", ");
         facts.push((format!("{p} http_calls"), calls));
         for log in &step.expect.logs {
-            let found = got.logs.iter().any(|l| {
-                l.message.contains(log.contains.as_str())
-                    && log.level.is_none_or(|lv| lv == l.level)
-            });
+            let found = got.logs.iter().any(|l| log_matches(log, l));
             facts.push((
                 format!("{p} log {:?}", log.contains),
                 if found { "written" } else { "not written" }.into(),
