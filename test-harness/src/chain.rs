@@ -298,17 +298,13 @@ pub(crate) fn finish(vms: &mut [Vm], ids: &[u32]) -> Result<Exchange> {
     }
     let reset = states.iter().any(|s| s.reset);
     let local_response = states.iter_mut().find_map(|s| s.local_response.take());
-    let mut last = states.pop();
-    let upstream_request = last
-        .as_mut()
+    // The upstream got what left the last filter; the client what left the first.
+    let upstream_request = states
+        .last_mut()
         .map(|s| mem::take(&mut s.request.sent))
         .unwrap_or_default();
-    let first = if states.is_empty() {
-        last.as_mut()
-    } else {
-        states.first_mut()
-    };
-    let downstream_response = first
+    let downstream_response = states
+        .first_mut()
         .map(|s| mem::take(&mut s.response.sent))
         .unwrap_or_default();
     Ok(Exchange {

@@ -218,12 +218,7 @@ impl Vm {
                 flow.stage = Stage::Body;
                 // Paused bodies are buffered: the callback sees the total size.
                 let size = flow.body.len() as i32;
-                let callback = if skip {
-                    None
-                } else {
-                    self.callback(|c| &mut c.body[d])
-                };
-                let action = match callback {
+                let action = match self.callback(|c| &mut c.body[d]).filter(|_| !skip) {
                     Some(f) => {
                         let name = pick(dir, "proxy_on_request_body", "proxy_on_response_body");
                         Action::from_abi(self.invoke(name, id, Phase::Callback, |s| {
@@ -240,12 +235,7 @@ impl Vm {
                 flow.trailers = Some(map);
                 flow.end_of_stream = true;
                 flow.stage = Stage::Trailers;
-                let callback = if skip {
-                    None
-                } else {
-                    self.callback(|c| &mut c.trailers[d])
-                };
-                let action = match callback {
+                let action = match self.callback(|c| &mut c.trailers[d]).filter(|_| !skip) {
                     Some(f) => {
                         let name = pick(
                             dir,

@@ -4,7 +4,6 @@
 //! step's response; every callout upstream is a cluster pointing at another
 //! hyper server with its canned answer or failure.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -253,25 +252,23 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, 
     }))
 }
 
-async fn start_backend(
-    received: Shared<Vec<Received>>,
-    response: Shared<ResponseSpec>,
-) -> Result<SocketAddr, String> {
+/// A hyper server on 127.0.0.1 (port 0) answering every request with
+/// `handler(what it received)`; an error drops the connection unanswered.
+async fn serve<F, Fut>(handler: F) -> Result<SocketAddr, String>
+where
+    F: Fn(Received) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = std::io::Result<Response<Full<Bytes>>>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (received, response) = (received.clone(), response.clone());
+            let handler = handler.clone();
             let service = service_fn(move |req: Request<Incoming>| {
-                let (received, response) = (received.clone(), response.clone());
-                async move {
-                    let got = receive(req).await;
-                    lock(&received).push(got);
-                    let spec = lock(&response).clone();
-                    Ok::<_, Infallible>(answer(spec.status, &spec.headers, spec.body))
-                }
+                let handler = handler.clone();
+                async move { handler(receive(req).await).await }
             });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -283,47 +280,47 @@ async fn start_backend(
     Ok(addr)
 }
 
+/// The backend: records what it receives, answers with the current step's
+/// response.
+async fn start_backend(
+    received: Shared<Vec<Received>>,
+    response: Shared<ResponseSpec>,
+) -> Result<SocketAddr, String> {
+    serve(move |got| {
+        lock(&received).push(got);
+        let spec = lock(&response).clone();
+        std::future::ready(Ok(answer(spec.status, &spec.headers, spec.body)))
+    })
+    .await
+}
+
+/// A callout upstream: records the call, then answers or fails.
 async fn start_upstream(
     name: String,
     spec: UpstreamSpec,
     calls: Shared<Vec<CallMade>>,
 ) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (name, spec, calls) = (name.clone(), spec.clone(), calls.clone());
-            let service = service_fn(move |req: Request<Incoming>| {
-                let (name, spec, calls) = (name.clone(), spec.clone(), calls.clone());
-                async move {
-                    let got = receive(req).await;
-                    lock(&calls).push(CallMade {
-                        upstream: name,
-                        method: got.method,
-                        path: got.path,
-                    });
-                    match spec.failure {
-                        // An error from the service makes hyper drop the
-                        // connection without a response: Envoy sees a reset.
-                        Some(Failure::Reset) => Err(std::io::Error::other("reset")),
-                        Some(Failure::Timeout) => {
-                            tokio::time::sleep(Duration::from_secs(3600)).await;
-                            Err(std::io::Error::other("never"))
-                        }
-                        None => Ok(answer(spec.status, &spec.headers, spec.body)),
-                    }
+    serve(move |got: Received| {
+        lock(&calls).push(CallMade {
+            upstream: name.clone(),
+            method: got.method,
+            path: got.path,
+        });
+        let spec = spec.clone();
+        async move {
+            match spec.failure {
+                // An error from the service makes hyper drop the connection
+                // without a response: Envoy sees a reset.
+                Some(Failure::Reset) => Err(std::io::Error::other("reset")),
+                Some(Failure::Timeout) => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Err(std::io::Error::other("never"))
                 }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
+                None => Ok(answer(spec.status, &spec.headers, spec.body)),
+            }
         }
-    });
-    Ok(addr)
+    })
+    .await
 }
 
 async fn receive(req: Request<Incoming>) -> Received {

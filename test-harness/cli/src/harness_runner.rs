@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use proxy_wasm_harness::{
-    Chain, Error, HeaderMap, LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
+    Chain, Error, HeaderMap, HttpStream, LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
 };
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
@@ -112,14 +112,9 @@ fn run_step(
     if !body.is_empty() {
         stream.send_request_body(body, true)?;
     }
-    let mut waited = Duration::ZERO;
-    let settled = |s: &proxy_wasm_harness::HttpStream<'_>| {
+    wait(&mut stream, |s| {
         s.upstream_request().complete || s.local_response().is_some() || s.is_reset()
-    };
-    while !settled(&stream) && waited < PATIENCE {
-        stream.advance_time(STEP)?;
-        waited += STEP;
-    }
+    })?;
     let sent = stream.upstream_request().clone();
     let backend = sent.complete.then(|| Received {
         method: sent.header(":method").unwrap_or_default().to_owned(),
@@ -137,11 +132,9 @@ fn run_step(
         if !response.body.is_empty() && progress != Progress::Reset {
             stream.send_response_body(&response.body, true)?;
         }
-        let mut waited = Duration::ZERO;
-        while !stream.downstream_response().complete && !stream.is_reset() && waited < PATIENCE {
-            stream.advance_time(STEP)?;
-            waited += STEP;
-        }
+        wait(&mut stream, |s| {
+            s.downstream_response().complete || s.is_reset()
+        })?;
     }
     let exchange = stream.finish()?;
     let client = if exchange.reset || !exchange.downstream_response.complete {
@@ -158,6 +151,20 @@ fn run_step(
         }
     };
     Ok((backend, client))
+}
+
+/// Lets virtual time pass until `done` or the patience runs out (a filter
+/// that paused may be waiting for a tick or a callout).
+fn wait(
+    stream: &mut HttpStream<'_>,
+    done: impl Fn(&HttpStream<'_>) -> bool,
+) -> proxy_wasm_harness::Result<()> {
+    let mut waited = Duration::ZERO;
+    while !done(stream) && waited < PATIENCE {
+        stream.advance_time(STEP)?;
+        waited += STEP;
+    }
+    Ok(())
 }
 
 /// Headers as an HTTP/1.1 peer sends them: `content-length` for a body.
