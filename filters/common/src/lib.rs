@@ -1,0 +1,30 @@
+//! What the toolkit's filters share, kept apart from proxy-wasm so it is
+//! tested natively:
+//!
+//! - [`config`]: typed configuration with every problem reported by JSON path;
+//! - [`headers`]: an in-memory header map and the minimal writes back to the host;
+//! - [`request`]: the request as rules see it, host properties read lazily;
+//! - [`matcher`]: string matchers and rule conditions;
+//! - [`template`]: the `%OPERATOR%` value language;
+//! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
+//! - `proxy` (wasm32 only): reading and writing the host's maps without the SDK's panics.
+// Filters run inside the proxy, where a panic kills the VM: no unwrap,
+// expect, panic or unchecked indexing outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod config;
+pub mod headers;
+pub mod matcher;
+#[cfg(target_arch = "wasm32")]
+pub mod proxy;
+pub mod request;
+pub mod scope;
+pub mod template;

@@ -1,0 +1,416 @@
+//! String matchers (Envoy's `StringMatcher` plus presence and lists) and the
+//! conditions rules are guarded by. Regexes compile once, at configure time.
+
+use std::borrow::Cow;
+
+use regex_lite::Regex;
+use serde_json::Value;
+
+use crate::config::{Fields, Problems, join};
+use crate::request::{Host, Request};
+
+/// The members of a matcher object: exactly one test (`exact`, `prefix`,
+/// `suffix`, `contains`, `regex`, `one_of`, `present: true`,
+/// `absent: true`), plus `ignore_case` and `invert`; in `headers` and
+/// `query` lists, `name` says which header or parameter.
+const MATCHER_FIELDS: &[&str] = &[
+    "name",
+    "exact",
+    "prefix",
+    "suffix",
+    "contains",
+    "regex",
+    "one_of",
+    "present",
+    "absent",
+    "ignore_case",
+    "invert",
+];
+
+const TESTS: &str =
+    "`exact`, `prefix`, `suffix`, `contains`, `regex`, `one_of`, `present`, `absent`";
+
+#[derive(Debug)]
+enum Test {
+    Exact(Vec<u8>),
+    Prefix(Vec<u8>),
+    Suffix(Vec<u8>),
+    Contains(Vec<u8>),
+    Regex(Regex),
+    OneOf(Vec<Vec<u8>>),
+    Present,
+    Absent,
+}
+
+/// A compiled [`MatchSpec`].
+#[derive(Debug)]
+pub struct StringMatcher {
+    test: Test,
+    ignore_case: bool,
+    invert: bool,
+}
+
+/// Whether a matcher's spec must, may not, or may carry `name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    Required,
+    Forbidden,
+}
+
+impl StringMatcher {
+    /// Decodes a matcher object, reporting every problem under `at`;
+    /// returns the `name` (empty when `named` is `Forbidden`) and the
+    /// matcher.
+    pub fn decode(
+        value: &Value,
+        at: &str,
+        named: Named,
+        problems: &mut Problems,
+    ) -> Option<(String, Self)> {
+        let f = Fields::new(value, at, MATCHER_FIELDS, problems)?;
+        let name = match named {
+            Named::Required => f.required_string("name", problems),
+            Named::Forbidden => {
+                if f.value("name").is_some() {
+                    problems.push(
+                        &f.at("name"),
+                        "`name` is only used in `headers` and `query` matchers",
+                    );
+                }
+                None
+            }
+        };
+        let ignore_case = f.flag("ignore_case", problems);
+        let invert = f.flag("invert", problems);
+        let fold = |s: &str| {
+            if ignore_case {
+                s.to_ascii_lowercase().into_bytes()
+            } else {
+                s.as_bytes().to_vec()
+            }
+        };
+        let mut tests = Vec::new();
+        let mut ok = true;
+        for (key, make) in [
+            ("exact", Test::Exact as fn(Vec<u8>) -> Test),
+            ("prefix", Test::Prefix),
+            ("suffix", Test::Suffix),
+            ("contains", Test::Contains),
+        ] {
+            if let Some(s) = f.string(key, problems) {
+                tests.push(make(fold(s)));
+            }
+        }
+        if let Some(s) = f.string("regex", problems) {
+            let pattern = if ignore_case {
+                format!("(?i){s}")
+            } else {
+                s.to_owned()
+            };
+            match Regex::new(&pattern) {
+                Ok(re) => tests.push(Test::Regex(re)),
+                Err(e) => {
+                    problems.push(&f.at("regex"), invalid_regex(&e));
+                    ok = false;
+                }
+            }
+        }
+        if f.value("one_of").is_some() {
+            let list = f.strings("one_of", problems);
+            if list.is_empty() {
+                problems.push(&f.at("one_of"), "an empty list matches nothing");
+            }
+            tests.push(Test::OneOf(list.into_iter().map(fold).collect()));
+        }
+        for (key, test) in [("present", Test::Present), ("absent", Test::Absent)] {
+            match f.bool(key, problems) {
+                Some(true) => tests.push(test),
+                Some(false) => problems.push(
+                    &f.at(key),
+                    format!("write `{key}: true` or leave it out (use `invert` to negate)"),
+                ),
+                None => {}
+            }
+        }
+        let mut tests = tests.into_iter();
+        let test = match (tests.next(), tests.next()) {
+            (Some(test), None) => test,
+            (None, _) => {
+                if ok {
+                    problems.push(at, format!("a matcher needs one of {TESTS}"));
+                }
+                return None;
+            }
+            (Some(_), Some(_)) => {
+                problems.push(at, format!("a matcher takes exactly one of {TESTS}"));
+                return None;
+            }
+        };
+        let name = name.unwrap_or_default().to_owned();
+        Some((
+            name,
+            Self {
+                test,
+                ignore_case,
+                invert,
+            },
+        ))
+    }
+
+    /// Whether `value` (`None`: absent) matches. Absent values match only
+    /// `absent` (or an inverted test).
+    pub fn matches(&self, value: Option<&[u8]>) -> bool {
+        self.test(value) != self.invert
+    }
+
+    fn test(&self, value: Option<&[u8]>) -> bool {
+        let Some(value) = value else {
+            return matches!(self.test, Test::Absent);
+        };
+        let value: Cow<'_, [u8]> = if self.ignore_case && !matches!(self.test, Test::Regex(_)) {
+            Cow::Owned(value.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(value)
+        };
+        match &self.test {
+            Test::Exact(s) => *value == **s,
+            Test::Prefix(s) => value.starts_with(s),
+            Test::Suffix(s) => value.ends_with(s),
+            Test::Contains(s) => s.is_empty() || value.windows(s.len()).any(|w| w == s.as_slice()),
+            Test::Regex(re) => re.is_match(&String::from_utf8_lossy(&value)),
+            Test::OneOf(list) => list.iter().any(|s| *value == **s),
+            Test::Present => true,
+            Test::Absent => false,
+        }
+    }
+}
+
+/// A regex error on one line (regex-lite's span several; a configuration
+/// error is one log line).
+pub fn invalid_regex(e: &regex_lite::Error) -> String {
+    let text = e.to_string();
+    format!(
+        "invalid regex: {}",
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
+}
+
+/// When a rule applies: every given part must match (AND). `host` is
+/// `:authority` without its port, `path` the path without its query.
+#[derive(Debug, Default)]
+pub struct Condition {
+    host: Option<StringMatcher>,
+    path: Option<StringMatcher>,
+    method: Option<StringMatcher>,
+    headers: Vec<(String, StringMatcher)>,
+    query: Vec<(String, StringMatcher)>,
+}
+
+impl Condition {
+    /// Decodes `{"host", "path", "method", "headers": [..], "query": [..]}`.
+    pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Self {
+        let Some(f) = Fields::new(
+            value,
+            at,
+            &["host", "path", "method", "headers", "query"],
+            problems,
+        ) else {
+            return Self::default();
+        };
+        let single = |key: &str, problems: &mut Problems| {
+            let v = f.value(key)?;
+            StringMatcher::decode(v, &f.at(key), Named::Forbidden, problems).map(|(_, m)| m)
+        };
+        let host = single("host", problems);
+        let path = single("path", problems);
+        let method = single("method", problems);
+        let named = |key: &str, lower: bool, problems: &mut Problems| {
+            let mut out = Vec::new();
+            let list_at = f.at(key);
+            for (i, m) in f.list(key, problems).iter().enumerate() {
+                let here = join(&list_at, i);
+                if let Some((name, matcher)) =
+                    StringMatcher::decode(m, &here, Named::Required, problems)
+                {
+                    if lower && name.bytes().any(|b| b.is_ascii_uppercase()) {
+                        problems.push(
+                            &join(&here, "name"),
+                            format!(
+                                "header names are matched lower-case; write `{}`",
+                                name.to_ascii_lowercase()
+                            ),
+                        );
+                    }
+                    out.push((name, matcher));
+                }
+            }
+            out
+        };
+        let headers = named("headers", true, problems);
+        let query = named("query", false, problems);
+        Self {
+            host,
+            path,
+            method,
+            headers,
+            query,
+        }
+    }
+
+    /// Whether the request meets every part.
+    pub fn matches<H: Host>(&self, request: &Request<H>) -> bool {
+        self.host
+            .as_ref()
+            .is_none_or(|m| m.matches(Some(request.authority_host())))
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|m| m.matches(Some(request.path())))
+            && self
+                .method
+                .as_ref()
+                .is_none_or(|m| m.matches(Some(request.method())))
+            && self
+                .headers
+                .iter()
+                .all(|(name, m)| m.matches(request.headers.get(name).as_deref()))
+            && self
+                .query
+                .iter()
+                .all(|(name, m)| m.matches(request.query_param(name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::HeaderMap;
+    use crate::request::TableHost;
+
+    fn matcher(json: &str) -> Result<StringMatcher, Problems> {
+        let value: Value = serde_json::from_str(json).unwrap();
+        let mut p = Problems::default();
+        let m = StringMatcher::decode(&value, "/m", Named::Forbidden, &mut p);
+        p.into_result(()).map(|()| m.unwrap().1)
+    }
+
+    #[test]
+    fn every_kind_of_test_matches_as_documented() {
+        let cases: &[(&str, Option<&str>, bool)] = &[
+            (r#"{"exact": "abc"}"#, Some("abc"), true),
+            (r#"{"exact": "abc"}"#, Some("ABC"), false),
+            (
+                r#"{"exact": "abc", "ignore_case": true}"#,
+                Some("ABC"),
+                true,
+            ),
+            (r#"{"prefix": "/api"}"#, Some("/api/x"), true),
+            (r#"{"suffix": ".js"}"#, Some("/a.js"), true),
+            (r#"{"contains": "mid"}"#, Some("amidb"), true),
+            (r#"{"contains": "mid"}"#, Some("none"), false),
+            (r#"{"regex": "^v[0-9]+$"}"#, Some("v12"), true),
+            (
+                r#"{"regex": "^v[0-9]+$", "ignore_case": true}"#,
+                Some("V1"),
+                true,
+            ),
+            (r#"{"one_of": ["GET", "HEAD"]}"#, Some("HEAD"), true),
+            (r#"{"one_of": ["GET", "HEAD"]}"#, Some("POST"), false),
+            (r#"{"present": true}"#, Some(""), true),
+            (r#"{"present": true}"#, None, false),
+            (r#"{"absent": true}"#, None, true),
+            (r#"{"absent": true}"#, Some("x"), false),
+            (r#"{"exact": "x", "invert": true}"#, None, true),
+            (r#"{"exact": "x", "invert": true}"#, Some("x"), false),
+            (r#"{"prefix": "a"}"#, None, false),
+        ];
+        for (json, value, want) in cases {
+            let m = matcher(json).unwrap();
+            assert_eq!(
+                m.matches(value.map(str::as_bytes)),
+                *want,
+                "{json} on {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_utf8_values_are_matched_without_failing() {
+        let m = matcher(r#"{"regex": "a.b"}"#).unwrap();
+        assert!(m.matches(Some(b"a\xffb")));
+        assert!(
+            matcher(r#"{"prefix": "a"}"#)
+                .unwrap()
+                .matches(Some(b"a\xff"))
+        );
+    }
+
+    #[test]
+    fn bad_matchers_are_reported_with_their_path() {
+        let err = matcher(r#"{"regex": "("}"#).unwrap_err();
+        assert_eq!(err.list()[0].path, "/m/regex");
+        assert!(!err.list()[0].message.contains('\n'));
+        assert_eq!(matcher("{}").unwrap_err().list()[0].path, "/m");
+        assert!(
+            matcher(r#"{"exact": "a", "prefix": "b"}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one")
+        );
+        assert_eq!(
+            matcher(r#"{"present": false}"#).unwrap_err().list()[0].path,
+            "/m/present"
+        );
+        assert_eq!(
+            matcher(r#"{"name": "x", "present": true}"#)
+                .unwrap_err()
+                .list()[0]
+                .path,
+            "/m/name"
+        );
+    }
+
+    #[test]
+    fn conditions_need_every_part() {
+        let spec: Value = serde_json::from_str(
+            r#"{"host": {"suffix": ".example.com"}, "path": {"prefix": "/api"},
+                "method": {"one_of": ["GET"]},
+                "headers": [{"name": "x-env", "exact": "prod"}, {"name": "x-debug", "absent": true}],
+                "query": [{"name": "v", "exact": "2"}]}"#,
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        let cond = Condition::decode(&spec, "/when", &mut p);
+        assert!(p.is_empty(), "{p}");
+        let req = |path: &str, extra: &[(&str, &str)]| {
+            let mut h = vec![
+                (":method".to_owned(), b"GET".to_vec()),
+                (":path".to_owned(), path.as_bytes().to_vec()),
+                (":authority".to_owned(), b"api.example.com:8443".to_vec()),
+                ("x-env".to_owned(), b"prod".to_vec()),
+            ];
+            h.extend(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
+            );
+            Request::new(HeaderMap::new(h), TableHost::default())
+        };
+        assert!(cond.matches(&req("/api/x?v=2", &[])));
+        assert!(!cond.matches(&req("/api/x?v=3", &[])));
+        assert!(!cond.matches(&req("/web?v=2", &[])));
+        assert!(!cond.matches(&req("/api?v=2", &[("x-debug", "1")])));
+    }
+
+    #[test]
+    fn header_matcher_names_must_be_lower_case() {
+        let spec: Value = serde_json::from_str(
+            r#"{"headers": [{"name": "X-A", "present": true}, {"exact": "x"}]}"#,
+        )
+        .unwrap();
+        let mut p = Problems::default();
+        Condition::decode(&spec, "/when", &mut p);
+        let paths: Vec<_> = p.list().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["/when/headers/0/name", "/when/headers/1"]);
+    }
+}

@@ -1,0 +1,174 @@
+//! Proxy-wasm glue the filters share (built for wasm32 only): reading a
+//! header map, writing back [`Change`]s and setting filter state.
+//!
+//! The SDK's write calls panic when the host answers anything but `Ok`, and
+//! a panic kills the VM (every stream on it). These wrappers call the same
+//! host functions directly and return the status instead, so a refused write
+//! is counted and logged and the request goes on.
+#![allow(unsafe_code)]
+
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MapType;
+
+use crate::headers::{Change, HeaderMap};
+use crate::request::Host;
+
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        details_data: *const u8,
+        details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+/// A host status other than `Ok` (the raw number, as the ABI defines it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStatus(pub u32);
+
+fn status(code: u32) -> Result<(), HostStatus> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(HostStatus(code))
+    }
+}
+
+/// Reads a whole header map in one host call. Names come from the host,
+/// which validates them (Envoy's codecs refuse non-token names).
+pub fn read_map(map: MapType) -> HeaderMap {
+    HeaderMap::new(hostcalls::get_map_bytes(map).unwrap_or_default())
+}
+
+/// Applies `changes` to the host's map; returns how many writes the host
+/// refused.
+pub fn write_changes(map: MapType, changes: &[Change]) -> usize {
+    let map = map as u32;
+    let mut refused = 0;
+    for change in changes {
+        // SAFETY: every pointer/length pair comes from a live slice that
+        // outlives the call; the host only reads them.
+        let result = status(unsafe {
+            match change {
+                Change::Remove(name) => {
+                    proxy_remove_header_map_value(map, name.as_ptr(), name.len())
+                }
+                Change::Replace(name, value) => proxy_replace_header_map_value(
+                    map,
+                    name.as_ptr(),
+                    name.len(),
+                    value.as_ptr(),
+                    value.len(),
+                ),
+                Change::Add(name, value) => proxy_add_header_map_value(
+                    map,
+                    name.as_ptr(),
+                    name.len(),
+                    value.as_ptr(),
+                    value.len(),
+                ),
+            }
+        });
+        if result.is_err() {
+            refused += 1;
+        }
+    }
+    refused
+}
+
+/// Sets a one-segment property (Envoy stores it as filter state
+/// `wasm.<name>`, readable by later filters and access logs).
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostStatus> {
+    // SAFETY: as above, live slices read by the host during the call.
+    status(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// Sends a local reply. Unlike the SDK's `send_http_response`, header values
+/// may be any bytes, and `details` (Envoy's response-code details, shown by
+/// `%RESPONSE_CODE_DETAILS%` in access logs) is passed on.
+pub fn send_local_reply(
+    status: u16,
+    details: &str,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+) -> Result<(), HostStatus> {
+    let pairs = serialize_pairs(headers);
+    // SAFETY: as above, live slices read by the host during the call.
+    self::status(unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            pairs.as_ptr(),
+            pairs.len(),
+            -1,
+        )
+    })
+}
+
+/// The ABI's map encoding: count, (name size, value size) per pair, then
+/// each name and value followed by a NUL.
+fn serialize_pairs(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let mut out = Vec::new();
+    out.extend_from_slice(&len(pairs.len()));
+    for (name, value) in pairs {
+        out.extend_from_slice(&len(name.len()));
+        out.extend_from_slice(&len(value.len()));
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out
+}
+
+/// The proxy as a [`Host`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProxyHost;
+
+impl Host for ProxyHost {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn now_nanos(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}

@@ -1,0 +1,259 @@
+//! What rules look at: the request's headers, its path and query, and host
+//! properties read lazily (at most once per request, and only when a rule
+//! needs them).
+
+use std::cell::OnceCell;
+
+use crate::headers::HeaderMap;
+
+/// What a filter needs from its host besides the header maps. The proxy-wasm
+/// glue implements it with host calls; native tests with a table.
+pub trait Host {
+    /// A property by path segments (`["xds", "route_name"]`).
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Wall-clock time in nanoseconds since the Unix epoch.
+    fn now_nanos(&self) -> u64;
+}
+
+/// A request as the rules see it.
+#[derive(Debug)]
+pub struct Request<H> {
+    pub headers: HeaderMap,
+    host: H,
+    route_name: OnceCell<Option<Vec<u8>>>,
+    virtual_host: OnceCell<Option<Vec<u8>>>,
+    client_address: OnceCell<Option<Vec<u8>>>,
+    start_nanos: OnceCell<u64>,
+}
+
+impl<H: Host> Request<H> {
+    pub fn new(headers: HeaderMap, host: H) -> Self {
+        Self {
+            headers,
+            host,
+            route_name: OnceCell::new(),
+            virtual_host: OnceCell::new(),
+            client_address: OnceCell::new(),
+            start_nanos: OnceCell::new(),
+        }
+    }
+
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    /// `:path` as sent, query included.
+    pub fn full_path(&self) -> &[u8] {
+        self.headers
+            .entries()
+            .iter()
+            .find(|(k, _)| k == ":path")
+            .map_or(&[], |(_, v)| v.as_slice())
+    }
+
+    /// The path without its query.
+    pub fn path(&self) -> &[u8] {
+        split_query(self.full_path()).0
+    }
+
+    /// The raw (not percent-decoded) value of the first query parameter
+    /// `name`; a parameter without `=` has an empty value.
+    pub fn query_param(&self, name: &str) -> Option<&[u8]> {
+        query_pairs(split_query(self.full_path()).1)
+            .find(|(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+
+    /// `:authority` without its port (IPv6-aware), lower-cased by the host.
+    pub fn authority_host(&self) -> &[u8] {
+        let authority = self
+            .headers
+            .entries()
+            .iter()
+            .find(|(k, _)| k == ":authority")
+            .map_or(&[][..], |(_, v)| v.as_slice());
+        strip_port(authority)
+    }
+
+    pub fn method(&self) -> &[u8] {
+        self.headers
+            .entries()
+            .iter()
+            .find(|(k, _)| k == ":method")
+            .map_or(&[], |(_, v)| v.as_slice())
+    }
+
+    /// `xds.route_name`.
+    pub fn route_name(&self) -> Option<&[u8]> {
+        self.route_name
+            .get_or_init(|| self.host.property(&["xds", "route_name"]))
+            .as_deref()
+    }
+
+    /// `xds.virtual_host_name`.
+    pub fn virtual_host(&self) -> Option<&[u8]> {
+        self.virtual_host
+            .get_or_init(|| self.host.property(&["xds", "virtual_host_name"]))
+            .as_deref()
+    }
+
+    /// `source.address`: the downstream peer as `ip:port`.
+    pub fn client_address(&self) -> Option<&[u8]> {
+        self.client_address
+            .get_or_init(|| self.host.property(&["source", "address"]))
+            .as_deref()
+    }
+
+    /// A route metadata value: `xds.route_metadata.filter_metadata.<ns>.<key>`.
+    pub fn route_metadata(&self, namespace: &str, key: &str) -> Option<Vec<u8>> {
+        self.host
+            .property(&["xds", "route_metadata", "filter_metadata", namespace, key])
+    }
+
+    /// When the filter first asked: nanoseconds since the Unix epoch.
+    pub fn start_nanos(&self) -> u64 {
+        *self.start_nanos.get_or_init(|| self.host.now_nanos())
+    }
+}
+
+/// Splits a path at its first `?`.
+pub fn split_query(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().position(|b| *b == b'?') {
+        Some(i) => (
+            path.get(..i).unwrap_or_default(),
+            path.get(i + 1..).unwrap_or_default(),
+        ),
+        None => (path, &[]),
+    }
+}
+
+/// `name=value` pairs of a query string, raw; empty segments skipped.
+pub fn query_pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    query
+        .split(|b| *b == b'&')
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (
+                pair.get(..i).unwrap_or_default(),
+                pair.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (pair, &[][..]),
+        })
+}
+
+/// A host without its port: `[::1]:80` → `[::1]`, `a.b:8080` → `a.b`.
+pub fn strip_port(authority: &[u8]) -> &[u8] {
+    if authority.first() == Some(&b'[') {
+        return match authority.iter().position(|b| *b == b']') {
+            Some(end) => authority.get(..=end).unwrap_or(authority),
+            None => authority,
+        };
+    }
+    // Two or more colons without brackets: a bare IPv6 address, no port.
+    if authority.iter().filter(|b| **b == b':').count() > 1 {
+        return authority;
+    }
+    match authority.iter().rposition(|b| *b == b':') {
+        Some(i)
+            if authority
+                .get(i + 1..)
+                .is_some_and(|p| p.iter().all(u8::is_ascii_digit)) =>
+        {
+            authority.get(..i).unwrap_or(authority)
+        }
+        _ => authority,
+    }
+}
+
+/// Percent-encodes a query component: everything but RFC 3986 unreserved
+/// characters.
+pub fn encode_query_component(value: &[u8]) -> Vec<u8> {
+    let hex = |n: u8| if n < 10 { b'0' + n } else { b'A' + n - 10 };
+    let mut out = Vec::with_capacity(value.len());
+    for &b in value {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b);
+        } else {
+            out.push(b'%');
+            out.push(hex(b >> 4));
+            out.push(hex(b & 0xf));
+        }
+    }
+    out
+}
+
+/// Test support: a host answering from a table.
+#[derive(Debug, Default, Clone)]
+pub struct TableHost {
+    pub properties: Vec<(String, Vec<u8>)>,
+    pub now_nanos: u64,
+}
+
+impl TableHost {
+    pub fn with(mut self, path: &str, value: &str) -> Self {
+        self.properties
+            .push((path.to_owned(), value.as_bytes().to_vec()));
+        self
+    }
+}
+
+impl Host for TableHost {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let key = path.join(".");
+        self.properties
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn now_nanos(&self) -> u64 {
+        self.now_nanos
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str, authority: &str) -> Request<TableHost> {
+        let headers = HeaderMap::new(vec![
+            (":method".into(), b"GET".to_vec()),
+            (":path".into(), path.as_bytes().to_vec()),
+            (":authority".into(), authority.as_bytes().to_vec()),
+        ]);
+        Request::new(headers, TableHost::default().with("xds.route_name", "r1"))
+    }
+
+    #[test]
+    fn path_and_query_are_split_and_parameters_read_raw() {
+        let r = request("/a/b?x=1&flag&y=%20z&x=2", "h");
+        assert_eq!(r.path(), b"/a/b");
+        assert_eq!(r.query_param("x"), Some(&b"1"[..]));
+        assert_eq!(r.query_param("flag"), Some(&b""[..]));
+        assert_eq!(r.query_param("y"), Some(&b"%20z"[..]));
+        assert_eq!(r.query_param("none"), None);
+        assert_eq!(request("/", "h").query_param("x"), None);
+    }
+
+    #[test]
+    fn ports_are_stripped_ipv6_aware() {
+        assert_eq!(strip_port(b"a.example:8080"), b"a.example");
+        assert_eq!(strip_port(b"a.example"), b"a.example");
+        assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
+        assert_eq!(strip_port(b"[::1]"), b"[::1]");
+        assert_eq!(strip_port(b"::1"), b"::1");
+        assert_eq!(request("/", "h:1").authority_host(), b"h");
+    }
+
+    #[test]
+    fn properties_come_from_the_host() {
+        let r = request("/", "h");
+        assert_eq!(r.route_name(), Some(&b"r1"[..]));
+        assert_eq!(r.virtual_host(), None);
+    }
+
+    #[test]
+    fn query_components_are_percent_encoded() {
+        assert_eq!(encode_query_component(b"a b&c=d~"), b"a%20b%26c%3Dd~");
+    }
+}

@@ -1,0 +1,660 @@
+//! The plugin configuration, decoded from JSON into compiled rules
+//! (regexes and templates parsed, names checked) with every problem
+//! reported by JSON path. The format is documented in the crate's README.
+
+use filter_common::config::{
+    Fields, Problems, check_header_name, check_header_value, join, kind, one_of, parse_json, tagged,
+};
+use filter_common::matcher::{Condition, invalid_regex};
+use filter_common::scope::ScopeMatch;
+use filter_common::template::{Side, Template};
+use regex_lite::Regex;
+use serde_json::Value;
+
+/// Envoy's `HeaderValueOption.append_action`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AppendAction {
+    /// Add a line, whether or not the header exists (Envoy's default).
+    #[default]
+    AppendIfExistsOrAdd,
+    /// Add only when the header is absent.
+    AddIfAbsent,
+    /// Replace every line, or add.
+    OverwriteIfExistsOrAdd,
+    /// Replace every line; nothing when absent.
+    OverwriteIfExists,
+}
+
+/// Which lines of a repeated header `dedupe` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dedupe {
+    RetainFirst,
+    RetainLast,
+    RetainUnique,
+}
+
+/// The compiled configuration (the default one does nothing).
+#[derive(Debug, Default)]
+pub struct Config {
+    pub(crate) default: Policy,
+    pub(crate) scopes: Vec<(ScopeMatch, Policy)>,
+    /// Call Envoy's `clear_route_cache` after changing request headers.
+    pub clear_route_cache: bool,
+}
+
+/// What applies to a request: the global policy or a scope's.
+#[derive(Debug, Default)]
+pub(crate) struct Policy {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) cors: Option<Cors>,
+    pub(crate) custom_responses: Vec<CustomResponse>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub(crate) when: Condition,
+    pub(crate) request_headers: Vec<HeaderOp>,
+    pub(crate) response_headers: Vec<HeaderOp>,
+    pub(crate) request_trailers: Vec<HeaderOp>,
+    pub(crate) response_trailers: Vec<HeaderOp>,
+    pub(crate) query: Vec<QueryOp>,
+    pub(crate) to_filter_state: Vec<ToFilterState>,
+}
+
+#[derive(Debug)]
+pub(crate) enum HeaderOp {
+    Put {
+        name: String,
+        value: Template,
+        action: AppendAction,
+        keep_empty: bool,
+    },
+    Append {
+        name: String,
+        value: Template,
+        separator: Vec<u8>,
+    },
+    Remove(Removal),
+    Rename {
+        from: String,
+        to: String,
+    },
+    Copy {
+        from: String,
+        to: String,
+    },
+    Dedupe {
+        name: String,
+        strategy: Dedupe,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) enum Removal {
+    Name(String),
+    Prefix(String),
+    Regex(Regex),
+    HopByHop,
+}
+
+#[derive(Debug)]
+pub(crate) enum QueryOp {
+    Set { name: String, value: Template },
+    Add { name: String, value: Template },
+    Remove { name: String },
+}
+
+#[derive(Debug)]
+pub(crate) struct ToFilterState {
+    pub(crate) header: String,
+    pub(crate) property: String,
+    pub(crate) rewrite: Option<(Regex, String)>,
+    pub(crate) on_missing: Option<Vec<u8>>,
+    pub(crate) remove_header: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Cors {
+    pub(crate) any_origin: bool,
+    pub(crate) origins: Vec<String>,
+    pub(crate) patterns: Vec<(String, String)>,
+    pub(crate) allow_methods: String,
+    pub(crate) allow_headers: String,
+    pub(crate) expose_headers: String,
+    pub(crate) allow_credentials: bool,
+    pub(crate) max_age: Option<u32>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CustomResponse {
+    pub(crate) on_status: Vec<StatusPattern>,
+    pub(crate) status: Option<u16>,
+    pub(crate) headers: Vec<(String, Template)>,
+    pub(crate) body: Option<Template>,
+}
+
+/// `404` or a class such as `4xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusPattern {
+    Exact(u16),
+    Class(u16),
+}
+
+impl StatusPattern {
+    pub(crate) fn matches(self, status: u16) -> bool {
+        match self {
+            StatusPattern::Exact(s) => s == status,
+            StatusPattern::Class(c) => status / 100 == c,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and compiles a plugin configuration, reporting every problem.
+    pub fn parse(bytes: &[u8]) -> Result<Config, Problems> {
+        let value = parse_json(bytes)?;
+        let mut problems = Problems::default();
+        let config = Self::decode(&value, &mut problems);
+        problems.into_result(config)
+    }
+
+    fn decode(value: &Value, problems: &mut Problems) -> Config {
+        const KNOWN: &[&str] = &[
+            "rules",
+            "cors",
+            "custom_responses",
+            "scopes",
+            "clear_route_cache",
+        ];
+        let Some(f) = Fields::new(value, "", KNOWN, problems) else {
+            return Config::default();
+        };
+        let default = Policy::decode(&f, problems);
+        let mut scopes = Vec::new();
+        let scopes_at = f.at("scopes");
+        for (i, scope) in f.list("scopes", problems).iter().enumerate() {
+            let at = join(&scopes_at, i);
+            let Some(s) = Fields::new(
+                scope,
+                &at,
+                &["match", "rules", "cors", "custom_responses"],
+                problems,
+            ) else {
+                continue;
+            };
+            let matcher = match s.value("match") {
+                Some(m) => ScopeMatch::decode(m, &s.at("match"), problems),
+                None => {
+                    problems.push(&at, "missing field `match`");
+                    continue;
+                }
+            };
+            scopes.push((matcher, Policy::decode(&s, problems)));
+        }
+        Config {
+            default,
+            scopes,
+            clear_route_cache: f.flag("clear_route_cache", problems),
+        }
+    }
+
+    /// How many rules the configuration holds, over all scopes.
+    pub fn rule_count(&self) -> usize {
+        self.default.rules.len()
+            + self
+                .scopes
+                .iter()
+                .map(|(_, p)| p.rules.len())
+                .sum::<usize>()
+    }
+}
+
+impl Policy {
+    /// `rules`, `cors` and `custom_responses` of the top level or a scope.
+    fn decode(f: &Fields<'_>, problems: &mut Problems) -> Policy {
+        let rules_at = f.at("rules");
+        let rules = f
+            .list("rules", problems)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Rule::decode(r, &join(&rules_at, i), problems))
+            .collect();
+        let cors = f
+            .value("cors")
+            .and_then(|c| Cors::decode(c, &f.at("cors"), problems));
+        let responses_at = f.at("custom_responses");
+        let custom_responses = f
+            .list("custom_responses", problems)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| CustomResponse::decode(r, &join(&responses_at, i), problems))
+            .collect();
+        Policy {
+            rules,
+            cors,
+            custom_responses,
+        }
+    }
+}
+
+impl Rule {
+    fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<Rule> {
+        const KNOWN: &[&str] = &[
+            "name",
+            "when",
+            "request_headers",
+            "response_headers",
+            "request_trailers",
+            "response_trailers",
+            "query",
+            "to_filter_state",
+        ];
+        let f = Fields::new(value, at, KNOWN, problems)?;
+        let _ = f.string("name", problems);
+        let when = match f.value("when") {
+            Some(w) => Condition::decode(w, &f.at("when"), problems),
+            None => Condition::default(),
+        };
+        let ops = |key: &str, side: Side, problems: &mut Problems| {
+            let list_at = f.at(key);
+            f.list(key, problems)
+                .iter()
+                .enumerate()
+                .filter_map(|(i, op)| HeaderOp::decode(op, &join(&list_at, i), side, problems))
+                .collect::<Vec<_>>()
+        };
+        let request_headers = ops("request_headers", Side::Request, problems);
+        let response_headers = ops("response_headers", Side::Response, problems);
+        let request_trailers = ops("request_trailers", Side::Request, problems);
+        let response_trailers = ops("response_trailers", Side::Response, problems);
+        let query_at = f.at("query");
+        let query = f
+            .list("query", problems)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| QueryOp::decode(op, &join(&query_at, i), problems))
+            .collect();
+        let state_at = f.at("to_filter_state");
+        let to_filter_state = f
+            .list("to_filter_state", problems)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| ToFilterState::decode(s, &join(&state_at, i), problems))
+            .collect();
+        Some(Rule {
+            when,
+            request_headers,
+            response_headers,
+            request_trailers,
+            response_trailers,
+            query,
+            to_filter_state,
+        })
+    }
+}
+
+impl HeaderOp {
+    fn decode(value: &Value, at: &str, side: Side, problems: &mut Problems) -> Option<HeaderOp> {
+        const OPS: &[&str] = &["set", "add", "append", "remove", "rename", "copy", "dedupe"];
+        let (op, inner) = tagged(value, at, OPS, problems)?;
+        let at = join(at, op);
+        let known: &[&str] = match op {
+            "set" => &["name", "value", "keep_empty_value"],
+            "add" => &["name", "value", "append_action", "keep_empty_value"],
+            "append" => &["name", "value", "separator"],
+            "remove" => &["name", "prefix", "regex", "hop_by_hop"],
+            "rename" | "copy" => &["from", "to"],
+            _ => &["name", "strategy"],
+        };
+        let f = Fields::new(inner, &at, known, problems)?;
+        let header = |key: &str, problems: &mut Problems| {
+            let name = f.required_string(key, problems)?;
+            check_header_name(name, &f.at(key), problems);
+            Some(name.to_owned())
+        };
+        match op {
+            "set" | "add" => {
+                let name = header("name", problems);
+                let value = template(&f, "value", side, problems);
+                let action = match f.string("append_action", problems) {
+                    None if op == "set" => Some(AppendAction::OverwriteIfExistsOrAdd),
+                    None => Some(AppendAction::AppendIfExistsOrAdd),
+                    Some(a) => match one_of(a, APPEND_ACTIONS, &f.at("append_action"), problems)? {
+                        "ADD_IF_ABSENT" => Some(AppendAction::AddIfAbsent),
+                        "OVERWRITE_IF_EXISTS_OR_ADD" => Some(AppendAction::OverwriteIfExistsOrAdd),
+                        "OVERWRITE_IF_EXISTS" => Some(AppendAction::OverwriteIfExists),
+                        _ => Some(AppendAction::AppendIfExistsOrAdd),
+                    },
+                };
+                let keep_empty = f.flag("keep_empty_value", problems);
+                Some(HeaderOp::Put {
+                    name: name?,
+                    value: value?,
+                    action: action?,
+                    keep_empty,
+                })
+            }
+            "append" => {
+                let name = header("name", problems);
+                let value = template(&f, "value", side, problems);
+                let separator = f.string("separator", problems).unwrap_or(",");
+                check_header_value(separator, &f.at("separator"), problems);
+                Some(HeaderOp::Append {
+                    name: name?,
+                    value: value?,
+                    separator: separator.as_bytes().to_vec(),
+                })
+            }
+            "remove" => {
+                let given = ["name", "prefix", "regex", "hop_by_hop"]
+                    .iter()
+                    .filter(|k| f.value(k).is_some())
+                    .count();
+                if given != 1 {
+                    problems.push(
+                        &at,
+                        "`remove` takes exactly one of `name`, `prefix`, `regex`, `hop_by_hop`",
+                    );
+                    return None;
+                }
+                if f.value("name").is_some() {
+                    return header("name", problems).map(|n| HeaderOp::Remove(Removal::Name(n)));
+                }
+                if let Some(p) = f.string("prefix", problems) {
+                    if p.is_empty() || p.bytes().any(|b| b.is_ascii_uppercase()) {
+                        problems.push(&f.at("prefix"), "a prefix must be non-empty and lower-case");
+                    }
+                    return Some(HeaderOp::Remove(Removal::Prefix(p.to_owned())));
+                }
+                if let Some(r) = f.string("regex", problems) {
+                    return match Regex::new(r) {
+                        Ok(re) => Some(HeaderOp::Remove(Removal::Regex(re))),
+                        Err(e) => {
+                            problems.push(&f.at("regex"), invalid_regex(&e));
+                            None
+                        }
+                    };
+                }
+                match f.bool("hop_by_hop", problems) {
+                    Some(true) => Some(HeaderOp::Remove(Removal::HopByHop)),
+                    Some(false) => {
+                        problems.push(
+                            &f.at("hop_by_hop"),
+                            "write `hop_by_hop: true` or leave the operation out",
+                        );
+                        None
+                    }
+                    None => None,
+                }
+            }
+            "rename" | "copy" => {
+                let (from, to) = (header("from", problems)?, header("to", problems)?);
+                if from == to {
+                    problems.push(&f.at("to"), format!("`from` and `to` are both `{from}`"));
+                }
+                Some(if op == "rename" {
+                    HeaderOp::Rename { from, to }
+                } else {
+                    HeaderOp::Copy { from, to }
+                })
+            }
+            _ => {
+                let name = header("name", problems);
+                let strategy =
+                    f.required_string("strategy", problems).and_then(|s| {
+                        match one_of(
+                            s,
+                            &["RETAIN_FIRST", "RETAIN_LAST", "RETAIN_UNIQUE"],
+                            &f.at("strategy"),
+                            problems,
+                        )? {
+                            "RETAIN_FIRST" => Some(Dedupe::RetainFirst),
+                            "RETAIN_LAST" => Some(Dedupe::RetainLast),
+                            _ => Some(Dedupe::RetainUnique),
+                        }
+                    });
+                Some(HeaderOp::Dedupe {
+                    name: name?,
+                    strategy: strategy?,
+                })
+            }
+        }
+    }
+}
+
+const APPEND_ACTIONS: &[&str] = &[
+    "APPEND_IF_EXISTS_OR_ADD",
+    "ADD_IF_ABSENT",
+    "OVERWRITE_IF_EXISTS_OR_ADD",
+    "OVERWRITE_IF_EXISTS",
+];
+
+impl QueryOp {
+    fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<QueryOp> {
+        let (op, inner) = tagged(value, at, &["set", "add", "remove"], problems)?;
+        let at = join(at, op);
+        let known: &[&str] = if op == "remove" {
+            &["name"]
+        } else {
+            &["name", "value"]
+        };
+        let f = Fields::new(inner, &at, known, problems)?;
+        let name = f.required_string("name", problems).map(str::to_owned);
+        if name.as_deref() == Some("") {
+            problems.push(&f.at("name"), "a query parameter name cannot be empty");
+        }
+        if op == "remove" {
+            return Some(QueryOp::Remove { name: name? });
+        }
+        let value = template(&f, "value", Side::Request, problems);
+        let (name, value) = (name?, value?);
+        Some(if op == "set" {
+            QueryOp::Set { name, value }
+        } else {
+            QueryOp::Add { name, value }
+        })
+    }
+}
+
+impl ToFilterState {
+    fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<ToFilterState> {
+        let f = Fields::new(
+            value,
+            at,
+            &[
+                "header",
+                "property",
+                "regex_rewrite",
+                "on_missing",
+                "remove_header",
+            ],
+            problems,
+        )?;
+        let header = f.required_string("header", problems);
+        if let Some(h) = header {
+            check_header_name(h, &f.at("header"), problems);
+        }
+        let property = f.required_string("property", problems);
+        if property.is_some_and(|p| p.is_empty() || p.contains('\0')) {
+            problems.push(&f.at("property"), "a property name must be non-empty text");
+        }
+        let rewrite = match f.object("regex_rewrite", &["pattern", "substitution"], problems) {
+            Some(r) => {
+                let pattern = r.required_string("pattern", problems);
+                let substitution = r.required_string("substitution", problems);
+                match pattern.map(Regex::new) {
+                    Some(Ok(re)) => substitution.map(|s| (re, s.to_owned())),
+                    Some(Err(e)) => {
+                        problems.push(&r.at("pattern"), invalid_regex(&e));
+                        None
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        Some(ToFilterState {
+            header: header?.to_owned(),
+            property: property?.to_owned(),
+            rewrite,
+            on_missing: f
+                .string("on_missing", problems)
+                .map(|v| v.as_bytes().to_vec()),
+            remove_header: f.flag("remove_header", problems),
+        })
+    }
+}
+
+/// A member holding a value template (required).
+fn template(f: &Fields<'_>, key: &str, side: Side, problems: &mut Problems) -> Option<Template> {
+    let source = f.required_string(key, problems)?;
+    let at = f.at(key);
+    check_header_value(source, &at, problems);
+    parse_template(source, &at, side, problems)
+}
+
+fn parse_template(source: &str, at: &str, side: Side, problems: &mut Problems) -> Option<Template> {
+    match Template::parse(source, side) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.push(at, format!("bad template: {e}"));
+            None
+        }
+    }
+}
+
+impl Cors {
+    fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<Cors> {
+        const KNOWN: &[&str] = &[
+            "allow_origins",
+            "allow_origin_patterns",
+            "allow_methods",
+            "allow_headers",
+            "expose_headers",
+            "allow_credentials",
+            "max_age",
+        ];
+        let f = Fields::new(value, at, KNOWN, problems)?;
+        let origins = f.strings("allow_origins", problems);
+        let patterns = f.strings("allow_origin_patterns", problems);
+        if origins.is_empty() && patterns.is_empty() {
+            problems.push(at, "CORS needs `allow_origins` or `allow_origin_patterns`");
+        }
+        for (i, p) in patterns.iter().enumerate() {
+            if p.matches('*').count() != 1 {
+                problems.push(
+                    &join(&f.at("allow_origin_patterns"), i),
+                    format!("`{p}`: a pattern has one `*`, such as `https://*.example.com`"),
+                );
+            }
+        }
+        let headers = |key: &str, problems: &mut Problems| {
+            let list = f.strings(key, problems);
+            for (i, h) in list.iter().enumerate() {
+                if *h != "*" {
+                    check_header_name(&h.to_ascii_lowercase(), &join(&f.at(key), i), problems);
+                }
+            }
+            list.join(", ")
+        };
+        let allow_headers = headers("allow_headers", problems);
+        let expose_headers = headers("expose_headers", problems);
+        let methods = f.strings("allow_methods", problems);
+        for (i, m) in methods.iter().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'*') {
+                problems.push(
+                    &join(&f.at("allow_methods"), i),
+                    format!("`{m}` is not a method"),
+                );
+            }
+        }
+        Some(Cors {
+            any_origin: origins.contains(&"*"),
+            origins: origins.iter().map(|o| o.to_ascii_lowercase()).collect(),
+            patterns: patterns
+                .iter()
+                .filter_map(|p| p.split_once('*'))
+                .map(|(a, b)| (a.to_ascii_lowercase(), b.to_ascii_lowercase()))
+                .collect(),
+            allow_methods: methods.join(", "),
+            allow_headers,
+            expose_headers,
+            allow_credentials: f.flag("allow_credentials", problems),
+            max_age: f
+                .integer("max_age", 0, u64::from(u32::MAX), problems)
+                .and_then(|n| u32::try_from(n).ok()),
+        })
+    }
+}
+
+impl CustomResponse {
+    fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<CustomResponse> {
+        let f = Fields::new(
+            value,
+            at,
+            &["on_status", "status", "headers", "body"],
+            problems,
+        )?;
+        let mut on_status = Vec::new();
+        let statuses = f.strings("on_status", problems);
+        if statuses.is_empty() {
+            problems.push(
+                &f.at("on_status"),
+                "list the statuses to replace, such as `404` or `5xx`",
+            );
+        }
+        for (i, s) in statuses.iter().enumerate() {
+            match parse_status_pattern(s) {
+                Some(p) => on_status.push(p),
+                None => problems.push(
+                    &join(&f.at("on_status"), i),
+                    format!("`{s}` is not a status (`404`) or a class (`1xx` to `5xx`)"),
+                ),
+            }
+        }
+        let status = f
+            .integer("status", 200, 599, problems)
+            .and_then(|s| u16::try_from(s).ok());
+        let mut headers = Vec::new();
+        if let Some(h) = f.value("headers") {
+            let headers_at = f.at("headers");
+            match h.as_object() {
+                Some(map) => {
+                    for (name, value) in map {
+                        let here = join(&headers_at, name);
+                        check_header_name(name, &here, problems);
+                        let Some(source) = value.as_str() else {
+                            problems
+                                .push(&here, format!("expected a string, found {}", kind(value)));
+                            continue;
+                        };
+                        check_header_value(source, &here, problems);
+                        if let Some(t) = parse_template(source, &here, Side::Response, problems) {
+                            headers.push((name.clone(), t));
+                        }
+                    }
+                }
+                None => problems.push(&headers_at, "expected an object of header names to values"),
+            }
+        }
+        let body = f
+            .string("body", problems)
+            .and_then(|b| parse_template(b, &f.at("body"), Side::Response, problems));
+        Some(CustomResponse {
+            on_status,
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn parse_status_pattern(s: &str) -> Option<StatusPattern> {
+    match s.as_bytes() {
+        [c @ b'1'..=b'5', b'x' | b'X', b'x' | b'X'] => {
+            Some(StatusPattern::Class(u16::from(c - b'0')))
+        }
+        [b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'] => s.parse().ok().map(StatusPattern::Exact),
+        _ => None,
+    }
+}

@@ -1,0 +1,198 @@
+//! The proxy-wasm glue: one root context holding the compiled
+//! configuration, one HTTP context per stream. Each callback reads the
+//! host's map once, runs the logic, and writes back only what changed.
+
+use std::rc::Rc;
+
+use filter_common::proxy::{ProxyHost, read_map, send_local_reply, set_property, write_changes};
+use filter_common::request::Request;
+use log::{debug, error, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+
+use crate::config::Config;
+use crate::transform::{Decision, LocalReply};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { config: Rc::new(Config::default()), metrics: Metrics::default() })
+    });
+}}
+
+/// Counter ids (Envoy shows them as `wasmcustom.header_transform.*`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Metrics {
+    rules_applied: Option<u32>,
+    errors: Option<u32>,
+    cors_preflights: Option<u32>,
+    responses_replaced: Option<u32>,
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Metrics {
+            rules_applied: counter("header_transform.rules_applied"),
+            errors: counter("header_transform.errors"),
+            cors_preflights: counter("header_transform.cors_preflights"),
+            responses_replaced: counter("header_transform.responses_replaced"),
+        }
+    }
+}
+
+fn count(metric: Option<u32>, n: usize) {
+    if let (Some(id), Ok(n)) = (metric, i64::try_from(n))
+        && n > 0
+    {
+        let _ = hostcalls::increment_metric(id, n);
+    }
+}
+
+struct Root {
+    config: Rc<Config>,
+    metrics: Metrics,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match Config::parse(&bytes) {
+            Ok(config) => {
+                info!(
+                    "header-transform: configured with {} rules",
+                    config.rule_count()
+                );
+                self.config = Rc::new(config);
+                self.metrics = Metrics::define();
+                true
+            }
+            Err(problems) => {
+                error!("header-transform: invalid configuration: {problems}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            config: Rc::clone(&self.config),
+            metrics: self.metrics,
+            request: None,
+            decision: Decision::default(),
+            replied: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    config: Rc<Config>,
+    metrics: Metrics,
+    /// The request as forwarded, for response-side templates.
+    request: Option<Request<ProxyHost>>,
+    decision: Decision,
+    /// This filter answered the stream itself; its own reply passes back
+    /// through the filter and must be left alone.
+    replied: bool,
+}
+
+impl Stream {
+    fn reply(&mut self, reply: &LocalReply, details: &str) -> Action {
+        self.replied = true;
+        if let Err(status) = send_local_reply(reply.status, details, &reply.headers, &reply.body) {
+            count(self.metrics.errors, 1);
+            warn!("header-transform: the host refused the local reply ({status:?})");
+            return Action::Continue;
+        }
+        Action::Pause
+    }
+
+    fn write(&self, map: MapType, changes: &[filter_common::headers::Change]) {
+        let refused = write_changes(map, changes);
+        if refused > 0 {
+            count(self.metrics.errors, refused);
+            warn!("header-transform: the host refused {refused} header writes");
+        }
+    }
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let mut request = Request::new(read_map(MapType::HttpRequestHeaders), ProxyHost);
+        let decision = self.config.on_request(&mut request);
+        if let Some(reply) = &decision.reply {
+            count(self.metrics.cors_preflights, 1);
+            return self.reply(reply, "header_transform_cors_preflight");
+        }
+        self.write(MapType::HttpRequestHeaders, &decision.writes);
+        for (property, value) in &decision.filter_state {
+            if let Err(status) = set_property(property, value) {
+                count(self.metrics.errors, 1);
+                warn!("header-transform: cannot set property {property} ({status:?})");
+            }
+        }
+        if self.config.clear_route_cache
+            && !decision.writes.is_empty()
+            && let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None)
+        {
+            debug!("header-transform: clear_route_cache unavailable ({status:?})");
+        }
+        count(self.metrics.rules_applied, decision.rules_applied());
+        self.request = Some(request);
+        self.decision = decision;
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if let Some(request) = &self.request
+            && self.config.uses_trailers()
+        {
+            let mut trailers = read_map(MapType::HttpRequestTrailers);
+            let writes = self
+                .config
+                .on_request_trailers(&self.decision, request, &mut trailers);
+            self.write(MapType::HttpRequestTrailers, &writes);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // No request seen (the proxy answered before this filter ran) or
+        // our own reply coming back: nothing to do.
+        let Some(request) = self.request.as_ref().filter(|_| !self.replied) else {
+            return Action::Continue;
+        };
+        let mut response = read_map(MapType::HttpResponseHeaders);
+        let decision = self
+            .config
+            .on_response(&self.decision, request, &mut response);
+        if let Some(reply) = decision.replace {
+            count(self.metrics.responses_replaced, 1);
+            return self.reply(&reply, "header_transform_custom_response");
+        }
+        self.write(MapType::HttpResponseHeaders, &decision.writes);
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if let Some(request) = self.request.as_ref().filter(|_| !self.replied)
+            && self.config.uses_trailers()
+        {
+            let mut trailers = read_map(MapType::HttpResponseTrailers);
+            let writes = self
+                .config
+                .on_response_trailers(&self.decision, request, &mut trailers);
+            self.write(MapType::HttpResponseTrailers, &writes);
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,520 @@
+//! Applying a compiled configuration to a request, its response and their
+//! trailers. Pure: the glue reads the host's maps, calls these, and writes
+//! back the returned changes.
+
+use filter_common::headers::{Change, HeaderMap, changes};
+use filter_common::request::{Host, Request, encode_query_component, split_query};
+use filter_common::scope;
+use filter_common::template::{Template, Vars};
+
+use crate::config::{AppendAction, Config, Cors, Dedupe, HeaderOp, Policy, QueryOp, Removal, Rule};
+
+/// A response the filter sends itself instead of forwarding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// What the request side decided, kept for the response side.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// `None`: the global policy; `Some(i)`: scope `i`.
+    scope: Option<usize>,
+    /// Indices of the rules that matched, in order.
+    matched: Vec<usize>,
+    /// The request's `Origin` when CORS allows it.
+    cors_origin: Option<Vec<u8>>,
+    /// Writes to the request headers.
+    pub writes: Vec<Change>,
+    /// Filter state to set: (property, value).
+    pub filter_state: Vec<(String, Vec<u8>)>,
+    /// A CORS preflight answered locally.
+    pub reply: Option<LocalReply>,
+}
+
+impl Decision {
+    /// How many rules matched the request.
+    pub fn rules_applied(&self) -> usize {
+        self.matched.len()
+    }
+}
+
+/// What the response side decided.
+#[derive(Debug, Default)]
+pub struct ResponseDecision {
+    pub writes: Vec<Change>,
+    /// A configured replacement for this status.
+    pub replace: Option<LocalReply>,
+}
+
+/// Headers RFC 9110 §7.6.1 defines as connection-specific, and
+/// `proxy-connection` (a common non-standard one).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl Config {
+    fn policy(&self, scope: Option<usize>) -> &Policy {
+        scope
+            .and_then(|i| self.scopes.get(i))
+            .map_or(&self.default, |(_, p)| p)
+    }
+
+    /// The request side: selects the policy, answers a CORS preflight,
+    /// applies every matching rule's request-header, query and filter-state
+    /// operations in order. `request.headers` ends up as the host should
+    /// have it; `Decision::writes` says how to get there.
+    pub fn on_request<H: Host>(&self, request: &mut Request<H>) -> Decision {
+        let scope = scope::first_match(&self.scopes, request);
+        let policy = self.policy(scope);
+        let mut decision = Decision {
+            scope,
+            ..Decision::default()
+        };
+        if let Some(cors) = &policy.cors {
+            let origin = request.headers.get("origin");
+            if let Some(origin) = origin.filter(|o| cors.allows(o)) {
+                if is_preflight(request) {
+                    decision.reply = Some(cors.preflight(&origin));
+                    return decision;
+                }
+                decision.cors_origin = Some(origin);
+            }
+        }
+        decision.matched = policy
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.when.matches(request))
+            .map(|(i, _)| i)
+            .collect();
+        let mut before: Option<HeaderMap> = None;
+        for &i in &decision.matched {
+            let Some(rule) = policy.rules.get(i) else {
+                continue;
+            };
+            if rule.request_headers.is_empty()
+                && rule.query.is_empty()
+                && rule.to_filter_state.is_empty()
+            {
+                continue;
+            }
+            before.get_or_insert_with(|| request.headers.clone());
+            collect_filter_state(rule, request, &mut decision.filter_state);
+            for op in &rule.request_headers {
+                let value = render_value(op, request, None);
+                apply(op, value, &mut request.headers);
+            }
+            for op in &rule.query {
+                apply_query(op, request);
+            }
+        }
+        if let Some(before) = before {
+            decision.writes = changes(&before, &request.headers);
+        }
+        decision
+    }
+
+    /// The response side: a configured replacement for the status, else
+    /// CORS headers and every matched rule's response-header operations.
+    pub fn on_response<H: Host>(
+        &self,
+        decision: &Decision,
+        request: &Request<H>,
+        response: &mut HeaderMap,
+    ) -> ResponseDecision {
+        let policy = self.policy(decision.scope);
+        let status = response
+            .get(":status")
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
+            .unwrap_or(0);
+        let before = response.clone();
+        if let Some(custom) = policy
+            .custom_responses
+            .iter()
+            .find(|c| c.on_status.iter().any(|p| p.matches(status)))
+        {
+            let vars = Vars {
+                request,
+                response: Some(&before),
+            };
+            let mut headers: Vec<(String, Vec<u8>)> = custom
+                .headers
+                .iter()
+                .map(|(n, t)| (n.clone(), t.render(&vars)))
+                .collect();
+            if let (Some(cors), Some(origin)) = (&policy.cors, &decision.cors_origin) {
+                let mut map = HeaderMap::new(headers);
+                cors.actual_response(origin, &mut map);
+                headers = map.into_entries();
+            }
+            let reply = LocalReply {
+                status: custom.status.unwrap_or(status),
+                headers,
+                body: custom
+                    .body
+                    .as_ref()
+                    .map(|b| b.render(&vars))
+                    .unwrap_or_default(),
+            };
+            return ResponseDecision {
+                writes: Vec::new(),
+                replace: Some(reply),
+            };
+        }
+        if let (Some(cors), Some(origin)) = (&policy.cors, &decision.cors_origin) {
+            cors.actual_response(origin, response);
+        }
+        for rule in self.matched(decision) {
+            for op in &rule.response_headers {
+                let value = render_value(op, request, Some(&before));
+                apply(op, value, response);
+            }
+        }
+        ResponseDecision {
+            writes: changes(&before, response),
+            replace: None,
+        }
+    }
+
+    /// Request trailers: every matched rule's `request_trailers` operations.
+    pub fn on_request_trailers<H: Host>(
+        &self,
+        decision: &Decision,
+        request: &Request<H>,
+        trailers: &mut HeaderMap,
+    ) -> Vec<Change> {
+        let before = trailers.clone();
+        for rule in self.matched(decision) {
+            for op in &rule.request_trailers {
+                let value = render_value(op, request, None);
+                apply(op, value, trailers);
+            }
+        }
+        changes(&before, trailers)
+    }
+
+    /// Response trailers: every matched rule's `response_trailers` operations.
+    pub fn on_response_trailers<H: Host>(
+        &self,
+        decision: &Decision,
+        request: &Request<H>,
+        trailers: &mut HeaderMap,
+    ) -> Vec<Change> {
+        let before = trailers.clone();
+        for rule in self.matched(decision) {
+            for op in &rule.response_trailers {
+                let value = render_value(op, request, Some(&before));
+                apply(op, value, trailers);
+            }
+        }
+        changes(&before, trailers)
+    }
+
+    fn matched<'a>(&'a self, decision: &'a Decision) -> impl Iterator<Item = &'a Rule> + 'a {
+        let policy = self.policy(decision.scope);
+        decision.matched.iter().filter_map(|&i| policy.rules.get(i))
+    }
+
+    /// Whether any rule touches trailers (the glue skips reading them
+    /// otherwise).
+    pub fn uses_trailers(&self) -> bool {
+        std::iter::once(&self.default)
+            .chain(self.scopes.iter().map(|(_, p)| p))
+            .flat_map(|p| &p.rules)
+            .any(|r| !r.request_trailers.is_empty() || !r.response_trailers.is_empty())
+    }
+}
+
+/// Renders an operation's value template, if it has one.
+fn render_value<H: Host>(
+    op: &HeaderOp,
+    request: &Request<H>,
+    response: Option<&HeaderMap>,
+) -> Option<Vec<u8>> {
+    let template: &Template = match op {
+        HeaderOp::Put { value, .. } | HeaderOp::Append { value, .. } => value,
+        _ => return None,
+    };
+    Some(match template.literal() {
+        Some(text) => text.to_vec(),
+        None => template.render(&Vars { request, response }),
+    })
+}
+
+/// Applies one header operation; `value` is its rendered template.
+fn apply(op: &HeaderOp, value: Option<Vec<u8>>, headers: &mut HeaderMap) {
+    match op {
+        HeaderOp::Put {
+            name,
+            action,
+            keep_empty,
+            ..
+        } => {
+            let value = value.unwrap_or_default();
+            // Envoy's rule: an empty value changes nothing unless kept.
+            if value.is_empty() && !keep_empty {
+                return;
+            }
+            let exists = headers.contains(name);
+            match action {
+                AppendAction::AppendIfExistsOrAdd => headers.add(name, value),
+                AppendAction::AddIfAbsent if !exists => headers.add(name, value),
+                AppendAction::OverwriteIfExistsOrAdd => headers.set(name, value),
+                AppendAction::OverwriteIfExists if exists => headers.set(name, value),
+                AppendAction::AddIfAbsent | AppendAction::OverwriteIfExists => {}
+            }
+        }
+        HeaderOp::Append {
+            name, separator, ..
+        } => {
+            let value = value.unwrap_or_default();
+            if value.is_empty() {
+                return;
+            }
+            match headers.get(name) {
+                Some(mut joined) => {
+                    if !joined.is_empty() {
+                        joined.extend_from_slice(separator);
+                    }
+                    joined.extend_from_slice(&value);
+                    headers.set(name, joined);
+                }
+                None => headers.add(name, value),
+            }
+        }
+        HeaderOp::Remove(removal) => match removal {
+            Removal::Name(n) => drop(headers.remove(n)),
+            Removal::Prefix(p) => {
+                headers.retain(|k, _| k.starts_with(':') || !k.starts_with(p.as_str()))
+            }
+            Removal::Regex(re) => headers.retain(|k, _| k.starts_with(':') || !re.is_match(k)),
+            Removal::HopByHop => {
+                let listed: Vec<String> = headers
+                    .values("connection")
+                    .flat_map(|v| v.split(|b| *b == b','))
+                    .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+                    .filter(|t| !t.is_empty() && !t.starts_with(':'))
+                    .collect();
+                headers.retain(|k, _| !HOP_BY_HOP.contains(&k) && !listed.iter().any(|l| l == k));
+            }
+        },
+        HeaderOp::Rename { from, to } => {
+            if headers.contains(from) {
+                let values = headers.remove(from);
+                headers.replace_all(to, values);
+            }
+        }
+        HeaderOp::Copy { from, to } => {
+            if headers.contains(from) {
+                let values: Vec<Vec<u8>> = headers.values(from).map(<[u8]>::to_vec).collect();
+                headers.replace_all(to, values);
+            }
+        }
+        HeaderOp::Dedupe { name, strategy } => {
+            let values: Vec<Vec<u8>> = headers.values(name).map(<[u8]>::to_vec).collect();
+            if values.len() < 2 {
+                return;
+            }
+            let kept = match strategy {
+                Dedupe::RetainFirst => values.into_iter().take(1).collect(),
+                Dedupe::RetainLast => values.into_iter().last().into_iter().collect(),
+                Dedupe::RetainUnique => {
+                    let mut unique: Vec<Vec<u8>> = Vec::with_capacity(values.len());
+                    for v in values {
+                        if !unique.contains(&v) {
+                            unique.push(v);
+                        }
+                    }
+                    unique
+                }
+            };
+            headers.replace_all(name, kept);
+        }
+    }
+}
+
+/// Applies one query operation to `:path`. Values are percent-encoded;
+/// existing parameters are kept byte for byte.
+fn apply_query<H: Host>(op: &QueryOp, request: &mut Request<H>) {
+    let path = request.full_path().to_vec();
+    let (base, query) = split_query(&path);
+    let mut pairs: Vec<Vec<u8>> = query
+        .split(|b| *b == b'&')
+        .filter(|s| !s.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let is = |pair: &[u8], name: &str| {
+        let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
+        key == name.as_bytes()
+    };
+    let encoded = |name: &str, value: &Template, request: &Request<H>| {
+        let rendered = value.render(&Vars {
+            request,
+            response: None,
+        });
+        let mut pair = encode_query_component(name.as_bytes());
+        pair.push(b'=');
+        pair.extend(encode_query_component(&rendered));
+        pair
+    };
+    match op {
+        QueryOp::Set { name, value } => {
+            let pair = encoded(name, value, request);
+            match pairs.iter().position(|p| is(p, name)) {
+                Some(first) => {
+                    let mut i = 0;
+                    pairs.retain(|p| {
+                        let keep = i == first || !is(p, name);
+                        i += 1;
+                        keep
+                    });
+                    if let Some(slot) = pairs.iter_mut().find(|p| is(p, name)) {
+                        *slot = pair;
+                    }
+                }
+                None => pairs.push(pair),
+            }
+        }
+        QueryOp::Add { name, value } => pairs.push(encoded(name, value, request)),
+        QueryOp::Remove { name } => pairs.retain(|p| !is(p, name)),
+    }
+    let mut new_path = base.to_vec();
+    if !pairs.is_empty() {
+        new_path.push(b'?');
+        new_path.extend(pairs.join(&b'&'));
+    }
+    if new_path != path {
+        request.headers.set(":path", new_path);
+    }
+}
+
+fn collect_filter_state<H: Host>(
+    rule: &Rule,
+    request: &mut Request<H>,
+    out: &mut Vec<(String, Vec<u8>)>,
+) {
+    for s in &rule.to_filter_state {
+        let value = match request.headers.get(&s.header) {
+            Some(v) => match &s.rewrite {
+                Some((re, substitution)) => {
+                    let text = String::from_utf8_lossy(&v);
+                    re.replace(&text, substitution.as_str())
+                        .into_owned()
+                        .into_bytes()
+                }
+                None => v,
+            },
+            None => match &s.on_missing {
+                Some(v) => v.clone(),
+                None => continue,
+            },
+        };
+        out.push((s.property.clone(), value));
+        if s.remove_header {
+            drop(request.headers.remove(&s.header));
+        }
+    }
+}
+
+fn is_preflight<H: Host>(request: &Request<H>) -> bool {
+    request.method() == b"OPTIONS" && request.headers.contains("access-control-request-method")
+}
+
+impl Cors {
+    pub(crate) fn allows(&self, origin: &[u8]) -> bool {
+        if self.any_origin {
+            return true;
+        }
+        let origin = origin.to_ascii_lowercase();
+        self.origins.iter().any(|o| o.as_bytes() == origin)
+            || self.patterns.iter().any(|(head, tail)| {
+                origin.len() > head.len() + tail.len()
+                    && origin.starts_with(head.as_bytes())
+                    && origin.ends_with(tail.as_bytes())
+            })
+    }
+
+    /// `*` only when any origin is allowed without credentials; otherwise
+    /// the request's origin, echoed.
+    fn allow_origin_value(&self, origin: &[u8]) -> Vec<u8> {
+        if self.any_origin && !self.allow_credentials {
+            b"*".to_vec()
+        } else {
+            origin.to_vec()
+        }
+    }
+
+    fn preflight(&self, origin: &[u8]) -> LocalReply {
+        let mut headers = vec![(
+            "access-control-allow-origin".to_owned(),
+            self.allow_origin_value(origin),
+        )];
+        if !self.allow_methods.is_empty() {
+            headers.push((
+                "access-control-allow-methods".into(),
+                self.allow_methods.as_bytes().to_vec(),
+            ));
+        }
+        if !self.allow_headers.is_empty() {
+            headers.push((
+                "access-control-allow-headers".into(),
+                self.allow_headers.as_bytes().to_vec(),
+            ));
+        }
+        if let Some(age) = self.max_age {
+            headers.push((
+                "access-control-max-age".into(),
+                age.to_string().into_bytes(),
+            ));
+        }
+        if self.allow_credentials {
+            headers.push(("access-control-allow-credentials".into(), b"true".to_vec()));
+        }
+        headers.push(("vary".into(), b"Origin".to_vec()));
+        LocalReply {
+            status: 204,
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    fn actual_response(&self, origin: &[u8], response: &mut HeaderMap) {
+        response.set(
+            "access-control-allow-origin",
+            self.allow_origin_value(origin),
+        );
+        if self.allow_credentials {
+            response.set("access-control-allow-credentials", b"true".to_vec());
+        }
+        if !self.expose_headers.is_empty() {
+            response.set(
+                "access-control-expose-headers",
+                self.expose_headers.as_bytes().to_vec(),
+            );
+        }
+        let varies = response
+            .values("vary")
+            .flat_map(|v| v.split(|b| *b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"origin"));
+        if !varies {
+            match response.get("vary") {
+                Some(mut v) if !v.is_empty() => {
+                    v.extend_from_slice(b", Origin");
+                    response.set("vary", v);
+                }
+                _ => response.set("vary", b"Origin".to_vec()),
+            }
+        }
+    }
+}
