@@ -21,7 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::harness_runner::{ROUTE_NAME, VIRTUAL_HOST_NAME, plugin_name, text};
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
-use crate::scenario::{Failure, Level, Loaded, ResponseSpec, Step, UpstreamSpec};
+use crate::scenario::{
+    Failure, HeaderLines, Level, Loaded, ResponseSpec, Scenario, Step, UpstreamSpec, lines,
+    route_metadata_entry,
+};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -184,6 +187,23 @@ fn string_value(text: String) -> Value {
 }
 
 /// The bootstrap for a scenario (JSON, which Envoy reads as YAML).
+/// The route's `filter_metadata` from the scenario's route metadata
+/// properties: `{namespace: {key: value}}`.
+fn route_metadata(scenario: &Scenario) -> Value {
+    let mut namespaces = serde_json::Map::new();
+    for (property, value) in &scenario.properties {
+        if let Some((namespace, key)) = route_metadata_entry(property) {
+            let entry = namespaces
+                .entry(namespace.to_owned())
+                .or_insert_with(|| json!({}));
+            if let Some(map) = entry.as_object_mut() {
+                map.insert(key.to_owned(), json!(value));
+            }
+        }
+    }
+    Value::Object(namespaces)
+}
+
 pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, String> {
     let scenario = &loaded.scenario;
     let property = |name: &str, default: &str| {
@@ -239,7 +259,8 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, 
                                 "routes": [{
                                     "name": property("xds.route_name", ROUTE_NAME),
                                     "match": {"prefix": "/"},
-                                    "route": {"cluster": "backend", "timeout": "15s"}
+                                    "route": {"cluster": "backend", "timeout": "15s"},
+                                    "metadata": {"filter_metadata": route_metadata(scenario)}
                                 }]
                             }]
                         },
@@ -350,15 +371,11 @@ fn header_list(headers: &hyper::HeaderMap) -> Headers {
         .collect()
 }
 
-fn answer(
-    status: u16,
-    headers: &std::collections::BTreeMap<String, String>,
-    body: String,
-) -> Response<Full<Bytes>> {
+fn answer(status: u16, headers: &HeaderLines, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    for (k, v) in headers {
+    for (k, v) in lines(headers) {
         if let (Ok(k), Ok(v)) = (
             hyper::header::HeaderName::from_bytes(k.as_bytes()),
             hyper::header::HeaderValue::from_str(v),
@@ -483,8 +500,8 @@ async fn send(listener: SocketAddr, step: &Step) -> ClientResult {
         .method(r.method.as_str())
         .uri(r.path.as_str())
         .header("host", r.authority.as_str());
-    for (k, v) in &r.headers {
-        builder = builder.header(k.as_str(), v.as_str());
+    for (k, v) in lines(&r.headers) {
+        builder = builder.header(k, v);
     }
     let body = Bytes::from(r.body.clone().unwrap_or_default());
     let Ok(request) = builder.body(Full::new(body)) else {

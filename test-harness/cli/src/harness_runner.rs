@@ -8,7 +8,7 @@ use proxy_wasm_harness::{
 };
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
-use crate::scenario::{Failure, Level, Loaded};
+use crate::scenario::{Failure, HeaderLines, Level, Loaded, lines};
 
 /// Route and virtual host names both runners use unless the scenario sets
 /// `xds.route_name` / `xds.virtual_host_name`.
@@ -100,7 +100,7 @@ fn run_step(
         (":path", request.path.as_str()),
         (":authority", request.authority.as_str()),
     ]);
-    for (k, v) in &request.headers {
+    for (k, v) in lines(&request.headers) {
         headers.add(k, v);
     }
     let body = request.body.as_deref().unwrap_or_default();
@@ -168,14 +168,8 @@ fn wait(
 }
 
 /// Headers as an HTTP/1.1 peer sends them: `content-length` for a body.
-fn headers_with_length(
-    headers: &std::collections::BTreeMap<String, String>,
-    body_len: usize,
-) -> HeaderMap {
-    let mut map: HeaderMap = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+fn headers_with_length(headers: &HeaderLines, body_len: usize) -> HeaderMap {
+    let mut map: HeaderMap = lines(headers).collect();
     if body_len > 0 && !map.contains("content-length") {
         map.add("content-length", body_len.to_string());
     }

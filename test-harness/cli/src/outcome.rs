@@ -11,12 +11,16 @@ use crate::scenario::{
 /// A header list as received, names lower-cased.
 pub(crate) type Headers = Vec<(String, String)>;
 
-fn first<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+/// A header's field value: its lines joined with `, ` (RFC 9110 §5.3), so
+/// repeated headers are checked and compared whole.
+fn field(headers: &Headers, name: &str) -> Option<String> {
     let name = name.to_ascii_lowercase();
-    headers
+    let mut lines = headers
         .iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.as_str())
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v.as_str());
+    let first = lines.next()?;
+    Some(lines.fold(first.to_owned(), |acc, v| format!("{acc}, {v}")))
 }
 
 /// A request as the backend received it.
@@ -213,22 +217,22 @@ fn check_client(prefix: &str, expect: &ClientExpect, got: &ClientResult, misses:
 
 fn check_headers(what: &str, expect: &HeaderExpect, headers: &Headers, misses: &mut Vec<Miss>) {
     for name in &expect.present {
-        if first(headers, name).is_none() {
+        if field(headers, name).is_none() {
             misses.push(miss(format!("{what} {name}"), "present", "absent"));
         }
     }
     for name in &expect.absent {
-        if let Some(v) = first(headers, name) {
-            misses.push(miss(format!("{what} {name}"), "absent", v));
+        if let Some(v) = field(headers, name) {
+            misses.push(miss(format!("{what} {name}"), "absent", &v));
         }
     }
     for (name, value) in &expect.equal {
-        let got = first(headers, name);
-        if got != Some(value.as_str()) {
+        let got = field(headers, name);
+        if got.as_deref() != Some(value.as_str()) {
             misses.push(miss(
                 format!("{what} {name}"),
                 value,
-                got.unwrap_or("(absent)"),
+                got.as_deref().unwrap_or("(absent)"),
             ));
         }
     }
@@ -237,12 +241,12 @@ fn check_headers(what: &str, expect: &HeaderExpect, headers: &Headers, misses: &
         let Ok(re) = Regex::new(pattern) else {
             continue;
         };
-        let got = first(headers, name);
-        if !got.is_some_and(|v| re.is_match(v)) {
+        let got = field(headers, name);
+        if !got.as_deref().is_some_and(|v| re.is_match(v)) {
             misses.push(miss(
                 format!("{what} {name}"),
                 format!("matching /{pattern}/"),
-                got.unwrap_or("(absent)"),
+                got.as_deref().unwrap_or("(absent)"),
             ));
         }
     }
@@ -315,7 +319,9 @@ pub(crate) fn render_logs(logs: &[LogLine]) -> String {
 /// Observations the two runners must agree on, whatever the scenario
 /// expects: per step the client's status and body (or reset), whether the
 /// backend was reached and with which method, path and body, the callouts
-/// made, and the value of every header an expectation names.
+/// made, and the value of every header an expectation names (for a header
+/// named only under `matches`, whether it matches: such values differ by
+/// nature, a timestamp or a port).
 pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, String)> {
     let mut facts = Vec::new();
     let steps = match outcome {
@@ -340,11 +346,8 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
                     String::from_utf8_lossy(body).into_owned(),
                 ));
                 if let Some(c) = &step.expect.client {
-                    for name in named(&c.headers) {
-                        facts.push((
-                            format!("{p} client header {name}"),
-                            first(headers, name).unwrap_or("(absent)").into(),
-                        ));
+                    for (name, fact) in header_facts(&c.headers, headers) {
+                        facts.push((format!("{p} client header {name}"), fact));
                     }
                 }
             }
@@ -359,11 +362,8 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
                     String::from_utf8_lossy(&r.body).into_owned(),
                 ));
                 if let Some(b) = &step.expect.backend {
-                    for name in named(&b.headers) {
-                        facts.push((
-                            format!("{p} backend header {name}"),
-                            first(&r.headers, name).unwrap_or("(absent)").into(),
-                        ));
+                    for (name, fact) in header_facts(&b.headers, &r.headers) {
+                        facts.push((format!("{p} backend header {name}"), fact));
                     }
                 }
             }
@@ -386,10 +386,30 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
     facts
 }
 
-fn named(h: &HeaderExpect) -> impl Iterator<Item = &String> {
-    h.present
+fn header_facts<'a>(expect: &'a HeaderExpect, headers: &Headers) -> Vec<(&'a String, String)> {
+    let exact = expect
+        .present
         .iter()
-        .chain(&h.absent)
-        .chain(h.equal.keys())
-        .chain(h.matches.keys())
+        .chain(&expect.absent)
+        .chain(expect.equal.keys());
+    let mut facts: Vec<_> = exact
+        .map(|name| {
+            (
+                name,
+                field(headers, name).unwrap_or_else(|| "(absent)".into()),
+            )
+        })
+        .collect();
+    for (name, pattern) in &expect.matches {
+        if facts.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let fact = match (field(headers, name), Regex::new(pattern)) {
+            (None, _) => "(absent)".to_owned(),
+            (Some(v), Ok(re)) if re.is_match(&v) => format!("matches /{pattern}/"),
+            (Some(v), _) => v,
+        };
+        facts.push((name, fact));
+    }
+    facts
 }

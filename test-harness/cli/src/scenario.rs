@@ -26,7 +26,9 @@ pub(crate) struct Scenario {
     pub(crate) filters: Vec<FilterSpec>,
     /// Host properties by dotted path. Only properties the Envoy runner can
     /// set through its configuration are allowed: `xds.route_name`,
-    /// `xds.virtual_host_name`.
+    /// `xds.virtual_host_name`, and route metadata string entries
+    /// `xds.route_metadata.filter_metadata.<namespace>.<key>` (neither
+    /// dotted).
     #[serde(default)]
     pub(crate) properties: BTreeMap<String, String>,
     /// Clusters the filters may call with `proxy_http_call`, by name.
@@ -44,7 +46,8 @@ pub(crate) struct Scenario {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FilterSpec {
-    /// The module: a path relative to the scenario file, or
+    /// The module: a path relative to the scenario file,
+    /// `filter:<name>` for the toolkit's filters (`header-transform`), or
     /// `fixture:<name>` for the harness's test fixtures (`sdk-filter`,
     /// `cache-filter`, `minimal-filter`).
     pub(crate) wasm: String,
@@ -70,8 +73,9 @@ pub(crate) struct FilterSpec {
 pub(crate) struct UpstreamSpec {
     #[serde(default = "ok")]
     pub(crate) status: u16,
+    /// Name → value, or a list of values sent as repeated lines.
     #[serde(default)]
-    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) headers: HeaderLines,
     #[serde(default)]
     pub(crate) body: String,
     /// Instead of answering: `reset` closes the connection, `timeout` never
@@ -120,10 +124,32 @@ pub(crate) struct RequestSpec {
     pub(crate) path: String,
     #[serde(default = "authority")]
     pub(crate) authority: String,
+    /// Name → value, or a list of values sent as repeated lines.
     #[serde(default)]
-    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) headers: HeaderLines,
     #[serde(default)]
     pub(crate) body: Option<String>,
+}
+
+/// Headers to send: name → one value or a list of values (repeated lines).
+pub(crate) type HeaderLines = BTreeMap<String, HeaderValues>;
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum HeaderValues {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Every `(name, value)` line, a list's values in order.
+pub(crate) fn lines(headers: &HeaderLines) -> impl Iterator<Item = (&str, &str)> {
+    headers.iter().flat_map(|(name, values)| {
+        let values: Vec<&str> = match values {
+            HeaderValues::One(v) => vec![v.as_str()],
+            HeaderValues::Many(list) => list.iter().map(String::as_str).collect(),
+        };
+        values.into_iter().map(move |v| (name.as_str(), v))
+    })
 }
 
 impl Default for RequestSpec {
@@ -143,8 +169,9 @@ impl Default for RequestSpec {
 pub(crate) struct ResponseSpec {
     #[serde(default = "ok")]
     pub(crate) status: u16,
+    /// Name → value, or a list of values sent as repeated lines.
     #[serde(default)]
-    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) headers: HeaderLines,
     #[serde(default)]
     pub(crate) body: String,
 }
@@ -206,7 +233,8 @@ pub(crate) struct ClientExpect {
     pub(crate) body_contains: Option<String>,
 }
 
-/// Header checks; names are case-insensitive.
+/// Header checks; names are case-insensitive. A repeated header is checked
+/// as its lines joined with `, ` (RFC 9110 §5.3).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HeaderExpect {
@@ -214,10 +242,11 @@ pub(crate) struct HeaderExpect {
     pub(crate) present: Vec<String>,
     #[serde(default)]
     pub(crate) absent: Vec<String>,
-    /// Name → exact value (of the first occurrence).
+    /// Name → exact value.
     #[serde(default)]
     pub(crate) equal: BTreeMap<String, String>,
-    /// Name → regular expression the first value must match.
+    /// Name → regular expression the value must match. With `--compare`,
+    /// a header named only here is compared by whether it matches.
     #[serde(default)]
     pub(crate) matches: BTreeMap<String, String>,
 }
@@ -281,8 +310,20 @@ fn authority() -> String {
     "example.com".into()
 }
 
-/// Properties the Envoy runner can express in its configuration.
+/// Properties the Envoy runner can express in its configuration, besides
+/// route metadata entries (`ROUTE_METADATA_PREFIX<namespace>.<key>`).
 pub(crate) const SETTABLE_PROPERTIES: &[&str] = &["xds.route_name", "xds.virtual_host_name"];
+
+/// Route metadata properties: a namespace and a key follow, neither dotted.
+pub(crate) const ROUTE_METADATA_PREFIX: &str = "xds.route_metadata.filter_metadata.";
+
+/// `(namespace, key)` of a route metadata property.
+pub(crate) fn route_metadata_entry(property: &str) -> Option<(&str, &str)> {
+    let (namespace, key) = property
+        .strip_prefix(ROUTE_METADATA_PREFIX)?
+        .split_once('.')?;
+    (!namespace.is_empty() && !key.is_empty() && !key.contains('.')).then_some((namespace, key))
+}
 
 /// A loaded, checked scenario.
 #[derive(Debug)]
@@ -346,11 +387,11 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
         modules.push(path);
     }
     for name in scenario.properties.keys() {
-        if !SETTABLE_PROPERTIES.contains(&name.as_str()) {
+        if !SETTABLE_PROPERTIES.contains(&name.as_str()) && route_metadata_entry(name).is_none() {
             return Err(fail(
                 at(name),
                 format!(
-                    "property `{name}` cannot be set in Envoy's configuration; settable: {}",
+                    "property `{name}` cannot be set in Envoy's configuration; settable: {}, {ROUTE_METADATA_PREFIX}<namespace>.<key>",
                     SETTABLE_PROPERTIES.join(", ")
                 ),
             ));
@@ -403,8 +444,16 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
     })
 }
 
-/// `fixture:<name>` or a path relative to the scenario's folder.
+/// `filter:<name>`, `fixture:<name>` or a path relative to the scenario's
+/// folder.
 fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
+    if let Some(name) = wasm.strip_prefix("filter:") {
+        let path = match name {
+            "header-transform" => harness_fixtures::HEADER_TRANSFORM,
+            other => return Err(format!("unknown filter `{other}`: header-transform")),
+        };
+        return Ok(PathBuf::from(path));
+    }
     if let Some(name) = wasm.strip_prefix("fixture:") {
         let path = match name {
             "sdk-filter" => harness_fixtures::SDK_FILTER,
