@@ -211,7 +211,11 @@ mod tests {
     }
 
     fn loaded() -> Loaded {
-        let dir = std::env::temp_dir().join(format!("report-test-{}", std::process::id()));
+        // One folder per call: tests run in parallel and must not read a
+        // file another is writing.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("report-test-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("s.yaml");
         std::fs::write(
