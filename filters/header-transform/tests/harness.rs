@@ -1,0 +1,306 @@
+//! The built module in the harness, through its Rust API: what only the
+//! wasm build shows (host calls, counters, trailers, logs, traps), and a
+//! property test of 10,000 random requests.
+
+use proxy_wasm_harness::{LogLevel, Metric, Plugin, Progress, Vm};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+fn vm(config: &str) -> Vm {
+    Plugin::builder(harness_fixtures::HEADER_TRANSFORM)
+        .configuration(config)
+        .property("xds.route_name", "orders")
+        .build()
+        .and_then(|p| p.start())
+        .expect("the filter starts")
+}
+
+fn counter(vm: &Vm, name: &str) -> u64 {
+    match vm.metric(name) {
+        Some(Metric::Counter(n)) => n,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+const REQUEST: [(&str, &str); 3] = [
+    (":method", "GET"),
+    (":path", "/api/items?debug=1"),
+    (":authority", "shop.example"),
+];
+
+#[test]
+fn a_refused_configuration_is_one_error_line_with_every_path() {
+    let err = Plugin::builder(harness_fixtures::HEADER_TRANSFORM)
+        .configuration(r#"{"rules": [{"request_headers": [{"set": {"name": "X", "value": "%NOPE%"}}]}], "extra": 1}"#)
+        .build()
+        .and_then(|p| p.start())
+        .expect_err("the configuration is refused");
+    let text = err.to_string();
+    assert!(text.contains("rejected its configuration"), "{text}");
+    assert!(
+        text.contains("3 problems: /extra: unknown field `extra`")
+            && text.contains("/rules/0/request_headers/0/set/name")
+            && text.contains("/rules/0/request_headers/0/set/value: bad template"),
+        "{text}"
+    );
+}
+
+#[test]
+fn counters_count_applied_rules_preflights_and_replacements() {
+    let mut vm = vm(r#"{
+        "rules": [{"request_headers": [{"set": {"name": "x-a", "value": "1"}}]},
+                  {"when": {"path": {"prefix": "/api"}}, "query": [{"remove": {"name": "debug"}}]}],
+        "cors": {"allow_origins": ["https://app.test"]},
+        "custom_responses": [{"on_status": ["5xx"], "status": 503, "body": "sorry"}]
+    }"#);
+    assert!(vm.has_log(LogLevel::Info, "header-transform: configured with 2 rules"));
+
+    let mut stream = vm.http_stream();
+    assert_eq!(
+        stream.send_request_headers(REQUEST, true).unwrap(),
+        Progress::Continued
+    );
+    assert_eq!(
+        stream.upstream_request().header(":path"),
+        Some("/api/items")
+    );
+    assert_eq!(stream.upstream_request().header("x-a"), Some("1"));
+    stream
+        .send_response_headers([(":status", "502")], true)
+        .unwrap();
+    let reply = stream.local_response().expect("the 502 is replaced");
+    assert_eq!(
+        (reply.status, reply.body.as_slice(), reply.details.as_str()),
+        (503, &b"sorry"[..], "header_transform_custom_response")
+    );
+    stream.finish().unwrap();
+
+    let mut preflight = vm.http_stream();
+    let progress = preflight
+        .send_request_headers(
+            [
+                (":method", "OPTIONS"),
+                (":path", "/"),
+                (":authority", "a"),
+                ("origin", "https://app.test"),
+                ("access-control-request-method", "GET"),
+            ],
+            true,
+        )
+        .unwrap();
+    assert_eq!(progress, Progress::Responded);
+    assert_eq!(preflight.local_response().map(|r| r.status), Some(204));
+    preflight.finish().unwrap();
+
+    assert_eq!(counter(&vm, "header_transform.rules_applied"), 2);
+    assert_eq!(counter(&vm, "header_transform.responses_replaced"), 1);
+    assert_eq!(counter(&vm, "header_transform.cors_preflights"), 1);
+    assert_eq!(counter(&vm, "header_transform.errors"), 0);
+}
+
+#[test]
+fn trailers_are_edited_in_both_directions() {
+    let mut vm = vm(
+        r#"{"rules": [{"request_trailers": [{"set": {"name": "x-checksum", "value": "%REQ(x-sum)%"}}],
+                                   "response_trailers": [{"remove": {"name": "grpc-message"}}, {"add": {"name": "x-done", "value": "1"}}]}]}"#,
+    );
+    let mut stream = vm.http_stream();
+    stream
+        .send_request_headers(
+            [
+                (":method", "POST"),
+                (":path", "/"),
+                (":authority", "a"),
+                ("x-sum", "abc"),
+            ],
+            false,
+        )
+        .unwrap();
+    stream.send_request_body("data", false).unwrap();
+    stream
+        .send_request_trailers([("x-checksum", "stale")])
+        .unwrap();
+    let trailers = stream
+        .upstream_request()
+        .trailers
+        .clone()
+        .expect("request trailers forwarded");
+    assert_eq!(trailers.get("x-checksum"), Some("abc"));
+    stream
+        .send_response_headers([(":status", "200")], false)
+        .unwrap();
+    stream
+        .send_response_trailers([("grpc-status", "0"), ("grpc-message", "ok")])
+        .unwrap();
+    let trailers = stream
+        .downstream_response()
+        .trailers
+        .clone()
+        .expect("response trailers forwarded");
+    assert_eq!(trailers.get("grpc-status"), Some("0"));
+    assert_eq!(trailers.get("grpc-message"), None);
+    assert_eq!(trailers.get("x-done"), Some("1"));
+    stream.finish().unwrap();
+}
+
+#[test]
+fn clear_route_cache_adds_one_explicit_clear_after_request_changes() {
+    // Route-cache clears for a request that the rule changes and one it
+    // leaves alone, with and without the option.
+    let clears = |option: bool| {
+        let mut vm = vm(&format!(
+            r#"{{"clear_route_cache": {option}, "rules": [{{"when": {{"path": {{"prefix": "/api"}}}}, "request_headers": [{{"set": {{"name": "x-pool", "value": "blue"}}}}]}}]}}"#
+        ));
+        let mut counts = Vec::new();
+        for path in ["/api/x", "/web"] {
+            let before = vm.route_cache_clears();
+            let mut stream = vm.http_stream();
+            stream
+                .send_request_headers(
+                    [(":method", "GET"), (":path", path), (":authority", "a")],
+                    true,
+                )
+                .unwrap();
+            stream.finish().unwrap();
+            counts.push(vm.route_cache_clears() - before);
+        }
+        counts
+    };
+    let (without, with) = (clears(false), clears(true));
+    // ABI 0.2.1: the header write itself clears the cache (Envoy's rule for
+    // such modules); the option adds the explicit call; an untouched request
+    // clears nothing either way.
+    assert!(without[0] >= 1, "{without:?}");
+    assert_eq!(with[0], without[0] + 1);
+    assert_eq!((without[1], with[1]), (0, 0));
+}
+
+/// A header name as a host delivers it: lower-case token characters.
+fn random_name(rng: &mut ChaCha8Rng) -> String {
+    const TOKEN: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~";
+    const KNOWN: &[&str] = &[
+        "x-h",
+        "x-user",
+        "origin",
+        "x-tenant",
+        "connection",
+        "x-internal-id",
+        "x-debug-1",
+        "x-old",
+        "x-multi",
+        "access-control-request-method",
+    ];
+    if rng.next_u32() % 2 == 0 {
+        return KNOWN[rng.next_u32() as usize % KNOWN.len()].to_owned();
+    }
+    let len = 1 + rng.next_u32() as usize % 40;
+    (0..len)
+        .map(|_| TOKEN[rng.next_u32() as usize % TOKEN.len()] as char)
+        .collect()
+}
+
+/// Any bytes but CR, LF and NUL (which no host delivers), sometimes huge.
+fn random_value(rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let len = match rng.next_u32() % 20 {
+        0 => 8192 + rng.next_u32() as usize % 60_000,
+        1 => 0,
+        _ => rng.next_u32() as usize % 64,
+    };
+    let mut v = vec![0u8; len];
+    rng.fill_bytes(&mut v);
+    for b in &mut v {
+        if matches!(*b, b'\r' | b'\n' | 0) {
+            *b = b' ';
+        }
+    }
+    v
+}
+
+fn random_path(rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let mut path = b"/".to_vec();
+    let mut tail = random_value(rng);
+    tail.truncate(200);
+    path.extend(tail);
+    if rng.next_u32() % 2 == 0 {
+        path.extend_from_slice(b"?debug=1&a=%ff&&=x&q");
+    }
+    path
+}
+
+#[test]
+fn ten_thousand_random_requests_never_trap() {
+    // Every operation and template kind, conditions of every kind, CORS and
+    // replacements, so random input reaches all of them.
+    let config = r#"{
+      "rules": [
+        {"request_headers": [
+           {"set": {"name": "x-info", "value": "%REQ(:method)% %PATH% %QUERY_PARAM(q)% %REQ(x-user?x-h):16% %START_TIME% %ROUTE_NAME% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}},
+           {"add": {"name": "x-h", "value": "%REQ(x-h)%", "append_action": "ADD_IF_ABSENT"}},
+           {"append": {"name": "x-multi", "value": "%REQ(x-user)%"}},
+           {"remove": {"prefix": "x-internal-"}}, {"remove": {"regex": "^x-debug-[0-9]+$"}}, {"remove": {"hop_by_hop": true}},
+           {"rename": {"from": "x-old", "to": "x-new"}}, {"copy": {"from": "x-h", "to": "x-h-copy"}},
+           {"dedupe": {"name": "x-multi", "strategy": "RETAIN_UNIQUE"}}],
+         "query": [{"set": {"name": "q", "value": "%REQ(x-user)%"}}, {"remove": {"name": "debug"}}, {"add": {"name": "t", "value": "%REQ(x-tenant)%"}}],
+         "to_filter_state": [{"header": "x-tenant", "property": "tenant", "regex_rewrite": {"pattern": "^t-(.*)$", "substitution": "$1"}}],
+         "response_headers": [{"set": {"name": "x-status", "value": "%RESPONSE_CODE% %RESP(x-h)%"}}, {"dedupe": {"name": "x-h", "strategy": "RETAIN_LAST"}}]},
+        {"when": {"host": {"regex": "^[a-z]+$"}, "headers": [{"name": "x-h", "contains": "a", "ignore_case": true}], "query": [{"name": "q", "present": true}]},
+         "request_headers": [{"set": {"name": "x-matched", "value": "1"}}]}
+      ],
+      "cors": {"allow_origin_patterns": ["https://*.test"], "allow_methods": ["GET"], "allow_credentials": true},
+      "custom_responses": [{"on_status": ["5xx"], "status": 503, "body": "%PATH% %RESPONSE_CODE%"}],
+      "scopes": [{"match": {"hosts": ["*.scoped"]}, "rules": [{"request_headers": [{"remove": {"regex": "."}}]}]}]
+    }"#;
+    let mut vm = vm(config);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
+    for i in 0..10_000u32 {
+        let mut request: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (
+                b":method".to_vec(),
+                if rng.next_u32() % 5 == 0 {
+                    b"OPTIONS".to_vec()
+                } else {
+                    b"GET".to_vec()
+                },
+            ),
+            (b":path".to_vec(), random_path(&mut rng)),
+            (
+                b":authority".to_vec(),
+                if i % 7 == 0 {
+                    b"a.scoped".to_vec()
+                } else {
+                    random_value(&mut rng)
+                },
+            ),
+        ];
+        let count = rng.next_u32() % 12;
+        for _ in 0..count {
+            let name = random_name(&mut rng);
+            let repeats = 1 + rng.next_u32() % 3;
+            for _ in 0..repeats {
+                request.push((name.clone().into_bytes(), random_value(&mut rng)));
+            }
+        }
+        if i % 3 == 0 {
+            request.push((b"origin".to_vec(), b"https://x.test".to_vec()));
+        }
+        let mut stream = vm.http_stream();
+        let progress = stream
+            .send_request_headers(request.clone(), true)
+            .unwrap_or_else(|e| panic!("request {i} trapped: {e}\n{request:?}"));
+        if progress == Progress::Continued {
+            let status = [200, 404, 502][i as usize % 3].to_string();
+            let mut response = vec![(b":status".to_vec(), status.into_bytes())];
+            for _ in 0..rng.next_u32() % 6 {
+                response.push((random_name(&mut rng).into_bytes(), random_value(&mut rng)));
+            }
+            stream
+                .send_response_headers(response, true)
+                .unwrap_or_else(|e| panic!("response {i} trapped: {e}"));
+        }
+        stream
+            .finish()
+            .unwrap_or_else(|e| panic!("stream {i} failed: {e}"));
+    }
+    assert!(vm.poisoned().is_none());
+    assert_eq!(counter(&vm, "header_transform.errors"), 0);
+}
