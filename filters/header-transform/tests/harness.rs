@@ -190,7 +190,7 @@ fn random_name(rng: &mut ChaCha8Rng) -> String {
         "x-multi",
         "access-control-request-method",
     ];
-    if rng.next_u32() % 2 == 0 {
+    if rng.next_u32().is_multiple_of(2) {
         return KNOWN[rng.next_u32() as usize % KNOWN.len()].to_owned();
     }
     let len = 1 + rng.next_u32() as usize % 40;
@@ -221,7 +221,7 @@ fn random_path(rng: &mut ChaCha8Rng) -> Vec<u8> {
     let mut tail = random_value(rng);
     tail.truncate(200);
     path.extend(tail);
-    if rng.next_u32() % 2 == 0 {
+    if rng.next_u32().is_multiple_of(2) {
         path.extend_from_slice(b"?debug=1&a=%ff&&=x&q");
     }
     path
