@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::filters::{self, Filter};
 use crate::toolchain::{ensure_wasm_target, root};
+use crate::wasm_opt;
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if let Some(extra) = args.first() {
@@ -22,17 +23,32 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         fs::remove_dir_all(&dist).map_err(|e| format!("cannot clear {}: {e}", dist.display()))?;
     }
     fs::create_dir_all(&dist).map_err(|e| format!("cannot create {}: {e}", dist.display()))?;
+    let shrink = !filters.is_empty() && wasm_opt::ensure();
     let mut sums = String::new();
     for filter in &filters {
-        let bytes = fs::read(filter.module())
-            .map_err(|e| format!("cannot read {}: {e}", filter.module().display()))?;
-        check(filter, &bytes)?;
         let name = format!("{}.wasm", filter.package);
-        fs::write(dist.join(&name), &bytes)
-            .map_err(|e| format!("cannot write dist/{name}: {e}"))?;
+        let built = filter.module();
+        let rustc_size = fs::metadata(&built)
+            .map_err(|e| format!("cannot read {}: {e}", built.display()))?
+            .len();
+        if shrink {
+            wasm_opt::shrink(&built, &dist.join(&name))?;
+        } else {
+            fs::copy(&built, dist.join(&name))
+                .map_err(|e| format!("cannot write dist/{name}: {e}"))?;
+        }
+        // The shipped bytes are the ones checked.
+        let bytes =
+            fs::read(dist.join(&name)).map_err(|e| format!("cannot read dist/{name}: {e}"))?;
+        check(filter, &bytes)?;
         let _ = writeln!(sums, "{}  {name}", hex(&Sha256::digest(&bytes)));
+        let budget = filters::SIZE_BUDGET / 1024;
+        let budget = match bytes.len().checked_sub(filters::SIZE_BUDGET) {
+            None | Some(0) => format!("within the {budget} KiB budget"),
+            Some(over) => format!("OVER the {budget} KiB budget by {over} bytes"),
+        };
         eprintln!(
-            "xtask: dist/{name}: {} bytes, checked in the harness",
+            "xtask: dist/{name}: {} bytes ({rustc_size} from rustc), {budget}; checked in the harness",
             bytes.len()
         );
     }

@@ -7,6 +7,12 @@ use crate::toolchain::{WASM_TARGET, cargo, exec, root};
 /// Cargo profile the filters ship with (size-tuned, see the root Cargo.toml).
 pub(crate) const PROFILE: &str = "wasm-release";
 
+/// The library every filter shares (`filters/common`).
+pub(crate) const SHARED_LIBRARY: &str = "filter-common";
+
+/// What a shipped module may weigh (the product's budget per filter).
+pub(crate) const SIZE_BUDGET: usize = 150 * 1024;
+
 /// A filter crate: a `cdylib` package under `filters/`.
 #[derive(Debug)]
 pub(crate) struct Filter {

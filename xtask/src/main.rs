@@ -11,6 +11,7 @@ mod envoy;
 mod filters;
 mod test;
 mod toolchain;
+mod wasm_opt;
 
 use std::process::ExitCode;
 

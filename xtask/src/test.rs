@@ -3,7 +3,8 @@
 use std::process::Command;
 
 use crate::envoy::{ensure_envoy, scenario_dirs};
-use crate::toolchain::{cargo, ensure_wasm_target, exec, has_cargo_subcommand};
+use crate::filters;
+use crate::toolchain::{WASM_TARGET, cargo, ensure_wasm_target, exec, has_cargo_subcommand};
 
 pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
@@ -19,6 +20,19 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
             "-D",
             "warnings",
         ]))?;
+        // The filters' proxy-wasm glue only exists for wasm32: lint it there.
+        let mut wasm_clippy = cargo();
+        wasm_clippy.args([
+            "clippy",
+            "--target",
+            WASM_TARGET,
+            "--package",
+            filters::SHARED_LIBRARY,
+        ]);
+        for filter in filters::discover()? {
+            wasm_clippy.args(["--package", &filter.package]);
+        }
+        exec(wasm_clippy.args(["--", "-D", "warnings"]))?;
     }
     exec(cargo().args(["test", "--workspace", "--doc"]))?;
     // Every scenario, in the harness and in a real Envoy, compared.
