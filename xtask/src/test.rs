@@ -3,8 +3,8 @@
 use std::process::Command;
 
 use crate::envoy::{ensure_envoy, scenario_dirs};
-use crate::filters;
-use crate::toolchain::{WASM_TARGET, cargo, ensure_wasm_target, exec, has_cargo_subcommand};
+use crate::toolchain::{WASM_TARGET, cargo, ensure_wasm_target, exec, has_cargo_subcommand, root};
+use crate::{dist, envoy_config, filters};
 
 pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
@@ -37,6 +37,13 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
     exec(cargo().args(["test", "--workspace", "--doc"]))?;
     // Every scenario, in the harness and in a real Envoy, compared.
     let envoy = ensure_envoy()?;
+    // The ready Envoy configs load the shipped modules: build them first
+    // when `dist` has not run.
+    let shipped = filters::discover()?;
+    if shipped.iter().any(|f| !root().join("dist").join(format!("{}.wasm", f.package)).is_file()) {
+        dist::run(&[])?;
+    }
+    envoy_config::check(&shipped, &envoy)?;
     exec(
         cargo()
             .args([
