@@ -14,7 +14,8 @@ use crate::toolchain::{exec, root};
 /// the directory Envoy starts in (the repository root).
 pub(crate) fn render(filter: &Filter) -> Result<String, String> {
     let path = filter.example_config();
-    let text = fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text =
+        fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
     // Single-quoted YAML: a quote inside is doubled.
@@ -87,19 +88,23 @@ static_resources:
 pub(crate) fn check(filters: &[Filter], envoy: &Path) -> Result<(), String> {
     for filter in filters {
         let file = format!("envoy/{}.yaml", filter.package);
-        let committed = fs::read_to_string(root().join(&file))
-            .map_err(|e| format!("every filter ships a ready Envoy config; cannot read {file}: {e}"))?;
+        let committed = fs::read_to_string(root().join(&file)).map_err(|e| {
+            format!("every filter ships a ready Envoy config; cannot read {file}: {e}")
+        })?;
         if committed != render(filter)? {
             return Err(format!(
                 "{file} differs from what `cargo xtask dist` generates: copy dist/envoy/{}.yaml over it",
                 filter.package
             ));
         }
-        exec(
-            Command::new(envoy)
-                .current_dir(root())
-                .args(["--mode", "validate", "--log-level", "warn", "-c", &file]),
-        )?;
+        exec(Command::new(envoy).current_dir(root()).args([
+            "--mode",
+            "validate",
+            "--log-level",
+            "warn",
+            "-c",
+            &file,
+        ]))?;
     }
     Ok(())
 }

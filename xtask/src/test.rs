@@ -40,7 +40,12 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
     // The ready Envoy configs load the shipped modules: build them first
     // when `dist` has not run.
     let shipped = filters::discover()?;
-    if shipped.iter().any(|f| !root().join("dist").join(format!("{}.wasm", f.package)).is_file()) {
+    if shipped.iter().any(|f| {
+        !root()
+            .join("dist")
+            .join(format!("{}.wasm", f.package))
+            .is_file()
+    }) {
         dist::run(&[])?;
     }
     envoy_config::check(&shipped, &envoy)?;
