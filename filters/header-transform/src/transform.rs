@@ -194,14 +194,7 @@ impl Config {
         request: &Request<H>,
         trailers: &mut HeaderMap,
     ) -> Vec<Change> {
-        let before = trailers.clone();
-        for rule in self.matched(decision) {
-            for op in &rule.request_trailers {
-                let value = render_value(op, request, None);
-                apply(op, value, trailers);
-            }
-        }
-        changes(&before, trailers)
+        self.edit_trailers(decision, request, trailers, |r| &r.request_trailers)
     }
 
     /// Response trailers: every matched rule's `response_trailers` operations.
@@ -211,10 +204,23 @@ impl Config {
         request: &Request<H>,
         trailers: &mut HeaderMap,
     ) -> Vec<Change> {
+        self.edit_trailers(decision, request, trailers, |r| &r.response_trailers)
+    }
+
+    /// Applies the selected trailer operations of every matched rule.
+    /// Templates see the request; response headers are gone by then, so
+    /// `%RESP(..)%` and `%RESPONSE_CODE%` render empty in trailers.
+    fn edit_trailers<H: Host>(
+        &self,
+        decision: &Decision,
+        request: &Request<H>,
+        trailers: &mut HeaderMap,
+        ops: fn(&Rule) -> &[HeaderOp],
+    ) -> Vec<Change> {
         let before = trailers.clone();
         for rule in self.matched(decision) {
-            for op in &rule.response_trailers {
-                let value = render_value(op, request, Some(&before));
+            for op in ops(rule) {
+                let value = render_value(op, request, None);
                 apply(op, value, trailers);
             }
         }
