@@ -144,11 +144,6 @@ impl<'a> Fields<'a> {
         join(&self.at, key)
     }
 
-    /// The object's own JSON Pointer.
-    pub fn path(&self) -> &str {
-        &self.at
-    }
-
     pub fn value(&self, key: &str) -> Option<&'a Value> {
         self.map.get(key).filter(|v| !v.is_null())
     }

@@ -50,7 +50,7 @@ pub struct StringMatcher {
     invert: bool,
 }
 
-/// Whether a matcher's spec must, may not, or may carry `name`.
+/// Whether a matcher object must or may not carry `name`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Named {
     Required,

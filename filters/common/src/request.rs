@@ -38,10 +38,6 @@ impl<H: Host> Request<H> {
         }
     }
 
-    pub fn host(&self) -> &H {
-        &self.host
-    }
-
     /// `:path` as sent, query included.
     pub fn full_path(&self) -> &[u8] {
         self.headers

@@ -171,6 +171,9 @@ impl HttpContext for Stream {
         let Some(request) = self.request.as_ref().filter(|_| !self.replied) else {
             return Action::Continue;
         };
+        if !self.config.acts_on_response(&self.decision) {
+            return Action::Continue;
+        }
         let mut response = read_map(MapType::HttpResponseHeaders);
         let decision = self
             .config

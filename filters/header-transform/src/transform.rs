@@ -125,6 +125,17 @@ impl Config {
         decision
     }
 
+    /// Whether the response side has anything to do for this request: the
+    /// glue skips reading the response map otherwise.
+    pub fn acts_on_response(&self, decision: &Decision) -> bool {
+        let policy = self.policy(decision.scope);
+        !policy.custom_responses.is_empty()
+            || (policy.cors.is_some() && decision.cors_origin.is_some())
+            || self
+                .matched(decision)
+                .any(|r| !r.response_headers.is_empty())
+    }
+
     /// The response side: a configured replacement for the status, else
     /// CORS headers and every matched rule's response-header operations.
     pub fn on_response<H: Host>(
