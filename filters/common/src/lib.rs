@@ -5,6 +5,7 @@
 //! - [`headers`]: an in-memory header map and the minimal writes back to the host;
 //! - [`request`]: the request as rules see it, host properties read lazily;
 //! - [`matcher`]: string matchers and rule conditions;
+//! - [`query`]: query-string edits on `:path`;
 //! - [`template`]: the `%OPERATOR%` value language;
 //! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
 //! - `proxy` (wasm32 only): reading and writing the host's maps without the SDK's panics.
@@ -25,6 +26,7 @@ pub mod headers;
 pub mod matcher;
 #[cfg(target_arch = "wasm32")]
 pub mod proxy;
+pub mod query;
 pub mod request;
 pub mod scope;
 pub mod template;

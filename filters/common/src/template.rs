@@ -20,6 +20,7 @@
 
 use std::fmt::Write as _;
 
+use crate::config::{Fields, Problems, check_header_value};
 use crate::headers::HeaderMap;
 use crate::request::{Host, Request, strip_port};
 
@@ -93,6 +94,31 @@ impl Template {
             pieces.push(Piece::Text(text));
         }
         Ok(Self { pieces })
+    }
+
+    /// Parses the template at `at`, reporting a bad one there.
+    pub fn decode(source: &str, at: &str, side: Side, problems: &mut Problems) -> Option<Self> {
+        match Self::parse(source, side) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                problems.push(at, format!("bad template: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The required member `key` as a template for a header value (no
+    /// control characters).
+    pub fn decode_field(
+        f: &Fields<'_>,
+        key: &str,
+        side: Side,
+        problems: &mut Problems,
+    ) -> Option<Self> {
+        let source = f.required_string(key, problems)?;
+        let at = f.at(key);
+        check_header_value(source, &at, problems);
+        Self::decode(source, &at, side, problems)
     }
 
     /// The text when the template has no operator.

@@ -6,6 +6,7 @@ use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, join, kind, one_of, parse_json, tagged,
 };
 use filter_common::matcher::{Condition, invalid_regex};
+use filter_common::query::QueryOp;
 use filter_common::scope::ScopeMatch;
 use filter_common::template::{Side, Template};
 use regex_lite::Regex;
@@ -95,13 +96,6 @@ pub(crate) enum Removal {
     Prefix(String),
     Regex(Regex),
     HopByHop,
-}
-
-#[derive(Debug)]
-pub(crate) enum QueryOp {
-    Set { name: String, value: Template },
-    Add { name: String, value: Template },
-    Remove { name: String },
 }
 
 #[derive(Debug)]
@@ -267,13 +261,7 @@ impl Rule {
         let response_headers = ops("response_headers", Side::Response, problems);
         let request_trailers = ops("request_trailers", Side::Request, problems);
         let response_trailers = ops("response_trailers", Side::Response, problems);
-        let query_at = f.at("query");
-        let query = f
-            .list("query", problems)
-            .iter()
-            .enumerate()
-            .filter_map(|(i, op)| QueryOp::decode(op, &join(&query_at, i), problems))
-            .collect();
+        let query = QueryOp::decode_list(&f, "query", problems);
         let state_at = f.at("to_filter_state");
         let to_filter_state = f
             .list("to_filter_state", problems)
@@ -315,7 +303,7 @@ impl HeaderOp {
         match op {
             "set" | "add" => {
                 let name = header("name", problems);
-                let value = template(&f, "value", side, problems);
+                let value = Template::decode_field(&f, "value", side, problems);
                 let action = match f.string("append_action", problems) {
                     None if op == "set" => Some(AppendAction::OverwriteIfExistsOrAdd),
                     None => Some(AppendAction::AppendIfExistsOrAdd),
@@ -336,7 +324,7 @@ impl HeaderOp {
             }
             "append" => {
                 let name = header("name", problems);
-                let value = template(&f, "value", side, problems);
+                let value = Template::decode_field(&f, "value", side, problems);
                 let separator = f.string("separator", problems).unwrap_or(",");
                 check_header_value(separator, &f.at("separator"), problems);
                 Some(HeaderOp::Append {
@@ -429,33 +417,6 @@ const APPEND_ACTIONS: &[&str] = &[
     "OVERWRITE_IF_EXISTS",
 ];
 
-impl QueryOp {
-    fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<QueryOp> {
-        let (op, inner) = tagged(value, at, &["set", "add", "remove"], problems)?;
-        let at = join(at, op);
-        let known: &[&str] = if op == "remove" {
-            &["name"]
-        } else {
-            &["name", "value"]
-        };
-        let f = Fields::new(inner, &at, known, problems)?;
-        let name = f.required_string("name", problems).map(str::to_owned);
-        if name.as_deref() == Some("") {
-            problems.push(&f.at("name"), "a query parameter name cannot be empty");
-        }
-        if op == "remove" {
-            return Some(QueryOp::Remove { name: name? });
-        }
-        let value = template(&f, "value", Side::Request, problems);
-        let (name, value) = (name?, value?);
-        Some(if op == "set" {
-            QueryOp::Set { name, value }
-        } else {
-            QueryOp::Add { name, value }
-        })
-    }
-}
-
 impl ToFilterState {
     fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<ToFilterState> {
         let f = Fields::new(
@@ -506,23 +467,6 @@ impl ToFilterState {
 }
 
 /// A member holding a value template (required).
-fn template(f: &Fields<'_>, key: &str, side: Side, problems: &mut Problems) -> Option<Template> {
-    let source = f.required_string(key, problems)?;
-    let at = f.at(key);
-    check_header_value(source, &at, problems);
-    parse_template(source, &at, side, problems)
-}
-
-fn parse_template(source: &str, at: &str, side: Side, problems: &mut Problems) -> Option<Template> {
-    match Template::parse(source, side) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            problems.push(at, format!("bad template: {e}"));
-            None
-        }
-    }
-}
-
 impl Cors {
     fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<Cors> {
         const KNOWN: &[&str] = &[
@@ -629,7 +573,7 @@ impl CustomResponse {
                             continue;
                         };
                         check_header_value(source, &here, problems);
-                        if let Some(t) = parse_template(source, &here, Side::Response, problems) {
+                        if let Some(t) = Template::decode(source, &here, Side::Response, problems) {
                             headers.push((name.clone(), t));
                         }
                     }
@@ -639,7 +583,7 @@ impl CustomResponse {
         }
         let body = f
             .string("body", problems)
-            .and_then(|b| parse_template(b, &f.at("body"), Side::Response, problems));
+            .and_then(|b| Template::decode(b, &f.at("body"), Side::Response, problems));
         Some(CustomResponse {
             on_status,
             status,

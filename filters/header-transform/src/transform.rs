@@ -3,11 +3,11 @@
 //! back the returned changes.
 
 use filter_common::headers::{Change, HeaderMap, changes};
-use filter_common::request::{Host, Request, encode_query_component, split_query};
+use filter_common::request::{Host, Request};
 use filter_common::scope;
 use filter_common::template::{Template, Vars};
 
-use crate::config::{AppendAction, Config, Cors, Dedupe, HeaderOp, Policy, QueryOp, Removal, Rule};
+use crate::config::{AppendAction, Config, Cors, Dedupe, HeaderOp, Policy, Removal, Rule};
 
 /// A response the filter sends itself instead of forwarding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +116,7 @@ impl Config {
                 apply(op, value, &mut request.headers);
             }
             for op in &rule.query {
-                apply_query(op, request);
+                op.apply(request);
             }
         }
         if let Some(before) = before {
@@ -358,61 +358,6 @@ fn apply(op: &HeaderOp, value: Option<Vec<u8>>, headers: &mut HeaderMap) {
             };
             headers.replace_all(name, kept);
         }
-    }
-}
-
-/// Applies one query operation to `:path`. Values are percent-encoded;
-/// existing parameters are kept byte for byte.
-fn apply_query<H: Host>(op: &QueryOp, request: &mut Request<H>) {
-    let path = request.full_path().to_vec();
-    let (base, query) = split_query(&path);
-    let mut pairs: Vec<Vec<u8>> = query
-        .split(|b| *b == b'&')
-        .filter(|s| !s.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
-    let is = |pair: &[u8], name: &str| {
-        let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
-        key == name.as_bytes()
-    };
-    let encoded = |name: &str, value: &Template, request: &Request<H>| {
-        let rendered = value.render(&Vars {
-            request,
-            response: None,
-        });
-        let mut pair = encode_query_component(name.as_bytes());
-        pair.push(b'=');
-        pair.extend(encode_query_component(&rendered));
-        pair
-    };
-    match op {
-        QueryOp::Set { name, value } => {
-            let pair = encoded(name, value, request);
-            match pairs.iter().position(|p| is(p, name)) {
-                Some(first) => {
-                    let mut i = 0;
-                    pairs.retain(|p| {
-                        let keep = i == first || !is(p, name);
-                        i += 1;
-                        keep
-                    });
-                    if let Some(slot) = pairs.iter_mut().find(|p| is(p, name)) {
-                        *slot = pair;
-                    }
-                }
-                None => pairs.push(pair),
-            }
-        }
-        QueryOp::Add { name, value } => pairs.push(encoded(name, value, request)),
-        QueryOp::Remove { name } => pairs.retain(|p| !is(p, name)),
-    }
-    let mut new_path = base.to_vec();
-    if !pairs.is_empty() {
-        new_path.push(b'?');
-        new_path.extend(pairs.join(&b'&'));
-    }
-    if new_path != path {
-        request.headers.set(":path", new_path);
     }
 }
 
