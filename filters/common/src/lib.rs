@@ -3,8 +3,11 @@
 //!
 //! - [`config`]: typed configuration with every problem reported by JSON path;
 //! - [`headers`]: an in-memory header map and the minimal writes back to the host;
+//! - [`net`]: CIDR ranges and where the client IP comes from;
 //! - [`request`]: the request as rules see it, host properties read lazily;
-//! - [`matcher`]: string matchers and rule conditions;
+//! - [`matcher`]: string matchers and host patterns;
+//! - [`path`]: path-separated prefixes and URI templates;
+//! - [`expr`]: match expressions (AND of members, `all`/`any`/`not`);
 //! - [`query`]: query-string edits on `:path`;
 //! - [`template`]: the `%OPERATOR%` value language;
 //! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
@@ -22,8 +25,11 @@
 )]
 
 pub mod config;
+pub mod expr;
 pub mod headers;
 pub mod matcher;
+pub mod net;
+pub mod path;
 #[cfg(target_arch = "wasm32")]
 pub mod proxy;
 pub mod query;

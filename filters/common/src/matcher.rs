@@ -1,13 +1,12 @@
-//! String matchers (Envoy's `StringMatcher` plus presence and lists) and the
-//! conditions rules are guarded by. Regexes compile once, at configure time.
+//! String matchers (Envoy's `StringMatcher` plus presence and lists) and
+//! host patterns. Regexes compile once, at configure time.
 
 use std::borrow::Cow;
 
 use regex_lite::Regex;
 use serde_json::Value;
 
-use crate::config::{Fields, Problems, join};
-use crate::request::{Host, Request};
+use crate::config::{Fields, Problems};
 
 /// The members of a matcher object: exactly one test (`exact`, `prefix`,
 /// `suffix`, `contains`, `regex`, `one_of`, `present: true`,
@@ -195,97 +194,53 @@ pub fn invalid_regex(e: &regex_lite::Error) -> String {
     )
 }
 
-/// When a rule applies: every given part must match (AND). `host` is
-/// `:authority` without its port, `path` the path without its query.
-#[derive(Debug, Default)]
-pub struct Condition {
-    host: Option<StringMatcher>,
-    path: Option<StringMatcher>,
-    method: Option<StringMatcher>,
-    headers: Vec<(String, StringMatcher)>,
-    query: Vec<(String, StringMatcher)>,
+/// A host pattern as in Envoy's virtual-host `domains`: `*.example.com`
+/// (suffix), `api.*` (prefix), `*` or exact; compared case-insensitively
+/// with the host without its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(Vec<u8>),
+    Suffix(Vec<u8>),
+    Prefix(Vec<u8>),
 }
 
-impl Condition {
-    /// Decodes `{"host", "path", "method", "headers": [..], "query": [..]}`.
-    pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Self {
-        let Some(f) = Fields::new(
-            value,
-            at,
-            &["host", "path", "method", "headers", "query"],
-            problems,
-        ) else {
-            return Self::default();
-        };
-        let single = |key: &str, problems: &mut Problems| {
-            let v = f.value(key)?;
-            StringMatcher::decode(v, &f.at(key), Named::Forbidden, problems).map(|(_, m)| m)
-        };
-        let host = single("host", problems);
-        let path = single("path", problems);
-        let method = single("method", problems);
-        let named = |key: &str, lower: bool, problems: &mut Problems| {
-            let mut out = Vec::new();
-            let list_at = f.at(key);
-            for (i, m) in f.list(key, problems).iter().enumerate() {
-                let here = join(&list_at, i);
-                if let Some((name, matcher)) =
-                    StringMatcher::decode(m, &here, Named::Required, problems)
-                {
-                    if lower && name.bytes().any(|b| b.is_ascii_uppercase()) {
-                        problems.push(
-                            &join(&here, "name"),
-                            format!(
-                                "header names are matched lower-case; write `{}`",
-                                name.to_ascii_lowercase()
-                            ),
-                        );
-                    }
-                    out.push((name, matcher));
-                }
-            }
-            out
-        };
-        let headers = named("headers", true, problems);
-        let query = named("query", false, problems);
-        Self {
-            host,
-            path,
-            method,
-            headers,
-            query,
+impl HostPattern {
+    pub fn decode(text: &str, at: &str, problems: &mut Problems) -> Option<Self> {
+        let h = text.to_ascii_lowercase();
+        let stars = h.matches('*').count();
+        if h.is_empty() || stars > 1 || (stars == 1 && !h.starts_with('*') && !h.ends_with('*')) {
+            problems.push(
+                at,
+                format!("`{h}`: write a host as `*.example.com`, `api.*` or exactly"),
+            );
+            return None;
         }
+        Some(if let Some(s) = h.strip_prefix('*') {
+            Self::Suffix(s.as_bytes().to_vec())
+        } else if let Some(p) = h.strip_suffix('*') {
+            Self::Prefix(p.as_bytes().to_vec())
+        } else {
+            Self::Exact(h.into_bytes())
+        })
     }
 
-    /// Whether the request meets every part.
-    pub fn matches<H: Host>(&self, request: &Request<H>) -> bool {
-        self.host
-            .as_ref()
-            .is_none_or(|m| m.matches(Some(request.authority_host())))
-            && self
-                .path
-                .as_ref()
-                .is_none_or(|m| m.matches(Some(request.path())))
-            && self
-                .method
-                .as_ref()
-                .is_none_or(|m| m.matches(Some(request.method())))
-            && self
-                .headers
-                .iter()
-                .all(|(name, m)| m.matches(request.headers.get(name).as_deref()))
-            && self
-                .query
-                .iter()
-                .all(|(name, m)| m.matches(request.query_param(name)))
+    pub fn matches(&self, host: &[u8]) -> bool {
+        let fold = |a: &[u8], b: &[u8]| a.eq_ignore_ascii_case(b);
+        match self {
+            Self::Exact(e) => fold(host, e),
+            Self::Suffix(s) => host
+                .len()
+                .checked_sub(s.len())
+                .and_then(|i| host.get(i..))
+                .is_some_and(|tail| fold(tail, s)),
+            Self::Prefix(p) => host.get(..p.len()).is_some_and(|head| fold(head, p)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::HeaderMap;
-    use crate::request::TableHost;
 
     fn matcher(json: &str) -> Result<StringMatcher, Problems> {
         let value: Value = serde_json::from_str(json).unwrap();
@@ -368,49 +323,5 @@ mod tests {
                 .path,
             "/m/name"
         );
-    }
-
-    #[test]
-    fn conditions_need_every_part() {
-        let spec: Value = serde_json::from_str(
-            r#"{"host": {"suffix": ".example.com"}, "path": {"prefix": "/api"},
-                "method": {"one_of": ["GET"]},
-                "headers": [{"name": "x-env", "exact": "prod"}, {"name": "x-debug", "absent": true}],
-                "query": [{"name": "v", "exact": "2"}]}"#,
-        )
-        .unwrap();
-        let mut p = Problems::default();
-        let cond = Condition::decode(&spec, "/when", &mut p);
-        assert!(p.is_empty(), "{p}");
-        let req = |path: &str, extra: &[(&str, &str)]| {
-            let mut h = vec![
-                (":method".to_owned(), b"GET".to_vec()),
-                (":path".to_owned(), path.as_bytes().to_vec()),
-                (":authority".to_owned(), b"api.example.com:8443".to_vec()),
-                ("x-env".to_owned(), b"prod".to_vec()),
-            ];
-            h.extend(
-                extra
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
-            );
-            Request::new(HeaderMap::new(h), TableHost::default())
-        };
-        assert!(cond.matches(&req("/api/x?v=2", &[])));
-        assert!(!cond.matches(&req("/api/x?v=3", &[])));
-        assert!(!cond.matches(&req("/web?v=2", &[])));
-        assert!(!cond.matches(&req("/api?v=2", &[("x-debug", "1")])));
-    }
-
-    #[test]
-    fn header_matcher_names_must_be_lower_case() {
-        let spec: Value = serde_json::from_str(
-            r#"{"headers": [{"name": "X-A", "present": true}, {"exact": "x"}]}"#,
-        )
-        .unwrap();
-        let mut p = Problems::default();
-        Condition::decode(&spec, "/when", &mut p);
-        let paths: Vec<_> = p.list().iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["/when/headers/0/name", "/when/headers/1"]);
     }
 }

@@ -3,8 +3,10 @@
 //! needs them).
 
 use std::cell::OnceCell;
+use std::net::IpAddr;
 
 use crate::headers::HeaderMap;
+use crate::net::{ClientIpSource, forwarded_for, parse_ip};
 
 /// What a filter needs from its host besides the header maps. The proxy-wasm
 /// glue implements it with host calls; native tests with a table.
@@ -23,6 +25,8 @@ pub struct Request<H> {
     route_name: OnceCell<Option<Vec<u8>>>,
     virtual_host: OnceCell<Option<Vec<u8>>>,
     client_address: OnceCell<Option<Vec<u8>>>,
+    client_ip_source: ClientIpSource,
+    client_ip: OnceCell<Option<IpAddr>>,
     start_nanos: OnceCell<u64>,
 }
 
@@ -34,8 +38,16 @@ impl<H: Host> Request<H> {
             route_name: OnceCell::new(),
             virtual_host: OnceCell::new(),
             client_address: OnceCell::new(),
+            client_ip_source: ClientIpSource::Peer,
+            client_ip: OnceCell::new(),
             start_nanos: OnceCell::new(),
         }
+    }
+
+    /// Where [`Request::client_ip`] looks (the peer by default).
+    pub fn with_client_ip_source(mut self, source: ClientIpSource) -> Self {
+        self.client_ip_source = source;
+        self
     }
 
     /// `:path` as sent, query included.
@@ -98,6 +110,31 @@ impl<H: Host> Request<H> {
         self.client_address
             .get_or_init(|| self.host.property(&["source", "address"]))
             .as_deref()
+    }
+
+    /// The client IP, from the configured source.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        *self.client_ip.get_or_init(|| {
+            let forwarded = match self.client_ip_source {
+                ClientIpSource::Peer => None,
+                ClientIpSource::XForwardedFor { trusted_hops } => {
+                    forwarded_for(self.headers.values("x-forwarded-for"), trusted_hops)
+                }
+            };
+            forwarded.or_else(|| parse_ip(self.client_address()?))
+        })
+    }
+
+    /// The value of the first cookie `name` across `cookie` lines.
+    pub fn cookie(&self, name: &str) -> Option<&[u8]> {
+        self.headers.values("cookie").find_map(|line| {
+            line.split(|b| *b == b';').find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let eq = pair.iter().position(|b| *b == b'=')?;
+                let (key, value) = (pair.get(..eq)?, pair.get(eq + 1..)?);
+                (key == name.as_bytes()).then_some(value)
+            })
+        })
     }
 
     /// A route metadata value: `xds.route_metadata.filter_metadata.<ns>.<key>`.
@@ -246,6 +283,38 @@ mod tests {
         let r = request("/", "h");
         assert_eq!(r.route_name(), Some(&b"r1"[..]));
         assert_eq!(r.virtual_host(), None);
+    }
+
+    #[test]
+    fn cookies_are_found_across_lines() {
+        let headers = HeaderMap::new(vec![
+            ("cookie".into(), b"a=1; session=xyz".to_vec()),
+            ("cookie".into(), b"b=2;c=".to_vec()),
+        ]);
+        let r = Request::new(headers, TableHost::default());
+        assert_eq!(r.cookie("session"), Some(&b"xyz"[..]));
+        assert_eq!(r.cookie("b"), Some(&b"2"[..]));
+        assert_eq!(r.cookie("c"), Some(&b""[..]));
+        assert_eq!(r.cookie("sess"), None);
+    }
+
+    #[test]
+    fn the_client_ip_comes_from_the_configured_source() {
+        let headers = HeaderMap::new(vec![(
+            "x-forwarded-for".into(),
+            b"9.9.9.9, 8.8.8.8".to_vec(),
+        )]);
+        let host = TableHost::default().with("source.address", "10.0.0.1:5000");
+        let peer = Request::new(headers.clone(), host.clone());
+        assert_eq!(peer.client_ip(), "10.0.0.1".parse().ok());
+        let xff = |hops| {
+            Request::new(headers.clone(), host.clone())
+                .with_client_ip_source(ClientIpSource::XForwardedFor { trusted_hops: hops })
+                .client_ip()
+        };
+        assert_eq!(xff(0), "8.8.8.8".parse().ok());
+        assert_eq!(xff(1), "9.9.9.9".parse().ok());
+        assert_eq!(xff(2), "10.0.0.1".parse().ok());
     }
 
     #[test]

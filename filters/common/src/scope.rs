@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::config::{Fields, Problems, join};
+use crate::matcher::HostPattern;
 use crate::request::{Host, Request};
 
 /// A route metadata entry (`filter_metadata.<namespace>.<key>`), present or
@@ -15,13 +16,6 @@ struct MetadataMatch {
     namespace: String,
     key: String,
     value: Option<String>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum HostPattern {
-    Exact(Vec<u8>),
-    Suffix(Vec<u8>),
-    Prefix(Vec<u8>),
 }
 
 /// Which requests a scope covers. Every given criterion must hold (AND);
@@ -69,23 +63,9 @@ impl ScopeMatch {
         scope.route_prefixes = owned(f.strings("route_prefixes", problems));
         scope.virtual_hosts = owned(f.strings("virtual_hosts", problems));
         for (i, h) in f.strings("hosts", problems).into_iter().enumerate() {
-            let h = h.to_ascii_lowercase();
-            let stars = h.matches('*').count();
-            let pattern = if let Some(s) = h.strip_prefix('*') {
-                HostPattern::Suffix(s.as_bytes().to_vec())
-            } else if let Some(p) = h.strip_suffix('*') {
-                HostPattern::Prefix(p.as_bytes().to_vec())
-            } else {
-                HostPattern::Exact(h.as_bytes().to_vec())
-            };
-            if h.is_empty() || stars > 1 || (stars == 1 && !h.starts_with('*') && !h.ends_with('*'))
-            {
-                problems.push(
-                    &join(&f.at("hosts"), i),
-                    format!("`{h}`: write a host as `*.example.com`, `api.*` or exactly"),
-                );
+            if let Some(pattern) = HostPattern::decode(h, &join(&f.at("hosts"), i), problems) {
+                scope.hosts.push(pattern);
             }
-            scope.hosts.push(pattern);
         }
         for (i, p) in f.strings("path_prefixes", problems).into_iter().enumerate() {
             if !p.starts_with('/') {
@@ -151,12 +131,8 @@ impl ScopeMatch {
                     .virtual_host()
                     .is_some_and(|v| self.virtual_hosts.iter().any(|x| x.as_bytes() == v)))
             && (self.hosts.is_empty() || {
-                let host = request.authority_host().to_ascii_lowercase();
-                self.hosts.iter().any(|p| match p {
-                    HostPattern::Exact(e) => host == *e,
-                    HostPattern::Suffix(s) => host.ends_with(s),
-                    HostPattern::Prefix(s) => host.starts_with(s),
-                })
+                let host = request.authority_host();
+                self.hosts.iter().any(|p| p.matches(host))
             })
             && (self.path_prefixes.is_empty()
                 || self

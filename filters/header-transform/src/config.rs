@@ -5,7 +5,8 @@
 use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, join, kind, one_of, parse_json, tagged,
 };
-use filter_common::matcher::{Condition, invalid_regex};
+use filter_common::expr::Expr;
+use filter_common::matcher::invalid_regex;
 use filter_common::query::QueryOp;
 use filter_common::scope::ScopeMatch;
 use filter_common::template::{Side, Template};
@@ -53,7 +54,7 @@ pub(crate) struct Policy {
 
 #[derive(Debug)]
 pub(crate) struct Rule {
-    pub(crate) when: Condition,
+    pub(crate) when: Expr,
     pub(crate) request_headers: Vec<HeaderOp>,
     pub(crate) response_headers: Vec<HeaderOp>,
     pub(crate) request_trailers: Vec<HeaderOp>,
@@ -246,8 +247,8 @@ impl Rule {
         let f = Fields::new(value, at, KNOWN, problems)?;
         let _ = f.string("name", problems);
         let when = match f.value("when") {
-            Some(w) => Condition::decode(w, &f.at("when"), problems),
-            None => Condition::default(),
+            Some(w) => Expr::decode(w, &f.at("when"), problems),
+            None => Expr::default(),
         };
         let ops = |key: &str, side: Side, problems: &mut Problems| {
             let list_at = f.at(key);
