@@ -4,6 +4,7 @@
 //! - [`config`]: typed configuration with every problem reported by JSON path;
 //! - [`headers`]: an in-memory header map and the minimal writes back to the host;
 //! - [`net`]: CIDR ranges and where the client IP comes from;
+//! - [`reply`]: local replies;
 //! - [`request`]: the request as rules see it, host properties read lazily;
 //! - [`matcher`]: string matchers and host patterns;
 //! - [`path`]: path-separated prefixes and URI templates;
@@ -33,6 +34,7 @@ pub mod path;
 #[cfg(target_arch = "wasm32")]
 pub mod proxy;
 pub mod query;
+pub mod reply;
 pub mod request;
 pub mod scope;
 pub mod template;

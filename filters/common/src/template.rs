@@ -20,7 +20,7 @@
 
 use std::fmt::Write as _;
 
-use crate::config::{Fields, Problems, check_header_value};
+use crate::config::{Fields, Problems, check_header_name, check_header_value, join, kind};
 use crate::headers::HeaderMap;
 use crate::request::{Host, Request, strip_port};
 
@@ -119,6 +119,38 @@ impl Template {
         let at = f.at(key);
         check_header_value(source, &at, problems);
         Self::decode(source, &at, side, problems)
+    }
+
+    /// The optional member `key`: an object of header names to value
+    /// templates, in order.
+    pub fn decode_header_map(
+        f: &Fields<'_>,
+        key: &str,
+        side: Side,
+        problems: &mut Problems,
+    ) -> Vec<(String, Self)> {
+        let mut headers = Vec::new();
+        let Some(value) = f.value(key) else {
+            return headers;
+        };
+        let at = f.at(key);
+        let Some(map) = value.as_object() else {
+            problems.push(&at, "expected an object of header names to values");
+            return headers;
+        };
+        for (name, value) in map {
+            let here = join(&at, name);
+            check_header_name(name, &here, problems);
+            let Some(source) = value.as_str() else {
+                problems.push(&here, format!("expected a string, found {}", kind(value)));
+                continue;
+            };
+            check_header_value(source, &here, problems);
+            if let Some(t) = Self::decode(source, &here, side, problems) {
+                headers.push((name.clone(), t));
+            }
+        }
+        headers
     }
 
     /// The text when the template has no operator.

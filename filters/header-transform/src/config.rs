@@ -3,7 +3,7 @@
 //! reported by JSON path. The format is documented in the crate's README.
 
 use filter_common::config::{
-    Fields, Problems, check_header_name, check_header_value, join, kind, one_of, parse_json, tagged,
+    Fields, Problems, check_header_name, check_header_value, join, one_of, parse_json, tagged,
 };
 use filter_common::expr::Expr;
 use filter_common::matcher::invalid_regex;
@@ -560,28 +560,7 @@ impl CustomResponse {
         let status = f
             .integer("status", 200, 599, problems)
             .and_then(|s| u16::try_from(s).ok());
-        let mut headers = Vec::new();
-        if let Some(h) = f.value("headers") {
-            let headers_at = f.at("headers");
-            match h.as_object() {
-                Some(map) => {
-                    for (name, value) in map {
-                        let here = join(&headers_at, name);
-                        check_header_name(name, &here, problems);
-                        let Some(source) = value.as_str() else {
-                            problems
-                                .push(&here, format!("expected a string, found {}", kind(value)));
-                            continue;
-                        };
-                        check_header_value(source, &here, problems);
-                        if let Some(t) = Template::decode(source, &here, Side::Response, problems) {
-                            headers.push((name.clone(), t));
-                        }
-                    }
-                }
-                None => problems.push(&headers_at, "expected an object of header names to values"),
-            }
-        }
+        let headers = Template::decode_header_map(&f, "headers", Side::Response, problems);
         let body = f
             .string("body", problems)
             .and_then(|b| Template::decode(b, &f.at("body"), Side::Response, problems));

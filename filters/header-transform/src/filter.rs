@@ -12,7 +12,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::Config;
-use crate::transform::{Decision, LocalReply};
+use filter_common::reply::LocalReply;
+
+use crate::transform::Decision;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);

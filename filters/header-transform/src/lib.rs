@@ -20,4 +20,5 @@ mod filter;
 pub mod transform;
 
 pub use config::Config;
-pub use transform::{Decision, LocalReply, ResponseDecision};
+pub use filter_common::reply::LocalReply;
+pub use transform::{Decision, ResponseDecision};

@@ -3,19 +3,12 @@
 //! back the returned changes.
 
 use filter_common::headers::{Change, HeaderMap, changes};
+use filter_common::reply::LocalReply;
 use filter_common::request::{Host, Request};
 use filter_common::scope;
 use filter_common::template::{Template, Vars};
 
 use crate::config::{AppendAction, Config, Cors, Dedupe, HeaderOp, Policy, Removal, Rule};
-
-/// A response the filter sends itself instead of forwarding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalReply {
-    pub status: u16,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
-}
 
 /// What the request side decided, kept for the response side.
 #[derive(Debug, Default)]
