@@ -22,8 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::harness_runner::{ROUTE_NAME, VIRTUAL_HOST_NAME, plugin_name, text};
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
 use crate::scenario::{
-    Failure, HeaderLines, Level, Loaded, ResponseSpec, Scenario, Step, UpstreamSpec, lines,
-    route_metadata_entry,
+    BACKEND, Failure, HeaderLines, Level, Loaded, ResponseSpec, Scenario, Step, UpstreamSpec,
+    lines, route_metadata_entry,
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -73,8 +73,12 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
     let received: Shared<Vec<Received>> = Arc::default();
     let response: Shared<ResponseSpec> = Arc::default();
     let calls: Shared<Vec<CallMade>> = Arc::default();
-    let backend = start_backend(received.clone(), response.clone()).await?;
-    let mut clusters = vec![cluster("backend", backend)];
+    let mut clusters = Vec::new();
+    for name in std::iter::once(BACKEND).chain(loaded.scenario.clusters.iter().map(String::as_str))
+    {
+        let addr = start_backend(name.to_owned(), received.clone(), response.clone()).await?;
+        clusters.push(cluster(name, addr));
+    }
     for (name, spec) in &loaded.scenario.upstreams {
         let addr = start_upstream(name.clone(), spec.clone(), calls.clone()).await?;
         clusters.push(cluster(name, addr));
@@ -236,6 +240,27 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, 
             }
         }));
     }
+    let route = |matcher: Value, action: Value| {
+        json!({
+            "name": property("xds.route_name", ROUTE_NAME),
+            "match": matcher,
+            "route": action,
+            "metadata": {"filter_metadata": route_metadata(scenario)}
+        })
+    };
+    let mut routes = Vec::new();
+    if !scenario.clusters.is_empty() {
+        // As a routing filter's users deploy it: the header picks the
+        // cluster when present (Envoy re-routes after the filter sets it).
+        routes.push(route(
+            json!({"prefix": "/", "headers": [{"name": scenario.cluster_header, "present_match": true}]}),
+            json!({"cluster_header": scenario.cluster_header, "timeout": "15s"}),
+        ));
+    }
+    routes.push(route(
+        json!({"prefix": "/"}),
+        json!({"cluster": BACKEND, "timeout": "15s"}),
+    ));
     filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
@@ -256,12 +281,7 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, 
                             "virtual_hosts": [{
                                 "name": property("xds.virtual_host_name", VIRTUAL_HOST_NAME),
                                 "domains": ["*"],
-                                "routes": [{
-                                    "name": property("xds.route_name", ROUTE_NAME),
-                                    "match": {"prefix": "/"},
-                                    "route": {"cluster": "backend", "timeout": "15s"},
-                                    "metadata": {"filter_metadata": route_metadata(scenario)}
-                                }]
+                                "routes": routes
                             }]
                         },
                         "http_filters": filters
@@ -304,10 +324,12 @@ where
 /// The backend: records what it receives, answers with the current step's
 /// response.
 async fn start_backend(
+    name: String,
     received: Shared<Vec<Received>>,
     response: Shared<ResponseSpec>,
 ) -> Result<SocketAddr, String> {
-    serve(move |got| {
+    serve(move |mut got: Received| {
+        got.cluster.clone_from(&name);
         lock(&received).push(got);
         let spec = lock(&response).clone();
         std::future::ready(Ok(answer(spec.status, &spec.headers, spec.body)))
@@ -352,6 +374,7 @@ async fn receive(req: Request<Incoming>) -> Received {
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
     Received {
+        cluster: String::new(),
         method: parts.method.to_string(),
         path: parts.uri.to_string(),
         headers: header_list(&parts.headers),

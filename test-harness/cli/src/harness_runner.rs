@@ -8,7 +8,9 @@ use proxy_wasm_harness::{
 };
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
-use crate::scenario::{Failure, HeaderLines, Level, Loaded, lines};
+use crate::scenario::{
+    BACKEND, Failure, HeaderLines, Level, Loaded, ResponseSpec, Scenario, lines,
+};
 
 /// Route and virtual host names both runners use unless the scenario sets
 /// `xds.route_name` / `xds.virtual_host_name`.
@@ -67,7 +69,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
     let mut steps = Vec::new();
     let mut calls_seen: Vec<usize> = chain.vms().iter().map(|vm| vm.http_calls().len()).collect();
     for step in &scenario.steps {
-        let outcome = run_step(&mut chain, step).map_err(|e| e.to_string())?;
+        let outcome = run_step(&mut chain, scenario, step).map_err(|e| e.to_string())?;
         let mut logs = Vec::new();
         let mut calls = Vec::new();
         for (vm, seen) in chain.vms_mut().iter_mut().zip(&mut calls_seen) {
@@ -92,6 +94,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
 
 fn run_step(
     chain: &mut Chain,
+    scenario: &Scenario,
     step: &crate::scenario::Step,
 ) -> proxy_wasm_harness::Result<(Option<Received>, ClientResult)> {
     let request = &step.request;
@@ -116,14 +119,26 @@ fn run_step(
         s.upstream_request().complete || s.local_response().is_some() || s.is_reset()
     })?;
     let sent = stream.upstream_request().clone();
-    let backend = sent.complete.then(|| Received {
-        method: sent.header(":method").unwrap_or_default().to_owned(),
-        path: sent.header(":path").unwrap_or_default().to_owned(),
-        headers: upstream_headers(sent.headers.as_ref()),
-        body: sent.body.clone(),
-    });
-    if backend.is_some() && stream.local_response().is_none() && !stream.is_reset() {
-        let response = &step.response;
+    let cluster = sent
+        .complete
+        .then(|| route(scenario, sent.headers.as_ref()));
+    let backend = match &cluster {
+        Some(Some(name)) => Some(Received {
+            cluster: name.clone(),
+            method: sent.header(":method").unwrap_or_default().to_owned(),
+            path: sent.header(":path").unwrap_or_default().to_owned(),
+            headers: upstream_headers(sent.headers.as_ref()),
+            body: sent.body.clone(),
+        }),
+        _ => None,
+    };
+    let answered = stream.local_response().is_some() || stream.is_reset();
+    if cluster.is_some() && !answered {
+        let response = match backend {
+            Some(_) => &step.response,
+            // No such cluster: Envoy's router answers itself.
+            None => &no_cluster(),
+        };
         let mut headers = HeaderMap::from([(":status", response.status.to_string())]);
         for (k, v) in headers_with_length(&response.headers, response.body.len()).iter() {
             headers.add(k, v);
@@ -151,6 +166,30 @@ fn run_step(
         }
     };
     Ok((backend, client))
+}
+
+/// The cluster Envoy's route sends the request to: `backend`, or with
+/// `clusters` the one `cluster_header` names (`None`: no such cluster).
+fn route(scenario: &Scenario, headers: Option<&HeaderMap>) -> Option<String> {
+    if scenario.clusters.is_empty() {
+        return Some(BACKEND.to_owned());
+    }
+    match headers.and_then(|h| h.get(&scenario.cluster_header)) {
+        None => Some(BACKEND.to_owned()),
+        Some(name) if name == BACKEND || scenario.clusters.iter().any(|c| c == name) => {
+            Some(name.to_owned())
+        }
+        Some(_) => None,
+    }
+}
+
+/// Envoy's router reply when `cluster_header` names no cluster.
+fn no_cluster() -> ResponseSpec {
+    ResponseSpec {
+        status: 503,
+        headers: HeaderLines::new(),
+        body: String::new(),
+    }
 }
 
 /// Lets virtual time pass until `done` or the patience runs out (a filter

@@ -26,6 +26,8 @@ fn field(headers: &Headers, name: &str) -> Option<String> {
 /// A request as the backend received it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Received {
+    /// The cluster that received the request.
+    pub(crate) cluster: String,
     pub(crate) method: String,
     pub(crate) path: String,
     pub(crate) headers: Headers,
@@ -160,6 +162,11 @@ fn check_backend(
         (true, None) => misses.push(miss(format!("{prefix}: backend"), "reached", "not reached")),
         (true, Some(r)) => {
             let what = |w: &str| format!("{prefix}: backend {w}");
+            if let Some(c) = &expect.cluster
+                && *c != r.cluster
+            {
+                misses.push(miss(what("cluster"), c, &r.cluster));
+            }
             if let Some(m) = &expect.method
                 && *m != r.method
             {
@@ -357,6 +364,7 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
             None => facts.push((format!("{p} backend"), "not reached".into())),
             Some(r) => {
                 facts.push((format!("{p} backend"), format!("{} {}", r.method, r.path)));
+                facts.push((format!("{p} backend cluster"), r.cluster.clone()));
                 facts.push((
                     format!("{p} backend body"),
                     String::from_utf8_lossy(&r.body).into_owned(),

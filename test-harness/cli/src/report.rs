@@ -196,6 +196,7 @@ mod tests {
     fn outcome(status: u16, reached: bool) -> Outcome {
         Outcome::Steps(vec![StepOutcome {
             backend: reached.then(|| crate::outcome::Received {
+                cluster: "backend".into(),
                 method: "GET".into(),
                 path: "/".into(),
                 ..Default::default()

@@ -31,6 +31,16 @@ pub(crate) struct Scenario {
     /// dotted).
     #[serde(default)]
     pub(crate) properties: BTreeMap<String, String>,
+    /// Backend clusters besides `backend`. When given, a request whose
+    /// `cluster_header` names one of them (or `backend`) goes to that
+    /// cluster, as an Envoy route with `cluster_header` sends it; any other
+    /// value gets Envoy's 503 for an unknown cluster; without the header it
+    /// goes to `backend`.
+    #[serde(default)]
+    pub(crate) clusters: Vec<String>,
+    /// The header that picks among `clusters`.
+    #[serde(default = "cluster_header")]
+    pub(crate) cluster_header: String,
     /// Clusters the filters may call with `proxy_http_call`, by name.
     #[serde(default)]
     pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
@@ -47,7 +57,8 @@ pub(crate) struct Scenario {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FilterSpec {
     /// The module: a path relative to the scenario file,
-    /// `filter:<name>` for the toolkit's filters (`header-transform`), or
+    /// `filter:<name>` for the toolkit's filters (`header-transform`,
+    /// `routing`), or
     /// `fixture:<name>` for the harness's test fixtures (`sdk-filter`,
     /// `cache-filter`, `minimal-filter`).
     pub(crate) wasm: String,
@@ -210,6 +221,9 @@ pub(crate) struct BackendExpect {
     /// Whether the request reached the backend (default: true).
     #[serde(default)]
     pub(crate) reached: Option<bool>,
+    /// The cluster that received it: `backend` or one of `clusters`.
+    #[serde(default)]
+    pub(crate) cluster: Option<String>,
     #[serde(default)]
     pub(crate) method: Option<String>,
     #[serde(default)]
@@ -309,6 +323,12 @@ fn root() -> String {
 fn authority() -> String {
     "example.com".into()
 }
+fn cluster_header() -> String {
+    "x-route-cluster".into()
+}
+
+/// The cluster every scenario has.
+pub(crate) const BACKEND: &str = "backend";
 
 /// Properties the Envoy runner can express in its configuration, besides
 /// route metadata entries (`ROUTE_METADATA_PREFIX<namespace>.<key>`).
@@ -397,7 +417,33 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
             ));
         }
     }
+    for (i, name) in scenario.clusters.iter().enumerate() {
+        let taken = name == BACKEND
+            || scenario.clusters.get(..i).is_some_and(|c| c.contains(name))
+            || scenario.upstreams.contains_key(name);
+        if taken || name.is_empty() {
+            return Err(fail(
+                at(name),
+                format!("cluster `{name}` is empty, `backend`, repeated, or an upstream's name"),
+            ));
+        }
+    }
     for step in &scenario.steps {
+        if let Some(cluster) = step
+            .expect
+            .backend
+            .as_ref()
+            .and_then(|b| b.cluster.as_ref())
+            && cluster != BACKEND
+            && !scenario.clusters.contains(cluster)
+        {
+            return Err(fail(
+                at(cluster),
+                format!(
+                    "expect.backend.cluster names `{cluster}`, which `clusters` does not declare"
+                ),
+            ));
+        }
         let checks = [
             step.expect.backend.as_ref().map(|b| &b.headers),
             step.expect.client.as_ref().map(|c| &c.headers),
@@ -450,7 +496,12 @@ fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
     if let Some(name) = wasm.strip_prefix("filter:") {
         let path = match name {
             "header-transform" => harness_fixtures::HEADER_TRANSFORM,
-            other => return Err(format!("unknown filter `{other}`: header-transform")),
+            "routing" => harness_fixtures::ROUTING,
+            other => {
+                return Err(format!(
+                    "unknown filter `{other}`: header-transform, routing"
+                ));
+            }
         };
         return Ok(PathBuf::from(path));
     }
