@@ -16,17 +16,17 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 use crate::config::Config;
-use crate::route::{ReplyKind, Rng, Taken};
+use crate::route::{ReplyKind, Spreader, Taken};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        // WASI `random_get` seeds the split generator once per VM.
+        // WASI `random_get` picks the spreader's start once per VM.
         let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
         Box::new(Root {
             config: None,
             metrics: Rc::default(),
-            rng: Rc::new(RefCell::new(Rng::new(seed))),
+            spreader: Rc::new(RefCell::new(Spreader::new(seed))),
         })
     });
 }}
@@ -71,7 +71,7 @@ fn count(metric: Option<u32>) {
 struct Root {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
-    rng: Rc<RefCell<Rng>>,
+    spreader: Rc<RefCell<Spreader>>,
 }
 
 impl Context for Root {}
@@ -97,7 +97,7 @@ impl RootContext for Root {
         Some(Box::new(Stream {
             config: self.config.clone(),
             metrics: Rc::clone(&self.metrics),
-            rng: Rc::clone(&self.rng),
+            spreader: Rc::clone(&self.spreader),
         }))
     }
 
@@ -109,7 +109,7 @@ impl RootContext for Root {
 struct Stream {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
-    rng: Rc<RefCell<Rng>>,
+    spreader: Rc<RefCell<Spreader>>,
 }
 
 impl Context for Stream {}
@@ -122,9 +122,9 @@ impl HttpContext for Stream {
         let before = read_map(MapType::HttpRequestHeaders);
         let mut request = Request::new(before.clone(), ProxyHost)
             .with_client_ip_source(config.client_ip_source());
-        let outcome = match self.rng.try_borrow_mut() {
-            Ok(mut rng) => config.route(&mut request, &mut rng),
-            Err(_) => config.route(&mut request, &mut Rng::new(0)),
+        let outcome = match self.spreader.try_borrow_mut() {
+            Ok(mut spreader) => config.route(&mut request, &mut spreader),
+            Err(_) => config.route(&mut request, &mut Spreader::new(0)),
         };
         let metrics = &self.metrics;
         count(match outcome.taken {

@@ -22,4 +22,4 @@ pub mod rewrite;
 pub mod route;
 
 pub use config::Config;
-pub use route::{Outcome, ReplyKind, Rng, Taken};
+pub use route::{Outcome, ReplyKind, Spreader, Taken};

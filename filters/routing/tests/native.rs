@@ -2,7 +2,7 @@
 
 use filter_common::request::TableHost;
 use routing::route::route_headers;
-use routing::{Config, ReplyKind, Rng, Taken};
+use routing::{Config, ReplyKind, Spreader, Taken};
 
 fn config(json: &str) -> Config {
     Config::parse(json.as_bytes()).unwrap_or_else(|p| panic!("{p}"))
@@ -38,7 +38,7 @@ fn run(
     extra: &[(&str, &str)],
     name: &str,
 ) -> (Taken, Option<Reply>, Option<String>) {
-    let (outcome, after) = route_headers(c, headers(path, extra), host(), &mut Rng::new(1));
+    let (outcome, after) = route_headers(c, headers(path, extra), host(), &mut Spreader::new(1));
     let reply = outcome
         .reply
         .map(|(k, r)| (k, r.status, r.headers, String::from_utf8(r.body).unwrap()));
@@ -118,10 +118,10 @@ fn weighted_splits_follow_their_weights_and_sticky_keys_stick() {
             "targets": [{"cluster": "stable", "weight": 90}, {"cluster": "canary", "weight": 10, "tag": "canary"}],
             "sticky": {"header": "x-user"}}}]}"#,
     );
-    let mut rng = Rng::new(7);
+    let mut spreader = Spreader::new(7);
     let mut canary = 0;
     for _ in 0..100_000 {
-        let (_, after) = route_headers(&c, headers("/", &[]), host(), &mut rng);
+        let (_, after) = route_headers(&c, headers("/", &[]), host(), &mut spreader);
         if after.get("x-route-cluster").as_deref() == Some(b"canary") {
             assert_eq!(after.get("x-route-tag").as_deref(), Some(&b"canary"[..]));
             canary += 1;
@@ -130,11 +130,11 @@ fn weighted_splits_follow_their_weights_and_sticky_keys_stick() {
     let share = f64::from(canary) / 1000.0;
     assert!((share - 10.0).abs() < 0.5, "canary share {share}%");
     for user in ["alice", "bob", "carol", "dave"] {
-        let first = route_headers(&c, headers("/", &[("x-user", user)]), host(), &mut rng)
+        let first = route_headers(&c, headers("/", &[("x-user", user)]), host(), &mut spreader)
             .1
             .get("x-route-cluster");
         for _ in 0..20 {
-            let again = route_headers(&c, headers("/", &[("x-user", user)]), host(), &mut rng)
+            let again = route_headers(&c, headers("/", &[("x-user", user)]), host(), &mut spreader)
                 .1
                 .get("x-route-cluster");
             assert_eq!(again, first, "{user}");
@@ -160,7 +160,7 @@ fn rewrites_change_path_query_and_host_keeping_the_original_host() {
             &[("x-tenant-host", "acme.internal")],
         ),
         host(),
-        &mut Rng::new(1),
+        &mut Spreader::new(1),
     );
     assert_eq!(
         after.get(":path").as_deref(),
@@ -174,7 +174,12 @@ fn rewrites_change_path_query_and_host_keeping_the_original_host() {
         after.get("x-forwarded-host").as_deref(),
         Some(&b"shop.example.com"[..])
     );
-    let (_, after) = route_headers(&c, headers("/t/blue/x?y=1", &[]), host(), &mut Rng::new(1));
+    let (_, after) = route_headers(
+        &c,
+        headers("/t/blue/x?y=1", &[]),
+        host(),
+        &mut Spreader::new(1),
+    );
     assert_eq!(after.get(":path").as_deref(), Some(&b"/x?y=1"[..]));
     assert_eq!(
         after.get(":authority").as_deref(),

@@ -1,0 +1,281 @@
+//! The built module in the harness, through its Rust API: counters, route
+//! cache clears, the weighted split over 10,000 requests, stickiness across
+//! VMs, and a property test of 10,000 random requests.
+
+use proxy_wasm_harness::{LogLevel, Metric, Plugin, Progress, Vm};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+fn vm_seeded(config: &str, seed: u64) -> Vm {
+    Plugin::builder(harness_fixtures::ROUTING)
+        .configuration(config)
+        .property("xds.route_name", "shop")
+        .property("source.address", "10.1.2.3:40000")
+        .seed(seed)
+        .build()
+        .and_then(|p| p.start())
+        .expect("the filter starts")
+}
+
+fn vm(config: &str) -> Vm {
+    vm_seeded(config, 0)
+}
+
+fn counter(vm: &Vm, name: &str) -> u64 {
+    match vm.metric(name) {
+        Some(Metric::Counter(n)) => n,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn get(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut h = vec![
+        (":method".to_owned(), "GET".to_owned()),
+        (":path".to_owned(), path.to_owned()),
+        (":authority".to_owned(), "shop.example".to_owned()),
+    ];
+    h.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    h
+}
+
+/// The cluster header the upstream request carries (`None`: no choice).
+fn cluster_of(vm: &mut Vm, path: &str, extra: &[(&str, &str)]) -> Option<String> {
+    let mut stream = vm.http_stream();
+    let progress = stream.send_request_headers(get(path, extra), true).unwrap();
+    assert_eq!(progress, Progress::Continued);
+    stream
+        .upstream_request()
+        .header("x-route-cluster")
+        .map(str::to_owned)
+}
+
+#[test]
+fn a_refused_configuration_is_one_error_line_with_every_path() {
+    let err = Plugin::builder(harness_fixtures::ROUTING)
+        .configuration(
+            r#"{"rules": [{"match": {"path": {"regex": "("}}, "cluster": "a"}, {"redirect": {"status": 200}}], "extra": 1}"#,
+        )
+        .build()
+        .and_then(|p| p.start())
+        .expect_err("the configuration is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("3 problems: /extra: unknown field `extra`")
+            && text.contains("/rules/0/match/path/regex: invalid regex")
+            && text.contains("/rules/1/redirect/status: 200 is not a redirect status"),
+        "{text}"
+    );
+}
+
+#[test]
+fn counters_count_rules_defaults_and_replies_and_writes_clear_the_route_cache() {
+    let mut vm = vm(r#"{
+        "rules": [{"name": "api", "match": {"path": {"prefix": "/api"}}, "cluster": "api"},
+                  {"name": "old", "match": {"path": {"prefix": "/old"}}, "redirect": {"path": {"set": "/new"}}},
+                  {"name": "block", "match": {"path": {"prefix": "/admin"}}, "deny": {}},
+                  {"name": "ping", "match": {"path": {"exact": "/ping"}}, "respond": {"body": "pong"}}],
+        "scopes": [{"match": {"hosts": ["none.example"]}, "rules": [{"name": "scoped", "cluster": "x"}]}]
+    }"#);
+    assert!(vm.has_log(LogLevel::Info, "routing: configured with 5 rules"));
+    let clears = vm.route_cache_clears();
+    assert_eq!(cluster_of(&mut vm, "/api/x", &[]).as_deref(), Some("api"));
+    assert!(
+        vm.route_cache_clears() > clears,
+        "a changed request clears the route cache"
+    );
+    let clears = vm.route_cache_clears();
+    assert_eq!(cluster_of(&mut vm, "/web", &[]), None);
+    assert_eq!(
+        vm.route_cache_clears(),
+        clears,
+        "an unchanged request does not"
+    );
+
+    for (path, status) in [("/old/x", 301), ("/admin", 403), ("/ping", 200)] {
+        let mut stream = vm.http_stream();
+        assert_eq!(
+            stream.send_request_headers(get(path, &[]), true).unwrap(),
+            Progress::Responded
+        );
+        assert_eq!(stream.local_response().map(|r| r.status), Some(status));
+    }
+    for (name, want) in [
+        ("routing.rule.api", 1),
+        ("routing.rule.old", 1),
+        ("routing.rule.block", 1),
+        ("routing.rule.ping", 1),
+        ("routing.rule.scoped", 0),
+        ("routing.unmatched", 1),
+        ("routing.redirects", 1),
+        ("routing.denied", 1),
+        ("routing.direct_responses", 1),
+        ("routing.errors", 0),
+    ] {
+        assert_eq!(counter(&vm, name), want, "{name}");
+    }
+}
+
+const SPLIT: &str = r#"{"rules": [
+    {"name": "sticky", "match": {"headers": [{"name": "x-user", "present": true}]},
+     "split": {"targets": [{"cluster": "a", "weight": 70}, {"cluster": "b", "weight": 20}, {"cluster": "c", "weight": 10}],
+               "sticky": {"header": "x-user"}}},
+    {"name": "random",
+     "split": {"targets": [{"cluster": "a", "weight": 70}, {"cluster": "b", "weight": 20}, {"cluster": "c", "weight": 10}]}}
+]}"#;
+
+#[test]
+fn ten_thousand_requests_split_within_one_point_of_the_weights() {
+    for seed in [0, 1, 0xdead_beef] {
+        let mut vm = vm_seeded(SPLIT, seed);
+        let mut counts = [0u32; 3];
+        for _ in 0..10_000 {
+            let cluster = cluster_of(&mut vm, "/", &[]).expect("a target");
+            counts[usize::from(cluster.as_bytes()[0] - b'a')] += 1;
+        }
+        for (count, weight) in counts.iter().zip([70.0, 20.0, 10.0]) {
+            let share = f64::from(*count) / 100.0;
+            assert!(
+                (share - weight).abs() <= 1.0,
+                "seed {seed}: {share}% where the weight is {weight}% ({counts:?})"
+            );
+        }
+    }
+}
+
+#[test]
+fn sticky_keys_land_on_the_same_side_in_every_vm_and_spread_by_weight() {
+    let mut first = vm_seeded(SPLIT, 1);
+    let mut second = vm_seeded(SPLIT, 2);
+    let mut counts = [0u32; 3];
+    for user in 0..2_000 {
+        let user = format!("user-{user}");
+        let side = cluster_of(&mut first, "/", &[("x-user", &user)]).expect("a target");
+        for vm in [&mut first, &mut second] {
+            for _ in 0..2 {
+                assert_eq!(
+                    cluster_of(vm, "/", &[("x-user", &user)]).as_deref(),
+                    Some(side.as_str()),
+                    "{user}"
+                );
+            }
+        }
+        counts[usize::from(side.as_bytes()[0] - b'a')] += 1;
+    }
+    // 2,000 keys hashed: shares near the weights (±3 points).
+    for (count, weight) in counts.iter().zip([70.0, 20.0, 10.0]) {
+        let share = f64::from(*count) / 20.0;
+        assert!(
+            (share - weight).abs() <= 3.0,
+            "{share}% vs {weight}% ({counts:?})"
+        );
+    }
+}
+
+/// A header name as a host delivers it: lower-case token characters.
+fn random_name(rng: &mut ChaCha8Rng) -> String {
+    const TOKEN: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~";
+    const KNOWN: &[&str] = &[
+        "x-user",
+        "cookie",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-route-cluster",
+        "x-target",
+        "x-forwarded-host",
+        "user-agent",
+    ];
+    if rng.next_u32().is_multiple_of(2) {
+        return KNOWN[rng.next_u32() as usize % KNOWN.len()].to_owned();
+    }
+    let len = 1 + rng.next_u32() as usize % 40;
+    (0..len)
+        .map(|_| TOKEN[rng.next_u32() as usize % TOKEN.len()] as char)
+        .collect()
+}
+
+/// Any bytes but CR, LF and NUL (which no host delivers), sometimes huge,
+/// sometimes made of path and address characters.
+fn random_value(rng: &mut ChaCha8Rng) -> Vec<u8> {
+    const SHAPED: &[u8] = b"/.:,;=?&[]0123456789abcdef ";
+    let len = match rng.next_u32() % 20 {
+        0 => 8192 + rng.next_u32() as usize % 60_000,
+        1 => 0,
+        _ => rng.next_u32() as usize % 64,
+    };
+    let mut v = vec![0u8; len];
+    rng.fill_bytes(&mut v);
+    let shaped = rng.next_u32().is_multiple_of(2);
+    for b in &mut v {
+        if shaped {
+            *b = SHAPED[usize::from(*b) % SHAPED.len()];
+        } else if matches!(*b, b'\r' | b'\n' | 0) {
+            *b = b' ';
+        }
+    }
+    v
+}
+
+#[test]
+fn ten_thousand_random_requests_never_trap() {
+    // Every matcher, action and rewrite kind, so random input reaches them.
+    let config = r#"{
+      "client_ip": {"source": "x-forwarded-for", "trusted_hops": 1},
+      "rules": [
+        {"name": "ip", "match": {"client_ip": ["10.0.0.0/8", "2001:db8::/32"], "cookies": [{"name": "a", "present": true}]}, "cluster": "ip"},
+        {"name": "tpl", "match": {"path": {"template": "/u/{id}/{rest=**}"}},
+         "rewrite": {"path": {"template": {"match": "/u/{id}/{rest=**}", "to": "/users/{id}/{rest}"}},
+                     "host": {"from_path": {"pattern": "^/u/([a-z]+)", "substitution": "\\1.internal"}},
+                     "query": [{"set": {"name": "id", "value": "%REQ(x-user):8%"}}, {"remove": {"name": "a"}}]}},
+        {"name": "redir", "match": {"any": [{"path": {"separated_prefix": "/old"}}, {"url": {"regex": "[?&]r="}}]},
+         "redirect": {"scheme": "https", "path": {"regex": {"pattern": "^/old(/.*)?$", "substitution": "/new\\1"}}, "status": 308}},
+        {"name": "deny", "match": {"headers": [{"name": "user-agent", "contains": "bot", "ignore_case": true}]}, "deny": {}},
+        {"name": "echo", "match": {"path": {"prefix": "/echo"}}, "respond": {"headers": {"x-echo": "%REQ(x-user)%"}, "body": "%PATH% %QUERY_PARAM(q)%"}},
+        {"name": "host", "match": {"not": {"hosts": ["*.example", "api.*"]}}, "rewrite": {"host": {"from_header": "x-target"}}},
+        {"name": "split", "split": {"targets": [{"cluster": "a", "weight": 3}, {"cluster": "b", "weight": 1, "tag": "t"}], "sticky": {"cookie": "uid"}}}
+      ],
+      "scopes": [{"match": {"hosts": ["*.scoped"]}, "default": {"split": {"targets": [{"cluster": "s", "weight": 1}], "sticky": {"client_ip": true}}}}]
+    }"#;
+    let mut vm = vm(config);
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5eed);
+    let prefixes: [&[u8]; 6] = [b"/u/", b"/old", b"/echo", b"/", b"/old/", b""];
+    for i in 0..10_000u32 {
+        let mut path = prefixes[i as usize % prefixes.len()].to_vec();
+        let mut tail = random_value(&mut rng);
+        tail.truncate(300);
+        path.extend(tail);
+        let authority = if i % 7 == 0 {
+            b"a.scoped".to_vec()
+        } else {
+            random_value(&mut rng)
+        };
+        let mut request: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b":method".to_vec(), b"GET".to_vec()),
+            (b":path".to_vec(), path),
+            (b":authority".to_vec(), authority),
+        ];
+        for _ in 0..rng.next_u32() % 12 {
+            let name = random_name(&mut rng);
+            for _ in 0..1 + rng.next_u32() % 3 {
+                request.push((name.clone().into_bytes(), random_value(&mut rng)));
+            }
+        }
+        let mut stream = vm.http_stream();
+        let progress = stream
+            .send_request_headers(request.clone(), true)
+            .unwrap_or_else(|e| panic!("request {i} trapped: {e}\n{request:?}"));
+        if progress == Progress::Continued {
+            stream
+                .send_response_headers([(":status", "200")], true)
+                .unwrap_or_else(|e| panic!("response {i} trapped: {e}"));
+        }
+        stream
+            .finish()
+            .unwrap_or_else(|e| panic!("stream {i} failed: {e}"));
+    }
+    assert!(vm.poisoned().is_none());
+    assert_eq!(counter(&vm, "routing.errors"), 0);
+}
