@@ -1,0 +1,131 @@
+//! The routing filter's cost per request: in the harness (the wasm module,
+//! every host call included) and natively, with 1 rule and with 100 rules
+//! where the request takes the last one (every match expression evaluated:
+//! the worst case), all measured in one run.
+//!
+//! `cargo bench -p proxy-wasm-benches --bench routing`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use filter_common::request::TableHost;
+use proxy_wasm_harness::{Plugin, Runtime};
+use routing::route::route_headers;
+use routing::{Config, Spreader};
+
+const REQUEST: [(&str, &str); 8] = [
+    (":method", "GET"),
+    (":path", "/api/orders/42?page=2"),
+    (":authority", "shop.example.com"),
+    (":scheme", "http"),
+    ("user-agent", "bench/1.0"),
+    ("x-user", "ada"),
+    ("cookie", "session=abc; theme=dark"),
+    ("accept", "application/json"),
+];
+
+const ONE_RULE: &str =
+    r#"{"rules": [{"match": {"path": {"separated_prefix": "/api"}}, "cluster": "api"}]}"#;
+
+/// 99 rules of the kinds users write that miss the request (paths,
+/// templates, regexes, hosts, headers, cookies, client ranges, composed),
+/// then a sticky split it takes.
+fn hundred_rules() -> String {
+    let misses = [
+        r#"{"path": {"separated_prefix": "/v{i}"}}"#,
+        r#"{"path": {"template": "/users/{id}/r{i}/**"}}"#,
+        r#"{"path": {"regex": "^/api/items/{i}[0-9]+$"}}"#,
+        r#"{"hosts": ["*.tenant{i}.example", "t{i}.*"]}"#,
+        r#"{"headers": [{"name": "x-env", "exact": "e{i}"}]}"#,
+        r#"{"cookies": [{"name": "beta{i}", "present": true}]}"#,
+        r#"{"client_ip": ["192.168.{i}.0/24"]}"#,
+        r#"{"any": [{"method": {"exact": "PATCH"}}, {"query": [{"name": "v", "exact": "{i}"}]}]}"#,
+        r#"{"path": {"prefix": "/api/"}, "not": {"headers": [{"name": "x-user", "present": true}]}}"#,
+    ];
+    let mut rules: Vec<String> = (0..99)
+        .map(|i| {
+            let matcher = misses[i % misses.len()].replace("{i}", &i.to_string());
+            format!(r#"{{"name": "r{i}", "match": {matcher}, "cluster": "c{i}"}}"#)
+        })
+        .collect();
+    rules.push(
+        r#"{"name": "last", "match": {"path": {"separated_prefix": "/api"}},
+            "split": {"targets": [{"cluster": "stable", "weight": 9}, {"cluster": "canary", "weight": 1}],
+                      "sticky": {"header": "x-user"}}}"#
+            .to_owned(),
+    );
+    format!(r#"{{"rules": [{}]}}"#, rules.join(","))
+}
+
+fn in_harness(c: &mut Criterion) {
+    let runtime = Runtime::new().unwrap();
+    let mut group = c.benchmark_group("routing/harness");
+    let minimal = Plugin::builder(harness_fixtures::MINIMAL_FILTER)
+        .runtime(&runtime)
+        .build()
+        .unwrap();
+    let mut vm = minimal.start().unwrap();
+    group.bench_function("minimal_filter_floor", |b| {
+        b.iter(|| {
+            let mut stream = vm.http_stream();
+            stream.send_request_headers(REQUEST, true).unwrap();
+            stream
+                .send_response_headers([(":status", "200")], true)
+                .unwrap();
+            black_box(stream.finish().unwrap())
+        })
+    });
+    for (name, config) in [
+        ("1_rule", ONE_RULE.to_owned()),
+        ("100_rules", hundred_rules()),
+    ] {
+        let plugin = Plugin::builder(harness_fixtures::ROUTING)
+            .runtime(&runtime)
+            .configuration(config)
+            .property("source.address", "10.0.0.1:5000")
+            .build()
+            .unwrap();
+        let mut vm = plugin.start().unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut stream = vm.http_stream();
+                stream.send_request_headers(REQUEST, true).unwrap();
+                stream
+                    .send_response_headers([(":status", "200")], true)
+                    .unwrap();
+                black_box(stream.finish().unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn natively(c: &mut Criterion) {
+    let mut group = c.benchmark_group("routing/native");
+    let host = TableHost::default().with("source.address", "10.0.0.1:5000");
+    let headers: Vec<(String, Vec<u8>)> = REQUEST
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    let mut spreader = Spreader::new(0);
+    for (name, config) in [
+        ("1_rule", ONE_RULE.to_owned()),
+        ("100_rules", hundred_rules()),
+    ] {
+        let config = Config::parse(config.as_bytes()).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(route_headers(
+                    &config,
+                    headers.clone(),
+                    host.clone(),
+                    &mut spreader,
+                ))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, in_harness, natively);
+criterion_main!(benches);
