@@ -3,7 +3,7 @@
 //! read once, routed, and only what changed is written back; then the route
 //! cache is cleared so Envoy picks the route again (for the cluster header).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
@@ -26,7 +26,7 @@ proxy_wasm::main! {{
         Box::new(Root {
             config: None,
             metrics: Rc::default(),
-            spreader: Rc::new(RefCell::new(Spreader::new(seed))),
+            spreader: Rc::new(Cell::new(Spreader::new(seed))),
         })
     });
 }}
@@ -71,7 +71,7 @@ fn count(metric: Option<u32>) {
 struct Root {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
-    spreader: Rc<RefCell<Spreader>>,
+    spreader: Rc<Cell<Spreader>>,
 }
 
 impl Context for Root {}
@@ -109,7 +109,7 @@ impl RootContext for Root {
 struct Stream {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
-    spreader: Rc<RefCell<Spreader>>,
+    spreader: Rc<Cell<Spreader>>,
 }
 
 impl Context for Stream {}
@@ -122,10 +122,9 @@ impl HttpContext for Stream {
         let before = read_map(MapType::HttpRequestHeaders);
         let mut request = Request::new(before.clone(), ProxyHost)
             .with_client_ip_source(config.client_ip_source());
-        let outcome = match self.spreader.try_borrow_mut() {
-            Ok(mut spreader) => config.route(&mut request, &mut spreader),
-            Err(_) => config.route(&mut request, &mut Spreader::new(0)),
-        };
+        let mut spreader = self.spreader.get();
+        let outcome = config.route(&mut request, &mut spreader);
+        self.spreader.set(spreader);
         let metrics = &self.metrics;
         count(match outcome.taken {
             Taken::Rule(id) => metrics.rules.get(id).copied().flatten(),

@@ -2,7 +2,7 @@
 //! swaps, regexes with Envoy-style `\1` substitutions, URI templates, and
 //! literal values.
 
-use filter_common::config::{Fields, Problems, check_header_name, tagged};
+use filter_common::config::{Fields, Problems, check_header_name, join, tagged};
 use filter_common::matcher::invalid_regex;
 use filter_common::path::{TemplateRewrite, UriTemplate};
 use regex_lite::{Captures, Regex};
@@ -150,7 +150,7 @@ pub enum PathRewrite {
 impl PathRewrite {
     pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
         let (kind, inner) = tagged(value, at, &["set", "prefix", "regex", "template"], problems)?;
-        let at = &filter_common::config::join(at, kind);
+        let at = &join(at, kind);
         let starts_with_slash = |s: &str, at: &str, problems: &mut Problems| {
             if !s.starts_with('/') {
                 problems.push(at, format!("`{s}`: a path starts with `/`"));
@@ -238,7 +238,7 @@ pub enum HostRewrite {
 impl HostRewrite {
     pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
         let (kind, inner) = tagged(value, at, &["set", "from_header", "from_path"], problems)?;
-        let at = &filter_common::config::join(at, kind);
+        let at = &join(at, kind);
         match kind {
             "set" => match inner.as_str() {
                 Some(host) if is_authority(host.as_bytes()) => {

@@ -52,7 +52,7 @@ pub struct Outcome {
 /// random start per VM. Consecutive points fill [0, 1) evenly, so any run of
 /// N requests follows the weights within about log(N)/N, where independent
 /// random draws would stray by 1/sqrt(N) (a point or more over 10,000).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Spreader(u64);
 
 impl Spreader {
