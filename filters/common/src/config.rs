@@ -89,6 +89,19 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, Problems> {
     })
 }
 
+/// Parses a plugin configuration ([`parse_json`]) and decodes it with
+/// `decode`, which reports every problem it finds: the decoded value, or
+/// every problem.
+pub fn decode_json<T>(
+    bytes: &[u8],
+    decode: impl FnOnce(&Value, &mut Problems) -> T,
+) -> Result<T, Problems> {
+    let value = parse_json(bytes)?;
+    let mut problems = Problems::default();
+    let decoded = decode(&value, &mut problems);
+    problems.into_result(decoded)
+}
+
 /// What a JSON value is, for messages.
 pub fn kind(value: &Value) -> &'static str {
     match value {

@@ -3,7 +3,7 @@
 //! reported by JSON path. The format is documented in the crate's README.
 
 use filter_common::config::{
-    Fields, Problems, check_header_name, check_header_value, join, one_of, parse_json, tagged,
+    Fields, Problems, check_header_name, check_header_value, decode_json, join, one_of, tagged,
 };
 use filter_common::expr::Expr;
 use filter_common::matcher::invalid_regex;
@@ -147,10 +147,7 @@ impl StatusPattern {
 impl Config {
     /// Parses and compiles a plugin configuration, reporting every problem.
     pub fn parse(bytes: &[u8]) -> Result<Config, Problems> {
-        let value = parse_json(bytes)?;
-        let mut problems = Problems::default();
-        let config = Self::decode(&value, &mut problems);
-        problems.into_result(config)
+        decode_json(bytes, Self::decode)
     }
 
     fn decode(value: &Value, problems: &mut Problems) -> Config {

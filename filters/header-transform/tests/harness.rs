@@ -2,6 +2,7 @@
 //! wasm build shows (host calls, counters, trailers, logs, traps), and a
 //! property test of 10,000 random requests.
 
+use harness_fixtures::random::{header_name, header_value};
 use proxy_wasm_harness::{LogLevel, Metric, Plugin, Progress, Vm};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -175,50 +176,23 @@ fn clear_route_cache_adds_one_explicit_clear_after_request_changes() {
     assert_eq!((without[1], with[1]), (0, 0));
 }
 
-/// A header name as a host delivers it: lower-case token characters.
-fn random_name(rng: &mut ChaCha8Rng) -> String {
-    const TOKEN: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~";
-    const KNOWN: &[&str] = &[
-        "x-h",
-        "x-user",
-        "origin",
-        "x-tenant",
-        "connection",
-        "x-internal-id",
-        "x-debug-1",
-        "x-old",
-        "x-multi",
-        "access-control-request-method",
-    ];
-    if rng.next_u32().is_multiple_of(2) {
-        return KNOWN[rng.next_u32() as usize % KNOWN.len()].to_owned();
-    }
-    let len = 1 + rng.next_u32() as usize % 40;
-    (0..len)
-        .map(|_| TOKEN[rng.next_u32() as usize % TOKEN.len()] as char)
-        .collect()
-}
-
-/// Any bytes but CR, LF and NUL (which no host delivers), sometimes huge.
-fn random_value(rng: &mut ChaCha8Rng) -> Vec<u8> {
-    let len = match rng.next_u32() % 20 {
-        0 => 8192 + rng.next_u32() as usize % 60_000,
-        1 => 0,
-        _ => rng.next_u32() as usize % 64,
-    };
-    let mut v = vec![0u8; len];
-    rng.fill_bytes(&mut v);
-    for b in &mut v {
-        if matches!(*b, b'\r' | b'\n' | 0) {
-            *b = b' ';
-        }
-    }
-    v
-}
+/// Header names the configuration below looks at.
+const KNOWN: &[&str] = &[
+    "x-h",
+    "x-user",
+    "origin",
+    "x-tenant",
+    "connection",
+    "x-internal-id",
+    "x-debug-1",
+    "x-old",
+    "x-multi",
+    "access-control-request-method",
+];
 
 fn random_path(rng: &mut ChaCha8Rng) -> Vec<u8> {
     let mut path = b"/".to_vec();
-    let mut tail = random_value(rng);
+    let mut tail = header_value(rng);
     tail.truncate(200);
     path.extend(tail);
     if rng.next_u32().is_multiple_of(2) {
@@ -268,16 +242,16 @@ fn ten_thousand_random_requests_never_trap() {
                 if i % 7 == 0 {
                     b"a.scoped".to_vec()
                 } else {
-                    random_value(&mut rng)
+                    header_value(&mut rng)
                 },
             ),
         ];
         let count = rng.next_u32() % 12;
         for _ in 0..count {
-            let name = random_name(&mut rng);
+            let name = header_name(&mut rng, KNOWN);
             let repeats = 1 + rng.next_u32() % 3;
             for _ in 0..repeats {
-                request.push((name.clone().into_bytes(), random_value(&mut rng)));
+                request.push((name.clone().into_bytes(), header_value(&mut rng)));
             }
         }
         if i % 3 == 0 {
@@ -291,7 +265,10 @@ fn ten_thousand_random_requests_never_trap() {
             let status = [200, 404, 502][i as usize % 3].to_string();
             let mut response = vec![(b":status".to_vec(), status.into_bytes())];
             for _ in 0..rng.next_u32() % 6 {
-                response.push((random_name(&mut rng).into_bytes(), random_value(&mut rng)));
+                response.push((
+                    header_name(&mut rng, KNOWN).into_bytes(),
+                    header_value(&mut rng),
+                ));
             }
             stream
                 .send_response_headers(response, true)

@@ -3,7 +3,7 @@
 //! path. The format is documented in the crate's README.
 
 use filter_common::config::{
-    Fields, Problems, check_header_name, check_header_value, join, parse_json, tagged,
+    Fields, Problems, check_header_name, check_header_value, decode_json, join, tagged,
 };
 use filter_common::expr::Expr;
 use filter_common::net::ClientIpSource;
@@ -136,10 +136,7 @@ pub(crate) enum Body {
 impl Config {
     /// Decodes and compiles a plugin configuration.
     pub fn parse(bytes: &[u8]) -> Result<Config, Problems> {
-        let value = parse_json(bytes)?;
-        let mut problems = Problems::default();
-        let config = Self::decode(&value, &mut problems);
-        problems.into_result(config)
+        decode_json(bytes, Self::decode)
     }
 
     fn decode(value: &Value, problems: &mut Problems) -> Config {

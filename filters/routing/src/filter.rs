@@ -120,8 +120,8 @@ impl HttpContext for Stream {
             return Action::Continue;
         };
         let before = read_map(MapType::HttpRequestHeaders);
-        let mut request = Request::new(before.clone(), ProxyHost)
-            .with_client_ip_source(config.client_ip_source());
+        let mut request =
+            Request::new(before.clone(), ProxyHost).with_client_ip_source(config.client_ip);
         let mut spreader = self.spreader.get();
         let outcome = config.route(&mut request, &mut spreader);
         self.spreader.set(spreader);

@@ -80,13 +80,24 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// FNV-1a, mixed: a stable hash of a sticky key.
-fn stable_hash(key: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+/// FNV-1a, fed piece by piece and mixed at the end: a stable hash of a
+/// sticky key, the same in every VM.
+struct StableHash(u64);
+
+impl StableHash {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
     }
-    mix(h)
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        mix(self.0)
+    }
 }
 
 impl Config {
@@ -155,11 +166,6 @@ impl Config {
             }
         }
     }
-
-    /// Where the client IP comes from, for [`Request::with_client_ip_source`].
-    pub fn client_ip_source(&self) -> filter_common::net::ClientIpSource {
-        self.client_ip
-    }
 }
 
 /// The target for this request: by the sticky key's hash when the request
@@ -169,13 +175,9 @@ fn pick<'s, H: Host>(
     request: &Request<H>,
     spreader: &mut Spreader,
 ) -> Option<&'s crate::config::Target> {
-    let key = split.sticky.as_ref().and_then(|s| match s {
-        Sticky::Header(name) => request.headers.get(name),
-        Sticky::Cookie(name) => request.cookie(name).map(<[u8]>::to_vec),
-        Sticky::ClientIp => request.client_ip().map(|ip| ip.to_string().into_bytes()),
-    });
+    let key = split.sticky.as_ref().and_then(|s| sticky_hash(s, request));
     let mut point = match key {
-        Some(key) => scale(stable_hash(&key), split.total),
+        Some(hash) => scale(hash, split.total),
         None => spreader.next_below(split.total),
     };
     split.targets.iter().find(|t| {
@@ -186,6 +188,31 @@ fn pick<'s, H: Host>(
             false
         }
     })
+}
+
+/// The hash of the request's sticky key, read in place (`None`: the
+/// request has no key). A repeated header hashes as its lines joined by
+/// `,`; a client IP as its address bytes.
+fn sticky_hash<H: Host>(sticky: &Sticky, request: &Request<H>) -> Option<u64> {
+    let mut hash = StableHash::new();
+    match sticky {
+        Sticky::Header(name) => {
+            let mut lines = request.headers.values(name).peekable();
+            lines.peek()?;
+            for (i, line) in lines.enumerate() {
+                if i > 0 {
+                    hash.write(b",");
+                }
+                hash.write(line);
+            }
+        }
+        Sticky::Cookie(name) => hash.write(request.cookie(name)?),
+        Sticky::ClientIp => match request.client_ip()? {
+            std::net::IpAddr::V4(ip) => hash.write(&ip.octets()),
+            std::net::IpAddr::V6(ip) => hash.write(&ip.octets()),
+        },
+    }
+    Some(hash.finish())
 }
 
 /// Host first (a host taken from the path reads the path as sent), then

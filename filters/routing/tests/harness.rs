@@ -2,6 +2,7 @@
 //! cache clears, the weighted split over 10,000 requests, stickiness across
 //! VMs, and a property test of 10,000 random requests.
 
+use harness_fixtures::random::{header_name, header_value};
 use proxy_wasm_harness::{LogLevel, Metric, Plugin, Progress, Vm};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -175,49 +176,17 @@ fn sticky_keys_land_on_the_same_side_in_every_vm_and_spread_by_weight() {
     }
 }
 
-/// A header name as a host delivers it: lower-case token characters.
-fn random_name(rng: &mut ChaCha8Rng) -> String {
-    const TOKEN: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789-_.!#$%&'*+^`|~";
-    const KNOWN: &[&str] = &[
-        "x-user",
-        "cookie",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-route-cluster",
-        "x-target",
-        "x-forwarded-host",
-        "user-agent",
-    ];
-    if rng.next_u32().is_multiple_of(2) {
-        return KNOWN[rng.next_u32() as usize % KNOWN.len()].to_owned();
-    }
-    let len = 1 + rng.next_u32() as usize % 40;
-    (0..len)
-        .map(|_| TOKEN[rng.next_u32() as usize % TOKEN.len()] as char)
-        .collect()
-}
-
-/// Any bytes but CR, LF and NUL (which no host delivers), sometimes huge,
-/// sometimes made of path and address characters.
-fn random_value(rng: &mut ChaCha8Rng) -> Vec<u8> {
-    const SHAPED: &[u8] = b"/.:,;=?&[]0123456789abcdef ";
-    let len = match rng.next_u32() % 20 {
-        0 => 8192 + rng.next_u32() as usize % 60_000,
-        1 => 0,
-        _ => rng.next_u32() as usize % 64,
-    };
-    let mut v = vec![0u8; len];
-    rng.fill_bytes(&mut v);
-    let shaped = rng.next_u32().is_multiple_of(2);
-    for b in &mut v {
-        if shaped {
-            *b = SHAPED[usize::from(*b) % SHAPED.len()];
-        } else if matches!(*b, b'\r' | b'\n' | 0) {
-            *b = b' ';
-        }
-    }
-    v
-}
+/// Header names the configuration below looks at.
+const KNOWN: &[&str] = &[
+    "x-user",
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-route-cluster",
+    "x-target",
+    "x-forwarded-host",
+    "user-agent",
+];
 
 #[test]
 fn ten_thousand_random_requests_never_trap() {
@@ -244,13 +213,13 @@ fn ten_thousand_random_requests_never_trap() {
     let prefixes: [&[u8]; 6] = [b"/u/", b"/old", b"/echo", b"/", b"/old/", b""];
     for i in 0..10_000u32 {
         let mut path = prefixes[i as usize % prefixes.len()].to_vec();
-        let mut tail = random_value(&mut rng);
+        let mut tail = header_value(&mut rng);
         tail.truncate(300);
         path.extend(tail);
         let authority = if i % 7 == 0 {
             b"a.scoped".to_vec()
         } else {
-            random_value(&mut rng)
+            header_value(&mut rng)
         };
         let mut request: Vec<(Vec<u8>, Vec<u8>)> = vec![
             (b":method".to_vec(), b"GET".to_vec()),
@@ -258,9 +227,9 @@ fn ten_thousand_random_requests_never_trap() {
             (b":authority".to_vec(), authority),
         ];
         for _ in 0..rng.next_u32() % 12 {
-            let name = random_name(&mut rng);
+            let name = header_name(&mut rng, KNOWN);
             for _ in 0..1 + rng.next_u32() % 3 {
-                request.push((name.clone().into_bytes(), random_value(&mut rng)));
+                request.push((name.clone().into_bytes(), header_value(&mut rng)));
             }
         }
         let mut stream = vm.http_stream();
