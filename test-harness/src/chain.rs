@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::http::{Exchange, HttpStream, Owner, close, local_reply_headers, reset_state};
 use crate::stream::{Direction, Frame, LocalResponse, Message, Out, Progress, SharedFilterState};
+use crate::upstream::CallOutcome;
 use crate::vm::Vm;
 
 /// Several VMs applied to one stream in order, as the HTTP filters of one
@@ -106,6 +107,23 @@ impl Chain {
         let result = advance(&mut self.vms, by, &mut |vms| pump_all(vms, &open));
         self.open = open;
         result
+    }
+
+    /// Answers a call VM `k` made to an upstream that deferred it
+    /// ([`CallOutcome::Deferred`]), delivering it now and moving on what it
+    /// lets through.
+    ///
+    /// # Errors
+    ///
+    /// As [`Vm::answer_http_call`]; [`Error::InvalidState`] for a `k` past
+    /// the chain.
+    pub fn answer_http_call(&mut self, k: usize, token: u32, outcome: CallOutcome) -> Result<()> {
+        let vm = self
+            .vms
+            .get_mut(k)
+            .ok_or_else(|| Error::InvalidState(format!("the chain has no VM {k}")))?;
+        vm.schedule_answer(token, outcome)?;
+        self.run()
     }
 
     /// Lets everything due now happen, moving frames along the chain.

@@ -154,7 +154,17 @@ impl Plugin {
     /// plugin's logs when it refuses; [`Error::Trap`], [`Error::Timeout`] or
     /// [`Error::MemoryLimit`] when it misbehaves.
     pub fn start(&self) -> Result<Vm> {
-        Vm::start(&self.inner)
+        Vm::start(&self.inner, self.inner.settings.start_time_ns)
+    }
+
+    /// Starts a VM whose clocks begin at `time` instead of the plugin's
+    /// start time: a driver on the real clock passes `SystemTime::now()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Plugin::start`].
+    pub fn start_at(&self, time: SystemTime) -> Result<Vm> {
+        Vm::start(&self.inner, unix_ns(time))
     }
 
     /// The ABI version the module declares.
@@ -288,9 +298,7 @@ impl PluginBuilder {
 
     /// Where the virtual clock starts (default 2026-01-01T00:00:00Z).
     pub fn start_time(mut self, time: SystemTime) -> Self {
-        self.settings.start_time_ns = time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        self.settings.start_time_ns = unix_ns(time);
         self
     }
 
@@ -450,4 +458,10 @@ fn resolve_exports(module: &Module, abi: AbiVersion) -> Result<Exports> {
         *slot = module.get_export_index(name);
     }
     Ok(exports)
+}
+
+/// Nanoseconds since the Unix epoch (0 before it).
+fn unix_ns(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

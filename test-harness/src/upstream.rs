@@ -52,6 +52,10 @@ pub enum CallOutcome {
     /// client then answers 504 "upstream request timeout"), or never ends
     /// when the plugin set none.
     NoResponse,
+    /// The answer comes later from outside: whoever drives the VM delivers
+    /// it with [`Chain::answer_http_call`](crate::Chain::answer_http_call)
+    /// and enforces the call's timeout (a dev proxy calling a real server).
+    Deferred,
 }
 
 type Handler = dyn Fn(&HttpCall) -> CallOutcome + Send + Sync;
@@ -94,6 +98,12 @@ impl Upstream {
     /// Never answers.
     pub fn unresponsive() -> Self {
         Self::handler(|_| CallOutcome::NoResponse)
+    }
+
+    /// Leaves every call for the driver to answer (see
+    /// [`CallOutcome::Deferred`]).
+    pub fn deferred() -> Self {
+        Self::handler(|_| CallOutcome::Deferred)
     }
 
     /// Answers after `latency` of virtual time (`Vm::advance_time`); with

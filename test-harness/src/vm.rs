@@ -15,7 +15,7 @@ use crate::host::{CalloutEvent, Deferred, Host, HostTrap, LogEntry, Metric, Pend
 use crate::plugin::{PluginInner, callback_index};
 use crate::properties;
 use crate::runtime::EPOCH_TICK;
-use crate::upstream::{GrpcCall, GrpcUpstream, HttpCall, HttpResponse, Upstream};
+use crate::upstream::{CallOutcome, GrpcCall, GrpcUpstream, HttpCall, HttpResponse, Upstream};
 
 /// A guest callback, looked up on first use: most VMs never call most of
 /// the ~25 callbacks an SDK module exports, and each lookup costs a type check.
@@ -152,13 +152,14 @@ fn typed<P: WasmParams, R: WasmResults>(
 }
 
 impl Vm {
-    pub(crate) fn start(plugin: &Arc<PluginInner>) -> Result<Self> {
+    pub(crate) fn start(plugin: &Arc<PluginInner>, start_time_ns: u64) -> Result<Self> {
         let runtime = &plugin.runtime;
         let host = Host::new(
             plugin.settings.clone(),
             runtime.shared().clone(),
             plugin.abi,
             runtime.shared().new_vm_uid(),
+            start_time_ns,
         );
         let mut store = Store::new(runtime.engine(), host);
         store.limiter(|host| &mut host.limiter);
@@ -601,6 +602,42 @@ impl Vm {
     /// Every `proxy_http_call` the plugin made, in order.
     pub fn http_calls(&self) -> &[HttpCall] {
         &self.store.data().http_calls
+    }
+
+    /// Answers a call its upstream left to the driver
+    /// ([`CallOutcome::Deferred`]): a response or a reset, delivered now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidState`] when no deferred call has this token (it was
+    /// answered already) or the outcome is not an answer; otherwise as
+    /// [`Vm::advance_time`].
+    pub fn answer_http_call(&mut self, token: u32, outcome: CallOutcome) -> Result<()> {
+        self.schedule_answer(token, outcome)?;
+        self.advance_time(Duration::ZERO)
+    }
+
+    /// Queues the answer to a deferred call for delivery at the current
+    /// instant.
+    pub(crate) fn schedule_answer(&mut self, token: u32, outcome: CallOutcome) -> Result<()> {
+        let response = match outcome {
+            CallOutcome::Respond(response) => Some(response),
+            CallOutcome::Reset => None,
+            CallOutcome::NoResponse | CallOutcome::Deferred => {
+                return Err(Error::InvalidState(
+                    "answer a deferred call with a response or a reset".into(),
+                ));
+            }
+        };
+        let host = self.store.data_mut();
+        let Some(index) = host.deferred_calls.iter().position(|t| *t == token) else {
+            return Err(Error::InvalidState(format!(
+                "no deferred HTTP call with token {token} is waiting for an answer"
+            )));
+        };
+        host.deferred_calls.swap_remove(index);
+        host.schedule(token, Duration::ZERO, CalloutEvent::HttpResponse(response));
+        Ok(())
     }
 
     /// Adds or replaces an upstream for calls from now on (rotate a JWKS,

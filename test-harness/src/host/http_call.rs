@@ -90,6 +90,7 @@ fn proxy_http_call(
         at: UNIX_EPOCH + Duration::from_nanos(host.clock.realtime_ns),
     };
     let (outcome, latency) = target.answer(&call);
+    let deferred = outcome == CallOutcome::Deferred;
     let reply = match (outcome, timeout) {
         (CallOutcome::Respond(_) | CallOutcome::Reset, Some(limit)) if latency > limit => {
             Some((limit, Some(timeout_response())))
@@ -97,10 +98,12 @@ fn proxy_http_call(
         (CallOutcome::Respond(response), _) => Some((latency, Some(response))),
         (CallOutcome::Reset, _) => Some((latency, None)),
         (CallOutcome::NoResponse, Some(limit)) => Some((limit, Some(timeout_response()))),
-        (CallOutcome::NoResponse, None) => None,
+        (CallOutcome::NoResponse, None) | (CallOutcome::Deferred, _) => None,
     };
     if let Some((delay, response)) = reply {
         host.schedule(token, delay, CalloutEvent::HttpResponse(response));
+    } else if deferred {
+        host.deferred_calls.push(token);
     }
     host.http_calls.push(call);
     Ok(if write_u32(mem, token_ptr, token) {

@@ -201,6 +201,9 @@ pub(crate) struct Host {
     pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
     pub(crate) next_http_token: u32,
     pub(crate) pending_calls: Vec<PendingCall>,
+    /// Tokens of HTTP calls whose answer the driver delivers
+    /// ([`CallOutcome::Deferred`](crate::CallOutcome::Deferred)).
+    pub(crate) deferred_calls: Vec<u32>,
     pub(crate) http_calls: Vec<HttpCall>,
     /// The callout response being delivered (`proxy_on_http_call_response`).
     pub(crate) call_response: Option<HttpResponse>,
@@ -227,10 +230,11 @@ impl Host {
         shared: Arc<SharedState>,
         abi: AbiVersion,
         vm_uid: u64,
+        start_time_ns: u64,
     ) -> Self {
         let properties = settings.properties.clone();
         let clock = Clock {
-            realtime_ns: settings.start_time_ns,
+            realtime_ns: start_time_ns,
             monotonic_ns: 0,
         };
         Self {
@@ -268,6 +272,7 @@ impl Host {
             vm_uid,
             next_http_token: 0,
             pending_calls: Vec::new(),
+            deferred_calls: Vec::new(),
             http_calls: Vec::new(),
             call_response: None,
             next_event_seq: 0,

@@ -240,3 +240,44 @@ fn a_request_waiting_for_a_failed_first_fetch_gets_a_503() {
     assert_eq!(stream.downstream_response().status(), Some(503));
     assert_eq!(stream.upstream_request().headers, None);
 }
+
+#[test]
+fn a_deferred_call_waits_for_the_driver_and_is_answered_once() {
+    let runtime = Runtime::new().unwrap();
+    let mut vm = cache_plugin(&runtime, Upstream::deferred())
+        .start()
+        .unwrap();
+    let mut stream = vm.http_stream();
+    let id = stream.id();
+    assert_eq!(
+        stream.send_request_headers(get("/"), true).unwrap(),
+        Progress::Paused
+    );
+    // Virtual time alone never answers a deferred call (no 504 either).
+    vm.advance_time(Duration::from_secs(30)).unwrap();
+    let token = vm.http_calls()[0].token;
+    assert_eq!(vm.stream(id).unwrap().upstream_request().headers, None);
+
+    let answer = CallOutcome::Respond(HttpResponse::new(200, HeaderMap::new(), "live"));
+    vm.answer_http_call(token, answer.clone()).unwrap();
+    let stream = vm.stream(id).unwrap();
+    assert_eq!(stream.upstream_request().header("x-doc"), Some("live"));
+    assert!(stream.upstream_request().complete);
+
+    let again = vm.answer_http_call(token, answer).unwrap_err();
+    assert!(
+        again.to_string().contains("no deferred HTTP call"),
+        "{again}"
+    );
+    let unknown = vm.answer_http_call(999, CallOutcome::Reset).unwrap_err();
+    assert!(unknown.to_string().contains("token 999"), "{unknown}");
+}
+
+#[test]
+fn a_vm_started_at_a_given_time_reads_that_clock() {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    let vm = cache_plugin(&Runtime::new().unwrap(), Upstream::reset())
+        .start_at(at)
+        .unwrap();
+    assert_eq!(vm.now(), at);
+}
