@@ -1,11 +1,13 @@
 //! `proxy-wasm-harness`: runs scenario files in the harness, in a real
-//! Envoy (`--envoy`), or both and compares them (`--compare`).
+//! Envoy (`--envoy`), or both and compares them (`--compare`); `serve` runs
+//! a filter chain as a local dev proxy.
 
 mod envoy_runner;
 mod harness_runner;
 mod outcome;
 mod report;
 mod scenario;
+mod serve;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +34,9 @@ enum Command {
     Test(TestArgs),
     /// Prints the JSON Schema of scenario files.
     Schema,
+    /// Runs a local dev proxy: real HTTP traffic through a filter chain in
+    /// the harness, forwarded to an upstream URL, reloaded on change.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Test(args) => test(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 

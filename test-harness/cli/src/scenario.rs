@@ -380,17 +380,7 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
     };
     let text =
         std::fs::read_to_string(file).map_err(|e| fail(None, format!("cannot read: {e}")))?;
-    let scenario: Scenario = serde_yaml_ng::from_str(&text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        // The message carries "at line N column M" too; keep only the problem.
-        let message = e.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
-        fail(line, message)
-    })?;
+    let scenario: Scenario = parse_yaml(file, &text)?;
     // Semantic problems: the line is that of the offending text.
     let at = |needle: &str| locate(&text, needle);
     if scenario.filters.is_empty() {
@@ -490,9 +480,31 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
     })
 }
 
+/// Parses a YAML file into `T`; an error names the line and the problem.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+) -> Result<T, LoadError> {
+    serde_yaml_ng::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        // The message carries "at line N column M" too; keep only the problem.
+        let message = e.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        LoadError {
+            file: file.to_path_buf(),
+            line,
+            message,
+        }
+    })
+}
+
 /// `filter:<name>`, `fixture:<name>` or a path relative to the scenario's
 /// folder.
-fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
+pub(crate) fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
     if let Some(name) = wasm.strip_prefix("filter:") {
         let path = match name {
             "header-transform" => harness_fixtures::HEADER_TRANSFORM,
@@ -526,7 +538,7 @@ fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
 }
 
 /// The 1-based line of the first occurrence of `needle`, if any.
-fn locate(text: &str, needle: &str) -> Option<usize> {
+pub(crate) fn locate(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 

@@ -1,0 +1,657 @@
+//! One request through the chain and on to the upstream, streamed: each
+//! part goes to the filters as it arrives, and what they let through goes
+//! on as it passes, so a filter's pause and buffering hold exactly what
+//! Envoy would hold.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use proxy_wasm_harness::{Chain, HeaderMap, HttpStream, Message};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::body::{self, Aborted, ChannelBody, Item};
+use super::config::Target;
+use super::worker::{Live, OpError, Worker};
+
+/// Headers Envoy's codec consumes rather than passing to filters (RFC 9110
+/// §7.6.1 hop-by-hop headers).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+];
+
+/// Envoy's answer when the upstream cannot be reached.
+const CONNECT_FAILURE: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+
+type UpstreamResponse = Pin<Box<dyn Future<Output = Result<Response<Incoming>, String>>>>;
+
+/// Serves one request: answers with the response head once the filters let
+/// it through and streams the rest from a task on this worker.
+pub(crate) async fn handle(
+    worker: Rc<Worker>,
+    request: Request<Incoming>,
+) -> Result<Response<ChannelBody>, Aborted> {
+    let started = Instant::now();
+    let live = match worker.chain() {
+        Ok(live) => live,
+        Err(e) => {
+            eprintln!("serve: {e}");
+            return Ok(plain(500, "the filter chain could not start\n"));
+        }
+    };
+    let (head_tx, head_rx) = oneshot::channel();
+    let (client_tx, client_body) = body::channel();
+    let mut driver = Driver {
+        changed: worker.subscribe(),
+        worker,
+        live,
+        id: 0,
+        started,
+        filter_time: Duration::ZERO,
+        method: request.method().to_string(),
+        path: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), ToString::to_string),
+        sent: HeaderMap::new(),
+        request_body: None,
+        upstream: None,
+        upstream_response: None,
+        upstream_headers: HeaderMap::new(),
+        response_body: None,
+        head: Some((head_tx, client_body)),
+        client: client_tx,
+        sent_to_client: 0,
+        failure: None,
+    };
+    tokio::task::spawn_local(async move { driver.run(request).await });
+    head_rx.await.map_err(|_| Aborted)
+}
+
+/// What has gone to the upstream so far.
+struct Upstreaming {
+    /// Feeds the upstream request's body; dropped when it ends.
+    body: Option<mpsc::UnboundedSender<Item>>,
+    forwarded: usize,
+    trailers_sent: bool,
+}
+
+struct Driver {
+    worker: Rc<Worker>,
+    live: Rc<Live>,
+    changed: watch::Receiver<u64>,
+    /// The stream's id in the chain.
+    id: u32,
+    started: Instant,
+    filter_time: Duration,
+    method: String,
+    path: String,
+    /// The request headers the client sent, to log what the filters changed.
+    sent: HeaderMap,
+    request_body: Option<Incoming>,
+    upstream: Option<Upstreaming>,
+    upstream_response: Option<UpstreamResponse>,
+    /// The response headers the upstream sent.
+    upstream_headers: HeaderMap,
+    response_body: Option<Incoming>,
+    /// The response head's channel and the body to answer with, until sent.
+    head: Option<(oneshot::Sender<Response<ChannelBody>>, ChannelBody)>,
+    client: mpsc::UnboundedSender<Item>,
+    sent_to_client: usize,
+    /// A failure met while feeding the stream, acted on at the next step.
+    failure: Option<OpError>,
+}
+
+/// What the driver does next after reading the stream's state.
+enum Next {
+    Wait,
+    Done { status: u16, acted: String },
+    Failed(OpError),
+}
+
+impl Driver {
+    async fn run(&mut self, request: Request<Incoming>) {
+        let (parts, incoming) = request.into_parts();
+        let mut headers = HeaderMap::from([
+            (":method", parts.method.as_str()),
+            (":path", self.path.as_str()),
+            (":scheme", "http"),
+        ]);
+        let authority = parts
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or_default()
+            .to_owned();
+        headers.add(":authority", &authority);
+        for (name, value) in &parts.headers {
+            if name != "host" && !HOP_BY_HOP.contains(&name.as_str()) {
+                headers.add(name.as_str(), value.as_bytes());
+            }
+        }
+        self.sent = headers.clone();
+        let end = incoming.is_end_stream();
+        if !end {
+            self.request_body = Some(incoming);
+        }
+        let opened = self.op(|chain| {
+            let mut stream = chain.http_stream();
+            stream.send_request_headers(headers, end)?;
+            Ok(stream.id())
+        });
+        match opened {
+            Ok(id) => self.id = id,
+            Err(e) => return self.fail(e),
+        }
+        loop {
+            self.changed.borrow_and_update();
+            if let Some(e) = self.failure.take() {
+                return self.fail(e);
+            }
+            match self.step() {
+                Next::Wait => {}
+                Next::Done { status, acted } => {
+                    self.finish();
+                    return self.log(status, &acted);
+                }
+                Next::Failed(e) => return self.fail(e),
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Calls into the chain for this stream, timing it.
+    fn op<T>(
+        &mut self,
+        f: impl FnOnce(&mut Chain) -> proxy_wasm_harness::Result<T>,
+    ) -> Result<T, OpError> {
+        let start = Instant::now();
+        let result = self.worker.op(&self.live, f);
+        self.filter_time += start.elapsed();
+        result
+    }
+
+    /// Runs `f` on this stream.
+    fn on_stream<T>(
+        &mut self,
+        f: impl FnOnce(&mut HttpStream<'_>) -> proxy_wasm_harness::Result<T>,
+    ) -> Result<T, OpError> {
+        let id = self.id;
+        self.op(|chain| match chain.stream(id) {
+            Some(mut stream) => f(&mut stream),
+            None => Err(proxy_wasm_harness::Error::InvalidState(
+                "the stream ended".into(),
+            )),
+        })
+    }
+
+    /// Reads the stream and moves on what the filters let through.
+    fn step(&mut self) -> Next {
+        if self.live.is_dead() {
+            return Next::Failed(OpError::Trapped("the filter chain trapped".into()));
+        }
+        let id = self.id;
+        let state = {
+            let Some(mut chain) = self.live.chain_mut() else {
+                return Next::Wait;
+            };
+            let Some(stream) = chain.stream(id) else {
+                return Next::Failed(OpError::Harness("the stream is gone".into()));
+            };
+            Snapshot::of(&stream)
+        };
+        if state.reset {
+            self.abort();
+            return Next::Done {
+                status: 0,
+                acted: "reset by a filter".into(),
+            };
+        }
+        if state.local_responder.is_none() {
+            if let Some(failure) = self.forward_request(&state.upstream_request) {
+                return failure;
+            }
+        } else {
+            // A local reply replaces whatever the upstream was doing.
+            self.upstream = None;
+            self.upstream_response = None;
+            self.response_body = None;
+        }
+        let response = &state.downstream_response;
+        if let Some(headers) = &response.headers
+            && let Some((tx, body)) = self.head.take()
+        {
+            let _ = tx.send(client_head(headers, body));
+        }
+        if response.body.len() > self.sent_to_client {
+            let chunk = Bytes::copy_from_slice(&response.body[self.sent_to_client..]);
+            self.sent_to_client = response.body.len();
+            let _ = self.client.send(Ok(Frame::data(chunk)));
+        }
+        if response.complete {
+            if let Some(trailers) = &response.trailers {
+                let _ = self.client.send(Ok(Frame::trailers(header_map(trailers))));
+            }
+            let status = response.status().unwrap_or(0) as u16;
+            let acted = match state.local_responder {
+                Some(k) => format!(
+                    "local reply by `{}`",
+                    self.live
+                        .generation
+                        .names
+                        .get(k)
+                        .map_or("?", String::as_str)
+                ),
+                None => "upstream".to_owned(),
+            };
+            let mut acted = acted;
+            // A local reply has nothing upstream to compare with.
+            if state.local_responder.is_none() {
+                let changes = [
+                    (
+                        "request",
+                        diff(&self.sent, state.upstream_request.headers.as_ref()),
+                    ),
+                    (
+                        "response",
+                        diff(&self.upstream_headers, response.headers.as_ref()),
+                    ),
+                ];
+                for (side, change) in changes {
+                    if !change.is_empty() {
+                        acted.push_str(&format!(" {side}-headers[{change}]"));
+                    }
+                }
+            }
+            return Next::Done { status, acted };
+        }
+        Next::Wait
+    }
+
+    /// Starts the upstream request once its headers passed the filters and
+    /// sends on the body bytes and trailers that passed since.
+    fn forward_request(&mut self, sent: &Message) -> Option<Next> {
+        let Some(headers) = &sent.headers else {
+            return None;
+        };
+        if self.upstream.is_none() {
+            let generation = &self.live.generation;
+            let target = match headers.get(&generation.cluster_header) {
+                None => Some(generation.upstream.clone()),
+                Some(name) => generation.clusters.get(name).cloned(),
+            };
+            let (tx, body) = body::channel();
+            self.upstream = Some(Upstreaming {
+                body: Some(tx),
+                forwarded: 0,
+                trailers_sent: false,
+            });
+            self.upstream_response = Some(match target {
+                Some(target) => Box::pin(send_upstream(target, headers.clone(), body)),
+                // Envoy's answer for a cluster it does not know.
+                None => Box::pin(async { Err("unknown cluster".to_owned()) }),
+            });
+        }
+        let upstream = self.upstream.as_mut()?;
+        if let Some(tx) = &upstream.body {
+            if sent.body.len() > upstream.forwarded {
+                let chunk = Bytes::copy_from_slice(&sent.body[upstream.forwarded..]);
+                upstream.forwarded = sent.body.len();
+                let _ = tx.send(Ok(Frame::data(chunk)));
+            }
+            if let Some(trailers) = &sent.trailers
+                && !upstream.trailers_sent
+            {
+                upstream.trailers_sent = true;
+                let _ = tx.send(Ok(Frame::trailers(header_map(trailers))));
+            }
+            if sent.complete {
+                upstream.body = None;
+            }
+        }
+        None
+    }
+
+    /// Waits for the next thing that can move the stream.
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.changed.changed() => {}
+            frame = next_frame(&mut self.request_body) => {
+                let result = match frame {
+                    Some(Ok(frame)) => self.feed_request(frame),
+                    // A client that ended or broke its body: the filters see the end.
+                    _ => {
+                        self.request_body = None;
+                        self.on_stream(|s| s.send_request_body([], true)).map(drop)
+                    }
+                };
+                if let Err(e) = result {
+                    self.fail_later(e);
+                }
+            }
+            response = wait_response(&mut self.upstream_response) => {
+                self.upstream_response = None;
+                let result = self.feed_response_head(response);
+                if let Err(e) = result {
+                    self.fail_later(e);
+                }
+            }
+            frame = next_frame(&mut self.response_body) => {
+                let result = match frame {
+                    Some(Ok(frame)) => self.feed_response(frame),
+                    _ => {
+                        self.response_body = None;
+                        self.on_stream(|s| s.send_response_body([], true)).map(drop)
+                    }
+                };
+                if let Err(e) = result {
+                    self.fail_later(e);
+                }
+            }
+        }
+    }
+
+    fn feed_request(&mut self, frame: Frame<Bytes>) -> Result<(), OpError> {
+        let end = self.request_body.as_ref().is_none_or(Body::is_end_stream);
+        if end {
+            self.request_body = None;
+        }
+        match frame.into_data() {
+            Ok(data) => self
+                .on_stream(|s| s.send_request_body(&data, end))
+                .map(drop),
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => {
+                    self.request_body = None;
+                    let trailers = harness_map(&trailers);
+                    self.on_stream(|s| s.send_request_trailers(trailers))
+                        .map(drop)
+                }
+                Err(_) => Ok(()),
+            },
+        }
+    }
+
+    fn feed_response(&mut self, frame: Frame<Bytes>) -> Result<(), OpError> {
+        let end = self.response_body.as_ref().is_none_or(Body::is_end_stream);
+        if end {
+            self.response_body = None;
+        }
+        match frame.into_data() {
+            Ok(data) => self
+                .on_stream(|s| s.send_response_body(&data, end))
+                .map(drop),
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => {
+                    self.response_body = None;
+                    let trailers = harness_map(&trailers);
+                    self.on_stream(|s| s.send_response_trailers(trailers))
+                        .map(drop)
+                }
+                Err(_) => Ok(()),
+            },
+        }
+    }
+
+    /// The upstream's response head, or Envoy's 503 when it failed.
+    fn feed_response_head(
+        &mut self,
+        response: Result<Response<Incoming>, String>,
+    ) -> Result<(), OpError> {
+        match response {
+            Ok(response) => {
+                let (parts, incoming) = response.into_parts();
+                let mut headers = HeaderMap::from([(":status", parts.status.as_str())]);
+                for (name, value) in &parts.headers {
+                    if !HOP_BY_HOP.contains(&name.as_str()) {
+                        headers.add(name.as_str(), value.as_bytes());
+                    }
+                }
+                self.upstream_headers = headers.clone();
+                let end = incoming.is_end_stream();
+                if !end {
+                    self.response_body = Some(incoming);
+                }
+                self.on_stream(|s| s.send_response_headers(headers, end))
+                    .map(drop)
+            }
+            Err(e) => {
+                let body = if e == "unknown cluster" {
+                    String::new()
+                } else {
+                    eprintln!("serve: upstream: {e}");
+                    CONNECT_FAILURE.to_owned()
+                };
+                let mut headers = HeaderMap::from([(":status", "503")]);
+                if !body.is_empty() {
+                    headers.add("content-length", body.len().to_string());
+                    headers.add("content-type", "text/plain");
+                }
+                self.upstream_headers = headers.clone();
+                self.on_stream(|s| {
+                    s.send_response_headers(headers, body.is_empty())?;
+                    if !body.is_empty() {
+                        s.send_response_body(body.as_bytes(), true)?;
+                    }
+                    Ok(())
+                })
+            }
+        }
+    }
+
+    /// Records a failure to act on at the next step (after the wait).
+    fn fail_later(&mut self, error: OpError) {
+        if let OpError::Harness(message) = &error {
+            eprintln!("serve: {} {}: {message}", self.method, self.path);
+        }
+        self.failure = Some(error);
+    }
+
+    /// The filters trapped or the harness failed: 500 when the client has
+    /// no response head yet, else the stream is cut.
+    fn fail(&mut self, error: OpError) {
+        let reason = match &error {
+            OpError::Trapped(m) | OpError::Harness(m) => m.lines().next().unwrap_or_default(),
+        };
+        if let Some((tx, _)) = self.head.take() {
+            let _ = tx.send(plain(500, "the filter chain failed\n"));
+            self.log(500, &format!("filter failure: {reason}"));
+        } else {
+            self.abort();
+            self.log(
+                0,
+                &format!("filter failure after the response head: {reason}"),
+            );
+        }
+    }
+
+    /// Cuts the client's response.
+    fn abort(&mut self) {
+        self.head = None;
+        let _ = self.client.send(Err(Aborted));
+        self.upstream = None;
+        self.upstream_response = None;
+    }
+
+    /// Ends the stream in the chain (`on_log`, `on_done`, `on_delete`).
+    fn finish(&mut self) {
+        let id = self.id;
+        let _ = self.op(|chain| match chain.stream(id) {
+            Some(stream) => stream.finish().map(drop),
+            None => Ok(()),
+        });
+    }
+
+    fn log(&self, status: u16, acted: &str) {
+        println!(
+            "{} {} {} {acted} filters={:.3}ms total={:.3}ms",
+            self.method,
+            self.path,
+            status,
+            self.filter_time.as_secs_f64() * 1e3,
+            self.started.elapsed().as_secs_f64() * 1e3,
+        );
+    }
+}
+
+/// What the stream looks like now.
+struct Snapshot {
+    upstream_request: Message,
+    downstream_response: Message,
+    local_responder: Option<usize>,
+    reset: bool,
+}
+
+impl Snapshot {
+    fn of(stream: &HttpStream<'_>) -> Self {
+        Self {
+            upstream_request: stream.upstream_request().clone(),
+            downstream_response: stream.downstream_response().clone(),
+            local_responder: stream.local_responder(),
+            reset: stream.is_reset(),
+        }
+    }
+}
+
+async fn next_frame(body: &mut Option<Incoming>) -> Option<Result<Frame<Bytes>, hyper::Error>> {
+    match body {
+        Some(body) => std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_response(
+    pending: &mut Option<UpstreamResponse>,
+) -> Result<Response<Incoming>, String> {
+    match pending {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends the request the filters let through to `target`, streaming its
+/// body from `body`.
+async fn send_upstream(
+    target: Target,
+    headers: HeaderMap,
+    body: ChannelBody,
+) -> Result<Response<Incoming>, String> {
+    let mut builder = Request::builder()
+        .method(headers.get(":method").unwrap_or("GET"))
+        .uri(format!(
+            "{}{}",
+            target.base_path,
+            headers.get(":path").unwrap_or("/")
+        ))
+        .header("host", headers.get(":authority").unwrap_or_default());
+    for (name, value) in headers.iter() {
+        if !name.starts_with(b":") {
+            builder = builder.header(name, value);
+        }
+    }
+    let request = builder.body(body).map_err(|e| e.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(&target.address)
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", target.address))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_local(connection);
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The response head for the client, from the headers the filters let
+/// through.
+fn client_head(headers: &HeaderMap, body: ChannelBody) -> Response<ChannelBody> {
+    let status = headers
+        .get(":status")
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(500);
+    let mut response = Response::builder().status(status);
+    for (name, value) in headers.iter() {
+        if !name.starts_with(b":") {
+            response = response.header(name, value);
+        }
+    }
+    response
+        .body(body)
+        .unwrap_or_else(|_| plain(500, "the filters produced an invalid response head\n"))
+}
+
+/// A complete plain-text response.
+fn plain(status: u16, text: &'static str) -> Response<ChannelBody> {
+    let (tx, body) = body::channel();
+    let _ = tx.send(Ok(Frame::data(Bytes::from_static(text.as_bytes()))));
+    let mut response = Response::new(body);
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response
+}
+
+fn header_map(headers: &HeaderMap) -> hyper::HeaderMap {
+    let mut map = hyper::HeaderMap::new();
+    for (name, value) in headers.iter() {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name),
+            hyper::header::HeaderValue::from_bytes(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+fn harness_map(headers: &hyper::HeaderMap) -> HeaderMap {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
+        .collect()
+}
+
+/// What the filters changed between two header sets: `+added -removed
+/// ~changed` names (pseudo-headers included: a rewritten `:path` shows).
+fn diff(before: &HeaderMap, after: Option<&HeaderMap>) -> String {
+    let Some(after) = after else {
+        return String::new();
+    };
+    let names = |map: &HeaderMap| -> Vec<Vec<u8>> {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for (name, _) in map.iter() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_vec());
+            }
+        }
+        names
+    };
+    let mut changes = Vec::new();
+    for name in names(after) {
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        if !before.contains(&shown) {
+            changes.push(format!("+{shown}"));
+        } else if before.get_all(&shown) != after.get_all(&shown) {
+            changes.push(format!("~{shown}"));
+        }
+    }
+    for name in names(before) {
+        let shown = String::from_utf8_lossy(&name).into_owned();
+        if !after.contains(&shown) {
+            changes.push(format!("-{shown}"));
+        }
+    }
+    changes.join(" ")
+}
