@@ -354,8 +354,9 @@ fn serve_runs_a_chain_on_real_traffic_streams_reloads_survives_a_trap_and_stops(
     assert_eq!(last(&backend.seen).headers["x-version"], "2");
 
     // Ctrl-C: a graceful stop.
-    let status = Command::new("kill")
-        .args(["-INT", &proxy.child.id().to_string()])
+    // The shell's builtin `kill`: no procps needed.
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", proxy.child.id())])
         .status()
         .unwrap();
     assert!(status.success());

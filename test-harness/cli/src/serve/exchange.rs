@@ -210,7 +210,8 @@ impl Driver {
             let Some(stream) = chain.stream(id) else {
                 return Next::Failed(OpError::Harness("the stream is gone".into()));
             };
-            Snapshot::of(&stream)
+            let forwarded = self.upstream.as_ref().map_or(0, |u| u.forwarded);
+            Snapshot::of(&stream, forwarded, self.sent_to_client)
         };
         if state.reset {
             self.abort();
@@ -220,9 +221,7 @@ impl Driver {
             };
         }
         if state.local_responder.is_none() {
-            if let Some(failure) = self.forward_request(&state.upstream_request) {
-                return failure;
-            }
+            self.forward_request(&state.upstream_request);
         } else {
             // A local reply replaces whatever the upstream was doing.
             self.upstream = None;
@@ -235,16 +234,20 @@ impl Driver {
         {
             let _ = tx.send(client_head(headers, body));
         }
-        if response.body.len() > self.sent_to_client {
-            let chunk = Bytes::copy_from_slice(&response.body[self.sent_to_client..]);
-            self.sent_to_client = response.body.len();
-            let _ = self.client.send(Ok(Frame::data(chunk)));
+        if !response.fresh.is_empty() {
+            self.sent_to_client = response.len;
+            let _ = self.client.send(Ok(Frame::data(response.fresh.clone())));
         }
         if response.complete {
             if let Some(trailers) = &response.trailers {
                 let _ = self.client.send(Ok(Frame::trailers(header_map(trailers))));
             }
-            let status = response.status().unwrap_or(0) as u16;
+            let status = response
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(":status"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let acted = match state.local_responder {
                 Some(k) => format!(
                     "local reply by `{}`",
@@ -282,9 +285,9 @@ impl Driver {
 
     /// Starts the upstream request once its headers passed the filters and
     /// sends on the body bytes and trailers that passed since.
-    fn forward_request(&mut self, sent: &Message) -> Option<Next> {
+    fn forward_request(&mut self, sent: &Side) {
         let Some(headers) = &sent.headers else {
-            return None;
+            return;
         };
         if self.upstream.is_none() {
             let generation = &self.live.generation;
@@ -304,12 +307,13 @@ impl Driver {
                 None => Box::pin(async { Err("unknown cluster".to_owned()) }),
             });
         }
-        let upstream = self.upstream.as_mut()?;
+        let Some(upstream) = self.upstream.as_mut() else {
+            return;
+        };
         if let Some(tx) = &upstream.body {
-            if sent.body.len() > upstream.forwarded {
-                let chunk = Bytes::copy_from_slice(&sent.body[upstream.forwarded..]);
-                upstream.forwarded = sent.body.len();
-                let _ = tx.send(Ok(Frame::data(chunk)));
+            if !sent.fresh.is_empty() {
+                upstream.forwarded = sent.len;
+                let _ = tx.send(Ok(Frame::data(sent.fresh.clone())));
             }
             if let Some(trailers) = &sent.trailers
                 && !upstream.trailers_sent
@@ -321,7 +325,6 @@ impl Driver {
                 upstream.body = None;
             }
         }
-        None
     }
 
     /// Waits for the next thing that can move the stream.
@@ -508,17 +511,43 @@ impl Driver {
 
 /// What the stream looks like now.
 struct Snapshot {
-    upstream_request: Message,
-    downstream_response: Message,
+    upstream_request: Side,
+    downstream_response: Side,
     local_responder: Option<usize>,
     reset: bool,
 }
 
-impl Snapshot {
-    fn of(stream: &HttpStream<'_>) -> Self {
+/// What has left the chain in one direction: the body bytes not yet sent
+/// on, not all of them, so a long body is copied once.
+struct Side {
+    headers: Option<HeaderMap>,
+    fresh: Bytes,
+    /// Body bytes out so far.
+    len: usize,
+    trailers: Option<HeaderMap>,
+    complete: bool,
+}
+
+impl Side {
+    fn of(message: &Message, sent: usize) -> Self {
         Self {
-            upstream_request: stream.upstream_request().clone(),
-            downstream_response: stream.downstream_response().clone(),
+            headers: message.headers.clone(),
+            fresh: message
+                .body
+                .get(sent..)
+                .map_or_else(Bytes::new, Bytes::copy_from_slice),
+            len: message.body.len(),
+            trailers: message.trailers.clone(),
+            complete: message.complete,
+        }
+    }
+}
+
+impl Snapshot {
+    fn of(stream: &HttpStream<'_>, forwarded: usize, sent_to_client: usize) -> Self {
+        Self {
+            upstream_request: Side::of(stream.upstream_request(), forwarded),
+            downstream_response: Side::of(stream.downstream_response(), sent_to_client),
             local_responder: stream.local_responder(),
             reset: stream.is_reset(),
         }
