@@ -9,14 +9,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body_util::Empty;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use proxy_wasm_harness::{Chain, HeaderMap, HttpStream, Message};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::body::{self, Aborted, ChannelBody, Item};
-use super::config::Target;
+use super::upstream;
 use super::worker::{Live, OpError, Worker};
 
 /// Headers Envoy's codec consumes rather than passing to filters (RFC 9110
@@ -295,14 +295,23 @@ impl Driver {
                 None => Some(generation.upstream.clone()),
                 Some(name) => generation.clusters.get(name).cloned(),
             };
+            // A request that ended with its headers goes without a body
+            // (no chunked framing), as Envoy sends it.
+            let bodiless = sent.complete && sent.len == 0 && sent.trailers.is_none();
             let (tx, body) = body::channel();
             self.upstream = Some(Upstreaming {
-                body: Some(tx),
+                body: (!bodiless).then_some(tx),
                 forwarded: 0,
                 trailers_sent: false,
             });
+            let headers = headers.clone();
             self.upstream_response = Some(match target {
-                Some(target) => Box::pin(send_upstream(target, headers.clone(), body)),
+                Some(target) if bodiless => Box::pin(async move {
+                    upstream::send(&target, &headers, Empty::<Bytes>::new()).await
+                }),
+                Some(target) => {
+                    Box::pin(async move { upstream::send(&target, &headers, body).await })
+                }
                 // Envoy's answer for a cluster it does not know.
                 None => Box::pin(async { Err("unknown cluster".to_owned()) }),
             });
@@ -568,40 +577,6 @@ async fn wait_response(
         Some(future) => future.await,
         None => std::future::pending().await,
     }
-}
-
-/// Sends the request the filters let through to `target`, streaming its
-/// body from `body`.
-async fn send_upstream(
-    target: Target,
-    headers: HeaderMap,
-    body: ChannelBody,
-) -> Result<Response<Incoming>, String> {
-    let mut builder = Request::builder()
-        .method(headers.get(":method").unwrap_or("GET"))
-        .uri(format!(
-            "{}{}",
-            target.base_path,
-            headers.get(":path").unwrap_or("/")
-        ))
-        .header("host", headers.get(":authority").unwrap_or_default());
-    for (name, value) in headers.iter() {
-        if !name.starts_with(b":") {
-            builder = builder.header(name, value);
-        }
-    }
-    let request = builder.body(body).map_err(|e| e.to_string())?;
-    let tcp = tokio::net::TcpStream::connect(&target.address)
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", target.address))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::task::spawn_local(connection);
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// The response head for the client, from the headers the filters let

@@ -7,6 +7,7 @@
 mod body;
 mod config;
 mod exchange;
+mod upstream;
 mod worker;
 
 use std::net::SocketAddr;
@@ -189,6 +190,9 @@ fn run_worker(
                 open.fetch_sub(1, Ordering::SeqCst);
                 continue;
             };
+            // Envoy sets TCP_NODELAY: a response head and body written
+            // apart must not wait for the client's delayed ACK.
+            let _ = tcp.set_nodelay(true);
             let (worker, shutdown, open) = (worker.clone(), shutdown.clone(), open.clone());
             tokio::task::spawn_local(async move {
                 serve_connection(tcp, worker, shutdown).await;

@@ -12,14 +12,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use proxy_wasm_harness::{
     CallOutcome, Chain, Error, HeaderMap, HttpCall, HttpResponse, LogEntry, Plugin,
 };
 use tokio::sync::watch;
 
 use super::config::{Loaded, Target};
+use super::upstream;
 use crate::harness_runner::plugin_name;
 
 /// One version of the chain: the plugins built from one reading of the
@@ -287,35 +286,13 @@ fn timeout_response() -> HttpResponse {
 
 /// A callout over a fresh connection.
 async fn fetch(target: &Target, call: &HttpCall) -> Result<HttpResponse, String> {
-    let header = |name: &str| call.header(name).unwrap_or_default();
-    let mut builder = Request::builder()
-        .method(header(":method"))
-        .uri(format!("{}{}", target.base_path, header(":path")))
-        .header("host", header(":authority"));
-    for (name, value) in call.headers.iter() {
-        if !name.starts_with(b":") {
-            builder = builder.header(name, value);
-        }
-    }
-    let request = builder
-        .body(Full::new(Bytes::from(call.body.clone())))
-        .map_err(|e| e.to_string())?;
-    let tcp = tokio::net::TcpStream::connect(&target.address)
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", target.address))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::task::spawn_local(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let body = Full::new(Bytes::from(call.body.clone()));
+    let response = upstream::send(target, &call.headers, body).await?;
     let status = response.status().as_u16();
     let headers: HeaderMap = response
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
         .collect();
     let body = response
         .into_body()
