@@ -1,0 +1,249 @@
+//! JSON Web Key Sets (RFC 7517/7518): the public keys (and HMAC secrets)
+//! tokens are verified with, and the algorithms each key may verify.
+//! A key the filter cannot use (an unknown `kty` or curve, a private-only
+//! use) is skipped and named; a malformed key or a set with no usable key is
+//! an error.
+
+use ed25519_dalek::VerifyingKey as Ed25519Key;
+use rsa::{BigUint, RsaPublicKey};
+use serde_json::Value;
+
+use crate::base64url;
+
+/// RSA moduli shorter than this are refused (NIST SP 800-131A).
+pub const MIN_RSA_BITS: usize = 2048;
+/// And longer than this (verification cost grows with the square).
+pub const MAX_RSA_BITS: usize = 8192;
+
+/// A signature algorithm (RFC 7518 §3, RFC 8037). `none` is not one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alg {
+    Hs256,
+    Hs384,
+    Hs512,
+    Rs256,
+    Rs384,
+    Rs512,
+    Ps256,
+    Ps384,
+    Ps512,
+    Es256,
+    Es384,
+    EdDsa,
+}
+
+impl Alg {
+    /// The algorithm a JOSE `alg` names, if the filter implements it.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "HS256" => Self::Hs256,
+            "HS384" => Self::Hs384,
+            "HS512" => Self::Hs512,
+            "RS256" => Self::Rs256,
+            "RS384" => Self::Rs384,
+            "RS512" => Self::Rs512,
+            "PS256" => Self::Ps256,
+            "PS384" => Self::Ps384,
+            "PS512" => Self::Ps512,
+            "ES256" => Self::Es256,
+            "ES384" => Self::Es384,
+            "EdDSA" => Self::EdDsa,
+            _ => return None,
+        })
+    }
+
+    /// Whether keys of this material verify this algorithm: HMAC only with
+    /// `oct` secrets, RSA only with RSA keys, each curve with its own — so a
+    /// public key can never become an HMAC secret (algorithm confusion).
+    pub fn fits(self, material: &Material) -> bool {
+        matches!(
+            (self, material),
+            (Self::Hs256 | Self::Hs384 | Self::Hs512, Material::Secret(_))
+                | (
+                    Self::Rs256
+                        | Self::Rs384
+                        | Self::Rs512
+                        | Self::Ps256
+                        | Self::Ps384
+                        | Self::Ps512,
+                    Material::Rsa(_)
+                )
+                | (Self::Es256, Material::P256(_))
+                | (Self::Es384, Material::P384(_))
+                | (Self::EdDsa, Material::Ed25519(_))
+        )
+    }
+}
+
+/// What a key verifies with.
+#[derive(Clone, Debug)]
+pub enum Material {
+    Rsa(RsaPublicKey),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(Ed25519Key),
+    /// An HMAC secret (`kty: oct`).
+    Secret(Vec<u8>),
+}
+
+/// One usable key.
+#[derive(Clone, Debug)]
+pub struct Jwk {
+    pub kid: Option<String>,
+    /// The only algorithm the key may verify, when the set says so.
+    pub alg: Option<Alg>,
+    pub material: Material,
+}
+
+/// A parsed key set.
+#[derive(Clone, Debug, Default)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+    /// Keys left out, each with why (for the log).
+    pub skipped: Vec<String>,
+}
+
+impl Jwks {
+    /// Parses a JWKS document (`{"keys": [...]}`) or a single JWK.
+    ///
+    /// # Errors
+    ///
+    /// Not JSON, no `keys` list, a malformed key, or no usable key.
+    pub fn parse(text: &[u8]) -> Result<Self, String> {
+        let doc: Value =
+            serde_json::from_slice(text).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
+        let keys = match doc.get("keys") {
+            Some(Value::Array(keys)) => keys.iter().collect(),
+            Some(_) => return Err("the JWKS `keys` is not a list".into()),
+            None if doc.get("kty").is_some() => vec![&doc],
+            None => return Err("the JWKS has no `keys` list".into()),
+        };
+        let mut set = Self::default();
+        for (i, key) in keys.into_iter().enumerate() {
+            match parse_key(key).map_err(|e| format!("keys[{i}]: {e}"))? {
+                Ok(jwk) => set.keys.push(jwk),
+                Err(reason) => set.skipped.push(format!("keys[{i}]: {reason}")),
+            }
+        }
+        if set.keys.is_empty() {
+            let why = if set.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", set.skipped.join("; "))
+            };
+            return Err(format!("the JWKS has no usable key{why}"));
+        }
+        Ok(set)
+    }
+}
+
+/// `Ok(Ok(key))`, `Ok(Err(why skipped))`, or `Err(why malformed)`.
+fn parse_key(key: &Value) -> Result<Result<Jwk, String>, String> {
+    let Value::Object(fields) = key else {
+        return Err("a key is a JSON object".into());
+    };
+    let text = |name: &str| -> Result<Option<&str>, String> {
+        match fields.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(format!("`{name}` is not a string")),
+        }
+    };
+    let bytes = |name: &str| -> Result<Vec<u8>, String> {
+        let value = text(name)?.ok_or_else(|| format!("`{name}` is missing"))?;
+        base64url::decode(value.as_bytes()).ok_or_else(|| format!("`{name}` is not base64url"))
+    };
+    if let Some(usage) = text("use")?
+        && usage != "sig"
+    {
+        return Ok(Err(format!("`use` is `{usage}`, not `sig`")));
+    }
+    let kid = text("kid")?.map(str::to_owned);
+    let alg = match text("alg")? {
+        None => None,
+        Some(name) => match Alg::parse(name) {
+            Some(alg) => Some(alg),
+            None => return Ok(Err(format!("algorithm `{name}` is not supported"))),
+        },
+    };
+    let kty = text("kty")?.ok_or("`kty` is missing")?;
+    let material = match kty {
+        "RSA" => {
+            let n = BigUint::from_bytes_be(&bytes("n")?);
+            let e = BigUint::from_bytes_be(&bytes("e")?);
+            let key = RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
+                .map_err(|e| format!("not an RSA public key: {e}"))?;
+            let bits = rsa::traits::PublicKeyParts::n(&key).bits();
+            if bits < MIN_RSA_BITS {
+                return Err(format!(
+                    "the RSA modulus has {bits} bits, fewer than {MIN_RSA_BITS}"
+                ));
+            }
+            Material::Rsa(key)
+        }
+        "EC" => {
+            let (x, y) = (bytes("x")?, bytes("y")?);
+            match text("crv")? {
+                Some("P-256") => {
+                    let point = p256::EncodedPoint::from_affine_coordinates(
+                        p256::FieldBytes::from_slice(&fixed(&x, 32, "x")?),
+                        p256::FieldBytes::from_slice(&fixed(&y, 32, "y")?),
+                        false,
+                    );
+                    Material::P256(
+                        p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+                            .map_err(|_| "the point is not on P-256")?,
+                    )
+                }
+                Some("P-384") => {
+                    let point = p384::EncodedPoint::from_affine_coordinates(
+                        p384::FieldBytes::from_slice(&fixed(&x, 48, "x")?),
+                        p384::FieldBytes::from_slice(&fixed(&y, 48, "y")?),
+                        false,
+                    );
+                    Material::P384(
+                        p384::ecdsa::VerifyingKey::from_encoded_point(&point)
+                            .map_err(|_| "the point is not on P-384")?,
+                    )
+                }
+                Some(other) => return Ok(Err(format!("curve `{other}` is not supported"))),
+                None => return Err("`crv` is missing".into()),
+            }
+        }
+        "OKP" => match text("crv")? {
+            Some("Ed25519") => {
+                let x: [u8; 32] = bytes("x")?
+                    .try_into()
+                    .map_err(|_| "an Ed25519 `x` has 32 bytes")?;
+                Material::Ed25519(
+                    Ed25519Key::from_bytes(&x).map_err(|_| "not an Ed25519 public key")?,
+                )
+            }
+            Some(other) => return Ok(Err(format!("curve `{other}` is not supported"))),
+            None => return Err("`crv` is missing".into()),
+        },
+        "oct" => {
+            let k = bytes("k")?;
+            if k.is_empty() {
+                return Err("an `oct` key's `k` is empty".into());
+            }
+            Material::Secret(k)
+        }
+        other => return Ok(Err(format!("key type `{other}` is not supported"))),
+    };
+    if let Some(alg) = alg
+        && !alg.fits(&material)
+    {
+        return Err(format!("`alg` does not fit a `{kty}` key"));
+    }
+    Ok(Ok(Jwk { kid, alg, material }))
+}
+
+/// A coordinate of exactly `len` bytes (RFC 7518 §6.2.1.2).
+fn fixed(bytes: &[u8], len: usize, name: &str) -> Result<Vec<u8>, String> {
+    if bytes.len() == len {
+        Ok(bytes.to_vec())
+    } else {
+        Err(format!("`{name}` has {} bytes, not {len}", bytes.len()))
+    }
+}
