@@ -378,24 +378,10 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
         line,
         message,
     };
-    let text =
-        std::fs::read_to_string(file).map_err(|e| fail(None, format!("cannot read: {e}")))?;
-    let scenario: Scenario = parse_yaml(file, &text)?;
+    let (text, scenario): (String, Scenario) = read_yaml(file)?;
     // Semantic problems: the line is that of the offending text.
     let at = |needle: &str| locate(&text, needle);
-    if scenario.filters.is_empty() {
-        return Err(fail(
-            at("filters"),
-            "`filters` is empty: name at least one".into(),
-        ));
-    }
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let mut modules = Vec::new();
-    for filter in &scenario.filters {
-        let path =
-            resolve_wasm(dir, &filter.wasm).map_err(|message| fail(at(&filter.wasm), message))?;
-        modules.push(path);
-    }
+    let modules = chain_modules(file, &text, &scenario.filters)?;
     for name in scenario.properties.keys() {
         if !SETTABLE_PROPERTIES.contains(&name.as_str()) && route_metadata_entry(name).is_none() {
             return Err(fail(
@@ -480,11 +466,48 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
     })
 }
 
-/// Parses a YAML file into `T`; an error names the line and the problem.
-pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+/// Reads a YAML file and parses it into `T`; an error names the line and
+/// the problem.
+pub(crate) fn read_yaml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+) -> Result<(String, T), LoadError> {
+    let text = std::fs::read_to_string(file).map_err(|e| LoadError {
+        file: file.to_path_buf(),
+        line: None,
+        message: format!("cannot read: {e}"),
+    })?;
+    let value = parse_yaml(file, &text)?;
+    Ok((text, value))
+}
+
+/// Each filter's module path, for a chain that must name at least one; a
+/// problem names the line of the offending text.
+pub(crate) fn chain_modules(
     file: &Path,
     text: &str,
-) -> Result<T, LoadError> {
+    filters: &[FilterSpec],
+) -> Result<Vec<PathBuf>, LoadError> {
+    let fail = |needle: &str, message: String| LoadError {
+        file: file.to_path_buf(),
+        line: locate(text, needle),
+        message,
+    };
+    if filters.is_empty() {
+        return Err(fail(
+            "filters",
+            "`filters` is empty: name at least one".into(),
+        ));
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    filters
+        .iter()
+        .map(|filter| {
+            resolve_wasm(dir, &filter.wasm).map_err(|message| fail(&filter.wasm, message))
+        })
+        .collect()
+}
+
+fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, LoadError> {
     serde_yaml_ng::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line());
         // The message carries "at line N column M" too; keep only the problem.
@@ -504,7 +527,7 @@ pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
 
 /// `filter:<name>`, `fixture:<name>` or a path relative to the scenario's
 /// folder.
-pub(crate) fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
+fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
     if let Some(name) = wasm.strip_prefix("filter:") {
         let path = match name {
             "header-transform" => harness_fixtures::HEADER_TRANSFORM,

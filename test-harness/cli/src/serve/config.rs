@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::scenario::{FilterSpec, LoadError, locate, parse_yaml, resolve_wasm};
+use crate::scenario::{FilterSpec, LoadError, chain_modules, locate, read_yaml};
 
 /// A `serve` configuration file.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -103,23 +103,9 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
         line,
         message,
     };
-    let text =
-        std::fs::read_to_string(file).map_err(|e| fail(None, format!("cannot read: {e}")))?;
-    let config: ServeConfig = parse_yaml(file, &text)?;
+    let (text, config): (String, ServeConfig) = read_yaml(file)?;
     let at = |needle: &str| locate(&text, needle);
-    if config.filters.is_empty() {
-        return Err(fail(
-            at("filters"),
-            "`filters` is empty: name at least one".into(),
-        ));
-    }
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let mut modules = Vec::new();
-    for filter in &config.filters {
-        let path =
-            resolve_wasm(dir, &filter.wasm).map_err(|message| fail(at(&filter.wasm), message))?;
-        modules.push(path);
-    }
+    let modules = chain_modules(file, &text, &config.filters)?;
     let target = |url: &str| Target::parse(url).map_err(|message| fail(at(url), message));
     let upstream = target(&config.upstream)?;
     let mut clusters = BTreeMap::new();
