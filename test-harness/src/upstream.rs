@@ -33,6 +33,16 @@ impl HttpResponse {
         }
     }
 
+    /// What Envoy's async client answers a call that outlived its timeout:
+    /// a local `504` with body `upstream request timeout`.
+    pub fn upstream_timeout() -> Self {
+        Self::new(
+            504,
+            [("content-length", "24"), ("content-type", "text/plain")],
+            "upstream request timeout",
+        )
+    }
+
     /// Adds trailers.
     pub fn with_trailers(mut self, trailers: impl Into<HeaderMap>) -> Self {
         self.trailers = trailers.into();

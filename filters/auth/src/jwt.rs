@@ -117,12 +117,16 @@ impl<'a> Token<'a> {
             return Err(JwtError::TooLarge);
         }
         let mut parts = text.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
+        let (Some(header_b64), Some(payload_b64), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(JwtError::BadFormat);
         };
-        let header = base64url::decode(header.as_bytes()).ok_or(JwtError::HeaderBadBase64)?;
+        // What the signature covers: the text before the last dot.
+        let signing_input = text
+            .get(..header_b64.len() + 1 + payload_b64.len())
+            .ok_or(JwtError::BadFormat)?;
+        let header = base64url::decode(header_b64.as_bytes()).ok_or(JwtError::HeaderBadBase64)?;
         let Ok(Value::Object(header)) = serde_json::from_slice::<Value>(&header) else {
             return Err(JwtError::HeaderBadJson);
         };
@@ -135,7 +139,8 @@ impl<'a> Token<'a> {
             Some(Value::String(kid)) => Some(kid.clone()),
             Some(_) => return Err(JwtError::KidNotString),
         };
-        let decoded = base64url::decode(payload.as_bytes()).ok_or(JwtError::PayloadBadBase64)?;
+        let decoded =
+            base64url::decode(payload_b64.as_bytes()).ok_or(JwtError::PayloadBadBase64)?;
         let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&decoded) else {
             return Err(JwtError::PayloadBadJson);
         };
@@ -170,9 +175,6 @@ impl<'a> Token<'a> {
         };
         let (iss, sub) = (string("iss")?, string("sub")?);
         let (exp, nbf, iat) = (time("exp")?, time("nbf")?, time("iat")?);
-        // The signing input is the text before the last dot.
-        let signing_input = text.rsplit_once('.').map_or(text, |(input, _)| input);
-        let payload_b64 = text.split('.').nth(1).unwrap_or_default();
         Ok(Self {
             alg,
             kid,

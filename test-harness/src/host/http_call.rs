@@ -21,15 +21,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// Envoy's async client answers a timed-out call with this local reply.
-pub(crate) fn timeout_response() -> HttpResponse {
-    HttpResponse::new(
-        504,
-        [("content-length", "24"), ("content-type", "text/plain")],
-        "upstream request timeout",
-    )
-}
-
 #[allow(clippy::too_many_arguments)]
 fn proxy_http_call(
     mut caller: Caller<'_, Host>,
@@ -93,11 +84,13 @@ fn proxy_http_call(
     let deferred = outcome == CallOutcome::Deferred;
     let reply = match (outcome, timeout) {
         (CallOutcome::Respond(_) | CallOutcome::Reset, Some(limit)) if latency > limit => {
-            Some((limit, Some(timeout_response())))
+            Some((limit, Some(HttpResponse::upstream_timeout())))
         }
         (CallOutcome::Respond(response), _) => Some((latency, Some(response))),
         (CallOutcome::Reset, _) => Some((latency, None)),
-        (CallOutcome::NoResponse, Some(limit)) => Some((limit, Some(timeout_response()))),
+        (CallOutcome::NoResponse, Some(limit)) => {
+            Some((limit, Some(HttpResponse::upstream_timeout())))
+        }
         (CallOutcome::NoResponse, None) | (CallOutcome::Deferred, _) => None,
     };
     if let Some((delay, response)) = reply {

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
-use proxy_wasm_harness::{Chain, HeaderMap, HttpStream, Message};
+use proxy_wasm_harness::{Chain, HeaderMap, HttpStream, Message, Progress};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::body::{self, Aborted, ChannelBody, Item};
-use super::upstream;
+use super::upstream::{self, harness_map};
 use super::worker::{Live, OpError, Worker};
 
 /// Headers Envoy's codec consumes rather than passing to filters (RFC 9110
@@ -111,6 +111,13 @@ struct Driver {
     sent_to_client: usize,
     /// A failure met while feeding the stream, acted on at the next step.
     failure: Option<OpError>,
+}
+
+/// A direction of the stream.
+#[derive(Clone, Copy)]
+enum Flow {
+    Request,
+    Response,
 }
 
 /// What the driver does next after reading the stream's state.
@@ -338,83 +345,57 @@ impl Driver {
 
     /// Waits for the next thing that can move the stream.
     async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.changed.changed() => {}
+        let result = tokio::select! {
+            _ = self.changed.changed() => Ok(()),
+            // A body that ended or broke (`None`): the filters see its end.
             frame = next_frame(&mut self.request_body) => {
-                let result = match frame {
-                    Some(Ok(frame)) => self.feed_request(frame),
-                    // A client that ended or broke its body: the filters see the end.
-                    _ => {
-                        self.request_body = None;
-                        self.on_stream(|s| s.send_request_body([], true)).map(drop)
-                    }
-                };
-                if let Err(e) = result {
-                    self.fail_later(e);
-                }
+                self.feed_body(Flow::Request, frame.and_then(Result::ok))
             }
             response = wait_response(&mut self.upstream_response) => {
                 self.upstream_response = None;
-                let result = self.feed_response_head(response);
-                if let Err(e) = result {
-                    self.fail_later(e);
-                }
+                self.feed_response_head(response)
             }
             frame = next_frame(&mut self.response_body) => {
-                let result = match frame {
-                    Some(Ok(frame)) => self.feed_response(frame),
-                    _ => {
-                        self.response_body = None;
-                        self.on_stream(|s| s.send_response_body([], true)).map(drop)
-                    }
-                };
-                if let Err(e) = result {
-                    self.fail_later(e);
-                }
+                self.feed_body(Flow::Response, frame.and_then(Result::ok))
             }
+        };
+        if let Err(e) = result {
+            self.fail_later(e);
         }
     }
 
-    fn feed_request(&mut self, frame: Frame<Bytes>) -> Result<(), OpError> {
-        let end = self.request_body.as_ref().is_none_or(Body::is_end_stream);
+    /// Feeds one frame of a body, or its end (`None`), to the filters.
+    fn feed_body(&mut self, flow: Flow, frame: Option<Frame<Bytes>>) -> Result<(), OpError> {
+        let body = match flow {
+            Flow::Request => &mut self.request_body,
+            Flow::Response => &mut self.response_body,
+        };
+        let (data, trailers, end) = match frame.map(Frame::into_data) {
+            None => (Some(Bytes::new()), None, true),
+            Some(Ok(data)) => (
+                Some(data),
+                None,
+                body.as_ref().is_none_or(Body::is_end_stream),
+            ),
+            // Trailers end the message.
+            Some(Err(frame)) => {
+                let trailers = frame.into_trailers().ok().map(|t| harness_map(&t));
+                let end = trailers.is_some();
+                (None, trailers, end)
+            }
+        };
         if end {
-            self.request_body = None;
+            *body = None;
         }
-        match frame.into_data() {
-            Ok(data) => self
-                .on_stream(|s| s.send_request_body(&data, end))
-                .map(drop),
-            Err(frame) => match frame.into_trailers() {
-                Ok(trailers) => {
-                    self.request_body = None;
-                    let trailers = harness_map(&trailers);
-                    self.on_stream(|s| s.send_request_trailers(trailers))
-                        .map(drop)
-                }
-                Err(_) => Ok(()),
-            },
-        }
-    }
-
-    fn feed_response(&mut self, frame: Frame<Bytes>) -> Result<(), OpError> {
-        let end = self.response_body.as_ref().is_none_or(Body::is_end_stream);
-        if end {
-            self.response_body = None;
-        }
-        match frame.into_data() {
-            Ok(data) => self
-                .on_stream(|s| s.send_response_body(&data, end))
-                .map(drop),
-            Err(frame) => match frame.into_trailers() {
-                Ok(trailers) => {
-                    self.response_body = None;
-                    let trailers = harness_map(&trailers);
-                    self.on_stream(|s| s.send_response_trailers(trailers))
-                        .map(drop)
-                }
-                Err(_) => Ok(()),
-            },
-        }
+        self.on_stream(|s| match (flow, data, trailers) {
+            (Flow::Request, Some(data), _) => s.send_request_body(&data, end),
+            (Flow::Response, Some(data), _) => s.send_response_body(&data, end),
+            (Flow::Request, None, Some(trailers)) => s.send_request_trailers(trailers),
+            (Flow::Response, None, Some(trailers)) => s.send_response_trailers(trailers),
+            // A frame kind hyper may add later: nothing to feed.
+            (_, None, None) => Ok(Progress::Continued),
+        })
+        .map(drop)
     }
 
     /// The upstream's response head, or Envoy's 503 when it failed.
@@ -618,13 +599,6 @@ fn header_map(headers: &HeaderMap) -> hyper::HeaderMap {
         }
     }
     map
-}
-
-fn harness_map(headers: &hyper::HeaderMap) -> HeaderMap {
-    headers
-        .iter()
-        .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
-        .collect()
 }
 
 /// What the filters changed between two header sets: `+added -removed

@@ -49,3 +49,11 @@ where
         .await
         .map_err(|e| e.to_string())
 }
+
+/// Headers as the harness takes them.
+pub(crate) fn harness_map(headers: &hyper::HeaderMap) -> HeaderMap {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
+        .collect()
+}

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use proxy_wasm_harness::{
-    CallOutcome, Chain, Error, HeaderMap, HttpCall, HttpResponse, LogEntry, Plugin,
-};
+use proxy_wasm_harness::{CallOutcome, Chain, Error, HttpCall, HttpResponse, LogEntry, Plugin};
 use tokio::sync::watch;
 
 use super::config::{Loaded, Target};
@@ -226,7 +224,7 @@ impl Worker {
                 match call.timeout {
                     Some(limit) => tokio::time::timeout(limit, exchange)
                         .await
-                        .unwrap_or_else(|_| Ok(timeout_response())),
+                        .unwrap_or_else(|_| Ok(HttpResponse::upstream_timeout())),
                     None => exchange.await,
                 }
             }
@@ -275,25 +273,12 @@ fn print_logs(chain: &mut Chain, names: &[String]) {
     }
 }
 
-/// Envoy's async client answers a call past its timeout with this.
-fn timeout_response() -> HttpResponse {
-    HttpResponse::new(
-        504,
-        [("content-length", "24"), ("content-type", "text/plain")],
-        "upstream request timeout",
-    )
-}
-
 /// A callout over a fresh connection.
 async fn fetch(target: &Target, call: &HttpCall) -> Result<HttpResponse, String> {
     let body = Full::new(Bytes::from(call.body.clone()));
     let response = upstream::send(target, &call.headers, body).await?;
     let status = response.status().as_u16();
-    let headers: HeaderMap = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
-        .collect();
+    let headers = upstream::harness_map(response.headers());
     let body = response
         .into_body()
         .collect()
