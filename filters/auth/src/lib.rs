@@ -1,8 +1,8 @@
-//! The auth filter's logic, growing towards the full filter (basic auth, API
-//! keys, JWT with local and remote JWKS, external authorization, consumers
-//! and policies). Landed: the JWT core — strict base64url, JWK sets, token
-//! parsing, signature verification for HS/RS/PS 256-512, ES256/384 and
-//! EdDSA with pure-Rust RustCrypto code, and `jwt_authn`'s claim checks.
+//! The auth filter: basic auth, API keys, JWT with local and remote JWKS,
+//! external authorization, consumers and policies. The logic is plain Rust
+//! tested natively ([`Config`], [`policy::evaluate`], [`answer`],
+//! [`remote`]); the proxy-wasm glue lives in `filter` (wasm32 only). The
+//! configuration is documented in this crate's README.
 #![cfg_attr(
     not(test),
     deny(
@@ -13,9 +13,18 @@
     )
 )]
 
+pub mod answer;
 pub mod base64url;
+pub mod basic;
+pub mod config;
+#[cfg(target_arch = "wasm32")]
+mod filter;
 pub mod jwk;
 pub mod jwt;
+pub mod policy;
+pub mod remote;
+pub mod source;
 
+pub use config::Config;
 pub use jwk::{Alg, Jwks};
 pub use jwt::{JwtError, Requirements, Token};

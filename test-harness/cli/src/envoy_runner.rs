@@ -79,8 +79,11 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
         let addr = start_backend(name.to_owned(), received.clone(), response.clone()).await?;
         clusters.push(cluster(name, addr));
     }
+    let mut answers: Vec<(String, Shared<UpstreamSpec>)> = Vec::new();
     for (name, spec) in &loaded.scenario.upstreams {
-        let addr = start_upstream(name.clone(), spec.clone(), calls.clone()).await?;
+        let answer = Arc::new(Mutex::new(spec.clone()));
+        let addr = start_upstream(name.clone(), answer.clone(), calls.clone()).await?;
+        answers.push((name.clone(), answer));
         clusters.push(cluster(name, addr));
     }
     let bootstrap = bootstrap(loaded, clusters)?;
@@ -127,8 +130,14 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
     let mut log_offset = read_log().len();
     for (i, step) in loaded.scenario.steps.iter().enumerate() {
         *lock(&response) = step.response.clone();
+        for (name, spec) in &step.upstreams {
+            if let Some((_, answer)) = answers.iter().find(|(n, _)| n == name) {
+                *lock(answer) = spec.clone();
+            }
+        }
         let before_received = lock(&received).len();
         let before_calls = lock(&calls).len();
+        tokio::time::sleep(Duration::from_millis(step.wait_ms)).await;
         let client = send(listener, step).await;
         wait_completed(admin, i + 1).await?;
         let backend = lock(&received).get(before_received).cloned();
@@ -337,10 +346,11 @@ async fn start_backend(
     .await
 }
 
-/// A callout upstream: records the call, then answers or fails.
+/// A callout upstream: records the call, then answers or fails as `spec`
+/// says at that moment (a step may change it).
 async fn start_upstream(
     name: String,
-    spec: UpstreamSpec,
+    spec: Shared<UpstreamSpec>,
     calls: Shared<Vec<CallMade>>,
 ) -> Result<SocketAddr, String> {
     serve(move |got: Received| {
@@ -349,7 +359,7 @@ async fn start_upstream(
             method: got.method,
             path: got.path,
         });
-        let spec = spec.clone();
+        let spec = lock(&spec).clone();
         async move {
             match spec.failure {
                 // An error from the service makes hyper drop the connection

@@ -9,7 +9,7 @@ use proxy_wasm_harness::{
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
 use crate::scenario::{
-    BACKEND, Failure, HeaderLines, Level, Loaded, ResponseSpec, Scenario, lines,
+    BACKEND, Failure, HeaderLines, Level, Loaded, ResponseSpec, Scenario, UpstreamSpec, lines,
 };
 
 /// Route and virtual host names both runners use unless the scenario sets
@@ -40,16 +40,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             builder = builder.property(path, value.as_bytes().to_vec());
         }
         for (name, spec) in &scenario.upstreams {
-            let upstream = match spec.failure {
-                Some(Failure::Reset) => Upstream::reset(),
-                Some(Failure::Timeout) => Upstream::unresponsive(),
-                None => Upstream::respond(
-                    spec.status,
-                    headers_with_length(&spec.headers, spec.body.len()),
-                    spec.body.clone(),
-                ),
-            };
-            builder = builder.upstream(name.clone(), upstream);
+            builder = builder.upstream(name.clone(), upstream(spec));
         }
         let plugin = builder.build().map_err(|e| e.to_string())?;
         match plugin.start() {
@@ -69,6 +60,16 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
     let mut steps = Vec::new();
     let mut calls_seen: Vec<usize> = chain.vms().iter().map(|vm| vm.http_calls().len()).collect();
     for step in &scenario.steps {
+        for (name, spec) in &step.upstreams {
+            for vm in chain.vms_mut() {
+                vm.set_upstream(name.clone(), upstream(spec));
+            }
+        }
+        if step.wait_ms > 0 {
+            chain
+                .advance_time(Duration::from_millis(step.wait_ms))
+                .map_err(|e| e.to_string())?;
+        }
         let outcome = run_step(&mut chain, scenario, step).map_err(|e| e.to_string())?;
         let mut logs = Vec::new();
         let mut calls = Vec::new();
@@ -90,6 +91,19 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
         });
     }
     Ok(Outcome::Steps(steps))
+}
+
+/// A callout upstream as the harness plays it.
+fn upstream(spec: &UpstreamSpec) -> Upstream {
+    match spec.failure {
+        Some(Failure::Reset) => Upstream::reset(),
+        Some(Failure::Timeout) => Upstream::unresponsive(),
+        None => Upstream::respond(
+            spec.status,
+            headers_with_length(&spec.headers, spec.body.len()),
+            spec.body.clone(),
+        ),
+    }
 }
 
 fn run_step(

@@ -58,7 +58,7 @@ pub(crate) struct Scenario {
 pub(crate) struct FilterSpec {
     /// The module: a path relative to the scenario file,
     /// `filter:<name>` for the toolkit's filters (`header-transform`,
-    /// `routing`), or
+    /// `routing`, `auth`), or
     /// `fixture:<name>` for the harness's test fixtures (`sdk-filter`,
     /// `cache-filter`, `minimal-filter`).
     pub(crate) wasm: String,
@@ -117,6 +117,15 @@ pub(crate) struct Rejected {
 pub(crate) struct Step {
     #[serde(default)]
     pub(crate) name: Option<String>,
+    /// Time that passes before the request, in milliseconds: virtual time
+    /// in the harness (ticks and timers fire), a real pause with Envoy.
+    #[serde(default)]
+    pub(crate) wait_ms: u64,
+    /// Upstreams that answer differently from this step on (a rotated key
+    /// set, an authorization service that now says no); each must be
+    /// declared in the scenario's `upstreams`.
+    #[serde(default)]
+    pub(crate) upstreams: BTreeMap<String, UpstreamSpec>,
     #[serde(default)]
     pub(crate) request: RequestSpec,
     /// What the backend answers when the request reaches it.
@@ -327,6 +336,9 @@ fn cluster_header() -> String {
     "x-route-cluster".into()
 }
 
+/// The longest `wait_ms` of a step.
+pub(crate) const MAX_WAIT_MS: u64 = 10_000;
+
 /// The cluster every scenario has.
 pub(crate) const BACKEND: &str = "backend";
 
@@ -436,6 +448,20 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
                 )
             })?;
         }
+        if step.wait_ms > MAX_WAIT_MS {
+            return Err(fail(
+                at("wait_ms"),
+                format!("wait_ms is at most {MAX_WAIT_MS} (a scenario is a test, not a soak)"),
+            ));
+        }
+        for name in step.upstreams.keys() {
+            if !scenario.upstreams.contains_key(name) {
+                return Err(fail(
+                    at(name),
+                    format!("step upstream `{name}` is not declared in the scenario's `upstreams`"),
+                ));
+            }
+        }
         for call in step.expect.http_calls.iter().flatten() {
             if !scenario.upstreams.contains_key(&call.upstream) {
                 return Err(fail(
@@ -532,9 +558,10 @@ fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
         let path = match name {
             "header-transform" => harness_fixtures::HEADER_TRANSFORM,
             "routing" => harness_fixtures::ROUTING,
+            "auth" => harness_fixtures::AUTH,
             other => {
                 return Err(format!(
-                    "unknown filter `{other}`: header-transform, routing"
+                    "unknown filter `{other}`: header-transform, routing, auth"
                 ));
             }
         };

@@ -1,0 +1,717 @@
+//! The proxy-wasm glue: one root context holding the compiled
+//! configuration, the VM's key sets and caches; one HTTP context per stream.
+//! A stream evaluates its request; when a key set or the external
+//! authorization answer is needed it pauses, makes the callout, and
+//! evaluates again when the answer comes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use filter_common::headers::{HeaderMap, changes};
+use filter_common::proxy::{ProxyHost, read_map, send_local_reply, write_changes};
+use filter_common::request::{Request, split_query};
+use log::{debug, error, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+use crate::answer::{apply, reply, strip_outputs};
+use crate::config::{Config, JwksSource, Provider, RemoteJwks};
+use crate::policy::{AuthzAnswer, Caches, Decision, Env, Keys, Method, Need, Verdict, evaluate};
+use crate::remote::RemoteState;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { state: None, refreshes: HashMap::new() })
+    });
+}}
+
+/// Counter ids (Envoy shows them as `wasmcustom.auth.*`).
+#[derive(Debug, Default)]
+struct Metrics {
+    allowed: Option<u32>,
+    unauthorized: Option<u32>,
+    forbidden: Option<u32>,
+    authz_denied: Option<u32>,
+    authz_error: Option<u32>,
+    log_only: Option<u32>,
+    preflight: Option<u32>,
+    /// Per method: credentials verified, credentials refused.
+    ok: [Option<u32>; 4],
+    failed: [Option<u32>; 4],
+    jwks_fetches: Option<u32>,
+    jwks_failures: Option<u32>,
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Metrics {
+            allowed: counter("auth.allowed"),
+            unauthorized: counter("auth.unauthorized"),
+            forbidden: counter("auth.forbidden"),
+            authz_denied: counter("auth.ext_authz.denied"),
+            authz_error: counter("auth.ext_authz.error"),
+            log_only: counter("auth.log_only"),
+            preflight: counter("auth.cors_preflight"),
+            ok: Method::ALL.map(|m| counter(&format!("auth.{}.ok", m.name()))),
+            failed: Method::ALL.map(|m| counter(&format!("auth.{}.failed", m.name()))),
+            jwks_fetches: counter("auth.jwks.fetches"),
+            jwks_failures: counter("auth.jwks.fetch_failures"),
+        }
+    }
+}
+
+fn count(metric: Option<u32>) {
+    if let Some(id) = metric {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+fn method_index(m: Method) -> usize {
+    Method::ALL.iter().position(|x| *x == m).unwrap_or(0)
+}
+
+/// What the root and its streams share in one VM.
+struct State {
+    config: Config,
+    metrics: Metrics,
+    remote: Vec<RemoteState>,
+    caches: Caches,
+}
+
+type Shared = Rc<RefCell<State>>;
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The shared-data key of a provider's key set: the same URL means the
+/// same keys, whichever plugin fetched them.
+fn shared_key(remote: &RemoteJwks) -> String {
+    format!(
+        "auth.jwks:{}:{}{}",
+        remote.cluster, remote.authority, remote.path
+    )
+}
+
+struct Root {
+    state: Option<Shared>,
+    /// Root-initiated refreshes in flight: call token → provider.
+    refreshes: HashMap<u32, usize>,
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let (Some(state), Some(provider)) = (&self.state, self.refreshes.remove(&token)) else {
+            return;
+        };
+        finish_fetch(&mut state.borrow_mut(), provider, body_size);
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match Config::parse(&bytes) {
+            Ok(config) => {
+                info!(
+                    "auth: configured with {} rules, {} consumers, {} JWT providers",
+                    config.rules.len(),
+                    config.consumers.len(),
+                    config.providers.len()
+                );
+                let has_remote = config.remote_providers().next().is_some();
+                let remote = config
+                    .providers
+                    .iter()
+                    .map(|_| RemoteState::default())
+                    .collect();
+                let caches = Caches::new(config.token_cache_size);
+                self.state = Some(Rc::new(RefCell::new(State {
+                    config,
+                    metrics: Metrics::define(),
+                    remote,
+                    caches,
+                })));
+                if has_remote {
+                    self.set_tick_period(Duration::from_secs(1));
+                }
+                true
+            }
+            Err(problems) => {
+                error!("auth: invalid configuration: {problems}");
+                false
+            }
+        }
+    }
+
+    /// Refreshes key sets ahead of expiry; one VM at a time per set (a
+    /// lock in shared data), the others read what it stored.
+    fn on_tick(&mut self) {
+        let Some(shared) = &self.state else {
+            return;
+        };
+        let now = now_ms();
+        let mut state = shared.borrow_mut();
+        let state = &mut *state;
+        let remotes: Vec<(usize, RemoteJwks)> = state
+            .config
+            .remote_providers()
+            .map(|(i, r)| (i, r.clone()))
+            .collect();
+        for (i, remote) in remotes {
+            let Some(rs) = state.remote.get_mut(i) else {
+                continue;
+            };
+            if rs.sync_due(now) {
+                let (stored, _) =
+                    hostcalls::get_shared_data(&shared_key(&remote)).unwrap_or((None, None));
+                rs.sync(stored.as_deref(), now);
+            }
+            if !rs.refresh_due(&remote, now) || !take_lock(&remote, now) {
+                continue;
+            }
+            match dispatch_fetch(&remote) {
+                Ok(token) => {
+                    rs.refreshing = true;
+                    self.refreshes.insert(token, i);
+                    count(state.metrics.jwks_fetches);
+                }
+                Err(problem) => {
+                    let _ = rs.fetched(&remote, Err(problem.clone()), now);
+                    count(state.metrics.jwks_failures);
+                    warn!(
+                        "auth: JWKS refresh from cluster {} failed: {problem}",
+                        remote.cluster
+                    );
+                }
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            state: self.state.clone(),
+            request: None,
+            waiting: None,
+            fetched: Vec::new(),
+            authz: None,
+            end_of_stream: false,
+            body: Vec::new(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Takes the cross-VM refresh lock of a set (a deadline in shared data,
+/// set with compare-and-swap) unless another VM holds it.
+fn take_lock(remote: &RemoteJwks, now: u64) -> bool {
+    let key = format!("{}.lock", shared_key(remote));
+    let (held, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+    let deadline = held
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    if deadline > now {
+        return false;
+    }
+    let until = now.saturating_add(remote.timeout_ms).to_string();
+    hostcalls::set_shared_data(&key, Some(until.as_bytes()), cas).is_ok()
+}
+
+fn dispatch_fetch(remote: &RemoteJwks) -> Result<u32, String> {
+    hostcalls::dispatch_http_call(
+        &remote.cluster,
+        vec![
+            (":method", "GET"),
+            (":path", &remote.path),
+            (":authority", &remote.authority),
+            ("accept", "application/json"),
+        ],
+        None,
+        vec![],
+        Duration::from_millis(remote.timeout_ms),
+    )
+    .map_err(|status| format!("the proxy refused the call ({status:?})"))
+}
+
+/// Records a finished fetch of provider `provider`'s set: checks the answer,
+/// keeps the keys, and shares them with the other VMs.
+fn finish_fetch(state: &mut State, provider: usize, body_size: usize) {
+    let Some(remote) = state
+        .config
+        .providers
+        .get(provider)
+        .and_then(|p| match &p.jwks {
+            JwksSource::Remote(r) => Some(r.clone()),
+            JwksSource::Local(_) => None,
+        })
+    else {
+        return;
+    };
+    let headers = read_map(MapType::HttpCallResponseHeaders);
+    let status = headers.get(":status");
+    let body = if body_size > remote.max_bytes {
+        Err(format!(
+            "the JWKS is {body_size} bytes, over the {}-byte cap",
+            remote.max_bytes
+        ))
+    } else if status.is_none() {
+        Err("no response (connection failed, reset or timed out)".to_owned())
+    } else if status.as_deref() != Some(b"200") {
+        Err(format!(
+            "status {}",
+            String::from_utf8_lossy(status.as_deref().unwrap_or_default())
+        ))
+    } else {
+        Ok(
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        )
+    };
+    let Some(rs) = state.remote.get_mut(provider) else {
+        return;
+    };
+    let now = now_ms();
+    match rs.fetched(&remote, body.as_deref().map_err(Clone::clone), now) {
+        Ok(stored) => {
+            let keys = rs.held.as_ref().map_or(0, |h| h.jwks.keys.len());
+            info!(
+                "auth: fetched JWKS from cluster {} ({keys} keys)",
+                remote.cluster
+            );
+            if let Err(status) =
+                hostcalls::set_shared_data(&shared_key(&remote), Some(&stored), None)
+            {
+                warn!("auth: could not share the JWKS ({status:?})");
+            }
+        }
+        Err(problem) => {
+            count(state.metrics.jwks_failures);
+            let stale = if rs.held.is_some() {
+                "; keeping the previous keys"
+            } else {
+                ""
+            };
+            warn!(
+                "auth: JWKS fetch from cluster {} failed: {problem}{stale}; retrying in {} ms",
+                remote.cluster,
+                rs.retry_at_ms.saturating_sub(now)
+            );
+        }
+    }
+}
+
+/// What a paused stream waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    Body,
+    Call(u32, Need),
+}
+
+struct Stream {
+    state: Option<Shared>,
+    /// The request headers as read (kept until decided).
+    request: Option<HeaderMap>,
+    waiting: Option<Waiting>,
+    /// Providers whose set this request fetched (never twice).
+    fetched: Vec<usize>,
+    authz: Option<AuthzAnswer>,
+    end_of_stream: bool,
+    /// The request body so far, for external authorization.
+    body: Vec<u8>,
+}
+
+/// The proxy as an evaluation's [`Env`].
+struct StreamEnv<'a> {
+    providers: &'a [Provider],
+    remote: &'a mut [RemoteState],
+    caches: &'a mut Caches,
+    now_ms: u64,
+    fetched: &'a [usize],
+    authz: Option<&'a AuthzAnswer>,
+}
+
+impl Env for StreamEnv<'_> {
+    fn now(&self) -> u64 {
+        self.now_ms / 1000
+    }
+
+    fn keys(&mut self, provider: usize, unknown_kid: bool) -> Keys {
+        let remote = match self.providers.get(provider).map(|p| &p.jwks) {
+            Some(JwksSource::Remote(r)) => r,
+            _ => return Keys::Failed,
+        };
+        let Some(rs) = self.remote.get_mut(provider) else {
+            return Keys::Failed;
+        };
+        if rs.sync_due(self.now_ms) {
+            let (stored, _) =
+                hostcalls::get_shared_data(&shared_key(remote)).unwrap_or((None, None));
+            rs.sync(stored.as_deref(), self.now_ms);
+        }
+        rs.keys(
+            remote,
+            self.now_ms,
+            unknown_kid,
+            self.fetched.contains(&provider),
+        )
+    }
+
+    fn authz(&self) -> Option<&AuthzAnswer> {
+        self.authz
+    }
+
+    fn caches(&mut self) -> &mut Caches {
+        self.caches
+    }
+}
+
+impl Stream {
+    /// Evaluates the request and acts: `Continue` to let it go on, `Pause`
+    /// while waiting or after a local reply.
+    fn decide(&mut self) -> Action {
+        let (Some(shared), Some(headers)) = (self.state.clone(), self.request.clone()) else {
+            return Action::Continue;
+        };
+        loop {
+            let mut guard = shared.borrow_mut();
+            let state = &mut *guard;
+            let mut request = Request::new(headers.clone(), ProxyHost)
+                .with_client_ip_source(state.config.client_ip);
+            let mut env = StreamEnv {
+                providers: &state.config.providers,
+                remote: &mut state.remote,
+                caches: &mut state.caches,
+                now_ms: now_ms(),
+                fetched: &self.fetched,
+                authz: self.authz.as_ref(),
+            };
+            match evaluate(&state.config, &request, &mut env) {
+                Ok(verdict) => return act(state, &verdict, &headers, &mut request),
+                Err(need) => {
+                    drop(guard);
+                    match self.start(need) {
+                        Some(action) => return action,
+                        // The call could not be made: evaluate again with that.
+                        None => continue,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts what `need` asks for; `None` when it failed at once (the
+    /// failure is recorded, so the next evaluation decides).
+    fn start(&mut self, need: Need) -> Option<Action> {
+        let shared = self.state.clone()?;
+        match need {
+            Need::Jwks { provider, .. } => {
+                self.fetched.push(provider);
+                let mut state = shared.borrow_mut();
+                let remote = match state.config.providers.get(provider).map(|p| &p.jwks) {
+                    Some(JwksSource::Remote(r)) => r.clone(),
+                    _ => return None,
+                };
+                count(state.metrics.jwks_fetches);
+                match self.dispatch_http_call(
+                    &remote.cluster,
+                    vec![
+                        (":method", "GET"),
+                        (":path", &remote.path),
+                        (":authority", &remote.authority),
+                        ("accept", "application/json"),
+                    ],
+                    None,
+                    vec![],
+                    Duration::from_millis(remote.timeout_ms),
+                ) {
+                    Ok(token) => {
+                        self.waiting = Some(Waiting::Call(token, need));
+                        Some(Action::Pause)
+                    }
+                    Err(status) => {
+                        let now = now_ms();
+                        count(state.metrics.jwks_failures);
+                        if let Some(rs) = state.remote.get_mut(provider) {
+                            let _ = rs.fetched(&remote, Err(format!("{status:?}")), now);
+                        }
+                        warn!(
+                            "auth: cannot call cluster {} for the JWKS ({status:?})",
+                            remote.cluster
+                        );
+                        None
+                    }
+                }
+            }
+            Need::ExtAuthz => {
+                let state = shared.borrow();
+                let settings = state.config.ext_authz.as_ref()?;
+                if settings
+                    .body_max_bytes
+                    .is_some_and(|max| !self.end_of_stream && self.body.len() < max)
+                {
+                    self.waiting = Some(Waiting::Body);
+                    return Some(Action::Pause);
+                }
+                let headers = self.request.as_ref()?;
+                let path = format!(
+                    "{}{}",
+                    settings.path_prefix,
+                    String::from_utf8_lossy(&headers.get(":path").unwrap_or_default())
+                );
+                let method = String::from_utf8_lossy(&headers.get(":method").unwrap_or_default())
+                    .into_owned();
+                let mut forwarded: Vec<(String, String)> = Vec::new();
+                for name in &settings.forward_headers {
+                    for value in headers.values(name) {
+                        if let Ok(v) = std::str::from_utf8(value) {
+                            forwarded.push((name.clone(), v.to_owned()));
+                        }
+                    }
+                }
+                let body = settings
+                    .body_max_bytes
+                    .and_then(|max| self.body.get(..self.body.len().min(max)));
+                let length = body.map(|b| b.len().to_string());
+                let mut call: Vec<(&str, &str)> = vec![
+                    (":method", &method),
+                    (":path", &path),
+                    (":authority", &settings.authority),
+                ];
+                call.extend(forwarded.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                if let Some(length) = &length {
+                    call.push(("content-length", length));
+                }
+                let result = self.dispatch_http_call(
+                    &settings.cluster,
+                    call,
+                    body.filter(|b| !b.is_empty()),
+                    vec![],
+                    Duration::from_millis(settings.timeout_ms),
+                );
+                match result {
+                    Ok(token) => {
+                        self.waiting = Some(Waiting::Call(token, need));
+                        Some(Action::Pause)
+                    }
+                    Err(status) => {
+                        warn!(
+                            "auth: cannot call cluster {} for authorization ({status:?})",
+                            settings.cluster
+                        );
+                        self.authz = Some(AuthzAnswer::Error);
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Acts on a verdict: writes the request's changes and lets it go on, or
+/// sends the refusal.
+fn act(
+    state: &State,
+    verdict: &Verdict,
+    before: &HeaderMap,
+    request: &mut Request<ProxyHost>,
+) -> Action {
+    let config = &state.config;
+    let metrics = &state.metrics;
+    let rule = verdict.rule.and_then(|i| config.rules.get(i));
+    let rule_name = rule.map_or("(none)", |r| r.name.as_str());
+    let path = String::from_utf8_lossy(split_query(request.full_path()).0).into_owned();
+    let method = String::from_utf8_lossy(request.method()).into_owned();
+    match &verdict.decision {
+        Decision::Allow(passed) | Decision::Forbidden(passed) => {
+            for m in &passed.methods {
+                count(metrics.ok.get(method_index(*m)).copied().flatten());
+            }
+        }
+        Decision::Unauthorized(Some(refusal)) => {
+            count(
+                metrics
+                    .failed
+                    .get(method_index(refusal.method))
+                    .copied()
+                    .flatten(),
+            );
+        }
+        _ => {}
+    }
+    if verdict.preflight {
+        count(metrics.preflight);
+    }
+    strip_outputs(config, request);
+    let refusal = reply(config, rule, &verdict.decision);
+    match (refusal, rule.is_some_and(|r| r.log_only)) {
+        (None, _) => {
+            count(metrics.allowed);
+            if let Decision::Allow(passed) = &verdict.decision {
+                apply(config, passed, request);
+                debug!(
+                    "auth: {method} {path} allowed by rule {rule_name} (identity: {})",
+                    passed.identity.as_deref().unwrap_or("none")
+                );
+            }
+        }
+        (Some((answer, details)), true) => {
+            count(metrics.log_only);
+            count(metrics.allowed);
+            info!(
+                "auth: log-only rule {rule_name} would answer {} ({details}) to {method} {path}",
+                answer.status
+            );
+            if let Decision::Forbidden(passed) = &verdict.decision {
+                apply(config, passed, request);
+            }
+        }
+        (Some((answer, details)), false) => {
+            count(match &verdict.decision {
+                Decision::Unauthorized(_) => metrics.unauthorized,
+                Decision::Forbidden(_) => metrics.forbidden,
+                Decision::AuthzDenied { .. } => metrics.authz_denied,
+                _ => metrics.authz_error,
+            });
+            let why = match &verdict.decision {
+                Decision::Unauthorized(Some(r)) => r.reason.clone(),
+                Decision::Unauthorized(None) => "no credentials".to_owned(),
+                _ => details.clone(),
+            };
+            info!(
+                "auth: {} for {method} {path} (rule {rule_name}): {why}",
+                answer.status
+            );
+            return match send_local_reply(answer.status, &details, &answer.headers, &answer.body) {
+                Ok(()) => Action::Pause,
+                Err(status) => {
+                    // Failing open here would let the request through
+                    // unauthenticated: close the stream instead.
+                    error!("auth: the host refused the local reply ({status:?}); resetting");
+                    let _ = hostcalls::reset_http_request();
+                    Action::Pause
+                }
+            };
+        }
+    }
+    let changes = changes(before, &request.headers);
+    let refused = write_changes(MapType::HttpRequestHeaders, &changes);
+    if refused > 0 {
+        error!("auth: the host refused {refused} header writes; resetting");
+        let _ = hostcalls::reset_http_request();
+        return Action::Pause;
+    }
+    Action::Continue
+}
+
+impl Context for Stream {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(Waiting::Call(expected, need)) = self.waiting else {
+            return;
+        };
+        if expected != token {
+            return;
+        }
+        self.waiting = None;
+        let Some(shared) = self.state.clone() else {
+            return;
+        };
+        match need {
+            Need::Jwks { provider, .. } => {
+                finish_fetch(&mut shared.borrow_mut(), provider, body_size)
+            }
+            Need::ExtAuthz => self.authz = Some(read_authz_answer(body_size)),
+        }
+        if self.decide() == Action::Continue {
+            let _ = hostcalls::resume_http_request();
+        }
+    }
+}
+
+fn read_authz_answer(body_size: usize) -> AuthzAnswer {
+    let headers = read_map(MapType::HttpCallResponseHeaders);
+    let Some(status) = headers
+        .get(":status")
+        .and_then(|s| String::from_utf8(s).ok())
+        .and_then(|s| s.parse::<u16>().ok())
+    else {
+        return AuthzAnswer::Error;
+    };
+    let plain: Vec<(String, Vec<u8>)> = headers
+        .into_entries()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(':'))
+        .collect();
+    if status == 200 {
+        return AuthzAnswer::Allowed(plain);
+    }
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    AuthzAnswer::Denied {
+        status,
+        headers: plain,
+        body,
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.state.is_none() {
+            return Action::Continue;
+        }
+        self.end_of_stream = end_of_stream;
+        self.request = Some(read_map(MapType::HttpRequestHeaders));
+        self.decide()
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.waiting {
+            None => Action::Continue,
+            Some(Waiting::Call(..)) => Action::Pause,
+            Some(Waiting::Body) => {
+                self.end_of_stream = end_of_stream;
+                self.body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                self.waiting = None;
+                match self.start(Need::ExtAuthz) {
+                    Some(action) => action,
+                    None => match self.decide() {
+                        // Resuming from inside the body callback: go on.
+                        Action::Continue => Action::Continue,
+                        Action::Pause => Action::Pause,
+                        _ => Action::Pause,
+                    },
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,715 @@
+//! Deciding a request: the first rule that applies, its authentication
+//! requirement evaluated method by method, then its conditions on the
+//! identity and claims. Anything the proxy must fetch first (a key set, the
+//! external authorization answer) is asked for with [`Need`]; the glue gets
+//! it and evaluates again.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use filter_common::request::{Host, Request};
+use filter_common::scope::ScopeMatch;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::basic::{BasicError, parse_authorization};
+use crate::config::{Config, JwksSource, Provider, Require, Rule};
+use crate::jwk::Jwks;
+use crate::jwt::{JwtError, Token};
+use crate::source::first;
+
+/// An authentication method, for counters, logs and challenges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Basic,
+    ApiKey,
+    Jwt,
+    ExtAuthz,
+}
+
+impl Method {
+    pub const ALL: [Method; 4] = [Method::Basic, Method::ApiKey, Method::Jwt, Method::ExtAuthz];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Basic => "basic",
+            Method::ApiKey => "api_key",
+            Method::Jwt => "jwt",
+            Method::ExtAuthz => "ext_authz",
+        }
+    }
+}
+
+/// The key set of a remote provider, as the proxy has it.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    /// Keys, and a generation that changes whenever the set does.
+    Ready(Rc<Jwks>, u64),
+    /// None yet (or expired): fetch, then evaluate again.
+    Fetch,
+    /// Fetching failed and no keys are known.
+    Failed,
+}
+
+/// What the external authorization service answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthzAnswer {
+    /// 200: allowed; the response headers.
+    Allowed(Vec<(String, Vec<u8>)>),
+    /// Any other status: denied, passed on to the client.
+    Denied {
+        status: u16,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+    },
+    /// No answer: reset, timeout, or a call the proxy refused.
+    Error,
+}
+
+/// What the evaluation needs before it can decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Jwks { provider: usize, refresh: bool },
+    ExtAuthz,
+}
+
+/// What the proxy provides to an evaluation.
+pub trait Env {
+    /// Unix seconds.
+    fn now(&self) -> u64;
+    /// The key set of remote provider `provider`; `unknown_kid` when a token
+    /// named a key the current set lacks (a rotation may be under way).
+    fn keys(&mut self, provider: usize, unknown_kid: bool) -> Keys;
+    /// The external authorization answer for this request, once there is one.
+    fn authz(&self) -> Option<&AuthzAnswer>;
+    fn caches(&mut self) -> &mut Caches;
+}
+
+/// Per-VM caches of credentials already verified.
+#[derive(Debug, Default)]
+pub struct Caches {
+    /// SHA-256(provider ‖ token) → key-set generation it was verified with.
+    pub tokens: Bounded<u64>,
+    /// SHA-256(user ‖ 0 ‖ password) → basic user index (slow hashes only).
+    pub basic: Bounded<usize>,
+}
+
+impl Caches {
+    pub fn new(token_capacity: usize) -> Self {
+        Self {
+            tokens: Bounded::new(token_capacity),
+            basic: Bounded::new(256),
+        }
+    }
+}
+
+/// A map with at most `capacity` entries; when full an arbitrary entry
+/// makes room (no ordering kept: cheap, and an attacker cannot pin entries).
+#[derive(Debug, Default)]
+pub struct Bounded<V> {
+    map: HashMap<[u8; 32], V>,
+    capacity: usize,
+}
+
+impl<V: Copy> Bounded<V> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            map: HashMap::new(),
+            capacity,
+        }
+    }
+
+    pub fn get(&self, key: &[u8; 32]) -> Option<V> {
+        self.map.get(key).copied()
+    }
+
+    pub fn insert(&mut self, key: [u8; 32], value: V) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.map.len() >= self.capacity
+            && !self.map.contains_key(&key)
+            && let Some(evict) = self.map.keys().next().copied()
+        {
+            self.map.remove(&evict);
+        }
+        self.map.insert(key, value);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// A token a provider verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedJwt {
+    pub provider: usize,
+    pub payload_b64: String,
+    pub claims: Map<String, Value>,
+}
+
+/// What passed authentication brings to the request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Passed {
+    pub identity: Option<String>,
+    /// Methods whose credentials were verified.
+    pub methods: Vec<Method>,
+    pub jwts: Vec<VerifiedJwt>,
+    /// The API key's source, when a key was verified.
+    pub api_key_source: Option<usize>,
+    /// Headers of an allowing external authorization answer.
+    pub authz_headers: Vec<(String, Vec<u8>)>,
+    /// External authorization failed and `failure_mode_allow` let it pass.
+    pub authz_failed_open: bool,
+}
+
+impl Passed {
+    fn merge(&mut self, other: Passed) {
+        if self.identity.is_none() {
+            self.identity = other.identity;
+        }
+        self.methods.extend(other.methods);
+        self.jwts.extend(other.jwts);
+        self.api_key_source = self.api_key_source.or(other.api_key_source);
+        self.authz_headers.extend(other.authz_headers);
+        self.authz_failed_open |= other.authz_failed_open;
+    }
+}
+
+/// Why credentials were refused (a 401), in words safe to show a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub method: Method,
+    pub reason: String,
+    /// RFC 6750 error code for Bearer (`invalid_token`, `invalid_request`).
+    pub code: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Authn {
+    Passed(Passed),
+    Missing,
+    Failed(Failure),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Failure {
+    Refused(Refusal),
+    /// The authorization service said no: its answer goes to the client.
+    AuthzDenied {
+        status: u16,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+    },
+    /// The authorization service could not be asked, failing closed.
+    AuthzError,
+}
+
+/// The decision on a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Allow(Passed),
+    /// 401: credentials missing (`None`) or refused.
+    Unauthorized(Option<Refusal>),
+    /// 403 by the rule's conditions (or `unmatched: deny`).
+    Forbidden(Passed),
+    /// The external authorization service's denial, passed on.
+    AuthzDenied {
+        status: u16,
+        headers: Vec<(String, Vec<u8>)>,
+        body: Vec<u8>,
+    },
+    /// External authorization failed, failing closed.
+    AuthzError,
+}
+
+/// A decision and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The rule that applied (`None`: no rule did, or a CORS preflight).
+    pub rule: Option<usize>,
+    pub decision: Decision,
+    pub preflight: bool,
+}
+
+/// Decides `request`, or says what must be fetched first.
+///
+/// # Errors
+///
+/// A [`Need`] the proxy must satisfy before evaluating again.
+pub fn evaluate<H: Host, E: Env>(
+    config: &Config,
+    request: &Request<H>,
+    env: &mut E,
+) -> Result<Verdict, Need> {
+    if config.bypass_cors_preflight && is_preflight(request) {
+        return Ok(Verdict {
+            rule: None,
+            decision: Decision::Allow(Passed::default()),
+            preflight: true,
+        });
+    }
+    let Some(index) = config
+        .rules
+        .iter()
+        .position(|rule| applies(rule.scope.as_ref(), rule, request))
+    else {
+        let decision = if config.deny_unmatched {
+            Decision::Forbidden(Passed::default())
+        } else {
+            Decision::Allow(Passed::default())
+        };
+        return Ok(Verdict {
+            rule: None,
+            decision,
+            preflight: false,
+        });
+    };
+    let Some(rule) = config.rules.get(index) else {
+        return Ok(Verdict {
+            rule: None,
+            decision: Decision::Allow(Passed::default()),
+            preflight: false,
+        });
+    };
+    let authn = match &rule.require {
+        None => Authn::Passed(Passed::default()),
+        Some(require) => authenticate(config, require, request, env)?,
+    };
+    let decision = match authn {
+        Authn::Missing => Decision::Unauthorized(None),
+        Authn::Failed(Failure::Refused(refusal)) => Decision::Unauthorized(Some(refusal)),
+        Authn::Failed(Failure::AuthzDenied {
+            status,
+            headers,
+            body,
+        }) => Decision::AuthzDenied {
+            status,
+            headers,
+            body,
+        },
+        Authn::Failed(Failure::AuthzError) => Decision::AuthzError,
+        Authn::Passed(passed) => {
+            if conditions_hold(rule, &passed) == rule.deny {
+                Decision::Forbidden(passed)
+            } else {
+                Decision::Allow(passed)
+            }
+        }
+    };
+    Ok(Verdict {
+        rule: Some(index),
+        decision,
+        preflight: false,
+    })
+}
+
+fn applies<H: Host>(scope: Option<&ScopeMatch>, rule: &Rule, request: &Request<H>) -> bool {
+    scope.is_none_or(|s| s.matches(request)) && rule.when.matches(request)
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method` (browsers send no credentials on it).
+fn is_preflight<H: Host>(request: &Request<H>) -> bool {
+    request.method() == b"OPTIONS"
+        && request.headers.contains("origin")
+        && request.headers.contains("access-control-request-method")
+}
+
+fn conditions_hold(rule: &Rule, passed: &Passed) -> bool {
+    let identity_ok = rule.identities.is_empty()
+        || passed
+            .identity
+            .as_ref()
+            .is_some_and(|id| rule.identities.iter().any(|allowed| allowed == id));
+    identity_ok
+        && rule.claims.iter().all(|(path, matcher)| {
+            let values: Vec<Vec<u8>> = passed
+                .jwts
+                .iter()
+                .filter_map(|jwt| claim(&jwt.claims, path))
+                .flat_map(|v| claim_values(path, v))
+                .collect();
+            if values.is_empty() {
+                matcher.matches(None)
+            } else {
+                values.iter().any(|v| matcher.matches(Some(v)))
+            }
+        })
+}
+
+/// The claim at a dotted path.
+pub fn claim<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (head, rest) = path.split_first()?;
+    rest.iter()
+        .try_fold(claims.get(head)?, |value, key| value.get(key))
+}
+
+/// A claim's values for matching: a list's elements, OAuth `scope`/`scp`
+/// strings split at spaces, anything else as one value.
+fn claim_values(path: &[String], value: &Value) -> Vec<Vec<u8>> {
+    let is_scope = path.last().is_some_and(|k| k == "scope" || k == "scp");
+    match value {
+        Value::Array(items) => items.iter().map(scalar).collect(),
+        Value::String(s) if is_scope => s
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(|w| w.as_bytes().to_vec())
+            .collect(),
+        other => vec![scalar(other)],
+    }
+}
+
+/// A claim as header text: strings as they are, lists joined with `,`,
+/// objects as JSON.
+pub fn claim_text(value: &Value) -> Vec<u8> {
+    match value {
+        Value::Array(items) => items.iter().map(scalar).collect::<Vec<_>>().join(&b","[..]),
+        other => scalar(other),
+    }
+}
+
+fn scalar(value: &Value) -> Vec<u8> {
+    match value {
+        Value::String(s) => s.as_bytes().to_vec(),
+        other => other.to_string().into_bytes(),
+    }
+}
+
+fn authenticate<H: Host, E: Env>(
+    config: &Config,
+    require: &Require,
+    request: &Request<H>,
+    env: &mut E,
+) -> Result<Authn, Need> {
+    Ok(match require {
+        Require::Basic => basic(config, request, env),
+        Require::ApiKey => api_key(config, request),
+        Require::Jwt(p) => match config.providers.get(*p) {
+            Some(provider) => jwt(config, *p, provider, request, env)?,
+            None => Authn::Missing,
+        },
+        Require::ExtAuthz => ext_authz(config, env)?,
+        Require::Any(list) => {
+            let mut failure = None;
+            for r in list {
+                match authenticate(config, r, request, env)? {
+                    Authn::Passed(p) => return Ok(Authn::Passed(p)),
+                    Authn::Failed(f) => {
+                        failure.get_or_insert(f);
+                    }
+                    Authn::Missing => {}
+                }
+            }
+            failure.map_or(Authn::Missing, Authn::Failed)
+        }
+        Require::All(list) => {
+            let mut passed = Passed::default();
+            for r in list {
+                match authenticate(config, r, request, env)? {
+                    Authn::Passed(p) => passed.merge(p),
+                    other => return Ok(other),
+                }
+            }
+            Authn::Passed(passed)
+        }
+        Require::AllowMissing(r) => match authenticate(config, r, request, env)? {
+            Authn::Missing => Authn::Passed(Passed::default()),
+            other => other,
+        },
+        Require::AllowMissingOrFailed(r) => match authenticate(config, r, request, env)? {
+            Authn::Passed(p) => Authn::Passed(p),
+            Authn::Missing | Authn::Failed(_) => Authn::Passed(Passed::default()),
+        },
+    })
+}
+
+fn refused(method: Method, reason: impl Into<String>, code: Option<&'static str>) -> Authn {
+    Authn::Failed(Failure::Refused(Refusal {
+        method,
+        reason: reason.into(),
+        code,
+    }))
+}
+
+fn identity_of(config: &Config, consumer: usize) -> Option<String> {
+    config.consumers.get(consumer).cloned()
+}
+
+fn basic<H: Host, E: Env>(config: &Config, request: &Request<H>, env: &mut E) -> Authn {
+    let lines: Vec<&[u8]> = request.headers.values("authorization").collect();
+    let basic_lines: Vec<&[u8]> = lines
+        .iter()
+        .copied()
+        .filter(|l| parse_authorization(l) != Err(BasicError::OtherScheme))
+        .collect();
+    let [line] = basic_lines.as_slice() else {
+        return if basic_lines.is_empty() {
+            Authn::Missing
+        } else {
+            refused(
+                Method::Basic,
+                "User authentication failed. More than one Authorization header.",
+                None,
+            )
+        };
+    };
+    if lines.len() > 1 {
+        return refused(
+            Method::Basic,
+            "User authentication failed. More than one Authorization header.",
+            None,
+        );
+    }
+    let Ok((user, password)) = parse_authorization(line) else {
+        return refused(
+            Method::Basic,
+            "User authentication failed. Malformed credentials.",
+            None,
+        );
+    };
+    let bad = || {
+        refused(
+            Method::Basic,
+            "User authentication failed. Invalid username/password combination.",
+            None,
+        )
+    };
+    let Some((index, entry)) = config
+        .basic_users
+        .iter()
+        .enumerate()
+        .find(|(_, u)| u.user == user)
+    else {
+        return bad();
+    };
+    let ok = if entry.hash.is_slow() {
+        let mut hasher = Sha256::new();
+        hasher.update(user.as_bytes());
+        hasher.update([0]);
+        hasher.update(&password);
+        let key: [u8; 32] = hasher.finalize().into();
+        if env.caches().basic.get(&key) == Some(index) {
+            true
+        } else {
+            let ok = entry.hash.verify(&password);
+            if ok {
+                env.caches().basic.insert(key, index);
+            }
+            ok
+        }
+    } else {
+        entry.hash.verify(&password)
+    };
+    if !ok {
+        return bad();
+    }
+    Authn::Passed(Passed {
+        identity: identity_of(config, entry.consumer),
+        methods: vec![Method::Basic],
+        ..Passed::default()
+    })
+}
+
+fn api_key<H: Host>(config: &Config, request: &Request<H>) -> Authn {
+    let (source, key) = match first(&config.api_key.sources, request) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Authn::Missing,
+        Err(_) => {
+            return refused(
+                Method::ApiKey,
+                "Client authentication failed. More than one API key.",
+                None,
+            );
+        }
+    };
+    let digest: [u8; 32] = Sha256::digest(&key).into();
+    // Every key is compared, in constant time, so timing tells nothing.
+    let mut consumer = None;
+    for (stored, owner) in &config.api_key.keys {
+        if bool::from(stored.ct_eq(&digest)) {
+            consumer = Some(*owner);
+        }
+    }
+    match consumer {
+        Some(c) => Authn::Passed(Passed {
+            identity: identity_of(config, c),
+            methods: vec![Method::ApiKey],
+            api_key_source: Some(source),
+            ..Passed::default()
+        }),
+        None => refused(
+            Method::ApiKey,
+            "Client authentication failed. Invalid API key.",
+            None,
+        ),
+    }
+}
+
+fn jwt<H: Host, E: Env>(
+    config: &Config,
+    index: usize,
+    provider: &Provider,
+    request: &Request<H>,
+    env: &mut E,
+) -> Result<Authn, Need> {
+    let bad = |e: JwtError| refused(Method::Jwt, e.to_string(), Some("invalid_token"));
+    let text = match first(&provider.sources, request) {
+        Ok(Some((_, text))) => text,
+        Ok(None) => return Ok(Authn::Missing),
+        Err(_) => {
+            return Ok(refused(
+                Method::Jwt,
+                "Jwt is given more than once",
+                Some("invalid_request"),
+            ));
+        }
+    };
+    let Ok(text) = std::str::from_utf8(&text) else {
+        return Ok(bad(JwtError::BadFormat));
+    };
+    let token = match Token::parse(text, provider.max_token_bytes) {
+        Ok(token) => token,
+        Err(e) => return Ok(bad(e)),
+    };
+    if let Err(e) = provider.requirements.check(&token, env.now()) {
+        return Ok(bad(e));
+    }
+    if let Some(subject) = &provider.subject
+        && !subject.matches(token.sub.as_deref().map(str::as_bytes))
+    {
+        return Ok(bad(JwtError::SubjectNotAllowed));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(index.to_le_bytes());
+    hasher.update(text.as_bytes());
+    let cache_key: [u8; 32] = hasher.finalize().into();
+    let (jwks, generation) = match &provider.jwks {
+        JwksSource::Local(jwks) => (Rc::clone(jwks), 0),
+        JwksSource::Remote(_) => match env.keys(index, false) {
+            Keys::Ready(jwks, generation) => (jwks, generation),
+            Keys::Fetch => {
+                return Err(Need::Jwks {
+                    provider: index,
+                    refresh: false,
+                });
+            }
+            Keys::Failed => {
+                return Ok(refused(
+                    Method::Jwt,
+                    "Jwks remote fetch is failed",
+                    Some("invalid_token"),
+                ));
+            }
+        },
+    };
+    if env.caches().tokens.get(&cache_key) != Some(generation) {
+        let verified_with = match token.verify(&jwks) {
+            Ok(()) => generation,
+            Err(JwtError::NoMatchingKey) if matches!(provider.jwks, JwksSource::Remote(_)) => {
+                // The issuer may have rotated its keys: refetch (the proxy
+                // side rate-limits this), else refuse.
+                match env.keys(index, true) {
+                    Keys::Fetch => {
+                        return Err(Need::Jwks {
+                            provider: index,
+                            refresh: true,
+                        });
+                    }
+                    Keys::Ready(fresh, g) if g != generation => match token.verify(&fresh) {
+                        Ok(()) => g,
+                        Err(e) => return Ok(bad(e)),
+                    },
+                    _ => return Ok(bad(JwtError::NoMatchingKey)),
+                }
+            }
+            Err(e) => return Ok(bad(e)),
+        };
+        env.caches().tokens.insert(cache_key, verified_with);
+    }
+    let identity_value = token.claims.get(&provider.identity_claim).map(scalar);
+    let identity = identity_value.map(|value| {
+        provider
+            .consumers
+            .iter()
+            .find(|(claim_value, _)| claim_value.as_bytes() == value.as_slice())
+            .and_then(|(_, c)| identity_of(config, *c))
+            .unwrap_or_else(|| String::from_utf8_lossy(&value).into_owned())
+    });
+    Ok(Authn::Passed(Passed {
+        identity,
+        methods: vec![Method::Jwt],
+        jwts: vec![VerifiedJwt {
+            provider: index,
+            payload_b64: token.payload_b64.to_owned(),
+            claims: token.claims.clone(),
+        }],
+        ..Passed::default()
+    }))
+}
+
+fn ext_authz<E: Env>(config: &Config, env: &mut E) -> Result<Authn, Need> {
+    let Some(settings) = &config.ext_authz else {
+        return Ok(Authn::Missing);
+    };
+    Ok(match env.authz() {
+        None => return Err(Need::ExtAuthz),
+        Some(AuthzAnswer::Allowed(headers)) => {
+            let upstream = headers
+                .iter()
+                .filter(|(k, _)| {
+                    settings
+                        .upstream_headers
+                        .iter()
+                        .any(|h| h.eq_ignore_ascii_case(k))
+                })
+                .cloned()
+                .collect();
+            Authn::Passed(Passed {
+                methods: vec![Method::ExtAuthz],
+                authz_headers: upstream,
+                ..Passed::default()
+            })
+        }
+        Some(AuthzAnswer::Denied {
+            status,
+            headers,
+            body,
+        }) => {
+            let passed_on = headers
+                .iter()
+                .filter(|(k, _)| match &settings.client_headers {
+                    Some(allowed) => allowed.iter().any(|h| h.eq_ignore_ascii_case(k)),
+                    None => {
+                        !matches!(
+                            k.to_ascii_lowercase().as_str(),
+                            "content-length"
+                                | "transfer-encoding"
+                                | "connection"
+                                | "keep-alive"
+                                | "date"
+                                | "server"
+                        ) && !k.starts_with(':')
+                    }
+                })
+                .cloned()
+                .collect();
+            Authn::Failed(Failure::AuthzDenied {
+                status: *status,
+                headers: passed_on,
+                body: body.clone(),
+            })
+        }
+        Some(AuthzAnswer::Error) if settings.failure_mode_allow => Authn::Passed(Passed {
+            authz_failed_open: true,
+            ..Passed::default()
+        }),
+        Some(AuthzAnswer::Error) => Authn::Failed(Failure::AuthzError),
+    })
+}

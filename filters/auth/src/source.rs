@@ -1,0 +1,265 @@
+//! Where a credential travels: a header (with an optional value prefix such
+//! as `Bearer `), a query parameter or a cookie. Used by API keys and JWT
+//! providers alike, to find the credential and to hide it from the upstream.
+
+use filter_common::config::{Fields, Problems, check_header_name};
+use filter_common::query::QueryOp;
+use filter_common::request::{Host, Request, query_pairs, split_query};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Lines of header `name` starting with `prefix` (compared ignoring
+    /// ASCII case; may be empty); the credential is what follows.
+    Header {
+        name: String,
+        prefix: String,
+    },
+    Query(String),
+    Cookie(String),
+}
+
+/// What a source holds in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Absent,
+    One(Vec<u8>),
+    /// More than one candidate (two `Authorization` lines, a repeated query
+    /// parameter): refused rather than guessed.
+    Many,
+}
+
+impl Source {
+    /// `{"header": "authorization", "prefix": "Bearer "}`, `{"query": "k"}`
+    /// or `{"cookie": "k"}`.
+    pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<Source> {
+        let f = Fields::new(
+            value,
+            at,
+            &["header", "prefix", "query", "cookie"],
+            problems,
+        )?;
+        let header = f.string("header", problems);
+        let query = f.string("query", problems);
+        let cookie = f.string("cookie", problems);
+        let prefix = f.string("prefix", problems);
+        let given = [header.is_some(), query.is_some(), cookie.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            problems.push(at, "give exactly one of `header`, `query`, `cookie`");
+            return None;
+        }
+        if prefix.is_some() && header.is_none() {
+            problems.push(&f.at("prefix"), "`prefix` only applies to `header`");
+        }
+        if let Some(name) = header {
+            check_header_name(name, &f.at("header"), problems);
+            if name.starts_with(':') {
+                problems.push(
+                    &f.at("header"),
+                    "a credential cannot come from a pseudo-header",
+                );
+            }
+            return Some(Source::Header {
+                name: name.to_ascii_lowercase(),
+                prefix: prefix.unwrap_or_default().to_owned(),
+            });
+        }
+        if let Some(name) = query.or(cookie) {
+            if name.is_empty() {
+                problems.push(at, "the name cannot be empty");
+            }
+            return Some(if query.is_some() {
+                Source::Query(name.to_owned())
+            } else {
+                Source::Cookie(name.to_owned())
+            });
+        }
+        None
+    }
+
+    /// A name for logs and the problem answer (`header authorization`).
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Header { name, .. } => format!("header {name}"),
+            Source::Query(name) => format!("query parameter {name}"),
+            Source::Cookie(name) => format!("cookie {name}"),
+        }
+    }
+
+    pub fn lookup<H: Host>(&self, request: &Request<H>) -> Lookup {
+        let mut found: Vec<Vec<u8>> = match self {
+            Source::Header { name, prefix } => request
+                .headers
+                .values(name)
+                .filter_map(|line| strip_prefix_ignore_case(line, prefix.as_bytes()))
+                .map(|v| v.trim_ascii().to_vec())
+                .collect(),
+            Source::Query(name) => {
+                let (_, query) = split_query(request.full_path());
+                query_pairs(query)
+                    .filter(|(k, _)| *k == name.as_bytes())
+                    .map(|(_, v)| percent_decode(v))
+                    .collect()
+            }
+            Source::Cookie(name) => request
+                .cookie(name)
+                .map(<[u8]>::to_vec)
+                .into_iter()
+                .collect(),
+        };
+        match found.len() {
+            0 => Lookup::Absent,
+            1 => Lookup::One(found.pop().unwrap_or_default()),
+            _ => Lookup::Many,
+        }
+    }
+
+    /// Removes the credential so the upstream never sees it.
+    pub fn remove<H: Host>(&self, request: &mut Request<H>) {
+        match self {
+            Source::Header { name, prefix } => {
+                let prefix = prefix.as_bytes();
+                request
+                    .headers
+                    .retain(|k, v| !(k == name && strip_prefix_ignore_case(v, prefix).is_some()));
+            }
+            Source::Query(name) => QueryOp::Remove { name: name.clone() }.apply(request),
+            Source::Cookie(name) => {
+                let lines: Vec<Vec<u8>> = request
+                    .headers
+                    .values("cookie")
+                    .map(|line| without_cookie(line, name.as_bytes()))
+                    .filter(|line| !line.is_empty())
+                    .collect();
+                if request.headers.contains("cookie") {
+                    request.headers.replace_all("cookie", lines);
+                }
+            }
+        }
+    }
+}
+
+/// The first source (in configured order) that holds a credential:
+/// `Ok(None)` when none does, `Err(index)` when that source holds several.
+pub fn first<H: Host>(
+    sources: &[Source],
+    request: &Request<H>,
+) -> Result<Option<(usize, Vec<u8>)>, usize> {
+    for (i, source) in sources.iter().enumerate() {
+        match source.lookup(request) {
+            Lookup::Absent => {}
+            Lookup::One(value) => return Ok(Some((i, value))),
+            Lookup::Many => return Err(i),
+        }
+    }
+    Ok(None)
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| value.get(prefix.len()..).unwrap_or_default())
+}
+
+/// A cookie line without the pairs named `name`.
+fn without_cookie(line: &[u8], name: &[u8]) -> Vec<u8> {
+    let kept: Vec<&[u8]> = line
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| pair.split(|b| *b == b'=').next() != Some(name))
+        .collect();
+    kept.join(&b"; "[..])
+}
+
+/// `%XX` and `+` decoding of a query value (credentials are usually plain,
+/// but a client may encode `=` or `/`).
+fn percent_decode(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut i = 0;
+    while let Some(&b) = value.get(i) {
+        let hex = |at: usize| value.get(at).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use filter_common::headers::HeaderMap;
+    use filter_common::request::TableHost;
+
+    use super::*;
+
+    fn request(pairs: &[(&str, &str)]) -> Request<TableHost> {
+        let entries = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        Request::new(HeaderMap::new(entries), TableHost::default())
+    }
+
+    fn bearer() -> Source {
+        Source::Header {
+            name: "authorization".into(),
+            prefix: "Bearer ".into(),
+        }
+    }
+
+    #[test]
+    fn header_with_prefix() {
+        let r = request(&[(":path", "/"), ("authorization", "bearer abc ")]);
+        assert_eq!(bearer().lookup(&r), Lookup::One(b"abc".to_vec()));
+        let r = request(&[(":path", "/"), ("authorization", "Basic abc")]);
+        assert_eq!(bearer().lookup(&r), Lookup::Absent);
+        let r = request(&[
+            (":path", "/"),
+            ("authorization", "Bearer a"),
+            ("authorization", "Bearer b"),
+        ]);
+        assert_eq!(bearer().lookup(&r), Lookup::Many);
+    }
+
+    #[test]
+    fn query_and_cookie() {
+        let mut r = request(&[
+            (":path", "/p?x=1&access_token=a%2Bb&y=2"),
+            ("cookie", "a=1; jwt=tok; b=2"),
+        ]);
+        let q = Source::Query("access_token".into());
+        assert_eq!(q.lookup(&r), Lookup::One(b"a+b".to_vec()));
+        q.remove(&mut r);
+        assert_eq!(r.full_path(), b"/p?x=1&y=2");
+        let c = Source::Cookie("jwt".into());
+        assert_eq!(c.lookup(&r), Lookup::One(b"tok".to_vec()));
+        c.remove(&mut r);
+        assert_eq!(r.headers.get("cookie"), Some(b"a=1; b=2".to_vec()));
+        let mut only = request(&[(":path", "/"), ("cookie", "jwt=tok")]);
+        c.remove(&mut only);
+        assert!(!only.headers.contains("cookie"));
+    }
+
+    #[test]
+    fn removing_a_prefixed_header_keeps_other_schemes() {
+        let mut r = request(&[
+            (":path", "/"),
+            ("authorization", "Basic x"),
+            ("authorization", "Bearer y"),
+        ]);
+        bearer().remove(&mut r);
+        assert_eq!(r.headers.get("authorization"), Some(b"Basic x".to_vec()));
+    }
+}
