@@ -42,8 +42,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             fs::read(dist.join(&name)).map_err(|e| format!("cannot read dist/{name}: {e}"))?;
         check(filter, &bytes)?;
         let _ = writeln!(sums, "{}  {name}", hex(&Sha256::digest(&bytes)));
-        let budget = filters::SIZE_BUDGET / 1024;
-        let budget = match bytes.len().checked_sub(filters::SIZE_BUDGET) {
+        let budget = filter.size_budget / 1024;
+        let budget = match bytes.len().checked_sub(filter.size_budget) {
             None | Some(0) => format!("within the {budget} KiB budget"),
             Some(over) => format!("OVER the {budget} KiB budget by {over} bytes"),
         };

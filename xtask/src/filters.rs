@@ -10,8 +10,9 @@ pub(crate) const PROFILE: &str = "wasm-release";
 /// The library every filter shares (`filters/common`).
 pub(crate) const SHARED_LIBRARY: &str = "filter-common";
 
-/// What a shipped module may weigh (the product's budget per filter).
-pub(crate) const SIZE_BUDGET: usize = 150 * 1024;
+/// What a shipped module may weigh unless its manifest says otherwise
+/// (`[package.metadata.dist] size_budget_kib`).
+const DEFAULT_SIZE_BUDGET_KIB: u64 = 150;
 
 /// A filter crate: a `cdylib` package under `filters/`.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub(crate) struct Filter {
     pub(crate) package: String,
     /// The crate's directory.
     pub(crate) dir: PathBuf,
+    /// What the shipped module may weigh, in bytes.
+    pub(crate) size_budget: usize,
 }
 
 impl Filter {
@@ -72,6 +75,13 @@ pub(crate) fn discover() -> Result<Vec<Filter>, String> {
             filters.push(Filter {
                 package: package["name"].as_str().unwrap_or_default().to_owned(),
                 dir: manifest.parent().map(Path::to_path_buf).unwrap_or_default(),
+                size_budget: usize::try_from(
+                    package["metadata"]["dist"]["size_budget_kib"]
+                        .as_u64()
+                        .unwrap_or(DEFAULT_SIZE_BUDGET_KIB)
+                        * 1024,
+                )
+                .unwrap_or(usize::MAX),
             });
         }
     }

@@ -19,38 +19,11 @@ pub fn reply(
 ) -> Option<(LocalReply, String)> {
     match decision {
         Decision::Allow(_) => None,
+        Decision::Missing(missing) => {
+            Some(unauthorized(config, rule, missing_reason(*missing), None))
+        }
         Decision::Unauthorized(refusal) => {
-            let methods = rule
-                .and_then(|r| r.require.as_ref())
-                .map(challenged_methods)
-                .unwrap_or_default();
-            let reason = match refusal {
-                Some(r) => r.reason.clone(),
-                None => missing_reason(methods.first().copied()).to_owned(),
-            };
-            let mut headers: Vec<(String, Vec<u8>)> = methods
-                .iter()
-                .map(|m| {
-                    (
-                        "www-authenticate".to_owned(),
-                        challenge(config, *m, refusal.as_ref()).into_bytes(),
-                    )
-                })
-                .collect();
-            if headers.is_empty() {
-                headers.push((
-                    "www-authenticate".to_owned(),
-                    challenge(config, Method::Jwt, refusal.as_ref()).into_bytes(),
-                ));
-            }
-            let details = match refusal {
-                Some(r) => format!("auth_invalid_credentials{{{}}}", r.method.name()),
-                None => "auth_missing_credentials".to_owned(),
-            };
-            Some((
-                local(config, 401, "Unauthorized", &reason, headers),
-                details,
-            ))
+            Some(unauthorized(config, rule, &refusal.reason, Some(refusal)))
         }
         Decision::Forbidden(_) => {
             let details = match rule {
@@ -88,6 +61,37 @@ pub fn reply(
     }
 }
 
+/// A 401 with a challenge per method the rule accepts (the refused one
+/// carrying the error).
+fn unauthorized(
+    config: &Config,
+    rule: Option<&Rule>,
+    reason: &str,
+    refusal: Option<&Refusal>,
+) -> (LocalReply, String) {
+    let mut methods = rule
+        .and_then(|r| r.require.as_ref())
+        .map(challenged_methods)
+        .unwrap_or_default();
+    if methods.is_empty() {
+        methods.push(Method::Jwt);
+    }
+    let headers = methods
+        .iter()
+        .map(|m| {
+            (
+                "www-authenticate".to_owned(),
+                challenge(config, *m, refusal).into_bytes(),
+            )
+        })
+        .collect();
+    let details = match refusal {
+        Some(r) => format!("auth_invalid_credentials{{{}}}", r.method.name()),
+        None => "auth_missing_credentials".to_owned(),
+    };
+    (local(config, 401, "Unauthorized", reason, headers), details)
+}
+
 /// The methods a requirement can challenge for, in order, once each
 /// (external authorization has no challenge).
 fn challenged_methods(require: &Require) -> Vec<Method> {
@@ -111,11 +115,11 @@ fn challenged_methods(require: &Require) -> Vec<Method> {
     out
 }
 
-fn missing_reason(method: Option<Method>) -> &'static str {
+fn missing_reason(method: Method) -> &'static str {
     match method {
-        Some(Method::Basic) => "User authentication failed. Missing username and password.",
-        Some(Method::ApiKey) => "Client authentication failed. Missing API key.",
-        _ => "Jwt is missing",
+        Method::Basic => "User authentication failed. Missing username and password.",
+        Method::ApiKey => "Client authentication failed. Missing API key.",
+        Method::Jwt | Method::ExtAuthz => "Jwt is missing",
     }
 }
 

@@ -129,8 +129,6 @@ pub struct ExtAuthz {
     /// Request headers sent to the authorization service (besides
     /// `:method`, `:path`, `:authority`).
     pub forward_headers: Vec<String>,
-    /// Send the request body, up to this many bytes.
-    pub body_max_bytes: Option<usize>,
     /// Headers of an allowing answer copied onto the upstream request.
     pub upstream_headers: Vec<String>,
     /// Headers of a denying answer passed to the client (`None`: all but
@@ -508,7 +506,6 @@ fn decode_ext_authz(value: &Value, at: &str, problems: &mut Problems) -> Option<
         "path_prefix",
         "timeout_ms",
         "forward_headers",
-        "include_body",
         "upstream_headers",
         "client_headers",
         "failure_mode_allow",
@@ -531,10 +528,6 @@ fn decode_ext_authz(value: &Value, at: &str, problems: &mut Problems) -> Option<
             })
             .collect()
     };
-    let body_max_bytes = e.object("include_body", &["max_bytes"], problems).map(|b| {
-        b.integer("max_bytes", 1, 1 << 20, problems)
-            .map_or(8192, |n| usize::try_from(n).unwrap_or(8192))
-    });
     let mut forward_headers = headers("forward_headers", problems);
     if forward_headers.is_empty() {
         forward_headers.push("authorization".to_owned());
@@ -548,7 +541,6 @@ fn decode_ext_authz(value: &Value, at: &str, problems: &mut Problems) -> Option<
         path_prefix: path_prefix.to_owned(),
         timeout_ms: e.integer("timeout_ms", 1, 60_000, problems).unwrap_or(200),
         forward_headers,
-        body_max_bytes,
         upstream_headers: headers("upstream_headers", problems),
         client_headers: e
             .value("client_headers")

@@ -209,8 +209,6 @@ impl RootContext for Root {
             waiting: None,
             fetched: Vec::new(),
             authz: None,
-            end_of_stream: false,
-            body: Vec::new(),
         }))
     }
 
@@ -320,12 +318,9 @@ fn finish_fetch(state: &mut State, provider: usize, body_size: usize) {
     }
 }
 
-/// What a paused stream waits for.
+/// A paused stream waits for the answer to call `.0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waiting {
-    Body,
-    Call(u32, Need),
-}
+struct Waiting(u32, Need);
 
 struct Stream {
     state: Option<Shared>,
@@ -335,9 +330,6 @@ struct Stream {
     /// Providers whose set this request fetched (never twice).
     fetched: Vec<usize>,
     authz: Option<AuthzAnswer>,
-    end_of_stream: bool,
-    /// The request body so far, for external authorization.
-    body: Vec<u8>,
 }
 
 /// The proxy as an evaluation's [`Env`].
@@ -445,7 +437,7 @@ impl Stream {
                     Duration::from_millis(remote.timeout_ms),
                 ) {
                     Ok(token) => {
-                        self.waiting = Some(Waiting::Call(token, need));
+                        self.waiting = Some(Waiting(token, need));
                         Some(Action::Pause)
                     }
                     Err(status) => {
@@ -465,13 +457,6 @@ impl Stream {
             Need::ExtAuthz => {
                 let state = shared.borrow();
                 let settings = state.config.ext_authz.as_ref()?;
-                if settings
-                    .body_max_bytes
-                    .is_some_and(|max| !self.end_of_stream && self.body.len() < max)
-                {
-                    self.waiting = Some(Waiting::Body);
-                    return Some(Action::Pause);
-                }
                 let headers = self.request.as_ref()?;
                 let path = format!(
                     "{}{}",
@@ -488,29 +473,22 @@ impl Stream {
                         }
                     }
                 }
-                let body = settings
-                    .body_max_bytes
-                    .and_then(|max| self.body.get(..self.body.len().min(max)));
-                let length = body.map(|b| b.len().to_string());
                 let mut call: Vec<(&str, &str)> = vec![
                     (":method", &method),
                     (":path", &path),
                     (":authority", &settings.authority),
                 ];
                 call.extend(forwarded.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                if let Some(length) = &length {
-                    call.push(("content-length", length));
-                }
                 let result = self.dispatch_http_call(
                     &settings.cluster,
                     call,
-                    body.filter(|b| !b.is_empty()),
+                    None,
                     vec![],
                     Duration::from_millis(settings.timeout_ms),
                 );
                 match result {
                     Ok(token) => {
-                        self.waiting = Some(Waiting::Call(token, need));
+                        self.waiting = Some(Waiting(token, need));
                         Some(Action::Pause)
                     }
                     Err(status) => {
@@ -547,7 +525,7 @@ fn act(
                 count(metrics.ok.get(method_index(*m)).copied().flatten());
             }
         }
-        Decision::Unauthorized(Some(refusal)) => {
+        Decision::Unauthorized(refusal) => {
             count(
                 metrics
                     .failed
@@ -587,14 +565,14 @@ fn act(
         }
         (Some((answer, details)), false) => {
             count(match &verdict.decision {
-                Decision::Unauthorized(_) => metrics.unauthorized,
+                Decision::Unauthorized(_) | Decision::Missing(_) => metrics.unauthorized,
                 Decision::Forbidden(_) => metrics.forbidden,
                 Decision::AuthzDenied { .. } => metrics.authz_denied,
                 _ => metrics.authz_error,
             });
             let why = match &verdict.decision {
-                Decision::Unauthorized(Some(r)) => r.reason.clone(),
-                Decision::Unauthorized(None) => "no credentials".to_owned(),
+                Decision::Unauthorized(r) => r.reason.clone(),
+                Decision::Missing(m) => format!("no {} credentials", m.name()),
                 _ => details.clone(),
             };
             info!(
@@ -631,7 +609,7 @@ impl Context for Stream {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(Waiting::Call(expected, need)) = self.waiting else {
+        let Some(Waiting(expected, need)) = self.waiting else {
             return;
         };
         if expected != token {
@@ -670,6 +648,12 @@ fn read_authz_answer(body_size: usize) -> AuthzAnswer {
     if status == 200 {
         return AuthzAnswer::Allowed(plain);
     }
+    // 502/503/504: the service could not be reached or did not answer in
+    // time (Envoy answers a failed or timed-out callout with its own 503 or
+    // 504): no decision, so an error (status_on_error, or fail open).
+    if matches!(status, 502..=504) {
+        return AuthzAnswer::Error;
+    }
     let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
         .ok()
         .flatten()
@@ -682,36 +666,11 @@ fn read_authz_answer(body_size: usize) -> AuthzAnswer {
 }
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if self.state.is_none() {
             return Action::Continue;
         }
-        self.end_of_stream = end_of_stream;
         self.request = Some(read_map(MapType::HttpRequestHeaders));
         self.decide()
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match self.waiting {
-            None => Action::Continue,
-            Some(Waiting::Call(..)) => Action::Pause,
-            Some(Waiting::Body) => {
-                self.end_of_stream = end_of_stream;
-                self.body = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-                self.waiting = None;
-                match self.start(Need::ExtAuthz) {
-                    Some(action) => action,
-                    None => match self.decide() {
-                        // Resuming from inside the body callback: go on.
-                        Action::Continue => Action::Continue,
-                        Action::Pause => Action::Pause,
-                        _ => Action::Pause,
-                    },
-                }
-            }
-        }
     }
 }

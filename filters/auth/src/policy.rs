@@ -17,7 +17,7 @@ use crate::basic::{BasicError, parse_authorization};
 use crate::config::{Config, JwksSource, Provider, Require, Rule};
 use crate::jwk::Jwks;
 use crate::jwt::{JwtError, Token};
-use crate::source::first;
+use crate::source::{first, split_list};
 
 /// An authentication method, for counters, logs and challenges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +194,8 @@ pub struct Refusal {
 #[derive(Debug, Clone, PartialEq)]
 enum Authn {
     Passed(Passed),
-    Missing,
+    /// No credentials for this method (the first one looked for).
+    Missing(Method),
     Failed(Failure),
 }
 
@@ -215,8 +216,10 @@ enum Failure {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Allow(Passed),
-    /// 401: credentials missing (`None`) or refused.
-    Unauthorized(Option<Refusal>),
+    /// 401: no credentials; the first method looked for.
+    Missing(Method),
+    /// 401: credentials refused.
+    Unauthorized(Refusal),
     /// 403 by the rule's conditions (or `unmatched: deny`).
     Forbidden(Passed),
     /// The external authorization service's denial, passed on.
@@ -283,8 +286,8 @@ pub fn evaluate<H: Host, E: Env>(
         Some(require) => authenticate(config, require, request, env)?,
     };
     let decision = match authn {
-        Authn::Missing => Decision::Unauthorized(None),
-        Authn::Failed(Failure::Refused(refusal)) => Decision::Unauthorized(Some(refusal)),
+        Authn::Missing(method) => Decision::Missing(method),
+        Authn::Failed(Failure::Refused(refusal)) => Decision::Unauthorized(refusal),
         Authn::Failed(Failure::AuthzDenied {
             status,
             headers,
@@ -393,21 +396,27 @@ fn authenticate<H: Host, E: Env>(
         Require::ApiKey => api_key(config, request),
         Require::Jwt(p) => match config.providers.get(*p) {
             Some(provider) => jwt(config, *p, provider, request, env)?,
-            None => Authn::Missing,
+            None => Authn::Missing(Method::Jwt),
         },
         Require::ExtAuthz => ext_authz(config, env)?,
         Require::Any(list) => {
             let mut failure = None;
+            let mut missing = None;
             for r in list {
                 match authenticate(config, r, request, env)? {
                     Authn::Passed(p) => return Ok(Authn::Passed(p)),
                     Authn::Failed(f) => {
                         failure.get_or_insert(f);
                     }
-                    Authn::Missing => {}
+                    Authn::Missing(m) => {
+                        missing.get_or_insert(m);
+                    }
                 }
             }
-            failure.map_or(Authn::Missing, Authn::Failed)
+            match (failure, missing) {
+                (Some(f), _) => Authn::Failed(f),
+                (None, m) => Authn::Missing(m.unwrap_or(Method::Jwt)),
+            }
         }
         Require::All(list) => {
             let mut passed = Passed::default();
@@ -420,12 +429,12 @@ fn authenticate<H: Host, E: Env>(
             Authn::Passed(passed)
         }
         Require::AllowMissing(r) => match authenticate(config, r, request, env)? {
-            Authn::Missing => Authn::Passed(Passed::default()),
+            Authn::Missing(_) => Authn::Passed(Passed::default()),
             other => other,
         },
         Require::AllowMissingOrFailed(r) => match authenticate(config, r, request, env)? {
             Authn::Passed(p) => Authn::Passed(p),
-            Authn::Missing | Authn::Failed(_) => Authn::Passed(Passed::default()),
+            Authn::Missing(_) | Authn::Failed(_) => Authn::Passed(Passed::default()),
         },
     })
 }
@@ -443,7 +452,11 @@ fn identity_of(config: &Config, consumer: usize) -> Option<String> {
 }
 
 fn basic<H: Host, E: Env>(config: &Config, request: &Request<H>, env: &mut E) -> Authn {
-    let lines: Vec<&[u8]> = request.headers.values("authorization").collect();
+    let lines: Vec<&[u8]> = request
+        .headers
+        .values("authorization")
+        .flat_map(split_list)
+        .collect();
     let basic_lines: Vec<&[u8]> = lines
         .iter()
         .copied()
@@ -451,7 +464,7 @@ fn basic<H: Host, E: Env>(config: &Config, request: &Request<H>, env: &mut E) ->
         .collect();
     let [line] = basic_lines.as_slice() else {
         return if basic_lines.is_empty() {
-            Authn::Missing
+            Authn::Missing(Method::Basic)
         } else {
             refused(
                 Method::Basic,
@@ -520,7 +533,7 @@ fn basic<H: Host, E: Env>(config: &Config, request: &Request<H>, env: &mut E) ->
 fn api_key<H: Host>(config: &Config, request: &Request<H>) -> Authn {
     let (source, key) = match first(&config.api_key.sources, request) {
         Ok(Some(found)) => found,
-        Ok(None) => return Authn::Missing,
+        Ok(None) => return Authn::Missing(Method::ApiKey),
         Err(_) => {
             return refused(
                 Method::ApiKey,
@@ -562,7 +575,7 @@ fn jwt<H: Host, E: Env>(
     let bad = |e: JwtError| refused(Method::Jwt, e.to_string(), Some("invalid_token"));
     let text = match first(&provider.sources, request) {
         Ok(Some((_, text))) => text,
-        Ok(None) => return Ok(Authn::Missing),
+        Ok(None) => return Ok(Authn::Missing(Method::Jwt)),
         Err(_) => {
             return Ok(refused(
                 Method::Jwt,
@@ -656,7 +669,7 @@ fn jwt<H: Host, E: Env>(
 
 fn ext_authz<E: Env>(config: &Config, env: &mut E) -> Result<Authn, Need> {
     let Some(settings) = &config.ext_authz else {
-        return Ok(Authn::Missing);
+        return Ok(Authn::Missing(Method::ExtAuthz));
     };
     Ok(match env.authz() {
         None => return Err(Need::ExtAuthz),

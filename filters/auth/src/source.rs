@@ -91,7 +91,8 @@ impl Source {
             Source::Header { name, prefix } => request
                 .headers
                 .values(name)
-                .filter_map(|line| strip_prefix_ignore_case(line, prefix.as_bytes()))
+                .flat_map(split_list)
+                .filter_map(|item| strip_prefix_ignore_case(item, prefix.as_bytes()))
                 .map(|v| v.trim_ascii().to_vec())
                 .collect(),
             Source::Query(name) => {
@@ -119,9 +120,11 @@ impl Source {
         match self {
             Source::Header { name, prefix } => {
                 let prefix = prefix.as_bytes();
-                request
-                    .headers
-                    .retain(|k, v| !(k == name && strip_prefix_ignore_case(v, prefix).is_some()));
+                request.headers.retain(|k, v| {
+                    k != name
+                        || !split_list(v)
+                            .any(|item| strip_prefix_ignore_case(item, prefix).is_some())
+                });
             }
             Source::Query(name) => QueryOp::Remove { name: name.clone() }.apply(request),
             Source::Cookie(name) => {
@@ -153,6 +156,14 @@ pub fn first<H: Host>(
         }
     }
     Ok(None)
+}
+
+/// The items of a header line: Envoy joins repeated lines of some headers
+/// (`authorization` among them) with `,`, and no credential contains one.
+pub fn split_list(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|item| !item.is_empty())
 }
 
 fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
