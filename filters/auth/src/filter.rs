@@ -217,20 +217,34 @@ impl RootContext for Root {
     }
 }
 
-/// Takes the cross-VM refresh lock of a set (a deadline in shared data,
-/// set with compare-and-swap) unless another VM holds it.
-fn take_lock(remote: &RemoteJwks, now: u64) -> bool {
-    let key = format!("{}.lock", shared_key(remote));
-    let (held, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+/// The cross-VM fetch lock of a set: a deadline in shared data. Held while
+/// a VM fetches, and after a failed fetch until its retry time, so the
+/// other VMs back off too and serve the keys they have.
+fn lock_key(remote: &RemoteJwks) -> String {
+    format!("{}.lock", shared_key(remote))
+}
+
+fn lock_deadline(remote: &RemoteJwks) -> (u64, Option<u32>) {
+    let (held, cas) = hostcalls::get_shared_data(&lock_key(remote)).unwrap_or((None, None));
     let deadline = held
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0);
+    (deadline, cas)
+}
+
+/// Takes the lock (compare-and-swap) unless another VM holds it.
+fn take_lock(remote: &RemoteJwks, now: u64) -> bool {
+    let (deadline, cas) = lock_deadline(remote);
     if deadline > now {
         return false;
     }
     let until = now.saturating_add(remote.timeout_ms).to_string();
-    hostcalls::set_shared_data(&key, Some(until.as_bytes()), cas).is_ok()
+    hostcalls::set_shared_data(&lock_key(remote), Some(until.as_bytes()), cas).is_ok()
+}
+
+fn set_lock(remote: &RemoteJwks, until: u64) {
+    let _ = hostcalls::set_shared_data(&lock_key(remote), Some(until.to_string().as_bytes()), None);
 }
 
 fn dispatch_fetch(remote: &RemoteJwks) -> Result<u32, String> {
@@ -301,9 +315,11 @@ fn finish_fetch(state: &mut State, provider: usize, body_size: usize) {
             {
                 warn!("auth: could not share the JWKS ({status:?})");
             }
+            set_lock(&remote, 0);
         }
         Err(problem) => {
             count(state.metrics.jwks_failures);
+            set_lock(&remote, rs.retry_at_ms);
             let stale = if rs.held.is_some() {
                 "; keeping the previous keys"
             } else {
@@ -360,12 +376,20 @@ impl Env for StreamEnv<'_> {
                 hostcalls::get_shared_data(&shared_key(remote)).unwrap_or((None, None));
             rs.sync(stored.as_deref(), self.now_ms);
         }
-        rs.keys(
+        let keys = rs.keys(
             remote,
             self.now_ms,
             unknown_kid,
             self.fetched.contains(&provider),
-        )
+        );
+        match (keys, &rs.held) {
+            // Another VM is fetching, or backing off after a failure: serve
+            // the keys this VM has rather than fetch as well.
+            (Keys::Fetch, Some(held)) if !take_lock(remote, self.now_ms) => {
+                Keys::Ready(Rc::clone(&held.jwks), held.fetched_at_ms)
+            }
+            (keys, _) => keys,
+        }
     }
 
     fn authz(&self) -> Option<&AuthzAnswer> {

@@ -1,0 +1,332 @@
+//! The built module in the harness, through its Rust API: one JWKS fetch
+//! shared by every worker VM, refresh on the timer before expiry, counters,
+//! secrets kept out of logs, and a property test of 10,000 random requests
+//! and tokens that never traps.
+
+use auth::base64url::encode;
+use harness_fixtures::random::{header_name, header_value};
+use hmac::{Hmac, Mac};
+use proxy_wasm_harness::{
+    CallOutcome, HttpResponse, LogLevel, Metric, Plugin, Progress, Runtime, Upstream, Vm,
+};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde_json::json;
+use sha2::Sha256;
+use std::time::Duration;
+
+const SECRET: &[u8] = b"a-shared-hmac-secret-of-32-bytes";
+const KEY: &str = "k_live_0123456789abcdef";
+const FAR: u64 = 4_102_444_800;
+
+fn jwks() -> String {
+    json!({"keys": [{"kty": "oct", "kid": "hs", "alg": "HS256", "k": encode(SECRET)}]}).to_string()
+}
+
+fn token(claims: &serde_json::Value) -> String {
+    let input = format!(
+        "{}.{}",
+        encode(br#"{"alg":"HS256","kid":"hs"}"#),
+        encode(claims.to_string().as_bytes())
+    );
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", encode(&mac.finalize().into_bytes()))
+}
+
+fn good() -> String {
+    token(&json!({"iss": "https://issuer.example", "sub": "alice", "exp": FAR}))
+}
+
+fn remote_config(cache_seconds: u64) -> String {
+    json!({
+        "jwt_providers": [{"name": "main", "issuer": "https://issuer.example",
+            "remote_jwks": {"cluster": "jwks", "path": "/jwks", "cache_seconds": cache_seconds}}],
+        "rules": [{"require": {"jwt": "main"}}]
+    })
+    .to_string()
+}
+
+fn get(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut h = vec![
+        (":method".to_owned(), "GET".to_owned()),
+        (":path".to_owned(), "/orders".to_owned()),
+        (":authority".to_owned(), "api.example".to_owned()),
+    ];
+    h.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    h
+}
+
+fn counter(vm: &Vm, name: &str) -> u64 {
+    match vm.metric(name) {
+        Some(Metric::Counter(n)) => n,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+/// Sends one request and lets callouts finish; the status the client got
+/// (200 when it reached the upstream).
+fn status(vm: &mut Vm, headers: Vec<(String, String)>) -> u16 {
+    let mut stream = vm.http_stream();
+    let mut progress = stream.send_request_headers(headers, true).unwrap();
+    for _ in 0..100 {
+        if progress != Progress::Paused {
+            break;
+        }
+        stream.advance_time(Duration::from_millis(50)).unwrap();
+        progress = if stream.upstream_request().complete {
+            Progress::Continued
+        } else if stream.local_response().is_some() {
+            Progress::Responded
+        } else {
+            Progress::Paused
+        };
+    }
+    match stream.local_response() {
+        Some(reply) => u16::try_from(reply.status).unwrap(),
+        None => {
+            assert!(stream.upstream_request().complete, "the request is decided");
+            200
+        }
+    }
+}
+
+#[test]
+fn one_fetch_serves_every_worker_vm_through_shared_data() {
+    let runtime = Runtime::new().unwrap();
+    let plugin = Plugin::builder(harness_fixtures::AUTH)
+        .runtime(&runtime)
+        .configuration(remote_config(600))
+        .upstream(
+            "jwks",
+            Upstream::respond(200, [("content-type", "application/json")], jwks()),
+        )
+        .build()
+        .unwrap();
+    let mut first = plugin.start().unwrap();
+    let mut second = plugin.start().unwrap();
+    let bearer = format!("Bearer {}", good());
+    assert_eq!(status(&mut first, get(&[("authorization", &bearer)])), 200);
+    assert_eq!(first.http_calls().len(), 1, "the first worker fetched");
+    assert_eq!(status(&mut second, get(&[("authorization", &bearer)])), 200);
+    assert!(
+        second.http_calls().is_empty(),
+        "the second worker used the shared set"
+    );
+    assert_eq!(counter(&first, "auth.jwks.fetches"), 1);
+}
+
+#[test]
+fn the_timer_refreshes_keys_before_they_expire() {
+    let mut vm = Plugin::builder(harness_fixtures::AUTH)
+        .configuration(remote_config(10))
+        .upstream(
+            "jwks",
+            Upstream::respond(200, [("content-type", "application/json")], jwks()),
+        )
+        .build()
+        .and_then(|p| p.start())
+        .unwrap();
+    let bearer = format!("Bearer {}", good());
+    assert_eq!(status(&mut vm, get(&[("authorization", &bearer)])), 200);
+    let fetched = vm.http_calls().len();
+    vm.advance_time(Duration::from_secs(7)).unwrap();
+    assert_eq!(
+        vm.http_calls().len(),
+        fetched,
+        "not yet: 80% of 10 s is 8 s"
+    );
+    vm.advance_time(Duration::from_secs(2)).unwrap();
+    assert_eq!(
+        vm.http_calls().len(),
+        fetched + 1,
+        "the tick refreshed ahead of expiry"
+    );
+    vm.advance_time(Duration::from_secs(2)).unwrap();
+    // After the refresh a request needs no fetch of its own.
+    assert_eq!(status(&mut vm, get(&[("authorization", &bearer)])), 200);
+    assert_eq!(vm.http_calls().len(), fetched + 1);
+}
+
+#[test]
+fn counters_count_outcomes_per_method_and_secrets_never_reach_the_log() {
+    let config = json!({
+        "consumers": [{"name": "ops", "basic": {"username": "ops", "password_hash": "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="}},
+                      {"name": "billing", "api_keys": [KEY]}],
+        "api_key": {"sources": [{"header": "x-api-key"}]},
+        "jwt_providers": [{"name": "main", "local_jwks": jwks()}],
+        "rules": [{"match": {"path": {"prefix": "/admin"}}, "require": "basic"},
+                  {"require": {"any": [{"jwt": "main"}, "api_key"]}}]
+    });
+    let mut vm = Plugin::builder(harness_fixtures::AUTH)
+        .configuration(config.to_string())
+        .log_level(LogLevel::Trace)
+        .build()
+        .and_then(|p| p.start())
+        .unwrap();
+    let admin = |auth: &str| {
+        let mut h = get(&[("authorization", auth)]);
+        h[1].1 = "/admin?api_key=x".to_owned();
+        h
+    };
+    let bearer = format!("Bearer {}", good());
+    assert_eq!(status(&mut vm, admin("Basic b3BzOnNlY3JldA==")), 200);
+    assert_eq!(status(&mut vm, admin("Basic b3BzOndyb25n")), 401);
+    assert_eq!(status(&mut vm, get(&[("x-api-key", KEY)])), 200);
+    assert_eq!(
+        status(&mut vm, get(&[("x-api-key", "k_live_wrong_wrong_wrong")])),
+        401
+    );
+    assert_eq!(status(&mut vm, get(&[("authorization", &bearer)])), 200);
+    assert_eq!(status(&mut vm, get(&[])), 401);
+    for (name, want) in [
+        ("auth.allowed", 3),
+        ("auth.unauthorized", 3),
+        ("auth.forbidden", 0),
+        ("auth.basic.ok", 1),
+        ("auth.basic.failed", 1),
+        ("auth.api_key.ok", 1),
+        ("auth.api_key.failed", 1),
+        ("auth.jwt.ok", 1),
+    ] {
+        assert_eq!(counter(&vm, name), want, "{name}");
+    }
+    let logs: Vec<String> = vm.take_logs().into_iter().map(|l| l.message).collect();
+    assert!(!logs.is_empty());
+    for secret in [
+        "secret",
+        "b3BzOnNlY3JldA",
+        "wrong",
+        KEY,
+        "k_live_wrong",
+        &good(),
+    ] {
+        assert!(
+            logs.iter().all(|line| !line.contains(secret)),
+            "a log line shows `{secret}`: {logs:#?}"
+        );
+    }
+}
+
+/// Random requests with random, mutated and valid credentials; the
+/// authorization service answers at random. Nothing may trap.
+#[test]
+fn ten_thousand_random_requests_and_tokens_never_trap() {
+    let config = json!({
+        "consumers": [{"name": "ops", "basic": {"username": "ops", "password_hash": "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="}},
+                      {"name": "billing", "api_keys": [KEY]},
+                      {"name": "alice", "jwt": {"provider": "main", "claim_value": "alice"}}],
+        "api_key": {"sources": [{"header": "x-api-key"}, {"query": "api_key"}, {"cookie": "key"}], "hide": true},
+        "jwt_providers": [{"name": "main", "local_jwks": jwks(), "payload_header": "x-payload",
+                            "claims_to_headers": [{"claim": "a.b", "header": "x-ab"}, {"claim": "scope", "header": "x-scope"}],
+                            "from_cookies": ["jwt"]},
+                          {"name": "remote", "remote_jwks": {"cluster": "jwks", "path": "/jwks"}, "from_headers": [{"name": "x-token"}]}],
+        "ext_authz": {"cluster": "authz", "upstream_headers": ["x-user"]},
+        "rules": [{"match": {"path": {"prefix": "/a"}}, "require": "basic", "identities": ["ops"]},
+                  {"match": {"path": {"prefix": "/b"}}, "require": {"all": [{"jwt": "main"}, "ext_authz"]},
+                   "claims": [{"name": "scope", "contains": "w"}]},
+                  {"match": {"path": {"prefix": "/c"}}, "require": {"allow_missing_or_failed": {"jwt": "remote"}}},
+                  {"match": {"path": {"prefix": "/d"}}, "require": "api_key", "action": "deny", "identities": ["billing"]},
+                  {"require": {"any": [{"jwt": "main"}, "api_key", {"allow_missing": "basic"}]}, "log_only": false}]
+    });
+    let answers = |call: &proxy_wasm_harness::HttpCall| {
+        let n = call.header(":path").map_or(0, str::len);
+        match n % 4 {
+            0 => CallOutcome::Respond(HttpResponse::new(200, [("x-user", "u")], "")),
+            1 => CallOutcome::Respond(HttpResponse::new(403, [("x-reason", "no")], "denied")),
+            2 => CallOutcome::Reset,
+            _ => CallOutcome::Respond(HttpResponse::upstream_timeout()),
+        }
+    };
+    let mut vm = Plugin::builder(harness_fixtures::AUTH)
+        .configuration(config.to_string())
+        .upstream("authz", Upstream::handler(answers))
+        .upstream(
+            "jwks",
+            Upstream::handler(move |call| {
+                if call.header(":path").is_some() {
+                    CallOutcome::Respond(HttpResponse::new(
+                        200,
+                        [("content-type", "application/json")],
+                        jwks(),
+                    ))
+                } else {
+                    CallOutcome::Reset
+                }
+            }),
+        )
+        .build()
+        .and_then(|p| p.start())
+        .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let valid = good();
+    let known = [
+        "authorization",
+        "x-api-key",
+        "cookie",
+        "x-token",
+        "x-auth-identity",
+        "x-payload",
+        "x-ab",
+        "origin",
+        "access-control-request-method",
+    ];
+    for i in 0..10_000u32 {
+        let mut h = get(&[]);
+        h[1].1 = format!(
+            "/{}{}",
+            ["a", "b", "c", "d", "e"][(rng.next_u32() % 5) as usize],
+            [
+                "",
+                "?api_key=k_live_0123456789abcdef",
+                "?access_token=x.y.z"
+            ][(rng.next_u32() % 3) as usize]
+        );
+        if rng.next_u32() % 5 == 0 {
+            h[0].1 = "OPTIONS".to_owned();
+        }
+        for _ in 0..(rng.next_u32() % 5) {
+            let name = header_name(&mut rng, &known);
+            let value = match rng.next_u32() % 6 {
+                0 => format!("Bearer {valid}"),
+                1 => format!("Bearer {}", mutate(&valid, &mut rng)),
+                2 => format!("Basic {}", encode(&header_value(&mut rng))),
+                3 => KEY.to_owned(),
+                4 => format!("jwt={}; key={KEY}", mutate(&valid, &mut rng)),
+                _ => String::from_utf8_lossy(&header_value(&mut rng)).into_owned(),
+            };
+            h.push((name, value));
+        }
+        let mut stream = vm.http_stream();
+        stream
+            .send_request_headers(h, true)
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        stream.advance_time(Duration::from_millis(20)).unwrap();
+        stream
+            .finish()
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+    }
+    assert!(counter(&vm, "auth.allowed") > 0 && counter(&vm, "auth.unauthorized") > 0);
+}
+
+/// A token with a few random bytes changed, dropped or inserted.
+fn mutate(token: &str, rng: &mut impl RngCore) -> String {
+    let mut bytes = token.as_bytes().to_vec();
+    for _ in 0..=(rng.next_u32() % 4) {
+        let at = (rng.next_u32() as usize) % (bytes.len() + 1);
+        match rng.next_u32() % 3 {
+            0 if at < bytes.len() => {
+                bytes[at] = b"A.-_x=+/ \x00\xff"[(rng.next_u32() % 11) as usize]
+            }
+            1 if at < bytes.len() => {
+                bytes.remove(at);
+            }
+            _ => bytes.insert(at, b"A.-_x"[(rng.next_u32() % 5) as usize]),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
