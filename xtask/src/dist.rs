@@ -59,6 +59,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         fs::write(envoy_dir.join(&name), envoy_config::render(filter)?)
             .map_err(|e| format!("cannot write dist/envoy/{name}: {e}"))?;
     }
+    if let Some(chain) = envoy_config::render_whole_chain(&filters) {
+        let name = format!("{}.yaml", envoy_config::CHAIN_NAME);
+        fs::write(envoy_dir.join(&name), chain?)
+            .map_err(|e| format!("cannot write dist/envoy/{name}: {e}"))?;
+    }
     fs::write(dist.join("SHA256SUMS"), sums)
         .map_err(|e| format!("cannot write dist/SHA256SUMS: {e}"))?;
     if filters.is_empty() {
