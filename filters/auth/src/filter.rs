@@ -247,6 +247,9 @@ fn set_lock(remote: &RemoteJwks, until: u64) {
     let _ = hostcalls::set_shared_data(&lock_key(remote), Some(until.to_string().as_bytes()), None);
 }
 
+/// Asks for a key set. The SDK registers the call with the context running
+/// now, so the answer comes back to the root (a timer refresh) or to the
+/// stream that needed the keys.
 fn dispatch_fetch(remote: &RemoteJwks) -> Result<u32, String> {
     hostcalls::dispatch_http_call(
         &remote.cluster,
@@ -448,30 +451,19 @@ impl Stream {
                     _ => return None,
                 };
                 count(state.metrics.jwks_fetches);
-                match self.dispatch_http_call(
-                    &remote.cluster,
-                    vec![
-                        (":method", "GET"),
-                        (":path", &remote.path),
-                        (":authority", &remote.authority),
-                        ("accept", "application/json"),
-                    ],
-                    None,
-                    vec![],
-                    Duration::from_millis(remote.timeout_ms),
-                ) {
+                match dispatch_fetch(&remote) {
                     Ok(token) => {
                         self.waiting = Some(Waiting(token, need));
                         Some(Action::Pause)
                     }
-                    Err(status) => {
+                    Err(problem) => {
                         let now = now_ms();
                         count(state.metrics.jwks_failures);
                         if let Some(rs) = state.remote.get_mut(provider) {
-                            let _ = rs.fetched(&remote, Err(format!("{status:?}")), now);
+                            let _ = rs.fetched(&remote, Err(problem.clone()), now);
                         }
                         warn!(
-                            "auth: cannot call cluster {} for the JWKS ({status:?})",
+                            "auth: cannot call cluster {} for the JWKS: {problem}",
                             remote.cluster
                         );
                         None

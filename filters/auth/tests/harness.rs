@@ -3,36 +3,22 @@
 //! secrets kept out of logs, and a property test of 10,000 random requests
 //! and tokens that never traps.
 
-use auth::base64url::encode;
 use harness_fixtures::random::{header_name, header_value};
-use hmac::{Hmac, Mac};
 use proxy_wasm_harness::{
     CallOutcome, HttpResponse, LogLevel, Metric, Plugin, Progress, Runtime, Upstream, Vm,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde_json::json;
-use sha2::Sha256;
 use std::time::Duration;
 
-const SECRET: &[u8] = b"a-shared-hmac-secret-of-32-bytes";
-const KEY: &str = "k_live_0123456789abcdef";
+mod common;
+
+use auth::base64url::encode;
+
+use common::{KEY, jwks, token};
+
 const FAR: u64 = 4_102_444_800;
-
-fn jwks() -> String {
-    json!({"keys": [{"kty": "oct", "kid": "hs", "alg": "HS256", "k": encode(SECRET)}]}).to_string()
-}
-
-fn token(claims: &serde_json::Value) -> String {
-    let input = format!(
-        "{}.{}",
-        encode(br#"{"alg":"HS256","kid":"hs"}"#),
-        encode(claims.to_string().as_bytes())
-    );
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET).unwrap();
-    mac.update(input.as_bytes());
-    format!("{input}.{}", encode(&mac.finalize().into_bytes()))
-}
 
 fn good() -> String {
     token(&json!({"iss": "https://issuer.example", "sub": "alice", "exp": FAR}))

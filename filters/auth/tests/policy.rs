@@ -6,32 +6,15 @@ use std::rc::Rc;
 
 use auth::Config;
 use auth::answer::{apply, reply, strip_outputs};
-use auth::base64url::encode;
 use auth::policy::{AuthzAnswer, Caches, Decision, Env, Keys, Method, Need, evaluate};
 use auth::{Jwks, policy};
 use filter_common::headers::HeaderMap;
 use filter_common::request::{Request, TableHost};
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 
-const SECRET: &[u8] = b"a-shared-hmac-secret-of-32-bytes";
-const KEY: &str = "k_live_0123456789abcdef";
+mod common;
 
-fn jwks() -> String {
-    json!({"keys": [{"kty": "oct", "kid": "hs", "k": encode(SECRET)}]}).to_string()
-}
-
-fn token(claims: &serde_json::Value) -> String {
-    let input = format!(
-        "{}.{}",
-        encode(br#"{"alg":"HS256","kid":"hs"}"#),
-        encode(claims.to_string().as_bytes())
-    );
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET).unwrap();
-    mac.update(input.as_bytes());
-    format!("{input}.{}", encode(&mac.finalize().into_bytes()))
-}
+use common::{KEY, jwks, token};
 
 fn alice() -> String {
     token(&json!({"sub": "alice", "exp": 4_102_444_800u64, "scope": "a b", "org": {"id": 7}}))

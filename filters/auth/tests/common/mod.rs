@@ -1,0 +1,27 @@
+//! HS256 test credentials shared by the auth filter's tests.
+
+use auth::base64url::encode;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+
+pub(crate) const SECRET: &[u8] = b"a-shared-hmac-secret-of-32-bytes";
+/// An API key the tests give to consumer `billing`.
+pub(crate) const KEY: &str = "k_live_0123456789abcdef";
+
+/// A JWKS with [`SECRET`] as the HS256 key `hs`.
+pub(crate) fn jwks() -> String {
+    json!({"keys": [{"kty": "oct", "kid": "hs", "alg": "HS256", "k": encode(SECRET)}]}).to_string()
+}
+
+/// An HS256 token with these claims, signed with [`SECRET`].
+pub(crate) fn token(claims: &serde_json::Value) -> String {
+    let input = format!(
+        "{}.{}",
+        encode(br#"{"alg":"HS256","kid":"hs"}"#),
+        encode(claims.to_string().as_bytes())
+    );
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", encode(&mac.finalize().into_bytes()))
+}
