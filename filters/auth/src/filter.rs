@@ -344,7 +344,7 @@ struct Waiting(u32, Need);
 struct Stream {
     state: Option<Shared>,
     /// The request headers as read (kept until decided).
-    request: Option<HeaderMap>,
+    request: Option<Rc<HeaderMap>>,
     waiting: Option<Waiting>,
     /// Providers whose set this request fetched (never twice).
     fetched: Vec<usize>,
@@ -414,7 +414,7 @@ impl Stream {
         loop {
             let mut guard = shared.borrow_mut();
             let state = &mut *guard;
-            let mut request = Request::new(headers.clone(), ProxyHost)
+            let mut request = Request::new(HeaderMap::clone(&headers), ProxyHost)
                 .with_client_ip_source(state.config.client_ip);
             let mut env = StreamEnv {
                 providers: &state.config.providers,
@@ -521,6 +521,22 @@ impl Stream {
     }
 }
 
+/// A request as logs show it: method and path without the query (which
+/// may carry a credential), formatted only when a line is written.
+struct Line<'a>(&'a Request<ProxyHost>);
+
+impl std::fmt::Display for Line<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = split_query(self.0.full_path()).0;
+        write!(
+            f,
+            "{} {}",
+            String::from_utf8_lossy(self.0.method()),
+            String::from_utf8_lossy(path)
+        )
+    }
+}
+
 /// Acts on a verdict: writes the request's changes and lets it go on, or
 /// sends the refusal.
 fn act(
@@ -533,8 +549,6 @@ fn act(
     let metrics = &state.metrics;
     let rule = verdict.rule.and_then(|i| config.rules.get(i));
     let rule_name = rule.map_or("(none)", |r| r.name.as_str());
-    let path = String::from_utf8_lossy(split_query(request.full_path()).0).into_owned();
-    let method = String::from_utf8_lossy(request.method()).into_owned();
     match &verdict.decision {
         Decision::Allow(passed) | Decision::Forbidden(passed) => {
             for m in &passed.methods {
@@ -563,7 +577,8 @@ fn act(
             if let Decision::Allow(passed) = &verdict.decision {
                 apply(config, passed, request);
                 debug!(
-                    "auth: {method} {path} allowed by rule {rule_name} (identity: {})",
+                    "auth: {} allowed by rule {rule_name} (identity: {})",
+                    Line(request),
                     passed.identity.as_deref().unwrap_or("none")
                 );
             }
@@ -572,8 +587,9 @@ fn act(
             count(metrics.log_only);
             count(metrics.allowed);
             info!(
-                "auth: log-only rule {rule_name} would answer {} ({details}) to {method} {path}",
-                answer.status
+                "auth: log-only rule {rule_name} would answer {} ({details}) to {}",
+                answer.status,
+                Line(request)
             );
             if let Decision::Forbidden(passed) = &verdict.decision {
                 apply(config, passed, request);
@@ -592,8 +608,9 @@ fn act(
                 _ => details.clone(),
             };
             info!(
-                "auth: {} for {method} {path} (rule {rule_name}): {why}",
-                answer.status
+                "auth: {} for {} (rule {rule_name}): {why}",
+                answer.status,
+                Line(request)
             );
             return match send_local_reply(answer.status, &details, &answer.headers, &answer.body) {
                 Ok(()) => Action::Pause,
@@ -686,7 +703,7 @@ impl HttpContext for Stream {
         if self.state.is_none() {
             return Action::Continue;
         }
-        self.request = Some(read_map(MapType::HttpRequestHeaders));
+        self.request = Some(Rc::new(read_map(MapType::HttpRequestHeaders)));
         self.decide()
     }
 }

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use filter_common::request::{Host, Request};
-use filter_common::scope::ScopeMatch;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -258,10 +257,11 @@ pub fn evaluate<H: Host, E: Env>(
             preflight: true,
         });
     }
-    let Some(index) = config
+    let Some((index, rule)) = config
         .rules
         .iter()
-        .position(|rule| applies(rule.scope.as_ref(), rule, request))
+        .enumerate()
+        .find(|(_, rule)| applies(rule, request))
     else {
         let decision = if config.deny_unmatched {
             Decision::Forbidden(Passed::default())
@@ -271,13 +271,6 @@ pub fn evaluate<H: Host, E: Env>(
         return Ok(Verdict {
             rule: None,
             decision,
-            preflight: false,
-        });
-    };
-    let Some(rule) = config.rules.get(index) else {
-        return Ok(Verdict {
-            rule: None,
-            decision: Decision::Allow(Passed::default()),
             preflight: false,
         });
     };
@@ -313,8 +306,8 @@ pub fn evaluate<H: Host, E: Env>(
     })
 }
 
-fn applies<H: Host>(scope: Option<&ScopeMatch>, rule: &Rule, request: &Request<H>) -> bool {
-    scope.is_none_or(|s| s.matches(request)) && rule.when.matches(request)
+fn applies<H: Host>(rule: &Rule, request: &Request<H>) -> bool {
+    rule.scope.as_ref().is_none_or(|s| s.matches(request)) && rule.when.matches(request)
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and
