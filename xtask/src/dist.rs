@@ -9,12 +9,21 @@ use sha2::{Digest, Sha256};
 
 use crate::filters::{self, Filter};
 use crate::toolchain::{ensure_wasm_target, root};
-use crate::{envoy_config, wasm_opt};
+use crate::{envoy_config, oci, wasm_opt, wasmplugin};
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
-    if let Some(extra) = args.first() {
-        return Err(format!("dist takes no arguments (got `{extra}`)"));
-    }
+    let repository = match args {
+        [] => wasmplugin::DEFAULT_REPOSITORY.to_owned(),
+        [flag, repository] if flag == "--oci-repository" => {
+            repository.trim_end_matches('/').to_owned()
+        }
+        _ => {
+            return Err(format!(
+                "dist takes only `--oci-repository REGISTRY/PATH` (got `{}`)",
+                args.join(" ")
+            ));
+        }
+    };
     ensure_wasm_target()?;
     let filters = filters::discover()?;
     filters::build(&filters)?;
@@ -25,6 +34,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     fs::create_dir_all(&dist).map_err(|e| format!("cannot create {}: {e}", dist.display()))?;
     let shrink = !filters.is_empty() && wasm_opt::ensure();
     let mut sums = String::new();
+    let mut digests = Vec::new();
     for filter in &filters {
         let name = format!("{}.wasm", filter.package);
         let built = filter.module();
@@ -42,6 +52,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             fs::read(dist.join(&name)).map_err(|e| format!("cannot read dist/{name}: {e}"))?;
         check(filter, &bytes)?;
         let _ = writeln!(sums, "{}  {name}", hex(&Sha256::digest(&bytes)));
+        digests.push((filter.package.clone(), write_images(&dist, filter, &bytes)?));
         let budget = filter.size_budget / 1024;
         let budget = match bytes.len().checked_sub(filter.size_budget) {
             None | Some(0) => format!("within the {budget} KiB budget"),
@@ -64,6 +75,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         fs::write(envoy_dir.join(&name), chain?)
             .map_err(|e| format!("cannot write dist/envoy/{name}: {e}"))?;
     }
+    let istio_dir = dist.join("istio");
+    for (path, text) in wasmplugin::files(&filters, &repository, &digests)? {
+        let path = istio_dir.join(path);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
     fs::write(dist.join("SHA256SUMS"), sums)
         .map_err(|e| format!("cannot write dist/SHA256SUMS: {e}"))?;
     if filters.is_empty() {
@@ -72,6 +92,25 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Writes `dist/oci/<package>/`, an OCI image layout with the module in both
+/// formats Istio pulls, and returns the compat image's manifest digest.
+fn write_images(dist: &Path, filter: &Filter, module: &[u8]) -> Result<String, String> {
+    let mut images = Vec::new();
+    for format in oci::Format::ALL {
+        let image = oci::image(format, module, &filter.package)?;
+        eprintln!(
+            "xtask: dist/oci/{}: {}:{} {}",
+            filter.package,
+            filter.package,
+            format.tag(&filter.version),
+            image.digest()
+        );
+        images.push((format.tag(&filter.version), image));
+    }
+    oci::write_layout(&dist.join("oci").join(&filter.package), &images)?;
+    Ok(images[0].1.digest())
 }
 
 /// Loads the module in the harness with its example configuration, as

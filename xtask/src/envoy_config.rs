@@ -39,6 +39,7 @@ pub(crate) fn render_whole_chain(filters: &[Filter]) -> Option<Result<String, St
             package: f.package.clone(),
             dir: f.dir.clone(),
             size_budget: f.size_budget,
+            version: f.version.clone(),
         })
         .collect();
     Some(render_chain(
@@ -69,8 +70,9 @@ fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, Stri
                 name: {name}
                 root_id: {name}
                 # Fail closed: when the VM cannot serve, requests get a 503
-                # instead of bypassing the filter.
-                fail_open: false
+                # instead of bypassing the filter (failure_policy replaces
+                # the deprecated fail_open; never set both).
+                failure_policy: FAIL_CLOSED
                 configuration:
                   \"@type\": type.googleapis.com/google.protobuf.StringValue
                   value: '{configuration}'

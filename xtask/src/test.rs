@@ -3,8 +3,14 @@
 use std::process::Command;
 
 use crate::envoy::{ensure_envoy, scenario_dirs};
-use crate::toolchain::{WASM_TARGET, cargo, ensure_wasm_target, exec, has_cargo_subcommand, root};
-use crate::{dist, envoy_config, filters};
+use crate::toolchain::{
+    WASM_TARGET, cargo, ensure_debian_package, ensure_wasm_target, exec, has_cargo_subcommand, root,
+};
+use crate::{dist, envoy_config, filters, wasmplugin};
+
+/// Programs the tests use, and the Debian packages that provide them.
+const REQUIRED_TOOLS: &[(&str, &str)] =
+    &[("docker-registry", "docker-registry"), ("skopeo", "skopeo")];
 
 pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
@@ -49,6 +55,7 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
         dist::run(&[])?;
     }
     envoy_config::check(&shipped, &envoy)?;
+    wasmplugin::check(&shipped)?;
     exec(
         cargo()
             .args([
@@ -64,21 +71,29 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
             .arg(&envoy)
             .args(scenario_dirs()),
     )?;
+    // The registry round trips need a real registry and skopeo; tests
+    // fail rather than skip when these are missing (XTASK_REQUIRE_TOOLS).
+    for (program, package) in REQUIRED_TOOLS {
+        if !ensure_debian_package(program, package) {
+            return Err(format!(
+                "`{program}` is missing and could not be installed: install Debian's `{package}`"
+            ));
+        }
+    }
     // The runner goes last so its own summary lines end the output.
+    let mut runner = cargo();
     if has_cargo_subcommand("nextest") {
-        exec(
-            cargo()
-                .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-                .args(runner_args),
-        )
+        runner.args(["nextest", "run"]);
     } else {
         eprintln!("xtask: cargo-nextest is not installed; using cargo test");
-        exec(
-            cargo()
-                .args(["test", "--workspace", "--no-fail-fast"])
-                .args(runner_args),
-        )
+        runner.arg("test");
     }
+    exec(
+        runner
+            .args(["--workspace", "--no-fail-fast"])
+            .args(runner_args)
+            .env("XTASK_REQUIRE_TOOLS", "1"),
+    )
 }
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {

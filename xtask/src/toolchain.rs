@@ -53,3 +53,38 @@ pub(crate) fn has_cargo_subcommand(subcommand: &str) -> bool {
         .output()
         .is_ok_and(|out| out.status.success())
 }
+
+/// Whether `program` runs, installing Debian's `package` for it when it
+/// does not and the scripts may (root, with apt-get).
+pub(crate) fn ensure_debian_package(program: &str, package: &str) -> bool {
+    if runs(program) {
+        return true;
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if is_root && runs("apt-get") {
+        eprintln!("xtask: installing Debian's {package} for {program}");
+        let install = || {
+            exec(
+                Command::new("apt-get")
+                    .args(["install", "-y", "-q", "--no-install-recommends", package])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )
+        };
+        if install().is_err() {
+            let _ = exec(Command::new("apt-get").args(["update", "-q"]));
+            let _ = install();
+        }
+    }
+    runs(program)
+}
+
+/// Whether `program --version` succeeds.
+fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::toolchain::exec;
+use crate::toolchain::{ensure_debian_package, exec};
 
 /// The WebAssembly features rustc enables by default for `wasm32-wasip1`
 /// (the release profile strips the section that would say so); wasm-opt
@@ -22,39 +22,11 @@ const FEATURES: &[&str] = &[
 
 /// Whether `wasm-opt` is available, installing it when possible.
 pub(crate) fn ensure() -> bool {
-    if runs("wasm-opt") {
-        return true;
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if root && runs("apt-get") {
-        eprintln!("xtask: installing Debian's binaryen for wasm-opt");
-        let install = || {
-            exec(
-                Command::new("apt-get")
-                    .args(["install", "-y", "-q", "--no-install-recommends", "binaryen"])
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-            )
-        };
-        if install().is_err() {
-            let _ = exec(Command::new("apt-get").args(["update", "-q"]));
-            let _ = install();
-        }
-    }
-    let found = runs("wasm-opt");
+    let found = ensure_debian_package("wasm-opt", "binaryen");
     if !found {
         eprintln!("xtask: WARNING: wasm-opt is unavailable; dist/ gets rustc's modules unshrunk");
     }
     found
-}
-
-fn runs(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// `wasm-opt -Oz` on `input`, written to `output`.

@@ -1,0 +1,222 @@
+//! Istio `WasmPlugin` resources (extensions.istio.io/v1alpha1) for the
+//! filters, from each filter's example configuration. `dist` writes them to
+//! `dist/istio/`; the copies committed in `istio/` must equal them and pass
+//! `cargo xtask validate-istio` (`cargo xtask test` checks both).
+//!
+//! - `oci/<filter>.yaml`: the compat image by tag, `sha256` = the image
+//!   **manifest** digest (what Istio checks for `oci://`, not the module's).
+//! - `file/<filter>.yaml`: the module at a path inside the proxy container;
+//!   no `sha256`, because Istio does not check one for `file://`.
+//! - `chain.yaml`: all three in order: auth in `AUTHN` (before Istio's own
+//!   authentication), routing then header-transform in `STATS` (after
+//!   Istio's authorization, so a redirect or direct response never skips
+//!   it), ordered by descending `priority`.
+
+use std::fs;
+
+use serde_json::{Value, json};
+
+use crate::filters::Filter;
+use crate::oci;
+
+/// Where `dist` says the images live unless told otherwise
+/// (`cargo xtask dist --oci-repository`): a local registry on port 5000,
+/// as kind and minikube set up.
+pub(crate) const DEFAULT_REPOSITORY: &str = "localhost:5000/proxy-wasm-toolkit";
+
+/// Where the `file://` resources expect each module inside the proxy.
+const FILE_DIR: &str = "/var/local/lib/wasm-filters";
+
+/// The chain's order: (filter, phase, priority).
+pub(crate) const CHAIN: &[(&str, &str, i32)] = &[
+    ("auth", "AUTHN", 10),
+    ("routing", "STATS", 20),
+    ("header-transform", "STATS", 10),
+];
+
+/// Phase and priority of `filter` (the chain's, else the end of the chain).
+fn placement(filter: &str) -> (&'static str, i32) {
+    CHAIN
+        .iter()
+        .find(|(name, ..)| *name == filter)
+        .map_or(("UNSPECIFIED_PHASE", 0), |(_, phase, priority)| {
+            (*phase, *priority)
+        })
+}
+
+/// How a resource fetches its module.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// `oci://<repository>/<filter>:<version>` pinned by manifest digest.
+    Oci {
+        repository: &'a str,
+        manifest_digest: &'a str,
+    },
+    File,
+}
+
+/// One WasmPlugin as a JSON value (YAML is rendered from it).
+pub(crate) fn resource(filter: &Filter, source: Source<'_>) -> Result<Value, String> {
+    let name = &filter.package;
+    let path = filter.example_config();
+    let text =
+        fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let plugin_config: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    let (phase, priority) = placement(name);
+    let mut spec = json!({
+        "selector": {"matchLabels": {"istio": "ingressgateway"}},
+        "pluginName": name,
+        "phase": phase,
+        "priority": priority,
+        // A VM that cannot serve answers 503 rather than letting requests
+        // bypass the filter; a module that cannot be fetched makes the
+        // istio-agent put a deny-all RBAC filter in its place.
+        "failStrategy": "FAIL_CLOSE",
+        "pluginConfig": plugin_config,
+    });
+    match source {
+        Source::Oci {
+            repository,
+            manifest_digest,
+        } => {
+            let tag = oci::Format::Compat.tag(&filter.version);
+            spec["url"] = format!("oci://{repository}/{name}:{tag}").into();
+            spec["sha256"] = manifest_digest.trim_start_matches("sha256:").into();
+            spec["imagePullPolicy"] = "IfNotPresent".into();
+        }
+        Source::File => {
+            spec["url"] = format!("file://{FILE_DIR}/{name}.wasm").into();
+        }
+    }
+    Ok(json!({
+        "apiVersion": "extensions.istio.io/v1alpha1",
+        "kind": "WasmPlugin",
+        "metadata": {"name": name, "namespace": "istio-system"},
+        "spec": spec,
+    }))
+}
+
+/// A YAML file of `resources` under a comment header.
+pub(crate) fn render(header: &str, resources: &[Value]) -> Result<String, String> {
+    let mut out = String::new();
+    for line in header.lines() {
+        out.push_str(&format!("# {line}\n").replace("# \n", "#\n"));
+    }
+    for (i, resource) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(
+            &serde_yaml_ng::to_string(resource).map_err(|e| format!("cannot render YAML: {e}"))?,
+        );
+    }
+    Ok(out)
+}
+
+/// The files `dist` writes under `dist/istio/`, by relative path.
+/// `digests` holds each filter's compat manifest digest.
+pub(crate) fn files(
+    filters: &[Filter],
+    repository: &str,
+    digests: &[(String, String)],
+) -> Result<Vec<(String, String)>, String> {
+    let digest_of = |name: &str| {
+        digests
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.as_str())
+            .ok_or_else(|| format!("no image digest for {name}"))
+    };
+    let mut files = Vec::new();
+    let mut chain = Vec::new();
+    for filter in filters {
+        let name = &filter.package;
+        let oci = resource(
+            filter,
+            Source::Oci {
+                repository,
+                manifest_digest: digest_of(name)?,
+            },
+        )?;
+        files.push((
+            format!("oci/{name}.yaml"),
+            render(
+                &format!(
+                    "Generated by `cargo xtask dist` (dist/istio/oci/{name}.yaml); do not edit.\n\
+                     The {name} filter on Istio's ingress gateway, pulled from {repository}.\n\
+                     Push the images first (`cargo xtask push --registry HOST:PORT`); `sha256` is\n\
+                     the image manifest's digest, which Istio checks before pulling the layers."
+                ),
+                std::slice::from_ref(&oci),
+            )?,
+        ));
+        files.push((
+            format!("file/{name}.yaml"),
+            render(
+                &format!(
+                    "Generated by `cargo xtask dist` (dist/istio/file/{name}.yaml); do not edit.\n\
+                     The {name} filter on Istio's ingress gateway, loaded from a file the proxy\n\
+                     container already holds ({FILE_DIR}/{name}.wasm, e.g. from a mounted\n\
+                     volume). Istio checks no sha256 for file:// URLs, so none is set."
+                ),
+                &[resource(filter, Source::File)?],
+            )?,
+        ));
+        if CHAIN.iter().any(|(n, ..)| n == name) {
+            chain.push(oci);
+        }
+    }
+    if chain.len() == CHAIN.len() {
+        chain.sort_by_key(|r| {
+            let name = r["metadata"]["name"].as_str().unwrap_or_default();
+            CHAIN.iter().position(|(n, ..)| *n == name)
+        });
+        let order = CHAIN
+            .iter()
+            .map(|(name, phase, priority)| format!("{name} ({phase}, priority {priority})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        files.push((
+            "chain.yaml".to_owned(),
+            render(
+                &format!(
+                    "Generated by `cargo xtask dist` (dist/istio/chain.yaml); do not edit.\n\
+                     The whole chain on Istio's ingress gateway, in this order: {order}.\n\
+                     Within a phase Istio runs the higher priority first."
+                ),
+                &chain,
+            )?,
+        ));
+    }
+    Ok(files)
+}
+
+/// Checks the committed `istio/`: each file equal to what `dist` renders
+/// for the default repository from the images in `dist/oci/`, and every
+/// resource valid (`cargo xtask validate-istio istio/`).
+pub(crate) fn check(filters: &[Filter]) -> Result<(), String> {
+    let mut digests = Vec::new();
+    for filter in filters {
+        let layout = crate::toolchain::root()
+            .join("dist/oci")
+            .join(&filter.package);
+        let images = oci::read_layout(&layout)?;
+        let tag = oci::Format::Compat.tag(&filter.version);
+        let image = images
+            .get(&tag)
+            .ok_or_else(|| format!("{} has no image tagged {tag}", layout.display()))?;
+        digests.push((filter.package.clone(), image.digest()));
+    }
+    for (path, rendered) in files(filters, DEFAULT_REPOSITORY, &digests)? {
+        let file = format!("istio/{path}");
+        let committed = fs::read_to_string(crate::toolchain::root().join(&file))
+            .map_err(|e| format!("cannot read {file}: {e}"))?;
+        if committed != rendered {
+            return Err(format!(
+                "{file} differs from what `cargo xtask dist` generates: copy dist/istio/{path} over it"
+            ));
+        }
+    }
+    crate::validate::validate_paths(&[crate::toolchain::root().join("istio")], None).map(|_| ())
+}
