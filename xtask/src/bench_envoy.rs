@@ -1,0 +1,834 @@
+//! `cargo xtask bench-envoy`: our filters in a real Envoy against Envoy's
+//! own filters doing the same job, side by side in one run.
+//!
+//! One backend Envoy answers every request directly; one front Envoy per
+//! variant (`--concurrency 1`, so every variant has one worker) forwards to
+//! it through the filter under test. `wrk -t1 -c16` drives each front in
+//! turn, round after round (variants interleaved, so drift of a noisy
+//! machine hits all of them alike), after a warm-up. Reported: medians over
+//! the rounds of requests/s and of wrk's p50 and p99 latency, ratios to the
+//! filter-less baseline and to the native equivalent, and the added cost
+//! per request (1/rps − 1/rps_baseline, at one worker). Memory: each front
+//! Envoy's heap (`/memory`) after the runs, next to the baseline's, and
+//! each module's linear memory in the harness after 10,000 requests.
+//!
+//! Writes `target/bench-envoy/results.json`, `docs/bench-envoy.svg` and the
+//! section of `docs/performance.md` between its `bench-envoy` markers.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::envoy::ensure_envoy;
+use crate::toolchain::{cargo, ensure_debian_package, root};
+
+const BACKEND_PORT: u16 = 19000;
+const FRONT_PORT: u16 = 19100;
+const ADMIN_PORT: u16 = 19200;
+/// Every request: a path the last of ten routing rules matches, a header
+/// the header jobs remove, and a token the auth variants verify.
+const PATH: &str = "/svc9/items";
+const MARK_START: &str = "<!-- bench-envoy:start -->";
+const MARK_END: &str = "<!-- bench-envoy:end -->";
+
+/// One front Envoy's filter chain.
+struct Variant {
+    name: &'static str,
+    group: &'static str,
+    /// What it is measured against (its native equivalent), by name.
+    native: Option<&'static str>,
+    /// `http_filters` entries before the router, as YAML.
+    filters: String,
+    /// Extra routes (routing variants), as YAML list items.
+    routes: Option<String>,
+}
+
+/// The measurements of one variant.
+#[derive(Debug, Default, Clone)]
+struct Measured {
+    rps: Vec<f64>,
+    p50_us: Vec<f64>,
+    p99_us: Vec<f64>,
+    heap_bytes: Option<u64>,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let mut seconds = 10u64;
+    let mut rounds = 3usize;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut number = |what: &str| -> Result<u64, String> {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("{what} needs a number"))
+        };
+        match arg.as_str() {
+            "--seconds" => seconds = number("--seconds")?,
+            "--rounds" => rounds = usize::try_from(number("--rounds")?).unwrap_or(3),
+            other => return Err(format!("unknown option `{other}` for bench-envoy")),
+        }
+    }
+    let envoy = ensure_envoy()?;
+    if !ensure_debian_package("wrk", "wrk") {
+        return Err("`wrk` is missing and could not be installed (Debian package wrk)".into());
+    }
+    if !root().join("dist/auth.wasm").is_file() {
+        crate::dist::run(&[])?;
+    }
+    let work = root().join("target/bench-envoy");
+    fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    let (jwks, token) = jwt_material()?;
+    let variants = variants(&jwks)?;
+
+    let mut procs = Vec::new();
+    procs.push(start_envoy(&envoy, &work, "backend", &backend_config(), 0)?);
+    for (i, v) in variants.iter().enumerate() {
+        let config = front_config(v, FRONT_PORT + i as u16, ADMIN_PORT + i as u16);
+        procs.push(start_envoy(
+            &envoy,
+            &work,
+            v.name,
+            &config,
+            ADMIN_PORT + i as u16,
+        )?);
+    }
+    // Every front answers 200 through its filter before anything is timed.
+    for (i, v) in variants.iter().enumerate() {
+        let status = get(FRONT_PORT + i as u16, PATH, &token)?;
+        if status != 200 {
+            return Err(format!("{}: a request got {status}, not 200", v.name));
+        }
+    }
+    let mut results = vec![Measured::default(); variants.len()];
+    eprintln!("xtask: warm-up, then {rounds} round(s) of {seconds} s per variant");
+    for (i, _) in variants.iter().enumerate() {
+        wrk(FRONT_PORT + i as u16, 2, &token)?;
+    }
+    for round in 1..=rounds {
+        for (i, v) in variants.iter().enumerate() {
+            let (rps, p50, p99) = wrk(FRONT_PORT + i as u16, seconds, &token)?;
+            eprintln!(
+                "xtask: round {round} {:<22} {rps:>9.0} req/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs",
+                v.name
+            );
+            results[i].rps.push(rps);
+            results[i].p50_us.push(p50);
+            results[i].p99_us.push(p99);
+        }
+    }
+    for (i, r) in results.iter_mut().enumerate() {
+        r.heap_bytes = heap(ADMIN_PORT + i as u16);
+    }
+    drop(procs);
+
+    let harness_pages = harness_memory(&token)?;
+    let envoy_version = Command::new(&envoy)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let report = Report {
+        variants: &variants,
+        results: &results,
+        harness_pages: &harness_pages,
+        seconds,
+        rounds,
+        envoy_version,
+        machine: machine(),
+    };
+    fs::write(work.join("results.json"), report.json().to_string())
+        .map_err(|e| format!("cannot write results.json: {e}"))?;
+    fs::write(root().join("docs/bench-envoy.svg"), report.svg())
+        .map_err(|e| format!("cannot write docs/bench-envoy.svg: {e}"))?;
+    let doc = root().join("docs/performance.md");
+    let text =
+        fs::read_to_string(&doc).map_err(|e| format!("cannot read {}: {e}", doc.display()))?;
+    let section = format!("{MARK_START}\n{}{MARK_END}", report.markdown());
+    let text = match (text.find(MARK_START), text.find(MARK_END)) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{section}{}", &text[..a], &text[b + MARK_END.len()..])
+        }
+        _ => format!("{text}\n{section}\n"),
+    };
+    fs::write(&doc, text).map_err(|e| format!("cannot write {}: {e}", doc.display()))?;
+    print!("{}", report.markdown());
+    Ok(())
+}
+
+/// The auth example's fixed test keys: the RS256 public key set and a token
+/// valid for a day.
+fn jwt_material() -> Result<(String, String), String> {
+    let mint = |args: &[&str]| -> Result<String, String> {
+        let out = cargo()
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "auth",
+                "--example",
+                "mint",
+                "--",
+            ])
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run the mint example: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mint failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let jwks = mint(&["jwks"])?;
+    let claims = json!({"iss": "bench", "aud": "bench", "sub": "alice", "exp": now + 86_400});
+    let token = mint(&["token", "RS256", &claims.to_string(), "rsa"])?;
+    Ok((jwks, token))
+}
+
+fn wasm_filter(name: &str, path: &Path, configuration: &Value) -> String {
+    let configuration = configuration.to_string().replace('\'', "''");
+    format!(
+        "      - name: {name}
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+          config:
+            name: {name}
+            failure_policy: FAIL_CLOSED
+            configuration:
+              \"@type\": type.googleapis.com/google.protobuf.StringValue
+              value: '{configuration}'
+            vm_config:
+              runtime: envoy.wasm.runtime.v8
+              code: {{local: {{filename: {}}}}}
+",
+        path.display()
+    )
+}
+
+fn lua_filter(code: &str) -> String {
+    let code: String = code
+        .lines()
+        .map(|l| format!("              {l}\n"))
+        .collect();
+    format!(
+        "      - name: envoy.filters.http.lua
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+          default_source_code:
+            inline_string: |
+{code}"
+    )
+}
+
+fn jwt_authn(jwks: &str, cache: bool) -> String {
+    let cache = if cache {
+        "\n              jwt_cache_config: {jwt_cache_size: 100}"
+    } else {
+        ""
+    };
+    let jwks = jwks.replace('\'', "''");
+    format!(
+        "      - name: envoy.filters.http.jwt_authn
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+          providers:
+            bench:
+              issuer: bench
+              audiences: [bench]
+              local_jwks: {{inline_string: '{jwks}'}}{cache}
+          rules:
+          - match: {{prefix: /}}
+            requires: {{provider_name: bench}}
+"
+    )
+}
+
+/// The job of the header filters: overwrite one request header, remove
+/// another, set a response header and remove one.
+const HEADER_JOB_LUA: &str = r#"function envoy_on_request(handle)
+  handle:headers():replace("x-edge", "bench")
+  handle:headers():remove("x-internal-debug")
+end
+function envoy_on_response(handle)
+  handle:headers():replace("x-content-type-options", "nosniff")
+  handle:headers():remove("x-powered-by")
+end"#;
+
+/// Ten prefixes, each to a cluster, as a rule set for all routing variants.
+fn prefixes() -> Vec<(String, &'static str)> {
+    (0..10)
+        .map(|i| {
+            (
+                format!("/svc{i}/"),
+                if i % 2 == 0 { "blue" } else { "green" },
+            )
+        })
+        .collect()
+}
+
+fn variants(jwks: &str) -> Result<Vec<Variant>, String> {
+    let dist = root().join("dist");
+    let header_config = json!({"rules": [{
+        "name": "job",
+        "request_headers": [
+            {"set": {"name": "x-edge", "value": "bench"}},
+            {"remove": {"name": "x-internal-debug"}},
+        ],
+        "response_headers": [
+            {"set": {"name": "x-content-type-options", "value": "nosniff"}},
+            {"remove": {"name": "x-powered-by"}},
+        ],
+    }]});
+    let auth_config = |cache: usize| {
+        json!({
+            "jwt_providers": [{"name": "bench", "issuer": "bench", "audiences": ["bench"],
+                           "local_jwks": serde_json::from_str::<Value>(jwks).unwrap_or_default()}],
+            "rules": [{"name": "all", "require": {"jwt": "bench"}}],
+            "token_cache_size": cache,
+        })
+    };
+    let routing_config = json!({
+        "cluster_header": "x-route-cluster",
+        "rules": prefixes().iter().enumerate().map(|(i, (prefix, cluster))| json!({
+            "name": format!("r{i}"),
+            "match": {"path": {"prefix": prefix}},
+            "cluster": cluster,
+        })).collect::<Vec<_>>(),
+    });
+    let lua_routing = {
+        let table: String = prefixes()
+            .iter()
+            .map(|(p, c)| format!("  {{\"{p}\", \"{c}\"}},\n"))
+            .collect();
+        format!(
+            "local rules = {{\n{table}}}
+function envoy_on_request(handle)
+  local path = handle:headers():get(\":path\")
+  for _, rule in ipairs(rules) do
+    if string.sub(path, 1, #rule[1]) == rule[1] then
+      handle:headers():replace(\"x-route-cluster\", rule[2])
+      handle:clearRouteCache()
+      return
+    end
+  end
+end"
+        )
+    };
+    let static_routes: String = prefixes()
+        .iter()
+        .map(|(p, c)| {
+            format!("          - match: {{prefix: \"{p}\"}}\n            route: {{cluster: {c}}}\n")
+        })
+        .collect();
+    let header_routes = "          - match: {prefix: /, headers: [{name: x-route-cluster, present_match: true}]}\n            route: {cluster_header: x-route-cluster}\n".to_owned();
+    let minimal = PathBuf::from(harness_fixtures::MINIMAL_FILTER);
+    Ok(vec![
+        Variant { name: "none", group: "baseline", native: None, filters: String::new(), routes: None },
+        Variant { name: "wasm-minimal", group: "headers", native: None,
+            filters: wasm_filter("minimal", &minimal, &json!({})), routes: None },
+        Variant { name: "header-transform", group: "headers", native: Some("header_mutation"),
+            filters: wasm_filter("header-transform", &dist.join("header-transform.wasm"), &header_config), routes: None },
+        Variant { name: "lua-headers", group: "headers", native: Some("header_mutation"),
+            filters: lua_filter(HEADER_JOB_LUA), routes: None },
+        Variant { name: "header_mutation", group: "headers", native: None,
+            filters: "      - name: envoy.filters.http.header_mutation
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+          mutations:
+            request_mutations:
+            - append: {header: {key: x-edge, value: bench}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
+            - remove: x-internal-debug
+            response_mutations:
+            - append: {header: {key: x-content-type-options, value: nosniff}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
+            - remove: x-powered-by
+".to_owned(), routes: None },
+        Variant { name: "auth-jwt", group: "auth", native: Some("jwt_authn"),
+            filters: wasm_filter("auth", &dist.join("auth.wasm"), &auth_config(1024)), routes: None },
+        Variant { name: "jwt_authn", group: "auth", native: None, filters: jwt_authn(jwks, true), routes: None },
+        Variant { name: "auth-jwt-nocache", group: "auth", native: Some("jwt_authn-nocache"),
+            filters: wasm_filter("auth", &dist.join("auth.wasm"), &auth_config(0)), routes: None },
+        Variant { name: "jwt_authn-nocache", group: "auth", native: None, filters: jwt_authn(jwks, false), routes: None },
+        Variant { name: "routing", group: "routing", native: Some("static-routes"),
+            filters: wasm_filter("routing", &dist.join("routing.wasm"), &routing_config),
+            routes: Some(header_routes.clone()) },
+        Variant { name: "lua-routing", group: "routing", native: Some("static-routes"),
+            filters: lua_filter(&lua_routing), routes: Some(header_routes) },
+        Variant { name: "static-routes", group: "routing", native: None, filters: String::new(),
+            routes: Some(static_routes) },
+    ])
+}
+
+fn backend_config() -> String {
+    format!(
+        "static_resources:
+  listeners:
+  - address: {{socket_address: {{address: 127.0.0.1, port_value: {BACKEND_PORT}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: backend
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: [\"*\"]
+              routes:
+              - match: {{prefix: /}}
+                direct_response: {{status: 200, body: {{inline_string: ok}}}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"
+    )
+}
+
+fn front_config(v: &Variant, port: u16, admin: u16) -> String {
+    let cluster = |name: &str| {
+        format!(
+            "  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {BACKEND_PORT}}}}}}}
+"
+        )
+    };
+    format!(
+        "admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: front
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: [\"*\"]
+              routes:
+{routes}              - match: {{prefix: /}}
+                route: {{cluster: backend}}
+          http_filters:
+{filters}          - name: envoy.filters.http.router
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{backend}{blue}{green}",
+        routes = v
+            .routes
+            .as_deref()
+            .unwrap_or_default()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>(),
+        filters = v
+            .filters
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>(),
+        backend = cluster("backend"),
+        blue = cluster("blue"),
+        green = cluster("green"),
+    )
+}
+
+/// A running Envoy, stopped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_envoy(
+    envoy: &Path,
+    work: &Path,
+    name: &str,
+    config: &str,
+    admin: u16,
+) -> Result<Proc, String> {
+    let file = work.join(format!("{name}.yaml"));
+    fs::write(&file, config).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let log = fs::File::create(work.join(format!("{name}.log")))
+        .map_err(|e| format!("cannot create a log: {e}"))?;
+    let child = Command::new(envoy)
+        .args([
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+            "--disable-hot-restart",
+        ])
+        .arg("-c")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start envoy: {e}"))?;
+    let mut proc = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready_port = if admin == 0 { BACKEND_PORT } else { admin };
+    loop {
+        if TcpStream::connect(("127.0.0.1", ready_port)).is_ok() {
+            return Ok(proc);
+        }
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            return Err(format!(
+                "envoy for {name} exited ({status}); see target/bench-envoy/{name}.log"
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("envoy for {name} did not start in 30 s"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Status of one request to the front on `port`.
+fn get(port: u16, path: &str, token: &str) -> Result<u16, String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", port))?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+            )?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer)?;
+            Ok(answer)
+        })();
+        if let Ok(answer) = attempt
+            && let Some(code) = answer.split(' ').nth(1).and_then(|c| c.parse().ok())
+        {
+            // 503 while the listener's clusters warm up.
+            if code != 503 || Instant::now() > deadline {
+                return Ok(code);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no answer on port {port}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// wrk against `port`: (requests/s, p50 µs, p99 µs).
+fn wrk(port: u16, seconds: u64, token: &str) -> Result<(f64, f64, f64), String> {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c16", "--latency"])
+        .arg(format!("-d{seconds}s"))
+        .arg("-H")
+        .arg(format!("authorization: Bearer {token}"))
+        .arg("-H")
+        .arg("x-internal-debug: 1")
+        .arg(format!("http://127.0.0.1:{port}{PATH}"))
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if let Some(line) = text.lines().find(|l| l.contains("Non-2xx")) {
+        return Err(format!("port {port}: wrk saw failures: {}", line.trim()));
+    }
+    parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))
+}
+
+fn parse_wrk(text: &str) -> Option<(f64, f64, f64)> {
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(str::trim)
+    };
+    let micros = |v: &str| -> Option<f64> {
+        let (number, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+        let n: f64 = number.parse().ok()?;
+        Some(match unit {
+            "us" => n,
+            "ms" => n * 1e3,
+            "s" => n * 1e6,
+            _ => return None,
+        })
+    };
+    let rps = field("Requests/sec:")?.parse().ok()?;
+    Some((rps, micros(field("50%")?)?, micros(field("99%")?)?))
+}
+
+/// Bytes the Envoy on `admin` has allocated (`/memory`).
+fn heap(admin: u16) -> Option<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).ok()?;
+    s.write_all(b"GET /memory HTTP/1.0\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    // The JSON object, whatever the transfer encoding around it.
+    let body = &answer[answer.find('{')?..=answer.rfind('}')?];
+    let value: Value = serde_json::from_str(body).ok()?;
+    value["allocated"].as_str()?.parse().ok()
+}
+
+/// Linear-memory pages of each module in the harness after 10,000 requests.
+fn harness_memory(token: &str) -> Result<Vec<(String, u64, u64)>, String> {
+    use proxy_wasm_harness::Plugin;
+    let mut out = Vec::new();
+    for name in ["header-transform", "routing", "auth"] {
+        let module = root().join(format!("dist/{name}.wasm"));
+        let config = fs::read(root().join(format!("filters/{name}/config/example.json")))
+            .map_err(|e| format!("cannot read {name}'s example: {e}"))?;
+        let plugin = Plugin::builder(&module)
+            .configuration(config)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut vm = plugin.start().map_err(|e| e.to_string())?;
+        let before = vm.memory_pages();
+        for i in 0..10_000 {
+            let path = format!("/api/items/{i}");
+            let mut stream = vm.http_stream();
+            let progress = stream
+                .send_request_headers(
+                    [
+                        (":method", "GET"),
+                        (":path", path.as_str()),
+                        (":authority", "bench"),
+                        (":scheme", "http"),
+                        ("authorization", &format!("Bearer {token}")),
+                    ],
+                    true,
+                )
+                .map_err(|e| e.to_string())?;
+            if progress == proxy_wasm_harness::Progress::Continued {
+                stream
+                    .send_response_headers([(":status", "200")], true)
+                    .map_err(|e| e.to_string())?;
+            }
+            stream.finish().map_err(|e| e.to_string())?;
+        }
+        out.push((name.to_owned(), before, vm.memory_pages()));
+    }
+    Ok(out)
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+struct Report<'a> {
+    variants: &'a [Variant],
+    results: &'a [Measured],
+    harness_pages: &'a [(String, u64, u64)],
+    seconds: u64,
+    rounds: usize,
+    envoy_version: String,
+    machine: String,
+}
+
+impl Report<'_> {
+    fn rps(&self, name: &str) -> Option<f64> {
+        let i = self.variants.iter().position(|v| v.name == name)?;
+        Some(median(&self.results[i].rps))
+    }
+
+    /// µs added per request at one worker, against the baseline.
+    fn added_us(&self, name: &str) -> Option<f64> {
+        let base = self.rps("none")?;
+        Some((1.0 / self.rps(name)? - 1.0 / base) * 1e6)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "envoy": self.envoy_version,
+            "machine": self.machine,
+            "seconds": self.seconds,
+            "rounds": self.rounds,
+            "variants": self.variants.iter().zip(self.results).map(|(v, r)| json!({
+                "name": v.name, "group": v.group, "rps": r.rps, "p50_us": r.p50_us,
+                "p99_us": r.p99_us, "heap_bytes": r.heap_bytes,
+            })).collect::<Vec<_>>(),
+            "harness_pages": self.harness_pages.iter().map(|(n, a, b)| json!({
+                "filter": n, "after_start": a, "after_10000_requests": b,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\n### Measured: `cargo xtask bench-envoy --seconds {} --rounds {}`\n\n{}; {}; one \
+             front Envoy per variant with `--concurrency 1`, a second Envoy as the backend \
+             (direct response), `wrk -t1 -c16`, variants interleaved round by round; medians \
+             of the rounds. \"Added\" is the cost per request at one worker \
+             (1/rps − 1/rps<sub>none</sub>).\n",
+            self.seconds, self.rounds, self.machine, self.envoy_version
+        );
+        let base = self.rps("none").unwrap_or(f64::NAN);
+        s.push_str("| Variant | Group | req/s | vs none | added µs/req | vs native | p50 µs | p99 µs | Envoy heap MiB |\n|---|---|---|---|---|---|---|---|---|\n");
+        for (v, r) in self.variants.iter().zip(self.results) {
+            let rps = median(&r.rps);
+            let native = v
+                .native
+                .and_then(|n| self.rps(n))
+                .map_or("—".to_owned(), |n| format!("{:.0} %", rps / n * 100.0));
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {:.0} | {:.1} % | {} | {native} | {:.0} | {:.0} | {} |",
+                v.name,
+                v.group,
+                rps,
+                rps / base * 100.0,
+                self.added_us(v.name)
+                    .filter(|_| v.name != "none")
+                    .map_or("—".into(), |a| format!("{a:.1}")),
+                median(&r.p50_us),
+                median(&r.p99_us),
+                r.heap_bytes
+                    .map_or("—".into(), |b| format!("{:.1}", b as f64 / 1_048_576.0)),
+            );
+        }
+        let ratio = |ours: &str, theirs: &str| -> String {
+            match (self.added_us(ours), self.added_us(theirs)) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+                _ => "n/a".into(),
+            }
+        };
+        let share = |ours: &str, theirs: &str| -> String {
+            match (self.rps(ours), self.rps(theirs)) {
+                (Some(a), Some(b)) => format!("{:.0} %", a / b * 100.0),
+                _ => "n/a".into(),
+            }
+        };
+        let _ = writeln!(
+            s,
+            "\n| Target (issue 9) | Measured |\n|---|---|\n\
+             | headers: added cost ≤ 0.6× Lua's | {} |\n\
+             | auth JWT RS256, caches on: ≥ 90 % of `jwt_authn`'s req/s | {} |\n\
+             | auth JWT RS256, caches off: ≥ 60 % of `jwt_authn`'s req/s | {} |\n\
+             | routing: added cost ≤ 0.6× Lua's | {} |\n\
+             | (context) the minimal wasm filter's added cost, the proxy-wasm floor | {} µs |\n\
+             | (context) header-transform's added cost over `header_mutation`'s | {} |",
+            ratio("header-transform", "lua-headers"),
+            share("auth-jwt", "jwt_authn"),
+            share("auth-jwt-nocache", "jwt_authn-nocache"),
+            ratio("routing", "lua-routing"),
+            self.added_us("wasm-minimal")
+                .map_or("n/a".into(), |a| format!("{a:.1}")),
+            ratio("header-transform", "header_mutation"),
+        );
+        s.push_str("\nLinear memory of each module in the harness (64 KiB pages), started with its example configuration, then after 10,000 requests:\n\n| Filter | after start | after 10,000 requests |\n|---|---|---|\n");
+        for (name, before, after) in self.harness_pages {
+            let _ = writeln!(s, "| {name} | {before} | {after} |");
+        }
+        s.push_str("\n![requests per second by variant](bench-envoy.svg)\n\n");
+        s
+    }
+
+    /// A horizontal bar chart of median requests/s.
+    fn svg(&self) -> String {
+        let bar_h = 22;
+        let left = 170;
+        let width = 720;
+        let max = self
+            .results
+            .iter()
+            .map(|r| median(&r.rps))
+            .fold(1.0, f64::max);
+        let height = 40 + bar_h * self.variants.len() as i32 + 20;
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+             <text x=\"10\" y=\"20\" font-size=\"14\">Envoy with one worker: median requests/s ({})</text>\n",
+            self.envoy_version
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or("envoy")
+        );
+        for (i, (v, r)) in self.variants.iter().zip(self.results).enumerate() {
+            let rps = median(&r.rps);
+            let y = 35 + bar_h * i as i32;
+            let w = ((width - left - 80) as f64 * rps / max).max(1.0);
+            let colour = match (v.group, v.native) {
+                ("baseline", _) => "#888888",
+                (_, None) if v.name != "wasm-minimal" => "#4c72b0",
+                _ if v.name.starts_with("lua") => "#dd8452",
+                _ => "#55a868",
+            };
+            let _ = writeln!(
+                s,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+                 <rect x=\"{left}\" y=\"{}\" width=\"{w:.0}\" height=\"{}\" fill=\"{colour}\"/>\
+                 <text x=\"{:.0}\" y=\"{}\">{rps:.0}</text>",
+                left - 6,
+                y + 15,
+                v.name,
+                y + 3,
+                bar_h - 6,
+                left as f64 + w + 4.0,
+                y + 15
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"10\" y=\"{}\" fill=\"#555\">grey: no filter · green: ours (wasm) · orange: Lua · blue: Envoy native</text>\n</svg>",
+            height - 6
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_read_in_its_units() {
+        let text = "Running 2s test\n  Latency Distribution\n     50%  652.00us\n     75%  1.00ms\n     90%    1.10ms\n     99%    1.21ms\n  1000 requests in 2.00s\nRequests/sec:  23232.12\nTransfer/sec: 1MB\n";
+        assert_eq!(parse_wrk(text), Some((23232.12, 652.0, 1210.0)));
+        assert_eq!(parse_wrk("nothing"), None);
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
