@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::envoy::ensure_envoy;
+use crate::envoy_config::static_cluster;
 use crate::toolchain::{cargo, ensure_debian_package, root};
 
 const BACKEND_PORT: u16 = 19000;
@@ -406,19 +407,7 @@ fn backend_config() -> String {
 }
 
 fn front_config(v: &Variant, port: u16, admin: u16) -> String {
-    let cluster = |name: &str| {
-        format!(
-            "  - name: {name}
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {BACKEND_PORT}}}}}}}
-"
-        )
-    };
+    let cluster = |name: &str| static_cluster(name, usize::from(BACKEND_PORT));
     format!(
         "admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}

@@ -175,9 +175,15 @@ fn cluster_parts(configs: &[(&str, serde_json::Value)]) -> (String, String) {
     let clusters = names
         .iter()
         .enumerate()
-        .map(|(i, name)| {
-            format!(
-                "  - name: {name}
+        .map(|(i, name)| static_cluster(name, 8081 + i))
+        .collect();
+    (routes, clusters)
+}
+
+/// A `clusters` list item: `name`, one endpoint on 127.0.0.1:`port`.
+pub(crate) fn static_cluster(name: &str, port: usize) -> String {
+    format!(
+        "  - name: {name}
     type: STATIC
     connect_timeout: 1s
     load_assignment:
@@ -185,12 +191,8 @@ fn cluster_parts(configs: &[(&str, serde_json::Value)]) -> (String, String) {
       endpoints:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-",
-                port = 8081 + i
-            )
-        })
-        .collect();
-    (routes, clusters)
+"
+    )
 }
 
 fn collect_clusters(value: &serde_json::Value, out: &mut Vec<String>) {
