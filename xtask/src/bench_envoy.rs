@@ -577,7 +577,9 @@ fn parse_wrk(text: &str) -> Option<(f64, f64, f64)> {
 /// Bytes the Envoy on `admin` has allocated (`/memory`).
 fn heap(admin: u16) -> Option<u64> {
     let mut s = TcpStream::connect(("127.0.0.1", admin)).ok()?;
-    s.write_all(b"GET /memory HTTP/1.0\r\n\r\n").ok()?;
+    // Envoy answers HTTP/1.0 with 426.
+    s.write_all(b"GET /memory HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
+        .ok()?;
     let mut answer = String::new();
     s.read_to_string(&mut answer).ok()?;
     // The JSON object, whatever the transfer encoding around it.
