@@ -380,74 +380,61 @@ end"
     ])
 }
 
-fn backend_config() -> String {
+/// A listener on 127.0.0.1:`port` with one HTTP connection manager:
+/// `routes` (route list items) and `filters` (`http_filters` items before
+/// the router), both written at the indentation of a top-level list.
+fn http_listener(port: u16, routes: &str, filters: &str) -> String {
+    let indent = |yaml: &str| -> String { yaml.lines().map(|l| format!("    {l}\n")).collect() };
     format!(
-        "static_resources:
-  listeners:
-  - address: {{socket_address: {{address: 127.0.0.1, port_value: {BACKEND_PORT}}}}}
+        "  - address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: backend
+          stat_prefix: bench
           route_config:
             virtual_hosts:
             - name: all
               domains: [\"*\"]
               routes:
-              - match: {{prefix: /}}
-                direct_response: {{status: 200, body: {{inline_string: ok}}}}
-          http_filters:
-          - name: envoy.filters.http.router
+{routes}          http_filters:
+{filters}          - name: envoy.filters.http.router
             typed_config:
               \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"
+",
+        routes = indent(routes),
+        filters = indent(filters),
+    )
+}
+
+fn backend_config() -> String {
+    let routes = "          - match: {prefix: /}
+            direct_response: {status: 200, body: {inline_string: ok}}
+";
+    format!(
+        "static_resources:\n  listeners:\n{}",
+        http_listener(BACKEND_PORT, routes, "")
     )
 }
 
 fn front_config(v: &Variant, port: u16, admin: u16) -> String {
-    let cluster = |name: &str| static_cluster(name, usize::from(BACKEND_PORT));
+    let routes = format!(
+        "{}          - match: {{prefix: /}}\n            route: {{cluster: backend}}\n",
+        v.routes.as_deref().unwrap_or_default()
+    );
+    let clusters: String = ["backend", "blue", "green"]
+        .into_iter()
+        .map(|name| static_cluster(name, usize::from(BACKEND_PORT)))
+        .collect();
     format!(
         "admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
 static_resources:
   listeners:
-  - address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: front
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: [\"*\"]
-              routes:
-{routes}              - match: {{prefix: /}}
-                route: {{cluster: backend}}
-          http_filters:
-{filters}          - name: envoy.filters.http.router
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-{backend}{blue}{green}",
-        routes = v
-            .routes
-            .as_deref()
-            .unwrap_or_default()
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>(),
-        filters = v
-            .filters
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>(),
-        backend = cluster("backend"),
-        blue = cluster("blue"),
-        green = cluster("green"),
+{}  clusters:
+{clusters}",
+        http_listener(port, &routes, &v.filters)
     )
 }
 

@@ -8,6 +8,7 @@ use proxy_wasm_harness::{Plugin, Progress};
 use sha2::{Digest, Sha256};
 
 use crate::filters::{self, Filter};
+use crate::oci::hex;
 use crate::toolchain::{ensure_wasm_target, root};
 use crate::{envoy_config, oci, wasm_opt, wasmplugin};
 
@@ -153,13 +154,6 @@ fn read_config(path: &Path) -> Result<Vec<u8>, String> {
             "every filter ships an example configuration; cannot read {}: {e}",
             path.display()
         )
-    })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
     })
 }
 

@@ -129,7 +129,7 @@ pub(crate) fn files(
             .ok_or_else(|| format!("no image digest for {name}"))
     };
     let mut files = Vec::new();
-    let mut chain = Vec::new();
+    let mut resources = Vec::new();
     for filter in filters {
         let name = &filter.package;
         let oci = resource(
@@ -163,15 +163,19 @@ pub(crate) fn files(
                 &[resource(filter, Source::File)?],
             )?,
         ));
-        if CHAIN.iter().any(|(n, ..)| n == name) {
-            chain.push(oci);
-        }
+        resources.push((name.as_str(), oci));
     }
-    if chain.len() == CHAIN.len() {
-        chain.sort_by_key(|r| {
-            let name = r["metadata"]["name"].as_str().unwrap_or_default();
-            CHAIN.iter().position(|(n, ..)| *n == name)
-        });
+    // In the chain's order, when every filter of it is built.
+    let chain: Option<Vec<Value>> = CHAIN
+        .iter()
+        .map(|(name, ..)| {
+            resources
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, r)| r.clone())
+        })
+        .collect();
+    if let Some(chain) = chain {
         let order = CHAIN
             .iter()
             .map(|(name, phase, priority)| format!("{name} ({phase}, priority {priority})"))
