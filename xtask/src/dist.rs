@@ -54,10 +54,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         check(filter, &bytes)?;
         let _ = writeln!(sums, "{}  {name}", hex(&Sha256::digest(&bytes)));
         digests.push((filter.package.clone(), write_images(&dist, filter, &bytes)?));
-        let budget = filter.size_budget / 1024;
+        let budget = filter.size_budget / 1000;
         let budget = match bytes.len().checked_sub(filter.size_budget) {
-            None | Some(0) => format!("within the {budget} KiB budget"),
-            Some(over) => format!("OVER the {budget} KiB budget by {over} bytes"),
+            None | Some(0) => format!("within the {budget} kB budget"),
+            Some(over) => format!("OVER the {budget} kB budget by {over} bytes"),
         };
         eprintln!(
             "xtask: dist/{name}: {} bytes ({rustc_size} from rustc), {budget}; checked in the harness",

@@ -11,8 +11,9 @@ pub(crate) const PROFILE: &str = "wasm-release";
 pub(crate) const SHARED_LIBRARY: &str = "filter-common";
 
 /// What a shipped module may weigh unless its manifest says otherwise
-/// (`[package.metadata.dist] size_budget_kib`).
-const DEFAULT_SIZE_BUDGET_KIB: u64 = 150;
+/// (`[package.metadata.dist] size_budget_kb`), in kB of 1,000 bytes as the
+/// filters' issues state them.
+const DEFAULT_SIZE_BUDGET_KB: u64 = 150;
 
 /// A filter crate: a `cdylib` package under `filters/`.
 #[derive(Debug)]
@@ -78,10 +79,10 @@ pub(crate) fn discover() -> Result<Vec<Filter>, String> {
                 package: package["name"].as_str().unwrap_or_default().to_owned(),
                 dir: manifest.parent().map(Path::to_path_buf).unwrap_or_default(),
                 size_budget: usize::try_from(
-                    package["metadata"]["dist"]["size_budget_kib"]
+                    package["metadata"]["dist"]["size_budget_kb"]
                         .as_u64()
-                        .unwrap_or(DEFAULT_SIZE_BUDGET_KIB)
-                        * 1024,
+                        .unwrap_or(DEFAULT_SIZE_BUDGET_KB)
+                        * 1000,
                 )
                 .unwrap_or(usize::MAX),
                 version: package["version"].as_str().unwrap_or("0.0.0").to_owned(),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use filter_common::headers::{HeaderMap, changes};
+use filter_common::headers::HeaderMap;
 use filter_common::proxy::{ProxyHost, read_map, send_local_reply, write_changes};
 use filter_common::request::{Request, split_query};
 use log::{debug, error, info, warn};
@@ -425,7 +425,7 @@ impl Stream {
                 authz: self.authz.as_ref(),
             };
             match evaluate(&state.config, &request, &mut env) {
-                Ok(verdict) => return act(state, &verdict, &headers, &mut request),
+                Ok(verdict) => return act(state, &verdict, &mut request),
                 Err(need) => {
                     drop(guard);
                     match self.start(need) {
@@ -539,12 +539,7 @@ impl std::fmt::Display for Line<'_> {
 
 /// Acts on a verdict: writes the request's changes and lets it go on, or
 /// sends the refusal.
-fn act(
-    state: &State,
-    verdict: &Verdict,
-    before: &HeaderMap,
-    request: &mut Request<ProxyHost>,
-) -> Action {
+fn act(state: &State, verdict: &Verdict, request: &mut Request<ProxyHost>) -> Action {
     let config = &state.config;
     let metrics = &state.metrics;
     let rule = verdict.rule.and_then(|i| config.rules.get(i));
@@ -624,7 +619,7 @@ fn act(
             };
         }
     }
-    let changes = changes(before, &request.headers);
+    let changes = request.headers.changes();
     let refused = write_changes(MapType::HttpRequestHeaders, &changes);
     if refused > 0 {
         error!("auth: the host refused {refused} header writes; resetting");

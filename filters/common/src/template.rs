@@ -62,7 +62,7 @@ pub struct Template {
 #[derive(Debug)]
 pub struct Vars<'a, H> {
     pub request: &'a Request<H>,
-    /// The response headers, on the response side.
+    /// The response headers, on the response side (read as received).
     pub response: Option<&'a HeaderMap>,
 }
 
@@ -279,7 +279,7 @@ fn evaluate<H: Host>(value: &Value, vars: &Vars<'_, H>) -> Option<Vec<u8>> {
         Value::RequestHeader(names) => names.iter().find_map(|n| request.headers.get(n)),
         Value::ResponseHeader(names) => {
             let response = vars.response?;
-            names.iter().find_map(|n| response.get(n))
+            names.iter().find_map(|n| response.get_as_read(n))
         }
         Value::QueryParam(name) => request.query_param(name).map(<[u8]>::to_vec),
         Value::Path => Some(request.path().to_vec()),
@@ -299,7 +299,7 @@ fn evaluate<H: Host>(value: &Value, vars: &Vars<'_, H>) -> Option<Vec<u8>> {
                 .to_string()
                 .into_bytes(),
         ),
-        Value::ResponseCode => vars.response?.get(":status"),
+        Value::ResponseCode => vars.response?.get_as_read(":status"),
     }
 }
 

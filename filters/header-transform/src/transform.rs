@@ -2,7 +2,7 @@
 //! trailers. Pure: the glue reads the host's maps, calls these, and writes
 //! back the returned changes.
 
-use filter_common::headers::{Change, HeaderMap, changes};
+use filter_common::headers::{Change, HeaderMap};
 use filter_common::reply::LocalReply;
 use filter_common::request::{Host, Request};
 use filter_common::scope;
@@ -91,7 +91,6 @@ impl Config {
             .filter(|(_, r)| r.when.matches(request))
             .map(|(i, _)| i)
             .collect();
-        let mut before: Option<HeaderMap> = None;
         for &i in &decision.matched {
             let Some(rule) = policy.rules.get(i) else {
                 continue;
@@ -102,7 +101,6 @@ impl Config {
             {
                 continue;
             }
-            before.get_or_insert_with(|| request.headers.clone());
             collect_filter_state(rule, request, &mut decision.filter_state);
             for op in &rule.request_headers {
                 let value = render_value(op, request, None);
@@ -112,9 +110,7 @@ impl Config {
                 op.apply(request);
             }
         }
-        if let Some(before) = before {
-            decision.writes = changes(&before, &request.headers);
-        }
+        decision.writes = request.headers.changes();
         decision
     }
 
@@ -142,7 +138,6 @@ impl Config {
             .get(":status")
             .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
             .unwrap_or(0);
-        let before = response.clone();
         if let Some(custom) = policy
             .custom_responses
             .iter()
@@ -150,7 +145,7 @@ impl Config {
         {
             let vars = Vars {
                 request,
-                response: Some(&before),
+                response: Some(&*response),
             };
             let mut headers: Vec<(String, Vec<u8>)> = custom
                 .headers
@@ -181,12 +176,12 @@ impl Config {
         }
         for rule in self.matched(decision) {
             for op in &rule.response_headers {
-                let value = render_value(op, request, Some(&before));
+                let value = render_value(op, request, Some(&*response));
                 apply(op, value, response);
             }
         }
         ResponseDecision {
-            writes: changes(&before, response),
+            writes: response.changes(),
             replace: None,
         }
     }
@@ -221,14 +216,13 @@ impl Config {
         trailers: &mut HeaderMap,
         ops: fn(&Rule) -> &[HeaderOp],
     ) -> Vec<Change> {
-        let before = trailers.clone();
         for rule in self.matched(decision) {
             for op in ops(rule) {
                 let value = render_value(op, request, None);
                 apply(op, value, trailers);
             }
         }
-        changes(&before, trailers)
+        trailers.changes()
     }
 
     fn matched<'a>(&'a self, decision: &'a Decision) -> impl Iterator<Item = &'a Rule> + 'a {

@@ -7,7 +7,6 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
-use filter_common::headers::changes;
 use filter_common::proxy::{ProxyHost, read_map, send_local_reply, write_changes};
 use filter_common::request::Request;
 use log::{debug, error, info, warn};
@@ -119,9 +118,8 @@ impl HttpContext for Stream {
         let Some(config) = &self.config else {
             return Action::Continue;
         };
-        let before = read_map(MapType::HttpRequestHeaders);
-        let mut request =
-            Request::new(before.clone(), ProxyHost).with_client_ip_source(config.client_ip);
+        let mut request = Request::new(read_map(MapType::HttpRequestHeaders), ProxyHost)
+            .with_client_ip_source(config.client_ip);
         let mut spreader = self.spreader.get();
         let outcome = config.route(&mut request, &mut spreader);
         self.spreader.set(spreader);
@@ -146,7 +144,7 @@ impl HttpContext for Stream {
                 }
             }
         }
-        let changes = changes(&before, &request.headers);
+        let changes = request.headers.changes();
         if changes.is_empty() {
             return Action::Continue;
         }
