@@ -72,6 +72,7 @@ fn median(values: &[f64]) -> f64 {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut seconds = 10u64;
     let mut rounds = 3usize;
+    let mut only: Option<Vec<String>> = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut number = |what: &str| -> Result<u64, String> {
@@ -82,6 +83,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         match arg.as_str() {
             "--seconds" => seconds = number("--seconds")?,
             "--rounds" => rounds = usize::try_from(number("--rounds")?).unwrap_or(3),
+            "--only" => {
+                let names = args.next().ok_or("--only needs variant names")?;
+                only = Some(names.split(',').map(str::to_owned).collect());
+            }
             other => return Err(format!("unknown option `{other}` for bench-envoy")),
         }
     }
@@ -95,7 +100,20 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let work = root().join("target/bench-envoy");
     fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let (jwks, token) = jwt_material()?;
-    let variants = variants(&jwks)?;
+    let mut variants = variants(&jwks)?;
+    if let Some(names) = &only {
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !variants.iter().any(|v| v.name == *n))
+        {
+            let known: Vec<&str> = variants.iter().map(|v| v.name).collect();
+            return Err(format!(
+                "--only: no variant `{unknown}` (variants: {})",
+                known.join(", ")
+            ));
+        }
+        variants.retain(|v| names.iter().any(|n| n == v.name));
+    }
 
     let mut procs = Vec::new();
     procs.push(start_envoy(&envoy, &work, "backend", &backend_config(), 0)?);
@@ -137,6 +155,20 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         r.heap_bytes = heap(ADMIN_PORT + i as u16);
     }
     drop(procs);
+    if only.is_some() {
+        // A subset is for trying a change: medians printed, the committed
+        // report left alone.
+        for (v, r) in variants.iter().zip(&results) {
+            println!(
+                "{:<22} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs",
+                v.name,
+                median(&r.rps),
+                median(&r.p50_us),
+                median(&r.p99_us)
+            );
+        }
+        return Ok(());
+    }
 
     let harness_pages = harness_memory(&token)?;
     let envoy_version = Command::new(&envoy)

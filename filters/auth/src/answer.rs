@@ -214,7 +214,7 @@ pub fn apply<H: Host>(config: &Config, passed: &Passed, request: &mut Request<H>
     if let Some(identity) = &passed.identity {
         request
             .headers
-            .set(&config.identity_header, identity.as_bytes().to_vec());
+            .set(&config.identity_header, identity.as_bytes());
     }
     for jwt in &passed.jwts {
         let Some(provider) = config.providers.get(jwt.provider) else {
@@ -226,11 +226,11 @@ pub fn apply<H: Host>(config: &Config, passed: &Passed, request: &mut Request<H>
             }
         }
         if let Some(h) = &provider.payload_header {
-            request.headers.set(h, jwt.payload_b64.as_bytes().to_vec());
+            request.headers.set(h, jwt.payload_b64.as_bytes());
         }
         for c in &provider.claims_to_headers {
             if let Some(value) = claim(&jwt.claims, &c.claim) {
-                request.headers.set(&c.header, claim_text(value));
+                request.headers.set(&c.header, &claim_text(value));
             }
         }
     }
@@ -242,8 +242,6 @@ pub fn apply<H: Host>(config: &Config, passed: &Passed, request: &mut Request<H>
         source.remove(request);
     }
     for (name, value) in &passed.authz_headers {
-        request
-            .headers
-            .set(&name.to_ascii_lowercase(), value.clone());
+        request.headers.set(&name.to_ascii_lowercase(), value);
     }
 }

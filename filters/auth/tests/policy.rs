@@ -122,7 +122,7 @@ fn any_all_and_allow_missing_combine_methods() {
     ]));
     let decide = |path: &str, headers: &[(&str, &str)]| {
         let mut r = request(headers);
-        r.headers.set(":path", path.as_bytes().to_vec());
+        r.headers.set(":path", path.as_bytes());
         evaluate(&c, &r, &mut Fake::new()).unwrap().decision
     };
     let bearer = format!("Bearer {}", alice());
@@ -161,7 +161,7 @@ fn remote_keys_and_the_authorization_answer_are_asked_for() {
         {"require": "ext_authz"}
     ]));
     let mut r = request(&[("x-remote-token", &alice())]);
-    r.headers.set(":path", b"/r".to_vec());
+    r.headers.set(":path", b"/r");
     let mut env = Fake::new();
     assert_eq!(
         evaluate(&c, &r, &mut env).unwrap_err(),

@@ -6,31 +6,197 @@
 /// Header lines in order; names lower-case as the host delivers them,
 /// values as bytes (a value need not be UTF-8).
 ///
-/// The map remembers, for each name it changes, that name's lines as they
-/// were read, so the writes back are found without copying the whole map
-/// first (a copy and a full diff cost more than the rules in wasm).
-#[derive(Debug, Clone, Default)]
+/// Lines point into one byte buffer: the host's serialized map as read
+/// (taken whole, not copied line by line), then every name and value
+/// written since. Reading a map and dropping it cost one allocation each
+/// instead of two per line, which in wasm is most of a small filter's work.
+///
+/// The map also remembers, for each name it changes, that name's lines as
+/// they were read, so the writes back are found without copying the whole
+/// map first.
+#[derive(Clone, Default)]
 pub struct HeaderMap {
-    entries: Vec<(String, Vec<u8>)>,
+    bytes: Vec<u8>,
+    lines: Vec<Line>,
     /// Each changed name with its lines as read, in order of first change.
     as_read: Vec<(String, Vec<Vec<u8>>)>,
+}
+
+/// A line's name and value as byte ranges of [`HeaderMap::bytes`].
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+/// Whether `line` (of a map holding `bytes`) is named `name`.
+fn named(bytes: &[u8], line: &Line, name: &str) -> bool {
+    let (start, len) = line.name;
+    bytes.get(start..start.saturating_add(len)) == Some(name.as_bytes())
 }
 
 /// Maps are equal when their lines are; how they got there does not count.
 impl PartialEq for HeaderMap {
     fn eq(&self, other: &Self) -> bool {
-        self.entries == other.entries
+        self.iter().eq(other.iter())
     }
 }
 
 impl Eq for HeaderMap {}
 
+impl std::fmt::Debug for HeaderMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(v).into_owned())),
+            )
+            .finish()
+    }
+}
+
 impl HeaderMap {
     pub fn new(entries: Vec<(String, Vec<u8>)>) -> Self {
-        Self {
-            entries,
-            as_read: Vec::new(),
+        let mut map = Self::default();
+        for (name, value) in &entries {
+            map.push(name, value);
         }
+        map
+    }
+
+    /// A map from the ABI's serialization (the answer to
+    /// `proxy_get_header_map_pairs`): a count, a (name size, value size)
+    /// pair per line, then each name and value followed by a NUL. Lines
+    /// past a malformed size are dropped; a name that is not UTF-8 (hosts
+    /// refuse those) is kept lossily converted.
+    pub fn from_serialized(bytes: Vec<u8>) -> Self {
+        let word = |at: usize| -> Option<usize> {
+            let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(b)).ok()
+        };
+        let count = word(0).unwrap_or(0);
+        let mut lines = Vec::with_capacity(count.min(bytes.len() / 8));
+        let mut lossy = Vec::new();
+        let mut at = count.saturating_mul(8).saturating_add(4);
+        for i in 0..count {
+            let sizes = i
+                .checked_mul(8)
+                .and_then(|o| Some((word(o.checked_add(4)?)?, word(o.checked_add(8)?)?)));
+            let Some((name_len, value_len)) = sizes else {
+                break;
+            };
+            let name = (at, name_len);
+            let value = (at.saturating_add(name_len).saturating_add(1), value_len);
+            let end = value.0.saturating_add(value_len).saturating_add(1);
+            if end > bytes.len() {
+                break;
+            }
+            at = end;
+            match bytes
+                .get(name.0..name.0.saturating_add(name.1))
+                .map(std::str::from_utf8)
+            {
+                Some(Ok(_)) => lines.push(Line { name, value }),
+                _ => lossy.push((i, name, value)),
+            }
+        }
+        let mut map = Self {
+            bytes,
+            lines,
+            as_read: Vec::new(),
+        };
+        // Rare: convert and append, then put each line back in its place.
+        for (i, name, value) in lossy {
+            let text = String::from_utf8_lossy(map.slice(name)).into_owned();
+            let line = Line {
+                name: map.append(text.as_bytes()),
+                value,
+            };
+            let at = i.min(map.lines.len());
+            map.lines.insert(at, line);
+        }
+        map
+    }
+
+    fn slice(&self, (start, len): (usize, usize)) -> &[u8] {
+        self.bytes
+            .get(start..start.saturating_add(len))
+            .unwrap_or_default()
+    }
+
+    fn append(&mut self, data: &[u8]) -> (usize, usize) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        (start, data.len())
+    }
+
+    fn push(&mut self, name: &str, value: &[u8]) {
+        let line = Line {
+            name: self.append(name.as_bytes()),
+            value: self.append(value),
+        };
+        self.lines.push(line);
+    }
+
+    fn name_of(&self, line: &Line) -> &str {
+        std::str::from_utf8(self.slice(line.name)).unwrap_or_default()
+    }
+
+    fn is(&self, line: &Line, name: &str) -> bool {
+        named(&self.bytes, line, name)
+    }
+
+    /// Every line as (name, value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.lines
+            .iter()
+            .map(|line| (self.name_of(line), self.slice(line.value)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn into_entries(self) -> Vec<(String, Vec<u8>)> {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.to_vec()))
+            .collect()
+    }
+
+    /// The first value of `name`.
+    pub fn first(&self, name: &str) -> Option<&[u8]> {
+        self.lines
+            .iter()
+            .find(|line| self.is(line, name))
+            .map(|line| self.slice(line.value))
+    }
+
+    /// Every value of `name`, in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.lines
+            .iter()
+            .filter(move |line| self.is(line, name))
+            .map(|line| self.slice(line.value))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.lines.iter().any(|line| self.is(line, name))
+    }
+
+    /// The field value of `name`: its lines joined with `,` (RFC 9110
+    /// §5.3), or `None` when absent.
+    pub fn get(&self, name: &str) -> Option<Vec<u8>> {
+        let mut values = self.values(name);
+        let mut out = values.next()?.to_vec();
+        for v in values {
+            out.push(b',');
+            out.extend_from_slice(v);
+        }
+        Some(out)
     }
 
     /// Records `name`'s lines as read before its first change.
@@ -58,62 +224,35 @@ impl HeaderMap {
         }
     }
 
-    pub fn entries(&self) -> &[(String, Vec<u8>)] {
-        &self.entries
-    }
-
-    pub fn into_entries(self) -> Vec<(String, Vec<u8>)> {
-        self.entries
-    }
-
-    /// Every value of `name`, in order.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.entries
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.entries.iter().any(|(k, _)| k == name)
-    }
-
-    /// The field value of `name`: its lines joined with `,` (RFC 9110
-    /// §5.3), or `None` when absent.
-    pub fn get(&self, name: &str) -> Option<Vec<u8>> {
-        let mut values = self.values(name);
-        let mut out = values.next()?.to_vec();
-        for v in values {
-            out.push(b',');
-            out.extend_from_slice(v);
-        }
-        Some(out)
-    }
-
     /// Replaces every line of `name` with one line holding `value`, in the
     /// position of the first line (or at the end).
-    pub fn set(&mut self, name: &str, value: Vec<u8>) {
+    pub fn set(&mut self, name: &str, value: &[u8]) {
         self.touch(name);
-        match self.entries.iter().position(|(k, _)| k == name) {
+        match self.lines.iter().position(|line| self.is(line, name)) {
             Some(first) => {
-                if let Some(entry) = self.entries.get_mut(first) {
-                    entry.1 = value;
+                let value = self.append(value);
+                if let Some(line) = self.lines.get_mut(first) {
+                    line.value = value;
                 }
-                let mut i = 0;
-                self.entries.retain(|(k, _)| {
-                    let keep = i <= first || k != name;
-                    i += 1;
-                    keep
-                });
+                let later = self.lines.get(first + 1..).unwrap_or_default();
+                if later.iter().any(|line| self.is(line, name)) {
+                    let bytes = &self.bytes;
+                    let mut i = 0;
+                    self.lines.retain(|line| {
+                        let keep = i <= first || !named(bytes, line, name);
+                        i += 1;
+                        keep
+                    });
+                }
             }
-            None => self.entries.push((name.to_owned(), value)),
+            None => self.push(name, value),
         }
     }
 
     /// Adds a line.
-    pub fn add(&mut self, name: &str, value: Vec<u8>) {
+    pub fn add(&mut self, name: &str, value: &[u8]) {
         self.touch(name);
-        self.entries.push((name.to_owned(), value));
+        self.push(name, value);
     }
 
     /// Removes every line of `name`; returns the removed values.
@@ -122,42 +261,35 @@ impl HeaderMap {
             return Vec::new();
         }
         self.touch(name);
-        let mut removed = Vec::new();
-        self.entries.retain_mut(|(k, v)| {
-            if k == name {
-                removed.push(std::mem::take(v));
-                false
-            } else {
-                true
-            }
-        });
+        let removed = self.values(name).map(<[u8]>::to_vec).collect();
+        let bytes = &self.bytes;
+        self.lines.retain(|line| !named(bytes, line, name));
         removed
     }
 
     /// Keeps the lines for which `keep(name, value)` holds.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
-        let kept: Vec<bool> = self.entries.iter().map(|(k, v)| keep(k, v)).collect();
+        let kept: Vec<bool> = self.iter().map(|(k, v)| keep(k, v)).collect();
         if !kept.contains(&false) {
             return;
         }
         let dropped: Vec<String> = self
-            .entries
             .iter()
             .zip(&kept)
             .filter(|(_, keep)| !**keep)
-            .map(|((k, _), _)| k.clone())
+            .map(|((k, _), _)| k.to_owned())
             .collect();
         for name in &dropped {
             self.touch(name);
         }
         let mut kept = kept.into_iter();
-        self.entries.retain(|_| kept.next().unwrap_or(true));
+        self.lines.retain(|_| kept.next().unwrap_or(true));
     }
 
     /// Replaces the values of `name` with `values` (none removes it).
     pub fn replace_all(&mut self, name: &str, values: Vec<Vec<u8>>) {
         self.remove(name);
-        for v in values {
+        for v in &values {
             self.add(name, v);
         }
     }
@@ -183,15 +315,22 @@ impl HeaderMap {
     /// lines.
     pub fn changes(&self) -> Vec<Change> {
         let mut out = Vec::new();
-        let mut names: Vec<&str> = Vec::with_capacity(self.as_read.len());
-        let present = self.entries.iter().map(|(k, _)| k.as_str());
-        for name in present.chain(self.as_read.iter().map(|(n, _)| n.as_str())) {
-            if !names.contains(&name) && self.lines_as_read(name).is_some() {
-                names.push(name);
+        // Changed names by where they now first appear; removed ones last,
+        // in the order they were changed.
+        let mut placed = vec![false; self.as_read.len()];
+        let mut order = Vec::with_capacity(self.as_read.len());
+        for line in &self.lines {
+            let changed = self.as_read.iter().position(|(n, _)| self.is(line, n));
+            if let Some(i) = changed
+                && let Some(seen) = placed.get_mut(i)
+                && !*seen
+            {
+                *seen = true;
+                order.push(i);
             }
         }
-        for name in names {
-            let old = self.lines_as_read(name).unwrap_or_default();
+        order.extend((0..placed.len()).filter(|i| placed.get(*i) == Some(&false)));
+        for (name, old) in order.into_iter().filter_map(|i| self.as_read.get(i)) {
             let new: Vec<&[u8]> = self.values(name).collect();
             if old.iter().map(Vec::as_slice).eq(new.iter().copied()) {
                 continue;
@@ -231,12 +370,56 @@ mod tests {
         )
     }
 
+    /// The ABI's serialization of `pairs`.
+    fn serialized(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let len = |n: usize| u32::try_from(n).unwrap().to_le_bytes();
+        let mut out = len(pairs.len()).to_vec();
+        for (k, v) in pairs {
+            out.extend(len(k.len()));
+            out.extend(len(v.len()));
+        }
+        for (k, v) in pairs {
+            out.extend(*k);
+            out.push(0);
+            out.extend(*v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn a_serialized_map_reads_in_order_and_a_malformed_one_safely() {
+        let pairs: [(&[u8], &[u8]); 3] = [(b":path", b"/a"), (b"x", b"\xff\x00v"), (b"x", b"")];
+        let m = HeaderMap::from_serialized(serialized(&pairs));
+        let lines: Vec<(&str, &[u8])> = m.iter().collect();
+        assert_eq!(
+            lines,
+            [(":path", &b"/a"[..]), ("x", b"\xff\x00v"), ("x", b"")]
+        );
+        assert_eq!(m.first("x"), Some(&b"\xff\x00v"[..]));
+        // A name that is not UTF-8 keeps its place, converted.
+        let odd =
+            HeaderMap::from_serialized(serialized(&[(b"a", b"1"), (b"\xc3(", b"2"), (b"b", b"3")]));
+        let names: Vec<&str> = odd.iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["a", "\u{fffd}(", "b"]);
+        // Truncated anywhere, a huge count, or empty: the lines that fit.
+        let whole = serialized(&pairs);
+        for cut in 0..whole.len() {
+            let m = HeaderMap::from_serialized(whole[..cut].to_vec());
+            assert!(m.len() <= 3);
+        }
+        let mut huge = whole.clone();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(HeaderMap::from_serialized(huge).len() <= 3);
+        assert!(HeaderMap::from_serialized(Vec::new()).is_empty());
+    }
+
     #[test]
     fn set_keeps_the_first_position_and_drops_the_other_lines() {
         let mut m = map(&[("a", "1"), ("b", "2"), ("a", "3")]);
-        m.set("a", b"9".to_vec());
+        m.set("a", b"9");
         assert_eq!(m, map(&[("a", "9"), ("b", "2")]));
-        m.set("c", b"4".to_vec());
+        m.set("c", b"4");
         assert_eq!(m.get("c").as_deref(), Some(&b"4"[..]));
     }
 
@@ -258,13 +441,13 @@ mod tests {
         ]);
         let mut after = before.clone();
         assert!(after.changes().is_empty());
-        after.set("one", b"2".to_vec());
+        after.set("one", b"2");
         after.remove("gone");
         after.remove("multi");
-        after.add("multi", b"b".to_vec());
-        after.add("multi", b"c".to_vec());
-        after.add("new", b"n".to_vec());
-        after.add("new", b"m".to_vec());
+        after.add("multi", b"b");
+        after.add("multi", b"c");
+        after.add("new", b"n");
+        after.add("new", b"m");
         assert_eq!(after.get_as_read("one").as_deref(), Some(&b"1"[..]));
         assert_eq!(after.get_as_read("multi").as_deref(), Some(&b"a,b"[..]));
         assert_eq!(after.get_as_read("new"), None);
@@ -286,8 +469,8 @@ mod tests {
         for w in writes {
             match w {
                 Change::Remove(n) => drop(replay.remove(&n)),
-                Change::Replace(n, v) => replay.set(&n, v),
-                Change::Add(n, v) => replay.add(&n, v),
+                Change::Replace(n, v) => replay.set(&n, &v),
+                Change::Add(n, v) => replay.add(&n, &v),
             }
         }
         for name in ["keep", "one", "multi", "gone", "new"] {
@@ -299,12 +482,12 @@ mod tests {
         }
         // Changing a name back to its lines as read writes nothing.
         let mut back = before.clone();
-        back.set("one", b"2".to_vec());
-        back.set("one", b"1".to_vec());
+        back.set("one", b"2");
+        back.set("one", b"1");
         back.remove("gone");
-        back.add("gone", b"g".to_vec());
+        back.add("gone", b"g");
         back.retain(|k, _| k != "keep");
-        back.add("keep", b"k".to_vec());
+        back.add("keep", b"k");
         assert!(back.changes().is_empty());
     }
 }

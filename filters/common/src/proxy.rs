@@ -32,6 +32,11 @@ unsafe extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_set_property(
         path_data: *const u8,
@@ -63,10 +68,23 @@ fn status(code: u32) -> Result<(), HostStatus> {
     }
 }
 
-/// Reads a whole header map in one host call. Names come from the host,
-/// which validates them (Envoy's codecs refuse non-token names).
+/// Reads a whole header map in one host call, keeping the host's buffer as
+/// the map's storage. A map the host does not have (trailers not sent,
+/// say) reads as empty; the SDK's `get_map_bytes` would panic instead.
 pub fn read_map(map: MapType) -> HeaderMap {
-    HeaderMap::new(hostcalls::get_map_bytes(map).unwrap_or_default())
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer to `size` bytes it allocated in our
+    // memory through `proxy_on_memory_allocate`, the SDK's allocator (a
+    // leaked boxed slice of exactly that size): ownership passes to us, as
+    // the SDK's own getters take it.
+    let bytes = unsafe {
+        if proxy_get_header_map_pairs(map as u32, &mut data, &mut size) != 0 || data.is_null() {
+            return HeaderMap::default();
+        }
+        Vec::from_raw_parts(data, size, size)
+    };
+    HeaderMap::from_serialized(bytes)
 }
 
 /// Applies `changes` to the host's map; returns how many writes the host

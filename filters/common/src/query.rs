@@ -107,7 +107,7 @@ impl QueryOp {
             new_path.extend(pairs.join(&b'&'));
         }
         if new_path != path {
-            request.headers.set(":path", new_path);
+            request.headers.set(":path", &new_path);
         }
     }
 }

@@ -52,11 +52,7 @@ impl<H: Host> Request<H> {
 
     /// `:path` as sent, query included.
     pub fn full_path(&self) -> &[u8] {
-        self.headers
-            .entries()
-            .iter()
-            .find(|(k, _)| k == ":path")
-            .map_or(&[], |(_, v)| v.as_slice())
+        self.headers.first(":path").unwrap_or_default()
     }
 
     /// The path without its query.
@@ -74,21 +70,12 @@ impl<H: Host> Request<H> {
 
     /// `:authority` without its port (IPv6-aware), lower-cased by the host.
     pub fn authority_host(&self) -> &[u8] {
-        let authority = self
-            .headers
-            .entries()
-            .iter()
-            .find(|(k, _)| k == ":authority")
-            .map_or(&[][..], |(_, v)| v.as_slice());
+        let authority = self.headers.first(":authority").unwrap_or_default();
         strip_port(authority)
     }
 
     pub fn method(&self) -> &[u8] {
-        self.headers
-            .entries()
-            .iter()
-            .find(|(k, _)| k == ":method")
-            .map_or(&[], |(_, v)| v.as_slice())
+        self.headers.first(":method").unwrap_or_default()
     }
 
     /// `xds.route_name`.

@@ -272,10 +272,10 @@ fn apply(op: &HeaderOp, value: Option<Vec<u8>>, headers: &mut HeaderMap) {
             }
             let exists = headers.contains(name);
             match action {
-                AppendAction::AppendIfExistsOrAdd => headers.add(name, value),
-                AppendAction::AddIfAbsent if !exists => headers.add(name, value),
-                AppendAction::OverwriteIfExistsOrAdd => headers.set(name, value),
-                AppendAction::OverwriteIfExists if exists => headers.set(name, value),
+                AppendAction::AppendIfExistsOrAdd => headers.add(name, &value),
+                AppendAction::AddIfAbsent if !exists => headers.add(name, &value),
+                AppendAction::OverwriteIfExistsOrAdd => headers.set(name, &value),
+                AppendAction::OverwriteIfExists if exists => headers.set(name, &value),
                 AppendAction::AddIfAbsent | AppendAction::OverwriteIfExists => {}
             }
         }
@@ -292,9 +292,9 @@ fn apply(op: &HeaderOp, value: Option<Vec<u8>>, headers: &mut HeaderMap) {
                         joined.extend_from_slice(separator);
                     }
                     joined.extend_from_slice(&value);
-                    headers.set(name, joined);
+                    headers.set(name, &joined);
                 }
-                None => headers.add(name, value),
+                None => headers.add(name, &value),
             }
         }
         HeaderOp::Remove(removal) => match removal {
@@ -441,15 +441,15 @@ impl Cors {
     fn actual_response(&self, origin: &[u8], response: &mut HeaderMap) {
         response.set(
             "access-control-allow-origin",
-            self.allow_origin_value(origin),
+            &self.allow_origin_value(origin),
         );
         if self.allow_credentials {
-            response.set("access-control-allow-credentials", b"true".to_vec());
+            response.set("access-control-allow-credentials", b"true");
         }
         if !self.expose_headers.is_empty() {
             response.set(
                 "access-control-expose-headers",
-                self.expose_headers.as_bytes().to_vec(),
+                self.expose_headers.as_bytes(),
             );
         }
         let varies = response
@@ -460,9 +460,9 @@ impl Cors {
             match response.get("vary") {
                 Some(mut v) if !v.is_empty() => {
                     v.extend_from_slice(b", Origin");
-                    response.set("vary", v);
+                    response.set("vary", &v);
                 }
-                _ => response.set("vary", b"Origin".to_vec()),
+                _ => response.set("vary", b"Origin"),
             }
         }
     }

@@ -136,12 +136,7 @@ fn removal_by_name_prefix_regex_and_hop_by_hop() {
         ],
     );
     c.on_request(&mut r);
-    let names: Vec<&str> = r
-        .headers
-        .entries()
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect();
+    let names: Vec<&str> = r.headers.iter().map(|(k, _)| k).collect();
     assert_eq!(
         names,
         [
@@ -321,7 +316,7 @@ fn cors_preflights_are_answered_and_actual_responses_get_headers() {
             ("access-control-request-method", "POST"),
         ],
     );
-    pre.headers.set(":method", b"OPTIONS".to_vec());
+    pre.headers.set(":method", b"OPTIONS");
     let d = c.on_request(&mut pre);
     let reply = d.reply.as_ref().expect("preflight answered");
     assert_eq!(reply.status, 204);
@@ -364,7 +359,7 @@ fn cors_preflights_are_answered_and_actual_responses_get_headers() {
             "/",
             &[("origin", origin), ("access-control-request-method", "GET")],
         );
-        other.headers.set(":method", b"OPTIONS".to_vec());
+        other.headers.set(":method", b"OPTIONS");
         let d = c.on_request(&mut other);
         assert!(
             d.reply.is_none(),

@@ -148,20 +148,16 @@ impl Config {
         spreader: &mut Spreader,
     ) {
         match upstream {
-            Upstream::Cluster(c) => request
-                .headers
-                .set(&self.cluster_header, c.as_bytes().to_vec()),
+            Upstream::Cluster(c) => request.headers.set(&self.cluster_header, c.as_bytes()),
             Upstream::Split(split) => {
                 let Some(target) = pick(split, request, spreader) else {
                     return;
                 };
                 if let Some(c) = &target.cluster {
-                    request
-                        .headers
-                        .set(&self.cluster_header, c.as_bytes().to_vec());
+                    request.headers.set(&self.cluster_header, c.as_bytes());
                 }
                 if let Some(t) = &target.tag {
-                    request.headers.set(&self.tag_header, t.as_bytes().to_vec());
+                    request.headers.set(&self.tag_header, t.as_bytes());
                 }
             }
         }
@@ -232,8 +228,8 @@ fn apply_rewrite<H: Host>(rewrite: &Rewrite, request: &mut Request<H>) {
                     }
                     _ => original,
                 };
-                request.headers.set("x-forwarded-host", forwarded);
-                request.headers.set(":authority", new);
+                request.headers.set("x-forwarded-host", &forwarded);
+                request.headers.set(":authority", &new);
             }
         }
     }
@@ -246,7 +242,7 @@ fn apply_rewrite<H: Host>(rewrite: &Rewrite, request: &mut Request<H>) {
                 new.extend_from_slice(query);
             }
             if new != full {
-                request.headers.set(":path", new);
+                request.headers.set(":path", &new);
             }
         }
     }
