@@ -1,0 +1,69 @@
+//! Runs requests through a filter in the harness, for `perf` (see the
+//! harness README, "Speed"): a GET with eight typical headers, then a 200
+//! response, each on its own stream of one VM.
+//!
+//! `cargo run --release -p proxy-wasm-benches --example profile -- MODULE.wasm [CONFIG.json] [REQUESTS]`
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use proxy_wasm_harness::{Plugin, Runtime};
+
+const REQUEST: [(&str, &str); 8] = [
+    (":method", "GET"),
+    (":path", "/api/orders/42?debug=1&page=2"),
+    (":authority", "shop.example.com"),
+    (":scheme", "http"),
+    ("user-agent", "bench/1.0"),
+    ("x-user", "ada"),
+    ("x-internal-token", "secret"),
+    ("accept", "application/json"),
+];
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("profile: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [module, rest @ ..] = args.as_slice() else {
+        return Err("usage: profile MODULE.wasm [CONFIG.json] [REQUESTS]".into());
+    };
+    let configuration = match rest.first() {
+        Some(path) => std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?,
+        None => Vec::new(),
+    };
+    let requests: u32 = match rest.get(1) {
+        Some(n) => n
+            .parse()
+            .map_err(|_| format!("`{n}` is not a number of requests"))?,
+        None => 100_000,
+    };
+    let runtime = Runtime::new().map_err(|e| e.to_string())?;
+    let plugin = Plugin::builder(module)
+        .runtime(&runtime)
+        .configuration(configuration)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut vm = plugin.start().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    for _ in 0..requests {
+        let mut stream = vm.http_stream();
+        stream
+            .send_request_headers(REQUEST, true)
+            .map_err(|e| e.to_string())?;
+        stream
+            .send_response_headers([(":status", "200"), ("server", "envoy")], true)
+            .map_err(|e| e.to_string())?;
+        stream.finish().map_err(|e| e.to_string())?;
+    }
+    let each = started.elapsed().as_secs_f64() * 1e6 / f64::from(requests.max(1));
+    println!("{requests} requests, {each:.2} µs each");
+    Ok(())
+}
