@@ -32,7 +32,7 @@ struct Line {
 /// Whether `line` (of a map holding `bytes`) is named `name`.
 fn named(bytes: &[u8], line: &Line, name: &str) -> bool {
     let (start, len) = line.name;
-    bytes.get(start..start.saturating_add(len)) == Some(name.as_bytes())
+    len == name.len() && bytes.get(start..start.saturating_add(len)) == Some(name.as_bytes())
 }
 
 /// Maps are equal when their lines are; how they got there does not count.
