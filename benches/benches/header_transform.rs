@@ -11,18 +11,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use filter_common::headers::HeaderMap;
 use filter_common::request::{Request, TableHost};
 use header_transform::Config;
+use proxy_wasm_benches::REQUEST;
 use proxy_wasm_harness::{Plugin, Runtime};
-
-const REQUEST: [(&str, &str); 8] = [
-    (":method", "GET"),
-    (":path", "/api/orders/42?debug=1&page=2"),
-    (":authority", "shop.example.com"),
-    (":scheme", "http"),
-    ("user-agent", "bench/1.0"),
-    ("x-user", "ada"),
-    ("x-internal-token", "secret"),
-    ("accept", "application/json"),
-];
 
 const ONE_RULE: &str =
     r#"{"rules": [{"request_headers": [{"set": {"name": "x-env", "value": "prod"}}]}]}"#;

@@ -8,18 +8,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use proxy_wasm_benches::REQUEST;
 use proxy_wasm_harness::{Plugin, Runtime};
-
-const REQUEST: [(&str, &str); 8] = [
-    (":method", "GET"),
-    (":path", "/api/orders/42?debug=1&page=2"),
-    (":authority", "shop.example.com"),
-    (":scheme", "http"),
-    ("user-agent", "bench/1.0"),
-    ("x-user", "ada"),
-    ("x-internal-token", "secret"),
-    ("accept", "application/json"),
-];
 
 fn main() -> ExitCode {
     match run() {

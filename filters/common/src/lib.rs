@@ -12,7 +12,7 @@
 //! - [`query`]: query-string edits on `:path`;
 //! - [`template`]: the `%OPERATOR%` value language;
 //! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
-//! - `proxy` (wasm32 only): reading and writing the host's maps without the SDK's panics.
+//! - `proxy` (wasm32 only): reading and writing the host's maps without the SDK's panics, counters.
 // Filters run inside the proxy, where a panic kills the VM: no unwrap,
 // expect, panic or unchecked indexing outside tests.
 #![cfg_attr(

@@ -10,7 +10,7 @@
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
+use proxy_wasm::types::{MapType, MetricType};
 
 use crate::headers::{Change, HeaderMap};
 use crate::request::Host;
@@ -172,6 +172,26 @@ fn serialize_pairs(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
         out.push(0);
     }
     out
+}
+
+/// Defines a counter (Envoy shows it as `wasmcustom.<name>`); `None` when
+/// the host refuses it, and its increments are then skipped.
+pub fn counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).ok()
+}
+
+/// Adds one to `metric`.
+pub fn count(metric: Option<u32>) {
+    add(metric, 1);
+}
+
+/// Adds `n` to `metric` (nothing for 0).
+pub fn add(metric: Option<u32>, n: usize) {
+    if let (Some(id), Ok(n)) = (metric, i64::try_from(n))
+        && n > 0
+    {
+        let _ = hostcalls::increment_metric(id, n);
+    }
 }
 
 /// The proxy as a [`Host`].

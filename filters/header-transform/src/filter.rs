@@ -4,12 +4,14 @@
 
 use std::rc::Rc;
 
-use filter_common::proxy::{ProxyHost, read_map, send_local_reply, set_property, write_changes};
+use filter_common::proxy::{
+    ProxyHost, add, count, counter, read_map, send_local_reply, set_property, write_changes,
+};
 use filter_common::request::Request;
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 use crate::config::Config;
 use filter_common::reply::LocalReply;
@@ -34,21 +36,12 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Self {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
         Metrics {
             rules_applied: counter("header_transform.rules_applied"),
             errors: counter("header_transform.errors"),
             cors_preflights: counter("header_transform.cors_preflights"),
             responses_replaced: counter("header_transform.responses_replaced"),
         }
-    }
-}
-
-fn count(metric: Option<u32>, n: usize) {
-    if let (Some(id), Ok(n)) = (metric, i64::try_from(n))
-        && n > 0
-    {
-        let _ = hostcalls::increment_metric(id, n);
     }
 }
 
@@ -109,7 +102,7 @@ impl Stream {
     fn reply(&mut self, reply: &LocalReply, details: &str) -> Action {
         self.replied = true;
         if let Err(status) = send_local_reply(reply.status, details, &reply.headers, &reply.body) {
-            count(self.metrics.errors, 1);
+            count(self.metrics.errors);
             warn!("header-transform: the host refused the local reply ({status:?})");
             return Action::Continue;
         }
@@ -119,7 +112,7 @@ impl Stream {
     fn write(&self, map: MapType, changes: &[filter_common::headers::Change]) {
         let refused = write_changes(map, changes);
         if refused > 0 {
-            count(self.metrics.errors, refused);
+            add(self.metrics.errors, refused);
             warn!("header-transform: the host refused {refused} header writes");
         }
     }
@@ -132,13 +125,13 @@ impl HttpContext for Stream {
         let mut request = Request::new(read_map(MapType::HttpRequestHeaders), ProxyHost);
         let decision = self.config.on_request(&mut request);
         if let Some(reply) = &decision.reply {
-            count(self.metrics.cors_preflights, 1);
+            count(self.metrics.cors_preflights);
             return self.reply(reply, "header_transform_cors_preflight");
         }
         self.write(MapType::HttpRequestHeaders, &decision.writes);
         for (property, value) in &decision.filter_state {
             if let Err(status) = set_property(property, value) {
-                count(self.metrics.errors, 1);
+                count(self.metrics.errors);
                 warn!("header-transform: cannot set property {property} ({status:?})");
             }
         }
@@ -148,7 +141,7 @@ impl HttpContext for Stream {
         {
             debug!("header-transform: clear_route_cache unavailable ({status:?})");
         }
-        count(self.metrics.rules_applied, decision.rules_applied());
+        add(self.metrics.rules_applied, decision.rules_applied());
         self.request = Some(request);
         self.decision = decision;
         Action::Continue
@@ -181,7 +174,7 @@ impl HttpContext for Stream {
             .config
             .on_response(&self.decision, request, &mut response);
         if let Some(reply) = decision.replace {
-            count(self.metrics.responses_replaced, 1);
+            count(self.metrics.responses_replaced);
             return self.reply(&reply, "header_transform_custom_response");
         }
         self.write(MapType::HttpResponseHeaders, &decision.writes);

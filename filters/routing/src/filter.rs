@@ -7,12 +7,12 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
-use filter_common::proxy::{ProxyHost, read_map, send_local_reply, write_changes};
+use filter_common::proxy::{ProxyHost, count, counter, read_map, send_local_reply, write_changes};
 use filter_common::request::Request;
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 use crate::config::Config;
 use crate::route::{ReplyKind, Spreader, Taken};
@@ -44,7 +44,6 @@ struct Metrics {
 
 impl Metrics {
     fn define(config: &Config) -> Self {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
         Metrics {
             rules: config
                 .rule_names
@@ -58,12 +57,6 @@ impl Metrics {
             denied: counter("routing.denied"),
             errors: counter("routing.errors"),
         }
-    }
-}
-
-fn count(metric: Option<u32>) {
-    if let Some(id) = metric {
-        let _ = hostcalls::increment_metric(id, 1);
     }
 }
 
