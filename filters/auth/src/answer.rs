@@ -35,18 +35,7 @@ pub fn reply(
                 details,
             ))
         }
-        Decision::AuthzDenied {
-            status,
-            headers,
-            body,
-        } => Some((
-            LocalReply {
-                status: *status,
-                headers: headers.clone(),
-                body: body.clone(),
-            },
-            "auth_ext_authz_denied".to_owned(),
-        )),
+        Decision::AuthzDenied(reply) => Some((reply.clone(), "auth_ext_authz_denied".to_owned())),
         Decision::AuthzError => {
             let status = config.ext_authz.as_ref().map_or(403, |e| e.status_on_error);
             Some((

@@ -10,12 +10,12 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use filter_common::headers::HeaderMap;
-use filter_common::proxy::{ProxyHost, read_map, send_local_reply, write_changes};
+use filter_common::proxy::{ProxyHost, count, counter, read_map, send_local_reply, write_changes};
 use filter_common::request::{Request, split_query};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::answer::{apply, reply, strip_outputs};
 use crate::config::{Config, JwksSource, Provider, RemoteJwks};
@@ -48,7 +48,6 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Self {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
         Metrics {
             allowed: counter("auth.allowed"),
             unauthorized: counter("auth.unauthorized"),
@@ -62,12 +61,6 @@ impl Metrics {
             jwks_fetches: counter("auth.jwks.fetches"),
             jwks_failures: counter("auth.jwks.fetch_failures"),
         }
-    }
-}
-
-fn count(metric: Option<u32>) {
-    if let Some(id) = metric {
-        let _ = hostcalls::increment_metric(id, 1);
     }
 }
 
@@ -344,7 +337,7 @@ struct Waiting(u32, Need);
 struct Stream {
     state: Option<Shared>,
     /// The request headers as read (kept until decided).
-    request: Option<Rc<HeaderMap>>,
+    request: Option<HeaderMap>,
     waiting: Option<Waiting>,
     /// Providers whose set this request fetched (never twice).
     fetched: Vec<usize>,
@@ -408,14 +401,19 @@ impl Stream {
     /// Evaluates the request and acts: `Continue` to let it go on, `Pause`
     /// while waiting or after a local reply.
     fn decide(&mut self) -> Action {
-        let (Some(shared), Some(headers)) = (self.state.clone(), self.request.clone()) else {
+        let Some(shared) = self.state.clone() else {
             return Action::Continue;
         };
         loop {
+            // The map moves into the evaluation and back while waiting,
+            // rather than being copied for each evaluation.
+            let Some(headers) = self.request.take() else {
+                return Action::Continue;
+            };
             let mut guard = shared.borrow_mut();
             let state = &mut *guard;
-            let mut request = Request::new(HeaderMap::clone(&headers), ProxyHost)
-                .with_client_ip_source(state.config.client_ip);
+            let mut request =
+                Request::new(headers, ProxyHost).with_client_ip_source(state.config.client_ip);
             let mut env = StreamEnv {
                 providers: &state.config.providers,
                 remote: &mut state.remote,
@@ -428,6 +426,7 @@ impl Stream {
                 Ok(verdict) => return act(state, &verdict, &mut request),
                 Err(need) => {
                     drop(guard);
+                    self.request = Some(request.headers);
                     match self.start(need) {
                         Some(action) => return action,
                         // The call could not be made: evaluate again with that.
@@ -594,7 +593,7 @@ fn act(state: &State, verdict: &Verdict, request: &mut Request<ProxyHost>) -> Ac
             count(match &verdict.decision {
                 Decision::Unauthorized(_) | Decision::Missing(_) => metrics.unauthorized,
                 Decision::Forbidden(_) => metrics.forbidden,
-                Decision::AuthzDenied { .. } => metrics.authz_denied,
+                Decision::AuthzDenied(_) => metrics.authz_denied,
                 _ => metrics.authz_error,
             });
             let why = match &verdict.decision {
@@ -698,7 +697,7 @@ impl HttpContext for Stream {
         if self.state.is_none() {
             return Action::Continue;
         }
-        self.request = Some(Rc::new(read_map(MapType::HttpRequestHeaders)));
+        self.request = Some(read_map(MapType::HttpRequestHeaders));
         self.decide()
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use filter_common::reply::LocalReply;
 use filter_common::request::{Host, Request};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -202,11 +203,7 @@ enum Authn {
 enum Failure {
     Refused(Refusal),
     /// The authorization service said no: its answer goes to the client.
-    AuthzDenied {
-        status: u16,
-        headers: Vec<(String, Vec<u8>)>,
-        body: Vec<u8>,
-    },
+    AuthzDenied(LocalReply),
     /// The authorization service could not be asked, failing closed.
     AuthzError,
 }
@@ -222,11 +219,7 @@ pub enum Decision {
     /// 403 by the rule's conditions (or `unmatched: deny`).
     Forbidden(Passed),
     /// The external authorization service's denial, passed on.
-    AuthzDenied {
-        status: u16,
-        headers: Vec<(String, Vec<u8>)>,
-        body: Vec<u8>,
-    },
+    AuthzDenied(LocalReply),
     /// External authorization failed, failing closed.
     AuthzError,
 }
@@ -281,15 +274,7 @@ pub fn evaluate<H: Host, E: Env>(
     let decision = match authn {
         Authn::Missing(method) => Decision::Missing(method),
         Authn::Failed(Failure::Refused(refusal)) => Decision::Unauthorized(refusal),
-        Authn::Failed(Failure::AuthzDenied {
-            status,
-            headers,
-            body,
-        }) => Decision::AuthzDenied {
-            status,
-            headers,
-            body,
-        },
+        Authn::Failed(Failure::AuthzDenied(reply)) => Decision::AuthzDenied(reply),
         Authn::Failed(Failure::AuthzError) => Decision::AuthzError,
         Authn::Passed(passed) => {
             if conditions_hold(rule, &passed) == rule.deny {
@@ -706,11 +691,11 @@ fn ext_authz<E: Env>(config: &Config, env: &mut E) -> Result<Authn, Need> {
                 })
                 .cloned()
                 .collect();
-            Authn::Failed(Failure::AuthzDenied {
+            Authn::Failed(Failure::AuthzDenied(LocalReply {
                 status: *status,
                 headers: passed_on,
                 body: body.clone(),
-            })
+            }))
         }
         Some(AuthzAnswer::Error) if settings.failure_mode_allow => Authn::Passed(Passed {
             authz_failed_open: true,

@@ -315,6 +315,9 @@ impl HeaderMap {
     /// lines.
     pub fn changes(&self) -> Vec<Change> {
         let mut out = Vec::new();
+        if self.as_read.is_empty() {
+            return out;
+        }
         // Changed names by where they now first appear; removed ones last,
         // in the order they were changed.
         let mut placed = vec![false; self.as_read.len()];
