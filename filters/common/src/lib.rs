@@ -6,10 +6,12 @@
 //! - [`net`]: CIDR ranges and where the client IP comes from;
 //! - [`reply`]: local replies;
 //! - [`request`]: the request as rules see it, host properties read lazily;
+//! - [`rewrite`]: Envoy's `regex_rewrite` (a regex and a `\1` substitution);
 //! - [`matcher`]: string matchers and host patterns;
 //! - [`path`]: path-separated prefixes and URI templates;
 //! - [`expr`]: match expressions (AND of members, `all`/`any`/`not`);
 //! - [`query`]: query-string edits on `:path`;
+//! - [`regex`]: the regex engine (regex-lite's syntax, linear-time matching);
 //! - [`template`]: the `%OPERATOR%` value language;
 //! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
 //! - `proxy` (wasm32 only): reading and writing the host's maps without the SDK's panics, counters.
@@ -34,7 +36,9 @@ pub mod path;
 #[cfg(target_arch = "wasm32")]
 pub mod proxy;
 pub mod query;
+pub mod regex;
 pub mod reply;
 pub mod request;
+pub mod rewrite;
 pub mod scope;
 pub mod template;

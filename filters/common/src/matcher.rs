@@ -3,10 +3,10 @@
 
 use std::borrow::Cow;
 
-use regex_lite::Regex;
 use serde_json::Value;
 
 use crate::config::{Fields, Problems};
+use crate::regex::Regex;
 
 /// The members of a matcher object: exactly one test (`exact`, `prefix`,
 /// `suffix`, `contains`, `regex`, `one_of`, `present: true`,
@@ -109,7 +109,7 @@ impl StringMatcher {
             match Regex::new(&pattern) {
                 Ok(re) => tests.push(Test::Regex(re)),
                 Err(e) => {
-                    problems.push(&f.at("regex"), invalid_regex(&e));
+                    problems.push(&f.at("regex"), e.to_string());
                     ok = false;
                 }
             }
@@ -176,22 +176,12 @@ impl StringMatcher {
             Test::Prefix(s) => value.starts_with(s),
             Test::Suffix(s) => value.ends_with(s),
             Test::Contains(s) => s.is_empty() || value.windows(s.len()).any(|w| w == s.as_slice()),
-            Test::Regex(re) => re.is_match(&String::from_utf8_lossy(&value)),
+            Test::Regex(re) => re.is_match(&value),
             Test::OneOf(list) => list.iter().any(|s| *value == **s),
             Test::Present => true,
             Test::Absent => false,
         }
     }
-}
-
-/// A regex error on one line (regex-lite's span several; a configuration
-/// error is one log line).
-pub fn invalid_regex(e: &regex_lite::Error) -> String {
-    let text = e.to_string();
-    format!(
-        "invalid regex: {}",
-        text.split_whitespace().collect::<Vec<_>>().join(" ")
-    )
 }
 
 /// A host pattern as in Envoy's virtual-host `domains`: `*.example.com`

@@ -6,11 +6,11 @@ use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, decode_json, join, one_of, tagged,
 };
 use filter_common::expr::Expr;
-use filter_common::matcher::invalid_regex;
 use filter_common::query::QueryOp;
+use filter_common::regex::Regex;
+use filter_common::rewrite::RegexRewrite;
 use filter_common::scope::ScopeMatch;
 use filter_common::template::{Side, Template};
-use regex_lite::Regex;
 use serde_json::Value;
 
 /// Envoy's `HeaderValueOption.append_action`.
@@ -103,7 +103,7 @@ pub(crate) enum Removal {
 pub(crate) struct ToFilterState {
     pub(crate) header: String,
     pub(crate) property: String,
-    pub(crate) rewrite: Option<(Regex, String)>,
+    pub(crate) rewrite: Option<RegexRewrite>,
     pub(crate) on_missing: Option<Vec<u8>>,
     pub(crate) remove_header: bool,
 }
@@ -356,7 +356,7 @@ impl HeaderOp {
                     return match Regex::new(r) {
                         Ok(re) => Some(HeaderOp::Remove(Removal::Regex(re))),
                         Err(e) => {
-                            problems.push(&f.at("regex"), invalid_regex(&e));
+                            problems.push(&f.at("regex"), e.to_string());
                             None
                         }
                     };
@@ -437,21 +437,9 @@ impl ToFilterState {
         if property.is_some_and(|p| p.is_empty() || p.contains('\0')) {
             problems.push(&f.at("property"), "a property name must be non-empty text");
         }
-        let rewrite = match f.object("regex_rewrite", &["pattern", "substitution"], problems) {
-            Some(r) => {
-                let pattern = r.required_string("pattern", problems);
-                let substitution = r.required_string("substitution", problems);
-                match pattern.map(Regex::new) {
-                    Some(Ok(re)) => substitution.map(|s| (re, s.to_owned())),
-                    Some(Err(e)) => {
-                        problems.push(&r.at("pattern"), invalid_regex(&e));
-                        None
-                    }
-                    None => None,
-                }
-            }
-            None => None,
-        };
+        let rewrite = f
+            .value("regex_rewrite")
+            .and_then(|r| RegexRewrite::decode(r, &f.at("regex_rewrite"), problems));
         Some(ToFilterState {
             header: header?.to_owned(),
             property: property?.to_owned(),

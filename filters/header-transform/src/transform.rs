@@ -302,7 +302,9 @@ fn apply(op: &HeaderOp, value: Option<Vec<u8>>, headers: &mut HeaderMap) {
             Removal::Prefix(p) => {
                 headers.retain(|k, _| k.starts_with(':') || !k.starts_with(p.as_str()))
             }
-            Removal::Regex(re) => headers.retain(|k, _| k.starts_with(':') || !re.is_match(k)),
+            Removal::Regex(re) => {
+                headers.retain(|k, _| k.starts_with(':') || !re.is_match(k.as_bytes()))
+            }
             Removal::HopByHop => {
                 let listed: Vec<String> = headers
                     .values("connection")
@@ -356,12 +358,7 @@ fn collect_filter_state<H: Host>(
     for s in &rule.to_filter_state {
         let value = match request.headers.get(&s.header) {
             Some(v) => match &s.rewrite {
-                Some((re, substitution)) => {
-                    let text = String::from_utf8_lossy(&v);
-                    re.replace(&text, substitution.as_str())
-                        .into_owned()
-                        .into_bytes()
-                }
+                Some(rewrite) => rewrite.replace_all(&v).unwrap_or(v),
                 None => v,
             },
             None => match &s.on_missing {

@@ -215,7 +215,7 @@ fn ten_thousand_random_requests_never_trap() {
            {"rename": {"from": "x-old", "to": "x-new"}}, {"copy": {"from": "x-h", "to": "x-h-copy"}},
            {"dedupe": {"name": "x-multi", "strategy": "RETAIN_UNIQUE"}}],
          "query": [{"set": {"name": "q", "value": "%REQ(x-user)%"}}, {"remove": {"name": "debug"}}, {"add": {"name": "t", "value": "%REQ(x-tenant)%"}}],
-         "to_filter_state": [{"header": "x-tenant", "property": "tenant", "regex_rewrite": {"pattern": "^t-(.*)$", "substitution": "$1"}}],
+         "to_filter_state": [{"header": "x-tenant", "property": "tenant", "regex_rewrite": {"pattern": "^t-(.*)$", "substitution": "\\1"}}],
          "response_headers": [{"set": {"name": "x-status", "value": "%RESPONSE_CODE% %RESP(x-h)%"}}, {"dedupe": {"name": "x-h", "strategy": "RETAIN_LAST"}}]},
         {"when": {"host": {"regex": "^[a-z]+$"}, "headers": [{"name": "x-h", "contains": "a", "ignore_case": true}], "query": [{"name": "q", "present": true}]},
          "request_headers": [{"set": {"name": "x-matched", "value": "1"}}]}

@@ -250,7 +250,7 @@ fn query_parameters_are_set_added_and_removed() {
 fn headers_go_to_filter_state_rewritten_defaulted_or_removed() {
     let c = config(
         r#"{"rules": [{"to_filter_state": [
-            {"header": "x-tenant", "property": "tenant", "regex_rewrite": {"pattern": "^t-(.*)$", "substitution": "$1"}, "remove_header": true},
+            {"header": "x-tenant", "property": "tenant", "regex_rewrite": {"pattern": "^t-(.*)$", "substitution": "\\1"}, "remove_header": true},
             {"header": "x-plan", "property": "plan", "on_missing": "free"},
             {"header": "x-none", "property": "none"}
         ]}]}"#,

@@ -3,132 +3,9 @@
 //! literal values.
 
 use filter_common::config::{Fields, Problems, check_header_name, join, tagged};
-use filter_common::matcher::invalid_regex;
 use filter_common::path::{TemplateRewrite, UriTemplate};
-use regex_lite::{Captures, Regex};
+use filter_common::rewrite::RegexRewrite;
 use serde_json::Value;
-
-/// Replacement text with `\0`..`\9` capture references, as Envoy's
-/// `regex_rewrite.substitution` writes them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Substitution {
-    pieces: Vec<SubPiece>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum SubPiece {
-    Text(Vec<u8>),
-    Group(usize),
-}
-
-impl Substitution {
-    /// Parses `source`; references must exist in `regex` (`\\` is a
-    /// backslash).
-    pub fn parse(source: &str, regex: &Regex) -> Result<Self, String> {
-        let mut pieces = Vec::new();
-        let mut text = Vec::new();
-        let mut bytes = source.bytes();
-        while let Some(b) = bytes.next() {
-            if b != b'\\' {
-                text.push(b);
-                continue;
-            }
-            match bytes.next() {
-                Some(b'\\') => text.push(b'\\'),
-                Some(d @ b'0'..=b'9') => {
-                    let group = usize::from(d - b'0');
-                    if group >= regex.captures_len() {
-                        return Err(format!(
-                            "`\\{group}`: the regex has {} capture groups",
-                            regex.captures_len() - 1
-                        ));
-                    }
-                    if !text.is_empty() {
-                        pieces.push(SubPiece::Text(std::mem::take(&mut text)));
-                    }
-                    pieces.push(SubPiece::Group(group));
-                }
-                _ => return Err("`\\` is followed by a digit or another `\\`".to_owned()),
-            }
-        }
-        if !text.is_empty() {
-            pieces.push(SubPiece::Text(text));
-        }
-        Ok(Self { pieces })
-    }
-
-    fn expand(&self, caps: &Captures<'_>, out: &mut Vec<u8>) {
-        for piece in &self.pieces {
-            match piece {
-                SubPiece::Text(t) => out.extend_from_slice(t),
-                SubPiece::Group(g) => {
-                    out.extend_from_slice(caps.get(*g).map_or("", |m| m.as_str()).as_bytes());
-                }
-            }
-        }
-    }
-}
-
-/// A regex and its substitution.
-#[derive(Debug)]
-pub struct RegexRewrite {
-    regex: Regex,
-    substitution: Substitution,
-}
-
-impl RegexRewrite {
-    /// Decodes `{"pattern": "...", "substitution": "..."}`.
-    fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
-        let f = Fields::new(value, at, &["pattern", "substitution"], problems)?;
-        let pattern = f.required_string("pattern", problems);
-        let substitution = f.required_string("substitution", problems);
-        let regex = match Regex::new(pattern?) {
-            Ok(r) => r,
-            Err(e) => {
-                problems.push(&f.at("pattern"), invalid_regex(&e));
-                return None;
-            }
-        };
-        match Substitution::parse(substitution?, &regex) {
-            Ok(substitution) => Some(Self {
-                regex,
-                substitution,
-            }),
-            Err(e) => {
-                problems.push(&f.at("substitution"), e);
-                None
-            }
-        }
-    }
-
-    /// Every non-overlapping match replaced (Envoy's `regex_rewrite`);
-    /// `None` when nothing matches.
-    fn replace_all(&self, input: &str) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut last = 0;
-        let mut matched = false;
-        for caps in self.regex.captures_iter(input) {
-            matched = true;
-            let whole = caps.get(0)?;
-            out.extend_from_slice(input.get(last..whole.start())?.as_bytes());
-            self.substitution.expand(&caps, &mut out);
-            last = whole.end();
-        }
-        if !matched {
-            return None;
-        }
-        out.extend_from_slice(input.get(last..)?.as_bytes());
-        Some(out)
-    }
-
-    /// The substitution expanded with the first match's groups only.
-    fn expand_first(&self, input: &str) -> Option<Vec<u8>> {
-        let caps = self.regex.captures(input)?;
-        let mut out = Vec::new();
-        self.substitution.expand(&caps, &mut out);
-        Some(out)
-    }
-}
 
 /// How a path (without its query) changes.
 #[derive(Debug)]
@@ -217,7 +94,7 @@ impl PathRewrite {
                 out.extend_from_slice(rest);
                 Some(out)
             }
-            Self::Regex(r) => r.replace_all(std::str::from_utf8(path).ok()?),
+            Self::Regex(r) => r.replace_all(path),
             Self::Template { matcher, to } => Some(to.render(&matcher.captures(path)?)),
         }
     }
@@ -266,7 +143,7 @@ impl HostRewrite {
         let host = match self {
             Self::Set(h) => h.clone(),
             Self::FromHeader(name) => header(name)?,
-            Self::FromPath(r) => r.expand_first(std::str::from_utf8(path).ok()?)?,
+            Self::FromPath(r) => r.expand_first(path)?,
         };
         is_authority(&host).then_some(host)
     }
