@@ -28,6 +28,9 @@ const MAX_NESTING: usize = 64;
 const MAX_REPEAT: u32 = 1000;
 /// The largest compiled program, so `(x{1000}){1000}` is refused.
 const MAX_PROGRAM: usize = 20_000;
+/// The most capture slots a search may keep (one per program counter and
+/// slot, in each of two lists), so no pattern allocates megabytes a search.
+const MAX_SLOTS: usize = 1 << 18;
 /// An unset capture slot.
 const UNSET: usize = usize::MAX;
 const MAX_CHAR: u32 = char::MAX as u32;
@@ -147,10 +150,17 @@ impl Regex {
         compiler.node(&node)?;
         compiler.emit(Inst::Save(1))?;
         compiler.emit(Inst::Match)?;
+        let groups = parser.groups + 1;
+        if compiler.program.len().saturating_mul(2 * groups) > MAX_SLOTS {
+            return Err(Error {
+                offset: 0,
+                message: "the pattern has too many groups for its size",
+            });
+        }
         Ok(Self {
             pattern: pattern.into(),
             program: compiler.program,
-            groups: parser.groups + 1,
+            groups,
             anchored: node.is_anchored(),
         })
     }
@@ -1156,6 +1166,8 @@ mod tests {
         }
         assert!(Regex::new(&"(".repeat(100)).is_err());
         assert!(Regex::new("(a{1000}){1000}").is_err());
+        assert!(Regex::new(&"(a)".repeat(400)).is_err());
+        assert!(Regex::new(&"(a)".repeat(100)).is_ok());
     }
 
     #[test]
