@@ -19,6 +19,7 @@
 //! classes and class set operations. Input is bytes: valid UTF-8 is matched
 //! character by character, any other byte as U+FFFD.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::ops::Range;
 
@@ -62,6 +63,10 @@ pub struct Regex {
     /// Every match starts at the text's start (`^...`, `\A...`): a search
     /// tries no other position.
     anchored: bool,
+    /// The search's buffers, kept from one search to the next so matching
+    /// a request allocates nothing (a filter's VM is single-threaded).
+    /// Boxed: a regex sits in matcher enums beside small variants.
+    scratch: Box<RefCell<Scratch>>,
 }
 
 impl fmt::Debug for Regex {
@@ -162,6 +167,7 @@ impl Regex {
             program: compiler.program,
             groups,
             anchored: node.is_anchored(),
+            scratch: Box::default(),
         })
     }
 
@@ -207,14 +213,30 @@ impl Regex {
         slots: usize,
         earliest: bool,
     ) -> Option<Vec<usize>> {
+        // A search never calls back into another, so the borrow only fails
+        // if that changes; fresh buffers keep it correct then.
+        let mut fresh = Scratch::default();
+        let mut kept = self.scratch.try_borrow_mut();
+        let Scratch {
+            current,
+            next,
+            stack,
+            slots: thread_slots,
+        } = match kept.as_deref_mut() {
+            Ok(scratch) => scratch,
+            Err(_) => &mut fresh,
+        };
         let size = self.program.len();
-        let mut current = Threads::new(size, slots);
-        let mut next = Threads::new(size, slots);
+        current.reset(size, slots);
+        next.reset(size, slots);
+        stack.clear();
+        thread_slots.clear();
+        thread_slots.resize(slots, UNSET);
         let mut closure = Closure {
             program: &self.program,
             text,
-            stack: Vec::new(),
-            slots: vec![UNSET; slots],
+            stack,
+            slots: thread_slots,
         };
         let mut matched = None;
         let mut at = start;
@@ -222,7 +244,7 @@ impl Regex {
             if matched.is_none() && (at == start || !self.anchored) {
                 // A thread starting here ranks below every earlier one.
                 closure.slots.fill(UNSET);
-                closure.add(&mut current, 0, at);
+                closure.add(current, 0, at);
             }
             if current.dense.is_empty() {
                 break;
@@ -240,15 +262,15 @@ impl Regex {
                     }
                     Some(Inst::Set(set)) => {
                         if let Some((_, len)) = here.filter(|(c, _)| contains(set, *c)) {
-                            copy(&mut closure.slots, current.slots_of(pc));
-                            closure.add(&mut next, pc + 1, at + len);
+                            copy(closure.slots, current.slots_of(pc));
+                            closure.add(next, pc + 1, at + len);
                         }
                     }
                     _ => {}
                 }
             }
             let Some((_, len)) = here else { break };
-            std::mem::swap(&mut current, &mut next);
+            std::mem::swap(current, next);
             next.clear();
             at += len;
         }
@@ -327,8 +349,19 @@ enum Inst {
     Match,
 }
 
+/// What a search works in: two thread lists, the closure's stack and the
+/// followed thread's capture slots.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    current: Threads,
+    next: Threads,
+    stack: Vec<Step>,
+    slots: Vec<usize>,
+}
+
 /// The threads alive at one position: a sparse set of program counters,
 /// in priority order, each with its capture slots.
+#[derive(Debug, Clone, Default)]
 struct Threads {
     dense: Vec<usize>,
     sparse: Vec<usize>,
@@ -337,12 +370,18 @@ struct Threads {
 }
 
 impl Threads {
-    fn new(size: usize, width: usize) -> Self {
-        Self {
-            dense: Vec::with_capacity(size),
-            sparse: vec![0; size],
-            slots: vec![UNSET; size * width],
-            width,
+    /// Empty, for a program of `size` instructions keeping `width` slots a
+    /// thread. Stale values in `sparse` and `slots` are harmless: the
+    /// sparse set checks membership through `dense`, and a thread's slots
+    /// are written when it is added.
+    fn reset(&mut self, size: usize, width: usize) {
+        self.dense.clear();
+        self.width = width;
+        if self.sparse.len() < size {
+            self.sparse.resize(size, 0);
+        }
+        if self.slots.len() < size * width {
+            self.slots.resize(size * width, UNSET);
         }
     }
 
@@ -376,11 +415,12 @@ impl Threads {
 struct Closure<'a> {
     program: &'a [Inst],
     text: &'a [u8],
-    stack: Vec<Step>,
+    stack: &'a mut Vec<Step>,
     /// The capture slots of the thread being followed.
-    slots: Vec<usize>,
+    slots: &'a mut [usize],
 }
 
+#[derive(Debug, Clone)]
 enum Step {
     Visit(usize),
     Restore(usize, usize),
@@ -422,7 +462,7 @@ impl Closure<'_> {
                     Some(Inst::Set(_) | Inst::Match) => {
                         let width = threads.width;
                         if let Some(dst) = threads.slots.get_mut(pc * width..(pc + 1) * width) {
-                            copy(dst, &self.slots);
+                            copy(dst, self.slots);
                         }
                         break;
                     }
@@ -629,21 +669,19 @@ impl Parser<'_> {
     /// The set closed under ASCII case when `i` is on, sorted and merged.
     fn fold(&self, mut set: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
         if self.flags.case_insensitive {
-            let extra: Vec<_> = set
-                .iter()
-                .flat_map(|&(lo, hi)| {
-                    [(0x61, 0x7a, -32i64), (0x41, 0x5a, 32)]
-                        .into_iter()
-                        .filter_map(move |(a, z, shift)| {
-                            let (lo, hi) = (lo.max(a), hi.min(z));
-                            (lo <= hi).then(|| {
-                                let s = |c: u32| (i64::from(c) + shift) as u32;
-                                (s(lo), s(hi))
-                            })
-                        })
-                })
-                .collect();
-            set.extend(extra);
+            let mut other_case = Vec::new();
+            for &(lo, hi) in &set {
+                // The part in `a-z` shifted to `A-Z`, and the reverse.
+                let (l, h) = (lo.max(0x61), hi.min(0x7a));
+                if l <= h {
+                    other_case.push((l - 32, h - 32));
+                }
+                let (l, h) = (lo.max(0x41), hi.min(0x5a));
+                if l <= h {
+                    other_case.push((l + 32, h + 32));
+                }
+            }
+            set.extend(other_case);
         }
         normalize(set)
     }
