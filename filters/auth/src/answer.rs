@@ -4,6 +4,7 @@
 //! the identity and the configured token outputs, with any value the client
 //! sent in those headers removed first.
 
+use filter_common::json::{Map, Value};
 use filter_common::reply::LocalReply;
 use filter_common::request::{Host, Request};
 
@@ -166,12 +167,12 @@ fn local(
     mut headers: Vec<(String, Vec<u8>)>,
 ) -> LocalReply {
     let (content_type, body) = if config.problem_details {
-        let body = serde_json::json!({
-            "type": "about:blank",
-            "title": title,
-            "status": status,
-            "detail": detail,
-        });
+        let mut body = Map::new();
+        body.insert("type", "about:blank");
+        body.insert("title", title);
+        body.insert("status", u64::from(status));
+        body.insert("detail", detail);
+        let body = Value::Object(body);
         ("application/problem+json", body.to_string().into_bytes())
     } else {
         ("text/plain", detail.as_bytes().to_vec())

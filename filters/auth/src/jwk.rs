@@ -5,8 +5,8 @@
 //! an error.
 
 use ed25519_dalek::VerifyingKey as Ed25519Key;
+use filter_common::json::Value;
 use rsa::{BigUint, RsaPublicKey};
-use serde_json::Value;
 
 use crate::base64url;
 
@@ -110,8 +110,8 @@ impl Jwks {
     ///
     /// Not JSON, no `keys` list, a malformed key, or no usable key.
     pub fn parse(text: &[u8]) -> Result<Self, String> {
-        let doc: Value =
-            serde_json::from_slice(text).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
+        let doc =
+            filter_common::json::parse(text).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
         let keys = match doc.get("keys") {
             Some(Value::Array(keys)) => keys.iter().collect(),
             Some(_) => return Err("the JWKS `keys` is not a list".into()),

@@ -6,9 +6,9 @@
 
 use std::fmt;
 
+use filter_common::json::{Map, Value};
 use hmac::{Hmac, Mac};
 use rsa::signature::Verifier;
-use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
 use crate::base64url;
@@ -89,7 +89,7 @@ pub struct Token<'a> {
     pub alg: Alg,
     pub kid: Option<String>,
     /// The payload's claims.
-    pub claims: Map<String, Value>,
+    pub claims: Map,
     /// The payload as sent (base64url), for forwarding.
     pub payload_b64: &'a str,
     signing_input: &'a str,
@@ -127,7 +127,7 @@ impl<'a> Token<'a> {
             .get(..header_b64.len() + 1 + payload_b64.len())
             .ok_or(JwtError::BadFormat)?;
         let header = base64url::decode(header_b64.as_bytes()).ok_or(JwtError::HeaderBadBase64)?;
-        let Ok(Value::Object(header)) = serde_json::from_slice::<Value>(&header) else {
+        let Ok(Value::Object(header)) = filter_common::json::parse(&header) else {
             return Err(JwtError::HeaderBadJson);
         };
         let alg = match header.get("alg") {
@@ -141,7 +141,7 @@ impl<'a> Token<'a> {
         };
         let decoded =
             base64url::decode(payload_b64.as_bytes()).ok_or(JwtError::PayloadBadBase64)?;
-        let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&decoded) else {
+        let Ok(Value::Object(claims)) = filter_common::json::parse(&decoded) else {
             return Err(JwtError::PayloadBadJson);
         };
         let signature =

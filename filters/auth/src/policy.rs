@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use filter_common::json::{Map, Value};
 use filter_common::reply::LocalReply;
 use filter_common::request::{Host, Request};
-use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -151,7 +151,7 @@ impl<V: Copy> Bounded<V> {
 pub struct VerifiedJwt {
     pub provider: usize,
     pub payload_b64: String,
-    pub claims: Map<String, Value>,
+    pub claims: Map,
 }
 
 /// What passed authentication brings to the request.
@@ -326,7 +326,7 @@ fn conditions_hold(rule: &Rule, passed: &Passed) -> bool {
 }
 
 /// The claim at a dotted path.
-pub fn claim<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+pub fn claim<'a>(claims: &'a Map, path: &[String]) -> Option<&'a Value> {
     let (head, rest) = path.split_first()?;
     rest.iter()
         .try_fold(claims.get(head)?, |value, key| value.get(key))

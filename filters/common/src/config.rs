@@ -1,4 +1,4 @@
-//! Plugin configuration: JSON parsed by serde_json, then decoded into typed
+//! Plugin configuration: JSON parsed by [`crate::json`], then decoded into typed
 //! Rust values by hand, with every problem reported by its JSON Pointer
 //! (RFC 6901) path.
 //!
@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 /// One problem: where (a JSON Pointer, `""` for the whole document) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, Problems> {
         );
         return Err(problems);
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    crate::json::parse(bytes).map_err(|e| {
         problems.push("", format!("not valid JSON: {e}"));
         problems
     })
@@ -119,7 +119,7 @@ pub fn kind(value: &Value) -> &'static str {
 /// absent, so decoding goes on and finds every problem.
 #[derive(Debug)]
 pub struct Fields<'a> {
-    map: &'a Map<String, Value>,
+    map: &'a Map,
     at: String,
 }
 
@@ -351,14 +351,17 @@ pub fn check_header_value(value: &str, at: &str, problems: &mut Problems) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
+
+    fn json(text: &str) -> Value {
+        crate::json::parse(text.as_bytes()).unwrap()
+    }
 
     #[test]
     fn every_problem_is_reported_with_its_pointer() {
-        let doc =
-            json!({"name": 3, "flag": "yes", "list": [1, "a"], "extra": true, "n": 700, "obj": []});
+        let doc = json(
+            r#"{"name": 3, "flag": "yes", "list": [1, "a"], "extra": true, "n": 700, "obj": []}"#,
+        );
         let mut p = Problems::default();
         let f = Fields::new(
             &doc,
@@ -389,22 +392,22 @@ mod tests {
     #[test]
     fn tagged_values_name_their_variant() {
         let mut p = Problems::default();
-        let v = json!({"set": {"a": 1}});
+        let v = json(r#"{"set": {"a": 1}}"#);
         assert_eq!(
             tagged(&v, "/op", &["set", "add"], &mut p).map(|(k, _)| k),
             Some("set")
         );
-        assert!(tagged(&json!({"sett": {}}), "/op", &["set"], &mut p).is_none());
+        assert!(tagged(&json(r#"{"sett": {}}"#), "/op", &["set"], &mut p).is_none());
         assert!(
             tagged(
-                &json!({"set": {}, "add": {}}),
+                &json(r#"{"set": {}, "add": {}}"#),
                 "/op",
                 &["set", "add"],
                 &mut p
             )
             .is_none()
         );
-        assert!(tagged(&json!("set"), "/op", &["set"], &mut p).is_none());
+        assert!(tagged(&json(r#""set""#), "/op", &["set"], &mut p).is_none());
         let paths: Vec<_> = p.list().iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["/op/sett", "/op", "/op"]);
     }

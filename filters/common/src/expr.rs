@@ -14,7 +14,7 @@
 //!
 //! An empty object matches every request.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use crate::config::{Fields, Problems, join};
 use crate::matcher::{HostPattern, Named, StringMatcher};
@@ -218,7 +218,11 @@ mod tests {
 
     fn expr(json: &str) -> Result<Expr, Problems> {
         let mut p = Problems::default();
-        let e = Expr::decode(&serde_json::from_str(json).unwrap(), "/when", &mut p);
+        let e = Expr::decode(
+            &crate::json::parse(json.as_bytes()).unwrap(),
+            "/when",
+            &mut p,
+        );
         p.into_result(e)
     }
 

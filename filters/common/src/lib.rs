@@ -2,6 +2,7 @@
 //! tested natively:
 //!
 //! - [`config`]: typed configuration with every problem reported by JSON path;
+//! - [`json`]: JSON parsed into a tree (document order, unique names) and written compactly;
 //! - [`headers`]: an in-memory header map and the minimal writes back to the host;
 //! - [`net`]: CIDR ranges and where the client IP comes from;
 //! - [`reply`]: local replies;
@@ -30,6 +31,7 @@
 pub mod config;
 pub mod expr;
 pub mod headers;
+pub mod json;
 pub mod matcher;
 pub mod net;
 pub mod path;

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use serde_json::Value;
+use crate::json::Value;
 
 use crate::config::{Fields, Problems, one_of};
 

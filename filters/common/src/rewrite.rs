@@ -3,7 +3,7 @@
 //! filter rewrites paths and hosts with it, the header-transform filter
 //! header values.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use crate::config::{Fields, Problems};
 use crate::regex::{Captures, Regex};

@@ -3,9 +3,9 @@
 //! literal values.
 
 use filter_common::config::{Fields, Problems, check_header_name, join, tagged};
+use filter_common::json::Value;
 use filter_common::path::{TemplateRewrite, UriTemplate};
 use filter_common::rewrite::RegexRewrite;
-use serde_json::Value;
 
 /// How a path (without its query) changes.
 #[derive(Debug)]
@@ -163,7 +163,11 @@ mod tests {
 
     fn path_rewrite(json: &str) -> PathRewrite {
         let mut p = Problems::default();
-        let r = PathRewrite::decode(&serde_json::from_str(json).unwrap(), "/r", &mut p);
+        let r = PathRewrite::decode(
+            &filter_common::json::parse(json.as_bytes()).unwrap(),
+            "/r",
+            &mut p,
+        );
         assert!(p.is_empty(), "{p}");
         r.unwrap()
     }
@@ -197,7 +201,12 @@ mod tests {
     fn hosts_come_from_literals_headers_or_the_path() {
         let decode = |json: &str| {
             let mut p = Problems::default();
-            HostRewrite::decode(&serde_json::from_str(json).unwrap(), "/h", &mut p).unwrap()
+            HostRewrite::decode(
+                &filter_common::json::parse(json.as_bytes()).unwrap(),
+                "/h",
+                &mut p,
+            )
+            .unwrap()
         };
         let headers = |name: &str| (name == "x-target").then(|| b"t.internal:81".to_vec());
         assert_eq!(
@@ -244,7 +253,11 @@ mod tests {
             (r#"{"drop": 1}"#, "/r/drop"),
         ] {
             let mut p = Problems::default();
-            PathRewrite::decode(&serde_json::from_str(json).unwrap(), "/r", &mut p);
+            PathRewrite::decode(
+                &filter_common::json::parse(json.as_bytes()).unwrap(),
+                "/r",
+                &mut p,
+            );
             assert_eq!(
                 p.list().first().map(|p| p.path.as_str()),
                 Some(at),
