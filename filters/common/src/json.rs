@@ -449,7 +449,7 @@ impl<'a> Parser<'a> {
             .zip(positions)
             .map(|((name, _), at)| (name.as_str(), *at))
             .collect();
-        names.sort_unstable();
+        crate::sort::heapsort(&mut names);
         for pair in names.windows(2) {
             if let [(first, _), (second, at)] = pair
                 && first == second

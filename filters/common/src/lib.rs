@@ -15,6 +15,7 @@
 //! - [`regex`]: the regex engine (regex-lite's syntax, linear-time matching);
 //! - [`template`]: the `%OPERATOR%` value language;
 //! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
+//! - [`sort`]: a heapsort, small in a module (configure-time sorting);
 //! - `proxy` (wasm32 only): reading and writing the host's maps without the SDK's panics, counters.
 // Filters run inside the proxy, where a panic kills the VM: no unwrap,
 // expect, panic or unchecked indexing outside tests.
@@ -43,4 +44,5 @@ pub mod reply;
 pub mod request;
 pub mod rewrite;
 pub mod scope;
+pub mod sort;
 pub mod template;

@@ -938,7 +938,7 @@ const SPACE: &[(u32, u32)] = &[(0x09, 0x0d), (0x20, 0x20)];
 
 /// Sorted, merged ranges.
 fn normalize(mut set: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
-    set.sort_unstable();
+    crate::sort::heapsort(&mut set);
     let mut out: Vec<(u32, u32)> = Vec::with_capacity(set.len());
     for (lo, hi) in set {
         match out.last_mut() {
