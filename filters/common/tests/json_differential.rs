@@ -167,7 +167,7 @@ fn same(ours: &Value, theirs: &serde_json::Value) -> bool {
 
 #[test]
 fn our_parser_agrees_with_serde_json() {
-    let mut g = Gen(ChaCha8Rng::seed_from_u64(0x15_0a_2026));
+    let mut g = Gen(ChaCha8Rng::seed_from_u64(0x150a_2026));
     let (mut compared, mut refused_alike) = (0, 0);
     for _ in 0..DOCUMENTS {
         let text = format!("{}{}{}", g.space(), g.value(0), g.space());
