@@ -150,7 +150,7 @@ fn quote(text: &str) -> String {
 fn token_text(text: &str) -> String {
     text.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+            if u8::try_from(c).is_ok_and(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
                 c
             } else {
                 '_'

@@ -582,7 +582,7 @@ fn decode_consumers(f: &Fields<'_>, config: &mut Config, problems: &mut Problems
                     .ok()
             });
             if let Some(user) = user {
-                if user.contains(':') {
+                if user.as_bytes().contains(&b':') {
                     problems.push(&b.at("username"), "a Basic user name cannot contain `:`");
                 }
                 if config.basic_users.iter().any(|u| u.user == user) {

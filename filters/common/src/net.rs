@@ -92,7 +92,7 @@ pub fn parse_ip(text: &[u8]) -> Option<IpAddr> {
 /// Why not `str::parse`: std's address parser is about 4 KB in a module;
 /// this is a third of that. A test checks it against std.
 pub fn parse_addr(text: &str) -> Option<IpAddr> {
-    if text.contains(':') {
+    if text.as_bytes().contains(&b':') {
         parse_v6(text).map(IpAddr::V6)
     } else {
         parse_v4(text).map(IpAddr::V4)
@@ -117,7 +117,8 @@ fn parse_v4(text: &str) -> Option<Ipv4Addr> {
 fn parse_v6(text: &str) -> Option<Ipv6Addr> {
     let mut head = Vec::with_capacity(8);
     let mut tail = Vec::with_capacity(8);
-    match text.split_once("::") {
+    let gap = text.as_bytes().windows(2).position(|w| w == b"::");
+    match gap.and_then(|at| Some((text.get(..at)?, text.get(at + 2..)?))) {
         Some((before, after)) => {
             v6_groups(before, false, &mut head)?;
             v6_groups(after, true, &mut tail)?;
@@ -151,7 +152,7 @@ fn v6_groups(text: &str, last: bool, out: &mut Vec<u16>) -> Option<()> {
     }
     let mut parts = text.split(':').peekable();
     while let Some(part) = parts.next() {
-        if last && parts.peek().is_none() && part.contains('.') {
+        if last && parts.peek().is_none() && part.as_bytes().contains(&b'.') {
             let [a, b, c, d] = parse_v4(part)?.octets();
             out.extend([u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])]);
         } else if part.is_empty() || part.len() > 4 || !part.bytes().all(|b| b.is_ascii_hexdigit())

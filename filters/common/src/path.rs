@@ -224,7 +224,7 @@ impl TemplateRewrite {
             pieces.push(RewritePiece::Capture(index));
             rest = after.get(close + 1..).unwrap_or_default();
         }
-        if rest.contains('}') {
+        if rest.as_bytes().contains(&b'}') {
             return Err(format!("`{source}`: `}}` without `{{`"));
         }
         if !rest.is_empty() {

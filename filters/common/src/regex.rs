@@ -841,7 +841,9 @@ impl Parser<'_> {
     fn posix_class(&mut self) -> Result<Vec<(u32, u32)>, Error> {
         self.pos += 2;
         let negated = self.eat('^');
-        let name_len = self.rest().find(":]").unwrap_or(0);
+        let name_len = (self.rest().as_bytes().windows(2))
+            .position(|w| w == b":]")
+            .unwrap_or(0);
         let name = self.rest().get(..name_len).unwrap_or_default();
         let set: &[(u32, u32)] = match name {
             "alnum" => &[(0x30, 0x39), (0x41, 0x5a), (0x61, 0x7a)],

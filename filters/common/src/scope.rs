@@ -107,8 +107,8 @@ impl ScopeMatch {
             problems.push(
                 at,
                 format!(
-                    "a scope's match needs at least one of `{}`",
-                    KNOWN.join("`, `")
+                    "a scope's match needs at least one of {}",
+                    crate::config::quoted_list(KNOWN)
                 ),
             );
         }

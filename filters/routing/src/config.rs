@@ -3,7 +3,7 @@
 //! path. The format is documented in the crate's README.
 
 use filter_common::config::{
-    Fields, Problems, check_header_name, check_header_value, decode_json, join, tagged,
+    Fields, Problems, check_header_name, check_header_value, decode_json, join, quoted_list, tagged,
 };
 use filter_common::expr::Expr;
 use filter_common::json::Value;
@@ -292,7 +292,7 @@ impl Action {
         if present.is_empty() {
             problems.push(
                 at,
-                format!("an action is needed: one of `{}`", ACTIONS.join("`, `")),
+                format!("an action is needed: one of {}", quoted_list(ACTIONS)),
             );
             return None;
         }
@@ -300,9 +300,9 @@ impl Action {
             problems.push(
                 at,
                 format!(
-                    "`{}` cannot be combined with other actions (found `{}`)",
+                    "`{}` cannot be combined with other actions (found {})",
                     terminal.first().copied().unwrap_or_default(),
-                    present.join("`, `")
+                    quoted_list(&present)
                 ),
             );
             return None;
@@ -469,7 +469,7 @@ impl Redirect {
             fine.then(|| s.to_ascii_lowercase())
         });
         let host = f.string("host", problems).and_then(|h| {
-            let fine = is_authority(h.as_bytes()) && !h.contains(':');
+            let fine = is_authority(h.as_bytes()) && !h.as_bytes().contains(&b':');
             if !fine {
                 problems.push(
                     &f.at("host"),
