@@ -240,7 +240,7 @@ fn decode(value: &Value, problems: &mut Problems) -> Config {
     decode_consumers(&f, &mut config, problems);
     let rules_at = f.at("rules");
     for (i, rule) in f.list("rules", problems).iter().enumerate() {
-        if let Some(rule) = decode_rule(rule, &join(&rules_at, i), &config, problems) {
+        if let Some(rule) = decode_rule(rule, &join(&rules_at, &i), &config, problems) {
             config.rules.push(rule);
         }
     }
@@ -262,7 +262,7 @@ fn decode_api_key(f: &Fields<'_>, problems: &mut Problems) -> (Vec<Source>, bool
         .list("sources", problems)
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| Source::decode(s, &join(&at, i), problems))
+        .filter_map(|(i, s)| Source::decode(s, &join(&at, &i), problems))
         .collect();
     if sources.is_empty() {
         problems.push(
@@ -296,7 +296,7 @@ fn decode_providers(f: &Fields<'_>, problems: &mut Problems) -> Vec<Provider> {
     let at = f.at("jwt_providers");
     let mut providers: Vec<Provider> = Vec::new();
     for (i, value) in f.list("jwt_providers", problems).iter().enumerate() {
-        let at = join(&at, i);
+        let at = join(&at, &i);
         let Some(p) = Fields::new(value, &at, KNOWN, problems) else {
             continue;
         };
@@ -327,7 +327,7 @@ fn decode_providers(f: &Fields<'_>, problems: &mut Problems) -> Vec<Provider> {
         let mut sources = Vec::new();
         let headers_at = p.at("from_headers");
         for (j, h) in p.list("from_headers", problems).iter().enumerate() {
-            let at = join(&headers_at, j);
+            let at = join(&headers_at, &j);
             let Some(h) = Fields::new(h, &at, &["name", "value_prefix"], problems) else {
                 continue;
             };
@@ -368,7 +368,7 @@ fn decode_providers(f: &Fields<'_>, problems: &mut Problems) -> Vec<Provider> {
         let mut claims_to_headers = Vec::new();
         let c_at = p.at("claims_to_headers");
         for (j, c) in p.list("claims_to_headers", problems).iter().enumerate() {
-            let at = join(&c_at, j);
+            let at = join(&c_at, &j);
             let Some(c) = Fields::new(c, &at, &["claim", "header"], problems) else {
                 continue;
             };
@@ -523,7 +523,7 @@ fn decode_ext_authz(value: &Value, at: &str, problems: &mut Problems) -> Option<
             .into_iter()
             .enumerate()
             .map(|(i, h)| {
-                check_header_name(h, &join(&at, i), problems);
+                check_header_name(h, &join(&at, &i), problems);
                 h.to_ascii_lowercase()
             })
             .collect()
@@ -555,7 +555,7 @@ fn decode_ext_authz(value: &Value, at: &str, problems: &mut Problems) -> Option<
 fn decode_consumers(f: &Fields<'_>, config: &mut Config, problems: &mut Problems) {
     let at = f.at("consumers");
     for (i, value) in f.list("consumers", problems).iter().enumerate() {
-        let at = join(&at, i);
+        let at = join(&at, &i);
         let Some(c) = Fields::new(value, &at, &["name", "basic", "api_keys", "jwt"], problems)
         else {
             continue;
@@ -601,7 +601,7 @@ fn decode_consumers(f: &Fields<'_>, config: &mut Config, problems: &mut Problems
         for (j, key) in c.strings("api_keys", problems).into_iter().enumerate() {
             if key.len() < 16 {
                 problems.push(
-                    &join(&keys_at, j),
+                    &join(&keys_at, &j),
                     "an API key must be at least 16 characters",
                 );
                 continue;
@@ -610,7 +610,7 @@ fn decode_consumers(f: &Fields<'_>, config: &mut Config, problems: &mut Problems
             if config.api_key.keys.iter().any(|(d, _)| *d == digest) {
                 // The key itself is never echoed.
                 problems.push(
-                    &join(&keys_at, j),
+                    &join(&keys_at, &j),
                     "this API key is already given to a consumer",
                 );
             }
@@ -676,9 +676,9 @@ fn decode_rule(value: &Value, at: &str, config: &Config, problems: &mut Problems
         .iter()
         .enumerate()
         .filter_map(|(i, c)| {
-            let at = join(&claims_at, i);
+            let at = join(&claims_at, &i);
             let (name, matcher) = StringMatcher::decode(c, &at, Named::Required, problems)?;
-            Some((claim_path(&name, &join(&at, "name"), problems), matcher))
+            Some((claim_path(&name, &join(&at, &"name"), problems), matcher))
         })
         .collect();
     let deny = match r.string("action", problems) {
@@ -740,7 +740,7 @@ fn decode_require(
         },
         Value::Object(map) if map.len() == 1 => {
             let (key, inner) = map.iter().next()?;
-            let inner_at = join(at, key);
+            let inner_at = join(at, &key);
             match key.as_str() {
                 "jwt" => {
                     let Some(name) = inner.as_str() else {
@@ -770,7 +770,7 @@ fn decode_require(
                         .iter()
                         .enumerate()
                         .filter_map(|(i, v)| {
-                            decode_require(v, &join(&inner_at, i), config, depth + 1, problems)
+                            decode_require(v, &join(&inner_at, &i), config, depth + 1, problems)
                         })
                         .collect();
                     Some(if key == "any" {
@@ -835,7 +835,7 @@ fn check_methods_are_configured(f: &Fields<'_>, config: &Config, problems: &mut 
         if let Some(r) = &rule.require {
             walk(r, &mut used);
         }
-        let at = join(&join(&rules_at, i), "require");
+        let at = join(&join(&rules_at, &i), &"require");
         for method in used {
             let missing = match method {
                 "basic" => config

@@ -67,7 +67,8 @@ impl fmt::Display for Problems {
 }
 
 /// Appends a member name or an index to a JSON Pointer, escaping `~` and `/`.
-pub fn join(at: &str, member: impl fmt::Display) -> String {
+/// (`dyn`, not generic: one copy in a module for names and indexes alike.)
+pub fn join(at: &str, member: &dyn fmt::Display) -> String {
     let member = member.to_string().replace('~', "~0").replace('/', "~1");
     format!("{at}/{member}")
 }
@@ -153,7 +154,7 @@ impl<'a> Fields<'a> {
         for key in map.keys() {
             if !known.contains(&key.as_str()) {
                 problems.push(
-                    &join(at, key),
+                    &join(at, &key),
                     format!(
                         "unknown field `{key}`; expected one of {}",
                         quoted_list(known)
@@ -169,7 +170,7 @@ impl<'a> Fields<'a> {
 
     /// The JSON Pointer of a member.
     pub fn at(&self, key: &str) -> String {
-        join(&self.at, key)
+        join(&self.at, &key)
     }
 
     pub fn value(&self, key: &str) -> Option<&'a Value> {
@@ -242,7 +243,7 @@ impl<'a> Fields<'a> {
             match v.as_str() {
                 Some(s) => out.push(s),
                 None => problems.push(
-                    &join(&at, i),
+                    &join(&at, &i),
                     format!("expected a string, found {}", kind(v)),
                 ),
             }
@@ -272,7 +273,7 @@ pub fn tagged<'a>(
                 Some((key.as_str(), inner))
             } else {
                 problems.push(
-                    &join(at, key),
+                    &join(at, &key),
                     format!("unknown operation `{key}`; expected {}", expected()),
                 );
                 None
@@ -440,7 +441,7 @@ mod tests {
 
     #[test]
     fn pointers_escape_slash_and_tilde() {
-        assert_eq!(join("/a", "b/c~d"), "/a/b~1c~0d");
+        assert_eq!(join("/a", &"b/c~d"), "/a/b~1c~0d");
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl Expr {
                 .strings("hosts", problems)
                 .into_iter()
                 .enumerate()
-                .filter_map(|(i, h)| HostPattern::decode(h, &join(&list_at, i), problems))
+                .filter_map(|(i, h)| HostPattern::decode(h, &join(&list_at, &i), problems))
                 .collect();
             if empty_list(f.value("hosts")) {
                 problems.push(&list_at, "an empty list matches nothing");
@@ -118,7 +118,7 @@ impl Expr {
         ] {
             let list_at = f.at(key);
             for (i, m) in f.list(key, problems).iter().enumerate() {
-                let here = join(&list_at, i);
+                let here = join(&list_at, &i);
                 let Some((name, matcher)) =
                     StringMatcher::decode(m, &here, Named::Required, problems)
                 else {
@@ -126,7 +126,7 @@ impl Expr {
                 };
                 if lower && name.bytes().any(|b| b.is_ascii_uppercase()) {
                     problems.push(
-                        &join(&here, "name"),
+                        &join(&here, &"name"),
                         format!(
                             "header names are matched lower-case; write `{}`",
                             name.to_ascii_lowercase()
@@ -142,7 +142,7 @@ impl Expr {
             for (i, text) in f.strings("client_ip", problems).into_iter().enumerate() {
                 match Cidr::parse(text) {
                     Ok(c) => ranges.push(c),
-                    Err(e) => problems.push(&join(&list_at, i), e),
+                    Err(e) => problems.push(&join(&list_at, &i), e),
                 }
             }
             if empty_list(f.value("client_ip")) {
@@ -165,7 +165,7 @@ impl Expr {
             let exprs = list
                 .iter()
                 .enumerate()
-                .map(|(i, e)| Self::decode_at_depth(e, &join(&list_at, i), depth + 1, problems))
+                .map(|(i, e)| Self::decode_at_depth(e, &join(&list_at, &i), depth + 1, problems))
                 .collect();
             tests.push(make(exprs));
         }

@@ -365,8 +365,10 @@ impl<'a> Parser<'a> {
     }
 
     /// After an element: `,` (then another element, not `close`) or `close`.
-    /// True when the sequence goes on.
-    fn next_or_close(&mut self, close: u8, expected: &str) -> Result<bool, Error> {
+    /// True when the sequence goes on. (Messages are whole static strings:
+    /// each `format!` costs a module bytes.)
+    fn next_or_close(&mut self, close: u8) -> Result<bool, Error> {
+        let object = close == b'}';
         self.skip_whitespace();
         match self.peek() {
             Some(b',') => {
@@ -381,8 +383,10 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 Ok(false)
             }
-            None => Err(self.error(format!("EOF while parsing {expected}"))),
-            Some(_) => Err(self.error(format!("expected `,` or `{}`", char::from(close)))),
+            None if object => Err(self.error("EOF while parsing an object")),
+            None => Err(self.error("EOF while parsing a list")),
+            Some(_) if object => Err(self.error("expected `,` or `}`")),
+            Some(_) => Err(self.error("expected `,` or `]`")),
         }
     }
 
@@ -397,7 +401,7 @@ impl<'a> Parser<'a> {
         }
         loop {
             items.push(self.value(depth)?);
-            if !self.next_or_close(b']', "a list")? {
+            if !self.next_or_close(b']')? {
                 return Ok(Value::Array(items));
             }
         }
@@ -430,7 +434,7 @@ impl<'a> Parser<'a> {
             let value = self.value(depth)?;
             members.push((name, value));
             name_positions.push(name_at);
-            if !self.next_or_close(b'}', "an object")? {
+            if !self.next_or_close(b'}')? {
                 self.check_unique(&members, &name_positions)?;
                 return Ok(Value::Object(Map(members)));
             }

@@ -23,7 +23,7 @@ pub enum QueryOp {
 impl QueryOp {
     pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<QueryOp> {
         let (op, inner) = tagged(value, at, &["set", "add", "remove"], problems)?;
-        let at = join(at, op);
+        let at = join(at, &op);
         let known: &[&str] = if op == "remove" {
             &["name"]
         } else {
@@ -52,7 +52,7 @@ impl QueryOp {
         f.list(key, problems)
             .iter()
             .enumerate()
-            .filter_map(|(i, op)| QueryOp::decode(op, &join(&at, i), problems))
+            .filter_map(|(i, op)| QueryOp::decode(op, &join(&at, &i), problems))
             .collect()
     }
 

@@ -63,14 +63,14 @@ impl ScopeMatch {
         scope.route_prefixes = owned(f.strings("route_prefixes", problems));
         scope.virtual_hosts = owned(f.strings("virtual_hosts", problems));
         for (i, h) in f.strings("hosts", problems).into_iter().enumerate() {
-            if let Some(pattern) = HostPattern::decode(h, &join(&f.at("hosts"), i), problems) {
+            if let Some(pattern) = HostPattern::decode(h, &join(&f.at("hosts"), &i), problems) {
                 scope.hosts.push(pattern);
             }
         }
         for (i, p) in f.strings("path_prefixes", problems).into_iter().enumerate() {
             if !p.starts_with('/') {
                 problems.push(
-                    &join(&f.at("path_prefixes"), i),
+                    &join(&f.at("path_prefixes"), &i),
                     format!("`{p}`: a path prefix starts with `/`"),
                 );
             }
@@ -80,7 +80,7 @@ impl ScopeMatch {
         for (i, m) in f.list("route_metadata", problems).iter().enumerate() {
             let Some(m) = Fields::new(
                 m,
-                &join(&metadata_at, i),
+                &join(&metadata_at, &i),
                 &["namespace", "key", "value"],
                 problems,
             ) else {

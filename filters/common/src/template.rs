@@ -139,7 +139,7 @@ impl Template {
             return headers;
         };
         for (name, value) in map {
-            let here = join(&at, name);
+            let here = join(&at, &name);
             check_header_name(name, &here, problems);
             let Some(source) = value.as_str() else {
                 problems.push(&here, format!("expected a string, found {}", kind(value)));
@@ -185,7 +185,9 @@ fn operator(s: &str, side: Side) -> Result<(Piece, &str), String> {
     let name_len = s
         .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
         .unwrap_or(s.len());
-    let (name, mut rest) = s.split_at(name_len);
+    // `split_at_checked`: a panicking split would link core's slice-error
+    // report and its Debug formatting (4 KB) into the module.
+    let (name, mut rest) = s.split_at_checked(name_len).unwrap_or((s, ""));
     if name.is_empty() {
         return Err(
             "a `%` starts an operator such as %REQ(name)%; write `%%` for a literal `%`".into(),

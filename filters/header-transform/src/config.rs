@@ -165,7 +165,7 @@ impl Config {
         let mut scopes = Vec::new();
         let scopes_at = f.at("scopes");
         for (i, scope) in f.list("scopes", problems).iter().enumerate() {
-            let at = join(&scopes_at, i);
+            let at = join(&scopes_at, &i);
             let Some(s) = Fields::new(
                 scope,
                 &at,
@@ -209,7 +209,7 @@ impl Policy {
             .list("rules", problems)
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| Rule::decode(r, &join(&rules_at, i), problems))
+            .filter_map(|(i, r)| Rule::decode(r, &join(&rules_at, &i), problems))
             .collect();
         let cors = f
             .value("cors")
@@ -219,7 +219,7 @@ impl Policy {
             .list("custom_responses", problems)
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| CustomResponse::decode(r, &join(&responses_at, i), problems))
+            .filter_map(|(i, r)| CustomResponse::decode(r, &join(&responses_at, &i), problems))
             .collect();
         Policy {
             rules,
@@ -252,7 +252,7 @@ impl Rule {
             f.list(key, problems)
                 .iter()
                 .enumerate()
-                .filter_map(|(i, op)| HeaderOp::decode(op, &join(&list_at, i), side, problems))
+                .filter_map(|(i, op)| HeaderOp::decode(op, &join(&list_at, &i), side, problems))
                 .collect::<Vec<_>>()
         };
         let request_headers = ops("request_headers", Side::Request, problems);
@@ -265,7 +265,7 @@ impl Rule {
             .list("to_filter_state", problems)
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| ToFilterState::decode(s, &join(&state_at, i), problems))
+            .filter_map(|(i, s)| ToFilterState::decode(s, &join(&state_at, &i), problems))
             .collect();
         Some(Rule {
             when,
@@ -283,7 +283,7 @@ impl HeaderOp {
     fn decode(value: &Value, at: &str, side: Side, problems: &mut Problems) -> Option<HeaderOp> {
         const OPS: &[&str] = &["set", "add", "append", "remove", "rename", "copy", "dedupe"];
         let (op, inner) = tagged(value, at, OPS, problems)?;
-        let at = join(at, op);
+        let at = join(at, &op);
         let known: &[&str] = match op {
             "set" => &["name", "value", "keep_empty_value"],
             "add" => &["name", "value", "append_action", "keep_empty_value"],
@@ -473,7 +473,7 @@ impl Cors {
         for (i, p) in patterns.iter().enumerate() {
             if p.matches('*').count() != 1 {
                 problems.push(
-                    &join(&f.at("allow_origin_patterns"), i),
+                    &join(&f.at("allow_origin_patterns"), &i),
                     format!("`{p}`: a pattern has one `*`, such as `https://*.example.com`"),
                 );
             }
@@ -482,7 +482,7 @@ impl Cors {
             let list = f.strings(key, problems);
             for (i, h) in list.iter().enumerate() {
                 if *h != "*" {
-                    check_header_name(&h.to_ascii_lowercase(), &join(&f.at(key), i), problems);
+                    check_header_name(&h.to_ascii_lowercase(), &join(&f.at(key), &i), problems);
                 }
             }
             list.join(", ")
@@ -493,7 +493,7 @@ impl Cors {
         for (i, m) in methods.iter().enumerate() {
             if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'*') {
                 problems.push(
-                    &join(&f.at("allow_methods"), i),
+                    &join(&f.at("allow_methods"), &i),
                     format!("`{m}` is not a method"),
                 );
             }
@@ -537,7 +537,7 @@ impl CustomResponse {
             match parse_status_pattern(s) {
                 Some(p) => on_status.push(p),
                 None => problems.push(
-                    &join(&f.at("on_status"), i),
+                    &join(&f.at("on_status"), &i),
                     format!("`{s}` is not a status (`404`) or a class (`1xx` to `5xx`)"),
                 ),
             }

@@ -173,7 +173,7 @@ impl Config {
         config.global = Policy::decode(&f, "", &mut names, problems);
         let scopes_at = f.at("scopes");
         for (i, scope) in f.list("scopes", problems).iter().enumerate() {
-            let at = join(&scopes_at, i);
+            let at = join(&scopes_at, &i);
             let Some(s) = Fields::new(scope, &at, &["match", "rules", "default"], problems) else {
                 continue;
             };
@@ -216,7 +216,7 @@ impl Policy {
         let mut policy = Policy::default();
         let rules_at = f.at("rules");
         for (i, value) in f.list("rules", problems).iter().enumerate() {
-            let at = join(&rules_at, i);
+            let at = join(&rules_at, &i);
             let Some(r) = Fields::new(value, &at, RULE, problems) else {
                 continue;
             };
@@ -368,7 +368,7 @@ impl Split {
             problems.push(&targets_at, "a split needs at least one target");
         }
         for (i, t) in list.iter().enumerate() {
-            let here = join(&targets_at, i);
+            let here = join(&targets_at, &i);
             let Some(t) = Fields::new(t, &here, &["cluster", "tag", "weight"], problems) else {
                 continue;
             };
@@ -401,7 +401,7 @@ impl Split {
             Some(v) => {
                 let at = f.at("sticky");
                 let (kind, inner) = tagged(v, &at, &["header", "cookie", "client_ip"], problems)?;
-                let here = join(&at, kind);
+                let here = join(&at, &kind);
                 match (kind, inner) {
                     ("client_ip", Value::Bool(true)) => Some(Sticky::ClientIp),
                     ("client_ip", _) => {

@@ -27,7 +27,7 @@ pub enum PathRewrite {
 impl PathRewrite {
     pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
         let (kind, inner) = tagged(value, at, &["set", "prefix", "regex", "template"], problems)?;
-        let at = &join(at, kind);
+        let at = &join(at, &kind);
         let starts_with_slash = |s: &str, at: &str, problems: &mut Problems| {
             if !s.starts_with('/') {
                 problems.push(at, format!("`{s}`: a path starts with `/`"));
@@ -115,7 +115,7 @@ pub enum HostRewrite {
 impl HostRewrite {
     pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<Self> {
         let (kind, inner) = tagged(value, at, &["set", "from_header", "from_path"], problems)?;
-        let at = &join(at, kind);
+        let at = &join(at, &kind);
         match kind {
             "set" => match inner.as_str() {
                 Some(host) if is_authority(host.as_bytes()) => {
