@@ -285,7 +285,7 @@ fn finish_fetch(state: &mut State, provider: usize, body_size: usize) {
     } else if status.as_deref() != Some(b"200") {
         Err(format!(
             "status {}",
-            String::from_utf8_lossy(status.as_deref().unwrap_or_default())
+            filter_common::utf8::lossy(status.as_deref().unwrap_or_default())
         ))
     } else {
         Ok(
@@ -476,10 +476,11 @@ impl Stream {
                 let path = format!(
                     "{}{}",
                     settings.path_prefix,
-                    String::from_utf8_lossy(&headers.get(":path").unwrap_or_default())
+                    filter_common::utf8::lossy(&headers.get(":path").unwrap_or_default())
                 );
-                let method = String::from_utf8_lossy(&headers.get(":method").unwrap_or_default())
-                    .into_owned();
+                let method =
+                    filter_common::utf8::lossy(&headers.get(":method").unwrap_or_default())
+                        .into_owned();
                 let mut forwarded: Vec<(String, String)> = Vec::new();
                 for name in &settings.forward_headers {
                     for value in headers.values(name) {
@@ -530,8 +531,8 @@ impl std::fmt::Display for Line<'_> {
         write!(
             f,
             "{} {}",
-            String::from_utf8_lossy(self.0.method()),
-            String::from_utf8_lossy(path)
+            filter_common::utf8::lossy(self.0.method()),
+            filter_common::utf8::lossy(path)
         )
     }
 }

@@ -175,10 +175,6 @@ impl Map {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
-    pub fn contains_key(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
     /// Sets a member, replacing any value it had (in its place).
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<Value>) {
         let name = name.into();
@@ -196,10 +192,6 @@ impl Map {
 
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &String> {
         self.0.iter().map(|(k, _)| k)
-    }
-
-    pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> {
-        self.0.iter().map(|(_, v)| v)
     }
 
     pub fn len(&self) -> usize {
@@ -222,12 +214,6 @@ impl<'a> IntoIterator for &'a Map {
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k, v))
-    }
-}
-
-impl From<Map> for Value {
-    fn from(map: Map) -> Self {
-        Value::Object(map)
     }
 }
 
@@ -448,6 +434,9 @@ impl<'a> Parser<'a> {
         members: &[(String, Value)],
         positions: &[usize],
     ) -> Result<(), Error> {
+        if members.len() < 2 {
+            return Ok(());
+        }
         let mut names: Vec<(&str, usize)> = members
             .iter()
             .zip(positions)

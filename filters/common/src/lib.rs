@@ -13,6 +13,7 @@
 //! - [`expr`]: match expressions (AND of members, `all`/`any`/`not`);
 //! - [`query`]: query-string edits on `:path`;
 //! - [`regex`]: the regex engine (regex-lite's syntax, linear-time matching);
+//! - [`utf8`]: bytes as text, invalid UTF-8 replaced (smaller than std's);
 //! - [`template`]: the `%OPERATOR%` value language;
 //! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
 //! - [`sort`]: a heapsort, small in a module (configure-time sorting);
@@ -46,3 +47,4 @@ pub mod rewrite;
 pub mod scope;
 pub mod sort;
 pub mod template;
+pub mod utf8;

@@ -115,57 +115,72 @@ fn parse_v4(text: &str) -> Option<Ipv4Addr> {
 }
 
 fn parse_v6(text: &str) -> Option<Ipv6Addr> {
-    let mut head = Vec::with_capacity(8);
-    let mut tail = Vec::with_capacity(8);
+    // Client addresses are parsed per request: fixed arrays, no allocation.
+    let mut head = Groups::default();
+    let mut tail = Groups::default();
     let gap = text.as_bytes().windows(2).position(|w| w == b"::");
     match gap.and_then(|at| Some((text.get(..at)?, text.get(at + 2..)?))) {
         Some((before, after)) => {
-            v6_groups(before, false, &mut head)?;
-            v6_groups(after, true, &mut tail)?;
-            if head.len() + tail.len() > 7 {
+            head.parse(before, false)?;
+            tail.parse(after, true)?;
+            if head.len + tail.len > 7 {
                 return None;
             }
         }
         None => {
-            v6_groups(text, true, &mut head)?;
-            if head.len() != 8 {
+            head.parse(text, true)?;
+            if head.len != 8 {
                 return None;
             }
         }
     }
-    let mut groups = [0u16; 8];
-    let tail_at = 8 - tail.len();
-    for (slot, group) in groups.iter_mut().zip(&head) {
-        *slot = *group;
-    }
-    for (slot, group) in groups.iter_mut().skip(tail_at).zip(&tail) {
-        *slot = *group;
+    // Groups past `head.len` are zero: the `::` run, then the tail.
+    let mut groups = head.words;
+    let tail_words = tail.words.iter().take(tail.len);
+    for (slot, word) in groups.iter_mut().skip(8 - tail.len).zip(tail_words) {
+        *slot = *word;
     }
     Some(Ipv6Addr::from(groups))
 }
 
-/// Colon-separated hex groups (none when `text` is empty); the last may be
-/// an IPv4 address (two groups) when `last` says the part ends the address.
-fn v6_groups(text: &str, last: bool, out: &mut Vec<u16>) -> Option<()> {
-    if text.is_empty() {
-        return Some(());
+/// Up to eight 16-bit groups of an IPv6 address, in order.
+#[derive(Default)]
+struct Groups {
+    words: [u16; 8],
+    len: usize,
+}
+
+impl Groups {
+    fn push(&mut self, word: u16) -> Option<()> {
+        *self.words.get_mut(self.len)? = word;
+        self.len += 1;
+        Some(())
     }
-    let mut parts = text.split(':').peekable();
-    while let Some(part) = parts.next() {
-        if last && parts.peek().is_none() && part.as_bytes().contains(&b'.') {
-            let [a, b, c, d] = parse_v4(part)?.octets();
-            out.extend([u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])]);
-        } else if part.is_empty() || part.len() > 4 || !part.bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            return None;
-        } else {
-            out.push(u16::from_str_radix(part, 16).ok()?);
+
+    /// Colon-separated hex groups (none when `text` is empty); the last may
+    /// be an IPv4 address (two groups) when `last` says the part ends the
+    /// address. `None` on a bad group or more than eight.
+    fn parse(&mut self, text: &str, last: bool) -> Option<()> {
+        if text.is_empty() {
+            return Some(());
         }
-        if out.len() > 8 {
-            return None;
+        let mut parts = text.split(':').peekable();
+        while let Some(part) = parts.next() {
+            if last && parts.peek().is_none() && part.as_bytes().contains(&b'.') {
+                let [a, b, c, d] = parse_v4(part)?.octets();
+                self.push(u16::from_be_bytes([a, b]))?;
+                self.push(u16::from_be_bytes([c, d]))?;
+            } else if part.is_empty()
+                || part.len() > 4
+                || !part.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return None;
+            } else {
+                self.push(u16::from_str_radix(part, 16).ok()?)?;
+            }
         }
+        Some(())
     }
-    Some(())
 }
 
 /// Where the client IP comes from.
