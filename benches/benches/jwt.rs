@@ -2,7 +2,9 @@
 //! verify the signature against a JWKS, check the claims), and per request
 //! through the auth filter's wasm module in the harness, cold (the
 //! verified-token cache off: every request verifies) and cached. RS256
-//! (2048-bit) and ES256, side by side in one run.
+//! (2048-bit), ES256 and ES384, side by side in one run; and our ECDSA
+//! verification (auth's src/ecdsa.rs) beside the RustCrypto `p256` and
+//! `p384` crates it replaced, on the same signatures.
 //!
 //! `cargo bench -p proxy-wasm-benches --bench jwt`
 
@@ -14,7 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use proxy_wasm_harness::{Plugin, Progress, Runtime};
 use rand_chacha_03::ChaCha20Rng;
 use rand_chacha_03::rand_core::SeedableRng;
-use rsa::signature::{SignatureEncoding, Signer};
+use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use rsa::traits::PublicKeyParts;
 use serde_json::json;
 
@@ -30,8 +32,9 @@ fn signing_input() -> String {
     )
 }
 
-/// An RS256 token and its key set, and an ES256 pair (the set as JSON).
-fn fixtures() -> [(&'static str, String, serde_json::Value); 2] {
+/// An RS256 token and its key set, and ES256 and ES384 pairs (the sets as
+/// JSON).
+fn fixtures() -> [(&'static str, String, serde_json::Value); 3] {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let rsa_key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("an RSA key");
     let public = rsa_key.to_public_key();
@@ -40,18 +43,79 @@ fn fixtures() -> [(&'static str, String, serde_json::Value); 2] {
     let rs256 = format!("{input}.{}", encode(&signature.to_vec()));
     let rsa_jwks = json!({"keys": [{"kty": "RSA", "kid": "k", "n": encode(&public.n().to_bytes_be()), "e": encode(&public.e().to_bytes_be())}]});
 
-    let ec_key = p256::ecdsa::SigningKey::random(&mut rng);
-    let point = ec_key.verifying_key().to_encoded_point(false);
-    let input = input.replacen(
-        &encode(br#"{"alg":"RS256","kid":"k"}"#),
-        &encode(br#"{"alg":"ES256","kid":"k"}"#),
-        1,
-    );
-    let signature: p256::ecdsa::Signature = ec_key.sign(input.as_bytes());
-    let es256 = format!("{input}.{}", encode(&signature.to_bytes()));
-    let ec_jwks = json!({"keys": [{"kty": "EC", "kid": "k", "crv": "P-256", "x": encode(point.x().expect("x")), "y": encode(point.y().expect("y"))}]});
+    let with_alg = |alg: &str| {
+        input.replacen(
+            &encode(br#"{"alg":"RS256","kid":"k"}"#),
+            &encode(format!(r#"{{"alg":"{alg}","kid":"k"}}"#).as_bytes()),
+            1,
+        )
+    };
+    let ec_jwk = |crv: &str, x: &[u8], y: &[u8]| json!({"keys": [{"kty": "EC", "kid": "k", "crv": crv, "x": encode(x), "y": encode(y)}]});
 
-    [("RS256", rs256, rsa_jwks), ("ES256", es256, ec_jwks)]
+    let p256_key = p256::ecdsa::SigningKey::random(&mut rng);
+    let point = p256_key.verifying_key().to_encoded_point(false);
+    let input = with_alg("ES256");
+    let signature: p256::ecdsa::Signature = p256_key.sign(input.as_bytes());
+    let es256 = format!("{input}.{}", encode(&signature.to_bytes()));
+    let p256_jwks = ec_jwk("P-256", point.x().expect("x"), point.y().expect("y"));
+
+    let p384_key = p384::ecdsa::SigningKey::random(&mut rng);
+    let point = p384_key.verifying_key().to_encoded_point(false);
+    let input = with_alg("ES384");
+    let signature: p384::ecdsa::Signature = p384_key.sign(input.as_bytes());
+    let es384 = format!("{input}.{}", encode(&signature.to_bytes()));
+    let p384_jwks = ec_jwk("P-384", point.x().expect("x"), point.y().expect("y"));
+
+    [
+        ("RS256", rs256, rsa_jwks),
+        ("ES256", es256, p256_jwks),
+        ("ES384", es384, p384_jwks),
+    ]
+}
+
+/// Signature verification alone, ours and the RustCrypto crate's, on the
+/// same key, message and signature.
+fn ecdsa(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let message = signing_input();
+    let mut group = c.benchmark_group("ecdsa/native");
+
+    let key = p256::ecdsa::SigningKey::random(&mut rng);
+    let signature: p256::ecdsa::Signature = key.sign(message.as_bytes());
+    let point = key.verifying_key().to_encoded_point(false);
+    let ours = auth::ecdsa::P256Key::from_coordinates(point.x().expect("x"), point.y().expect("y"))
+        .expect("a P-256 key");
+    let bytes = signature.to_bytes();
+    group.bench_function("P-256 ours", |b| {
+        b.iter(|| assert!(ours.verify(black_box(message.as_bytes()), &bytes)));
+    });
+    group.bench_function("P-256 p256 0.13", |b| {
+        b.iter(|| {
+            let verified = key
+                .verifying_key()
+                .verify(black_box(message.as_bytes()), &signature);
+            assert!(verified.is_ok());
+        });
+    });
+
+    let key = p384::ecdsa::SigningKey::random(&mut rng);
+    let signature: p384::ecdsa::Signature = key.sign(message.as_bytes());
+    let point = key.verifying_key().to_encoded_point(false);
+    let ours = auth::ecdsa::P384Key::from_coordinates(point.x().expect("x"), point.y().expect("y"))
+        .expect("a P-384 key");
+    let bytes = signature.to_bytes();
+    group.bench_function("P-384 ours", |b| {
+        b.iter(|| assert!(ours.verify(black_box(message.as_bytes()), &bytes)));
+    });
+    group.bench_function("P-384 p384 0.13", |b| {
+        b.iter(|| {
+            let verified = key
+                .verifying_key()
+                .verify(black_box(message.as_bytes()), &signature);
+            assert!(verified.is_ok());
+        });
+    });
+    group.finish();
 }
 
 fn verify(c: &mut Criterion) {
@@ -115,5 +179,5 @@ fn in_harness(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, in_harness);
+criterion_group!(benches, verify, ecdsa, in_harness);
 criterion_main!(benches);

@@ -9,6 +9,7 @@ use filter_common::json::Value;
 use rsa::{BigUint, RsaPublicKey};
 
 use crate::base64url;
+use crate::ecdsa::{P256Key, P384Key};
 
 /// RSA moduli shorter than this are refused (NIST SP 800-131A).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -79,8 +80,8 @@ impl Alg {
 #[derive(Clone, Debug)]
 pub enum Material {
     Rsa(RsaPublicKey),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
+    P256(P256Key),
+    P384(P384Key),
     Ed25519(Ed25519Key),
     /// An HMAC secret (`kty: oct`).
     Secret(Vec<u8>),
@@ -185,25 +186,15 @@ fn parse_key(key: &Value) -> Result<Result<Jwk, String>, String> {
             let (x, y) = (bytes("x")?, bytes("y")?);
             match text("crv")? {
                 Some("P-256") => {
-                    let point = p256::EncodedPoint::from_affine_coordinates(
-                        p256::FieldBytes::from_slice(&fixed(&x, 32, "x")?),
-                        p256::FieldBytes::from_slice(&fixed(&y, 32, "y")?),
-                        false,
-                    );
+                    let (x, y) = (fixed(&x, 32, "x")?, fixed(&y, 32, "y")?);
                     Material::P256(
-                        p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-                            .map_err(|_| "the point is not on P-256")?,
+                        P256Key::from_coordinates(x, y).ok_or("the point is not on P-256")?,
                     )
                 }
                 Some("P-384") => {
-                    let point = p384::EncodedPoint::from_affine_coordinates(
-                        p384::FieldBytes::from_slice(&fixed(&x, 48, "x")?),
-                        p384::FieldBytes::from_slice(&fixed(&y, 48, "y")?),
-                        false,
-                    );
+                    let (x, y) = (fixed(&x, 48, "x")?, fixed(&y, 48, "y")?);
                     Material::P384(
-                        p384::ecdsa::VerifyingKey::from_encoded_point(&point)
-                            .map_err(|_| "the point is not on P-384")?,
+                        P384Key::from_coordinates(x, y).ok_or("the point is not on P-384")?,
                     )
                 }
                 Some(other) => return Ok(Err(format!("curve `{other}` is not supported"))),
@@ -240,9 +231,9 @@ fn parse_key(key: &Value) -> Result<Result<Jwk, String>, String> {
 }
 
 /// A coordinate of exactly `len` bytes (RFC 7518 §6.2.1.2).
-fn fixed(bytes: &[u8], len: usize, name: &str) -> Result<Vec<u8>, String> {
+fn fixed<'a>(bytes: &'a [u8], len: usize, name: &str) -> Result<&'a [u8], String> {
     if bytes.len() == len {
-        Ok(bytes.to_vec())
+        Ok(bytes)
     } else {
         Err(format!("`{name}` has {} bytes, not {len}", bytes.len()))
     }
