@@ -183,6 +183,9 @@ impl Vm {
         }
         let d = dir.index();
         let ctx = id as i32;
+        // Headers held by a plain StopIteration: what follows still arrives,
+        // and the headers go on only with it.
+        let headers_held = self.state(id)?.flow_mut(dir).stopped == Some(Stop::HeadersOnly);
         let (stop, action) = match frame {
             Frame::Headers(map, eos) => {
                 let n = map.len() as i32;
@@ -209,7 +212,12 @@ impl Vm {
                     }
                 };
                 let action = raw.map_or(Action::Continue, Action::from_abi);
-                (Stop::Headers, action)
+                let stop = if self.plugin.settings.allow_on_headers_stop_iteration {
+                    Stop::HeadersOnly
+                } else {
+                    Stop::Headers
+                };
+                (stop, action)
             }
             Frame::Data(chunk, eos) => {
                 let flow = self.state(id)?.flow_mut(dir);
@@ -251,6 +259,11 @@ impl Vm {
                 (Stop::Trailers, action)
             }
         };
+        let stop = if headers_held {
+            Stop::HeadersOnly
+        } else {
+            stop
+        };
         let deferred = mem::take(&mut self.store.data_mut().deferred);
         // A local reply stops iteration whatever the callback returned
         // (cpp-host `stopNextIteration`).
@@ -271,17 +284,19 @@ impl Vm {
         let state = self.state(id)?;
         let flow = state.flow_mut(dir);
         flow.stopped = None;
+        // Held headers that the body or trailers followed go on with them.
+        let followed = stop == Stop::HeadersOnly && flow.stage != Stage::Headers;
         flow.stage = Stage::Idle;
         // What passes is frozen: the filter cannot write it any more, so it
         // moves to `sent` rather than being copied.
-        let mut parts = [None, None];
-        if stop == Stop::Headers {
+        let mut parts = [None, None, None];
+        if matches!(stop, Stop::Headers | Stop::HeadersOnly) {
+            let end_of_stream = flow.end_of_stream && !followed;
             flow.sent.headers = flow.headers.take();
-            flow.sent.complete = flow.end_of_stream;
-            parts[0] = Some(Part::Headers {
-                end_of_stream: flow.end_of_stream,
-            });
-        } else {
+            flow.sent.complete = end_of_stream;
+            parts[0] = Some(Part::Headers { end_of_stream });
+        }
+        if !matches!(stop, Stop::Headers | Stop::HeadersOnly) || followed {
             let len = flow.body.len();
             if flow.sent.body.is_empty() {
                 flow.sent.body = mem::take(&mut flow.body);
@@ -291,7 +306,7 @@ impl Vm {
             }
             let trailers = flow.end_of_stream && flow.trailers.is_some();
             if len > 0 || (flow.end_of_stream && !trailers) {
-                parts[0] = Some(Part::Data {
+                parts[1] = Some(Part::Data {
                     len,
                     end_of_stream: flow.end_of_stream && !trailers,
                 });
@@ -301,7 +316,7 @@ impl Vm {
                 flow.sent.trailers = flow.trailers.take();
                 flow.sent.complete = true;
                 if trailers {
-                    parts[1] = Some(Part::Trailers);
+                    parts[2] = Some(Part::Trailers);
                 }
             }
         }

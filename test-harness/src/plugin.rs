@@ -45,6 +45,8 @@ pub(crate) struct PluginSettings {
     /// Filter-state keys accepted by `set_envoy_filter_state` besides the
     /// ones Envoy registers.
     pub(crate) filter_state_keys: Vec<String>,
+    /// `PluginConfig.allow_on_headers_stop_iteration`.
+    pub(crate) allow_on_headers_stop_iteration: bool,
 }
 
 type ForeignFn = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, Status> + Send + Sync;
@@ -214,6 +216,7 @@ impl PluginBuilder {
                 grpc_upstreams: Arc::new(HashMap::new()),
                 foreign_functions: HashMap::new(),
                 filter_state_keys: Vec::new(),
+                allow_on_headers_stop_iteration: false,
             },
         }
     }
@@ -336,6 +339,17 @@ impl PluginBuilder {
     /// does not know (the built-in ones are listed in the README).
     pub fn filter_state_key(mut self, key: impl Into<String>) -> Self {
         self.settings.filter_state_keys.push(key.into());
+        self
+    }
+
+    /// Envoy's `PluginConfig.allow_on_headers_stop_iteration` (default
+    /// false). Off, a pause from a headers callback stops everything that
+    /// follows (`StopAllIterationAndWatermark`): the body waits unseen until
+    /// the filter resumes. On, it is a plain `StopIteration`: the headers
+    /// wait, the body and trailers still reach the filter, and a `Continue`
+    /// from one of their callbacks lets the headers go on too.
+    pub fn allow_on_headers_stop_iteration(mut self, allow: bool) -> Self {
+        self.settings.allow_on_headers_stop_iteration = allow;
         self
     }
 

@@ -96,7 +96,11 @@ impl Direction {
 /// Where a flow's filter iteration stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Stop {
+    /// `StopAllIterationAndWatermark`: what follows waits too.
     Headers,
+    /// `StopIteration` (`allow_on_headers_stop_iteration`): the headers wait,
+    /// but the body and trailers still reach the filter.
+    HeadersOnly,
     Body,
     Trailers,
 }

@@ -239,6 +239,7 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, 
                     "name": plugin_name(filter.name.as_deref(), i),
                     "root_id": filter.root_id.clone().unwrap_or_default(),
                     "configuration": string_value(text(filter.configuration.as_ref())),
+                    "allow_on_headers_stop_iteration": filter.allow_on_headers_stop_iteration,
                     "vm_config": {
                         "vm_id": filter.vm_id.clone().unwrap_or_default(),
                         "runtime": "envoy.wasm.runtime.v8",
@@ -358,6 +359,7 @@ async fn start_upstream(
             upstream: name.clone(),
             method: got.method,
             path: got.path,
+            body: got.body,
         });
         let spec = lock(&spec).clone();
         async move {

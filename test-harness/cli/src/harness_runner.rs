@@ -34,6 +34,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             .vm_id(filter.vm_id.clone().unwrap_or_default())
             .configuration(text(filter.configuration.as_ref()))
             .vm_configuration(text(filter.vm_config.as_ref()))
+            .allow_on_headers_stop_iteration(filter.allow_on_headers_stop_iteration)
             .property("xds.route_name", ROUTE_NAME)
             .property("xds.virtual_host_name", VIRTUAL_HOST_NAME);
         for (path, value) in &scenario.properties {
@@ -79,6 +80,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
                 upstream: c.upstream.clone(),
                 method: c.header(":method").unwrap_or_default().to_owned(),
                 path: c.header(":path").unwrap_or_default().to_owned(),
+                body: c.body.clone(),
             }));
             *seen = vm.http_calls().len();
         }

@@ -2,6 +2,8 @@
 //! how it is checked against a scenario's expectations and compared across
 //! runners.
 
+use std::fmt;
+
 use regex::Regex;
 
 use crate::scenario::{
@@ -57,6 +59,17 @@ pub(crate) struct CallMade {
     pub(crate) upstream: String,
     pub(crate) method: String,
     pub(crate) path: String,
+    pub(crate) body: Vec<u8>,
+}
+
+impl fmt::Display for CallMade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.upstream, self.method, self.path)?;
+        if !self.body.is_empty() {
+            write!(f, " body {:?}", String::from_utf8_lossy(&self.body))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -281,7 +294,7 @@ fn check_calls(prefix: &str, expect: &[CallExpect], got: &[CallMade], misses: &m
     let render = |calls: &[CallMade]| {
         calls
             .iter()
-            .map(|c| format!("{} {} {}", c.upstream, c.method, c.path))
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -290,13 +303,19 @@ fn check_calls(prefix: &str, expect: &[CallExpect], got: &[CallMade], misses: &m
             e.upstream == g.upstream
                 && e.method.as_ref().is_none_or(|m| *m == g.method)
                 && e.path.as_ref().is_none_or(|p| *p == g.path)
+                && e.body.as_ref().is_none_or(|b| b.as_bytes() == g.body)
         });
     if !ok {
         let wanted = expect
             .iter()
             .map(|c| {
+                let body = c
+                    .body
+                    .as_ref()
+                    .map(|b| format!(" body {b:?}"))
+                    .unwrap_or_default();
                 format!(
-                    "{} {} {}",
+                    "{} {} {}{body}",
                     c.upstream,
                     c.method.as_deref().unwrap_or("*"),
                     c.path.as_deref().unwrap_or("*")
@@ -379,7 +398,7 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
         let calls = got
             .calls
             .iter()
-            .map(|c| format!("{} {} {}", c.upstream, c.method, c.path))
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
         facts.push((format!("{p} http_calls"), calls));

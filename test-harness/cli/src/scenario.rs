@@ -76,6 +76,10 @@ pub(crate) struct FilterSpec {
     /// VM configuration, as `configuration`.
     #[serde(default)]
     pub(crate) vm_config: Option<serde_json::Value>,
+    /// Envoy's `PluginConfig.allow_on_headers_stop_iteration`: a pause at
+    /// the headers lets the body still reach the filter.
+    #[serde(default)]
+    pub(crate) allow_on_headers_stop_iteration: bool,
 }
 
 /// An upstream for callouts: a canned answer or a failure.
@@ -318,6 +322,9 @@ pub(crate) struct CallExpect {
     pub(crate) method: Option<String>,
     #[serde(default)]
     pub(crate) path: Option<String>,
+    /// The exact body the call carried (empty: none).
+    #[serde(default)]
+    pub(crate) body: Option<String>,
 }
 
 fn ok() -> u16 {

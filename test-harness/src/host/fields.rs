@@ -6,7 +6,7 @@ use wasmtime::{Caller, Linker};
 use super::{Host, copy_out, enter, lifecycle::configuring, split, write_u32};
 use crate::abi::{AbiVersion, BufferType, MapType, Status};
 use crate::headers::{HeaderMap, decode_pairs};
-use crate::stream::{Direction, Flow, HttpStreamState, Stage};
+use crate::stream::{Direction, Flow, HttpStreamState, Stage, Stop};
 
 type Ret = wasmtime::Result<i32>;
 
@@ -121,8 +121,11 @@ fn read_map(host: &Host, map: MapType) -> Result<&HeaderMap, Status> {
     } else {
         Stage::Headers
     };
+    // Headers held by a plain StopIteration stay readable from the body
+    // callbacks, as Envoy keeps them until they go on.
+    let held = !trailers && flow.stopped == Some(Stop::HeadersOnly);
     match value {
-        Some(map) if flow.stage == stage => Ok(map),
+        Some(map) if flow.stage == stage || held => Ok(map),
         _ => Err(Status::BadArgument),
     }
 }
@@ -136,8 +139,10 @@ fn write_map(host: &mut Host, map: MapType) -> Result<&mut HeaderMap, Status> {
         return Err(Status::BadArgument);
     }
     let flow = stream.flow_mut(dir);
+    let held = flow.stopped == Some(Stop::HeadersOnly);
     let writable = match (trailers, flow.stage) {
         (false, Stage::Headers) => flow.headers.as_mut(),
+        (false, _) if held => flow.headers.as_mut(),
         (true, Stage::Trailers) => flow.trailers.as_mut(),
         (true, Stage::Body) if flow.end_of_stream => {
             Some(flow.trailers.get_or_insert_with(HeaderMap::new))

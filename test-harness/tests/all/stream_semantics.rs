@@ -62,6 +62,85 @@ fn body_that_arrives_while_headers_are_paused_is_delivered_as_one_buffer() {
     );
 }
 
+/// Pauses the request headers; its body callback reads a request header,
+/// pauses until the end of the body, then writes a header and continues.
+const HOLDS_HEADERS_FOR_THE_BODY: &str = r#"
+    (func (export "proxy_on_request_headers") (param i32) (param i32) (param i32) (result i32)
+      (i32.const 1))
+    (func (export "proxy_on_request_body") (param i32) (param $size i32) (param $eos i32) (result i32)
+      (call $result (i32.load (i32.const 0x64)) (local.get $size))
+      (i32.store (i32.const 0x64) (i32.add (i32.load (i32.const 0x64)) (i32.const 1)))
+      (call $result (i32.const 8)
+        (call $proxy_get_header_map_value (i32.const 0) (i32.const 0x200) (i32.const 5)
+          (i32.const 0x80) (i32.const 0x84)))
+      (if (i32.eqz (local.get $eos)) (then (return (i32.const 1))))
+      (call $result (i32.const 9)
+        (call $proxy_add_header_map_value (i32.const 0) (i32.const 0x208) (i32.const 6)
+          (i32.const 0x210) (i32.const 4)))
+      (i32.const 0))
+    (data (i32.const 0x200) ":path")
+    (data (i32.const 0x208) "x-seen")
+    (data (i32.const 0x210) "body")"#;
+
+#[test]
+fn with_allow_on_headers_stop_iteration_the_body_reaches_a_filter_that_paused_at_headers() {
+    let mut vm = guest::builder(HOLDS_HEADERS_FOR_THE_BODY)
+        .allow_on_headers_stop_iteration(true)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    let mut stream = vm.http_stream();
+    assert_eq!(
+        stream.send_request_headers(get("/"), false).unwrap(),
+        Progress::Paused
+    );
+    assert_eq!(
+        stream.send_request_body("abc", false).unwrap(),
+        Progress::Paused
+    );
+    let id = stream.id();
+    assert!(
+        vm.stream(id).unwrap().upstream_request().headers.is_none(),
+        "the headers wait for the filter"
+    );
+    let mut stream = vm.stream(id).unwrap();
+    assert_eq!(
+        stream.send_request_body("defg", true).unwrap(),
+        Progress::Continued
+    );
+    // Two body callbacks (the second with everything buffered), each able
+    // to read the held headers; the last one wrote to them.
+    assert_eq!(
+        [
+            result(&vm, 0),
+            result(&vm, 1),
+            result(&vm, 8),
+            result(&vm, 9)
+        ],
+        [3, 7, 0, 0]
+    );
+    let upstream = vm.stream(id).unwrap().upstream_request().clone();
+    assert_eq!(upstream.headers.unwrap().get("x-seen"), Some("body"));
+    assert_eq!(
+        (upstream.body.as_slice(), upstream.complete),
+        (&b"abcdefg"[..], true)
+    );
+}
+
+#[test]
+fn without_allow_on_headers_stop_iteration_the_same_filter_sees_no_body_and_waits() {
+    let mut vm = guest::start(HOLDS_HEADERS_FOR_THE_BODY);
+    let mut stream = vm.http_stream();
+    stream.send_request_headers(get("/"), false).unwrap();
+    assert_eq!(
+        stream.send_request_body("abcdefg", true).unwrap(),
+        Progress::Paused
+    );
+    assert!(stream.upstream_request().headers.is_none());
+    assert_eq!(u32_at(&vm, 0x64), 0, "no body callback");
+}
+
 #[test]
 fn a_body_paused_from_its_callback_is_redelivered_with_the_total_size() {
     let mut vm = guest::start(

@@ -52,7 +52,8 @@ impl Generation {
                 .root_id(filter.root_id.clone().unwrap_or_default())
                 .vm_id(filter.vm_id.clone().unwrap_or_default())
                 .configuration(crate::harness_runner::text(filter.configuration.as_ref()))
-                .vm_configuration(crate::harness_runner::text(filter.vm_config.as_ref()));
+                .vm_configuration(crate::harness_runner::text(filter.vm_config.as_ref()))
+                .allow_on_headers_stop_iteration(filter.allow_on_headers_stop_iteration);
             for (path, value) in &config.properties {
                 builder = builder.property(path, value.as_bytes().to_vec());
             }
