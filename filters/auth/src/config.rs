@@ -136,7 +136,22 @@ pub struct ExtAuthz {
     pub client_headers: Option<Vec<String>>,
     pub failure_mode_allow: bool,
     pub status_on_error: u16,
+    /// The request body sent along (`with_request_body`).
+    pub with_request_body: Option<BodySettings>,
 }
+
+/// How much of the request body goes to the authorization service, as
+/// Envoy's ext_authz `with_request_body`.
+#[derive(Debug, Clone, Copy)]
+pub struct BodySettings {
+    /// The most bytes sent; a longer body gets 413 unless partial messages
+    /// are allowed, when its first `max_request_bytes` go.
+    pub max_request_bytes: usize,
+    pub allow_partial_message: bool,
+}
+
+/// The largest `max_request_bytes`: the body is held in the VM's memory.
+pub const MAX_BODY_BYTES: u64 = 1 << 20;
 
 /// A method combination a rule requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -510,6 +525,7 @@ fn decode_ext_authz(value: &Value, at: &str, problems: &mut Problems) -> Option<
         "client_headers",
         "failure_mode_allow",
         "status_on_error",
+        "with_request_body",
     ];
     let e = Fields::new(value, at, KNOWN, problems)?;
     let cluster = e.required_string("cluster", problems)?;
@@ -549,6 +565,23 @@ fn decode_ext_authz(value: &Value, at: &str, problems: &mut Problems) -> Option<
         status_on_error: e
             .integer("status_on_error", 200, 599, problems)
             .map_or(403, |n| u16::try_from(n).unwrap_or(403)),
+        with_request_body: decode_body_settings(&e, problems),
+    })
+}
+
+fn decode_body_settings(e: &Fields<'_>, problems: &mut Problems) -> Option<BodySettings> {
+    const KNOWN: &[&str] = &["max_request_bytes", "allow_partial_message"];
+    let b = e.object("with_request_body", KNOWN, problems)?;
+    if b.value("max_request_bytes").is_none() {
+        problems.push(
+            &e.at("with_request_body"),
+            "missing field `max_request_bytes`",
+        );
+    }
+    let max = b.integer("max_request_bytes", 1, MAX_BODY_BYTES, problems)?;
+    Some(BodySettings {
+        max_request_bytes: usize::try_from(max).unwrap_or(usize::MAX),
+        allow_partial_message: b.flag("allow_partial_message", problems),
     })
 }
 

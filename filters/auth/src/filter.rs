@@ -18,7 +18,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::answer::{apply, reply, strip_outputs};
-use crate::config::{Config, JwksSource, Provider, RemoteJwks};
+use crate::config::{BodySettings, Config, JwksSource, Provider, RemoteJwks};
 use crate::policy::{AuthzAnswer, Caches, Decision, Env, Keys, Method, Need, Verdict, evaluate};
 use crate::remote::RemoteState;
 
@@ -126,6 +126,18 @@ impl RootContext for Root {
                     config.consumers.len(),
                     config.providers.len()
                 );
+                if config
+                    .ext_authz
+                    .as_ref()
+                    .is_some_and(|e| e.with_request_body.is_some())
+                {
+                    // The filter cannot see the setting; say what it relies on.
+                    info!(
+                        "auth: ext_authz.with_request_body relies on the plugin's \
+                         allow_on_headers_stop_iteration: true (without it a request with a \
+                         body waits for its stream timeout)"
+                    );
+                }
                 let has_remote = config.remote_providers().next().is_some();
                 let remote = config
                     .providers
@@ -202,6 +214,9 @@ impl RootContext for Root {
             waiting: None,
             fetched: Vec::new(),
             authz: None,
+            request_ended: false,
+            body: Body::NotRead,
+            body_seen: None,
         }))
     }
 
@@ -342,6 +357,21 @@ struct Stream {
     /// Providers whose set this request fetched (never twice).
     fetched: Vec<usize>,
     authz: Option<AuthzAnswer>,
+    /// The request headers ended the request (no body follows).
+    request_ended: bool,
+    body: Body,
+    /// The buffered body's size and whether it is all there, as the last
+    /// body callback said.
+    body_seen: Option<(usize, bool)>,
+}
+
+/// The request body, for an authorization service that wants it.
+enum Body {
+    NotRead,
+    /// Paused at the headers until the body (or enough of it) is buffered.
+    Awaited,
+    /// What goes to the service, and whether it is only the first part.
+    Read(Vec<u8>, bool),
 }
 
 /// The proxy as an evaluation's [`Env`].
@@ -472,6 +502,21 @@ impl Stream {
             Need::ExtAuthz => {
                 let state = shared.borrow();
                 let settings = state.config.ext_authz.as_ref()?;
+                if let Some(wanted) = settings.with_request_body
+                    && !self.request_ended
+                    && !matches!(self.body, Body::Read(..))
+                {
+                    let seen = self.body_seen;
+                    match seen.and_then(|(size, ended)| self.collect_body(wanted, size, ended)) {
+                        Some(Ok(())) => {}
+                        Some(Err(action)) => return Some(action),
+                        // Wait for the body (see `on_http_request_body`).
+                        None => {
+                            self.body = Body::Awaited;
+                            return Some(Action::Pause);
+                        }
+                    }
+                }
                 let headers = self.request.as_ref()?;
                 let path = format!(
                     "{}{}",
@@ -495,10 +540,23 @@ impl Stream {
                     (":authority", &settings.authority),
                 ];
                 call.extend(forwarded.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let body = match (&settings.with_request_body, &self.body) {
+                    (None, _) => None,
+                    (Some(_), Body::Read(bytes, partial)) => {
+                        // Envoy's ext_authz says whether the body was cut.
+                        call.push(("x-envoy-auth-partial-body", bool_text(*partial)));
+                        Some(bytes.as_slice())
+                    }
+                    // No body: the request ended with its headers.
+                    (Some(_), _) => {
+                        call.push(("x-envoy-auth-partial-body", "false"));
+                        None
+                    }
+                };
                 let result = self.dispatch_http_call(
                     &settings.cluster,
                     call,
-                    None,
+                    body,
                     vec![],
                     Duration::from_millis(settings.timeout_ms),
                 );
@@ -693,12 +751,76 @@ fn read_authz_answer(body_size: usize) -> AuthzAnswer {
     }
 }
 
+fn bool_text(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+impl Stream {
+    /// Reads the body for the authorization service once it is buffered as
+    /// far as `wanted` says: `None` to keep buffering, `Err` with the action
+    /// after a 413 (too long, and partial bodies not allowed).
+    fn collect_body(
+        &mut self,
+        wanted: BodySettings,
+        size: usize,
+        ended: bool,
+    ) -> Option<Result<(), Action>> {
+        let max = wanted.max_request_bytes;
+        if size > max && !wanted.allow_partial_message {
+            // As Envoy's ext_authz with a full buffer: 413 before asking.
+            self.request = None;
+            info!("auth: request body over {max} bytes for ext_authz: 413");
+            if send_local_reply(413, "request_payload_too_large", &[], b"Payload Too Large")
+                .is_err()
+            {
+                let _ = hostcalls::reset_http_request();
+            }
+            return Some(Err(Action::Pause));
+        }
+        if !ended && (size < max || !wanted.allow_partial_message) {
+            return None;
+        }
+        let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size.min(max))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.body = Body::Read(bytes, !ended || size > max);
+        Some(Ok(()))
+    }
+}
+
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.state.is_none() {
             return Action::Continue;
         }
+        self.request_ended = end_of_stream;
         self.request = Some(read_map(MapType::HttpRequestHeaders));
         self.decide()
+    }
+
+    /// The body reaches the filter before it decides only under Envoy's
+    /// `allow_on_headers_stop_iteration`; until the decision it is held.
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.request.is_none() {
+            // Decided (or not configured): the body passes.
+            return Action::Continue;
+        }
+        self.body_seen = Some((body_size, end_of_stream));
+        let wanted = self
+            .state
+            .as_ref()
+            .and_then(|s| s.borrow().config.ext_authz.as_ref()?.with_request_body);
+        match wanted {
+            Some(wanted) if matches!(self.body, Body::Awaited) => {
+                match self.collect_body(wanted, body_size, end_of_stream) {
+                    Some(Ok(())) => self.decide(),
+                    Some(Err(action)) => action,
+                    None => Action::Pause,
+                }
+            }
+            // Held until the decision.
+            _ => Action::Pause,
+        }
     }
 }

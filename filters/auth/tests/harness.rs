@@ -211,7 +211,8 @@ fn ten_thousand_random_requests_and_tokens_never_trap() {
                             "claims_to_headers": [{"claim": "a.b", "header": "x-ab"}, {"claim": "scope", "header": "x-scope"}],
                             "from_cookies": ["jwt"]},
                           {"name": "remote", "remote_jwks": {"cluster": "jwks", "path": "/jwks"}, "from_headers": [{"name": "x-token"}]}],
-        "ext_authz": {"cluster": "authz", "upstream_headers": ["x-user"]},
+        "ext_authz": {"cluster": "authz", "upstream_headers": ["x-user"],
+                      "with_request_body": {"max_request_bytes": 16}},
         "rules": [{"match": {"path": {"prefix": "/a"}}, "require": "basic", "identities": ["ops"]},
                   {"match": {"path": {"prefix": "/b"}}, "require": {"all": [{"jwt": "main"}, "ext_authz"]},
                    "claims": [{"name": "scope", "contains": "w"}]},
@@ -230,6 +231,8 @@ fn ten_thousand_random_requests_and_tokens_never_trap() {
     };
     let mut vm = Plugin::builder(harness_fixtures::AUTH)
         .configuration(config.to_string())
+        // Bodies reach the filter while it holds the headers.
+        .allow_on_headers_stop_iteration(true)
         .upstream("authz", Upstream::handler(answers))
         .upstream(
             "jwks",
@@ -282,21 +285,45 @@ fn ten_thousand_random_requests_and_tokens_never_trap() {
                 1 => format!("Bearer {}", mutate(&valid, &mut rng)),
                 2 => format!("Basic {}", encode(&header_value(&mut rng))),
                 3 => KEY.to_owned(),
+                // The provider reads tokens from this cookie only, so a
+                // valid one is what leads rules on to the authorization
+                // service.
+                4 if rng.next_u32() % 2 == 0 => format!("jwt={valid}; key={KEY}"),
                 4 => format!("jwt={}; key={KEY}", mutate(&valid, &mut rng)),
                 _ => String::from_utf8_lossy(&header_value(&mut rng)).into_owned(),
             };
             h.push((name, value));
         }
+        // A third of the requests have a body of up to 40 bytes (over the
+        // service's 16 at times), in up to three chunks.
+        let chunks = if rng.next_u32() % 3 == 0 {
+            1 + rng.next_u32() % 3
+        } else {
+            0
+        };
         let mut stream = vm.http_stream();
         stream
-            .send_request_headers(h, true)
+            .send_request_headers(h, chunks == 0)
             .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        for c in 0..chunks {
+            let mut chunk = vec![0u8; (rng.next_u32() % 14) as usize];
+            rng.fill_bytes(&mut chunk);
+            stream
+                .send_request_body(chunk, c + 1 == chunks)
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        }
         stream.advance_time(Duration::from_millis(20)).unwrap();
         stream
             .finish()
             .unwrap_or_else(|e| panic!("request {i}: {e}"));
     }
     assert!(counter(&vm, "auth.allowed") > 0 && counter(&vm, "auth.unauthorized") > 0);
+    assert!(
+        vm.http_calls()
+            .iter()
+            .any(|c| c.upstream == "authz" && !c.body.is_empty()),
+        "some checks carried a body"
+    );
 }
 
 /// A token with a few random bytes changed, dropped or inserted.

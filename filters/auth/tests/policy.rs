@@ -114,6 +114,51 @@ fn every_problem_is_reported_with_its_path() {
 }
 
 #[test]
+fn ext_authz_body_settings_are_checked() {
+    let problems = |with_request_body: serde_json::Value| {
+        let bad = json!({
+            "ext_authz": {"cluster": "authz", "with_request_body": with_request_body},
+            "rules": [{"require": "ext_authz"}]
+        });
+        Config::parse(bad.to_string().as_bytes())
+            .unwrap_err()
+            .to_string()
+    };
+    for (settings, expected) in [
+        (
+            json!({}),
+            "/ext_authz/with_request_body: missing field `max_request_bytes`",
+        ),
+        (
+            json!({"max_request_bytes": 0}),
+            "/ext_authz/with_request_body/max_request_bytes: 0 is out of range (1 to 1048576)",
+        ),
+        (
+            json!({"max_request_bytes": 10, "allow_partial": true}),
+            "/ext_authz/with_request_body/allow_partial: unknown field `allow_partial`",
+        ),
+        (
+            json!({"max_request_bytes": 10, "allow_partial_message": "yes"}),
+            "/ext_authz/with_request_body/allow_partial_message:",
+        ),
+        (json!(64), "/ext_authz/with_request_body:"),
+    ] {
+        let text = problems(settings);
+        assert!(text.contains(expected), "missing `{expected}` in {text}");
+    }
+    let good = json!({
+        "ext_authz": {"cluster": "authz", "with_request_body": {"max_request_bytes": 1024}},
+        "rules": [{"require": "ext_authz"}]
+    });
+    let config = Config::parse(good.to_string().as_bytes()).unwrap();
+    let body = config.ext_authz.unwrap().with_request_body.unwrap();
+    assert_eq!(
+        (body.max_request_bytes, body.allow_partial_message),
+        (1024, false)
+    );
+}
+
+#[test]
 fn any_all_and_allow_missing_combine_methods() {
     let c = config(json!([
         {"match": {"path": {"prefix": "/any"}}, "require": {"any": [{"jwt": "local"}, "api_key"]}},
