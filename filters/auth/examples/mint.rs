@@ -6,8 +6,8 @@
 //! cargo run -p auth --example mint -- token ALG 'CLAIMS-JSON' [KID] [HEADER-JSON]
 //! ```
 //!
-//! ALG is HS256, RS256, ES256, ES384 or EdDSA; KID defaults to the
-//! algorithm's key id (`hs`, `rsa`, `p256`, `p384`, `ed`). The HS256 secret is
+//! ALG is HS256, RS256, ES256, ES384, ES512 or EdDSA; KID defaults to the
+//! algorithm's key id (`hs`, `rsa`, `p256`, `p384`, `p521`, `ed`). The HS256 secret is
 //! `a-shared-hmac-secret-of-32-bytes`. A `kid-suffix` gives the same keys
 //! other ids, to show a rotation.
 
@@ -26,6 +26,7 @@ struct Keys {
     rsa: rsa::RsaPrivateKey,
     p256: p256::ecdsa::SigningKey,
     p384: p384::ecdsa::SigningKey,
+    p521: p521::ecdsa::SigningKey,
     ed25519: ed25519_dalek::SigningKey,
 }
 
@@ -36,6 +37,7 @@ fn keys(seed: u64) -> Keys {
         p256: p256::ecdsa::SigningKey::random(&mut rng),
         // Drawn after the others, so adding it left their keys unchanged.
         p384: p384::ecdsa::SigningKey::random(&mut rng),
+        p521: p521::ecdsa::SigningKey::random(&mut rng),
         ed25519: ed25519_dalek::SigningKey::from_bytes(
             &[u8::try_from(seed % 256).unwrap_or(7); 32],
         ),
@@ -46,10 +48,12 @@ fn jwks(k: &Keys, suffix: &str) -> Value {
     let rsa = k.rsa.to_public_key();
     let p = k.p256.verifying_key().to_encoded_point(false);
     let q = k.p384.verifying_key().to_encoded_point(false);
+    let r = p521::ecdsa::VerifyingKey::from(&k.p521).to_encoded_point(false);
     json!({"keys": [
         {"kty": "RSA", "kid": format!("rsa{suffix}"), "alg": "RS256", "n": encode(&rsa.n().to_bytes_be()), "e": encode(&rsa.e().to_bytes_be())},
         {"kty": "EC", "kid": format!("p256{suffix}"), "crv": "P-256", "x": encode(p.x().expect("x")), "y": encode(p.y().expect("y"))},
         {"kty": "EC", "kid": format!("p384{suffix}"), "crv": "P-384", "x": encode(q.x().expect("x")), "y": encode(q.y().expect("y"))},
+        {"kty": "EC", "kid": format!("p521{suffix}"), "crv": "P-521", "x": encode(r.x().expect("x")), "y": encode(r.y().expect("y"))},
         {"kty": "OKP", "kid": format!("ed{suffix}"), "crv": "Ed25519", "x": encode(k.ed25519.verifying_key().as_bytes())},
         {"kty": "oct", "kid": format!("hs{suffix}"), "alg": "HS256", "k": encode(SECRET)},
     ]})
@@ -73,11 +77,15 @@ fn sign(k: &Keys, alg: &str, input: &[u8]) -> Vec<u8> {
             let s: p384::ecdsa::Signature = k.p384.sign(input);
             s.to_bytes().to_vec()
         }
+        "ES512" => {
+            let s: p521::ecdsa::Signature = k.p521.sign(input);
+            s.to_bytes().to_vec()
+        }
         "EdDSA" => ed25519_dalek::Signer::sign(&k.ed25519, input)
             .to_bytes()
             .to_vec(),
         other => {
-            eprintln!("unknown algorithm {other}: HS256, RS256, ES256, ES384 or EdDSA");
+            eprintln!("unknown algorithm {other}: HS256, RS256, ES256, ES384, ES512 or EdDSA");
             std::process::exit(2);
         }
     }
@@ -103,6 +111,7 @@ fn main() {
                 "RS256" => "rsa",
                 "ES256" => "p256",
                 "ES384" => "p384",
+                "ES512" => "p521",
                 _ => "ed",
             };
             let kid = rest.first().copied().unwrap_or(default_kid);

@@ -1,4 +1,5 @@
-//! ECDSA verification on P-256 and P-384 (JWS `ES256`, `ES384`).
+//! ECDSA verification on P-256, P-384 and P-521 (JWS `ES256`, `ES384`,
+//! `ES512`).
 //!
 //! Why not the `p256`/`p384` crates: their P-384 field and scalar
 //! arithmetic is fiat-crypto's fully unrolled 32-bit code, ~118 KB of the
@@ -15,7 +16,8 @@
 use core::marker::PhantomData;
 
 use crypto_bigint::modular::constant_mod::{Residue, ResidueParams};
-use crypto_bigint::{U256, U384, Uint, impl_modulus};
+use crypto_bigint::modular::montgomery_reduction;
+use crypto_bigint::{Limb, U256, U384, U576, Uint, Word};
 use sha2::Digest;
 
 /// A short Weierstrass curve `y² = x³ - 3x + b` of prime order `n`, whose
@@ -27,28 +29,61 @@ pub trait Curve<const L: usize>: Copy {
     const B: Uint<L>;
     const GX: Uint<L>;
     const GY: Uint<L>;
-    /// Bytes in a coordinate, a scalar and a digest alike.
+    /// Bytes in a coordinate and a scalar (a digest may be shorter).
     const BYTES: usize;
     /// `b` in Montgomery form, converted once at compile time.
     const B_RESIDUE: Residue<Self::Field, L> = Residue::new(&Self::B);
 }
 
-impl_modulus!(
+/// A constant modulus for `Residue`: what crypto-bigint's `impl_modulus!`
+/// computes, without the `ConcatMixed` bound that `U576` does not meet.
+macro_rules! modulus {
+    ($name:ident, $uint:ty, $hex:literal) => {
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name;
+
+        impl ResidueParams<{ <$uint>::LIMBS }> for $name {
+            const LIMBS: usize = <$uint>::LIMBS;
+            const MODULUS: $uint = <$uint>::from_be_hex($hex);
+            const R: $uint = <$uint>::MAX
+                .const_rem(&Self::MODULUS)
+                .0
+                .wrapping_add(&<$uint>::ONE);
+            const R2: $uint = <$uint>::const_rem_wide(Self::R.square_wide(), &Self::MODULUS).0;
+            const MOD_NEG_INV: Limb = Limb(
+                Word::MIN.wrapping_sub(
+                    match Self::MODULUS
+                        .inv_mod2k_vartime(Word::BITS as usize)
+                        .as_words()
+                        .first()
+                    {
+                        Some(word) => *word,
+                        None => 0,
+                    },
+                ),
+            );
+            const R3: $uint =
+                montgomery_reduction(&Self::R2.square_wide(), &Self::MODULUS, Self::MOD_NEG_INV);
+        }
+    };
+}
+
+modulus!(
     P256Field,
     U256,
     "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff"
 );
-impl_modulus!(
+modulus!(
     P256Order,
     U256,
     "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551"
 );
-impl_modulus!(
+modulus!(
     P384Field,
     U384,
     "fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff"
 );
-impl_modulus!(
+modulus!(
     P384Order,
     U384,
     "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973"
@@ -91,10 +126,43 @@ impl Curve<{ U384::LIMBS }> for P384 {
     const BYTES: usize = 48;
 }
 
+modulus!(
+    P521Field,
+    U576,
+    "00000000000001ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
+);
+modulus!(
+    P521Order,
+    U576,
+    "00000000000001fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409"
+);
+
+/// NIST P-521 (secp521r1), with SHA-512.
+#[derive(Clone, Copy, Debug)]
+pub struct P521;
+
+impl Curve<{ U576::LIMBS }> for P521 {
+    type Field = P521Field;
+    type Order = P521Order;
+    type Hash = sha2::Sha512;
+    const B: U576 = U576::from_be_hex(
+        "0000000000000051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00",
+    );
+    const GX: U576 = U576::from_be_hex(
+        "00000000000000c6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66",
+    );
+    const GY: U576 = U576::from_be_hex(
+        "000000000000011839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650",
+    );
+    const BYTES: usize = 66;
+}
+
 /// A P-256 public key.
 pub type P256Key = VerifyingKey<P256, { U256::LIMBS }>;
 /// A P-384 public key.
 pub type P384Key = VerifyingKey<P384, { U384::LIMBS }>;
+/// A P-521 public key.
+pub type P521Key = VerifyingKey<P521, { U576::LIMBS }>;
 
 type Fe<C, const L: usize> = Residue<<C as Curve<L>>::Field, L>;
 
@@ -162,9 +230,11 @@ impl<C: Curve<L>, const L: usize> Point<C, L> {
     /// Doubling (RCB algorithm 6), cheaper than `add(self, self)`.
     fn double(&self) -> Self {
         let b = C::B_RESIDUE;
-        let xx = self.x.square();
-        let yy = self.y.square();
-        let zz = self.z.square();
+        // `mul`, not `square`: crypto-bigint's squaring is a second
+        // multiplication routine per limb count (~1 KB each in the module).
+        let xx = self.x.mul(&self.x);
+        let yy = self.y.mul(&self.y);
+        let zz = self.z.mul(&self.z);
         let xy2 = double(&self.x.mul(&self.y));
         let xz2 = double(&self.x.mul(&self.z));
         let bzz3 = triple(&b.mul(&zz).sub(&xz2));
@@ -206,8 +276,8 @@ impl<C: Curve<L>, const L: usize> VerifyingKey<C, L> {
         let y = field_element::<C, L>(y)?;
         let b = C::B_RESIDUE;
         // y² = x³ - 3x + b
-        let rhs = x.square().mul(&x).sub(&triple(&x)).add(&b);
-        if y.square().retrieve() != rhs.retrieve() {
+        let rhs = x.mul(&x).mul(&x).sub(&triple(&x)).add(&b);
+        if y.mul(&y).retrieve() != rhs.retrieve() {
             return None;
         }
         Some(Self {
@@ -225,13 +295,13 @@ impl<C: Curve<L>, const L: usize> VerifyingKey<C, L> {
         let (Some(r), Some(s)) = (scalar::<C, L>(r), scalar::<C, L>(s)) else {
             return false;
         };
+        // Each curve's digest has at most as many bits as its order, so it
+        // is its own leftmost bits; `Residue::new` reduces it modulo `n`.
         let digest = C::Hash::digest(message);
-        if digest.len() != C::BYTES {
+        let Some(e) = padded::<L>(&digest) else {
             return false;
-        }
-        // The digest is as long as the order, so it is its own leftmost
-        // bits; `Residue::new` reduces it modulo `n`.
-        let e = Residue::<C::Order, L>::new(&Uint::from_be_slice(&digest));
+        };
+        let e = Residue::<C::Order, L>::new(&e);
         let (w, invertible) = s.invert();
         if !bool::from(invertible) {
             return false;
@@ -280,9 +350,26 @@ fn scalar<C: Curve<L>, const L: usize>(bytes: &[u8]) -> Option<Residue<C::Order,
 }
 
 fn integer<C: Curve<L>, const L: usize>(bytes: &[u8]) -> Option<Uint<L>> {
-    // `from_be_slice` wants exactly the integer's width, which is the
-    // curve's width on every limb size (32 and 48 bytes).
-    (bytes.len() == C::BYTES && bytes.len() == Uint::<L>::BYTES).then(|| Uint::from_be_slice(bytes))
+    if bytes.len() == C::BYTES {
+        padded(bytes)
+    } else {
+        None
+    }
+}
+
+/// Big-endian bytes as an integer, when they fit.
+fn padded<const L: usize>(bytes: &[u8]) -> Option<Uint<L>> {
+    // `from_be_slice` wants exactly the integer's width (P-521's 66 bytes
+    // live in 72).
+    let mut buffer = [0u8; 72];
+    let width = Uint::<L>::BYTES;
+    let start = buffer.len().checked_sub(width)?;
+    let at = buffer.len().checked_sub(bytes.len())?;
+    if at < start {
+        return None;
+    }
+    buffer.get_mut(at..)?.copy_from_slice(bytes);
+    Some(Uint::from_be_slice(buffer.get(start..)?))
 }
 
 #[cfg(test)]

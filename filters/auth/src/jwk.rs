@@ -9,7 +9,7 @@ use filter_common::json::Value;
 use rsa::{BigUint, RsaPublicKey};
 
 use crate::base64url;
-use crate::ecdsa::{P256Key, P384Key};
+use crate::ecdsa::{P256Key, P384Key, P521Key};
 
 /// RSA moduli shorter than this are refused (NIST SP 800-131A).
 pub const MIN_RSA_BITS: usize = 2048;
@@ -30,6 +30,7 @@ pub enum Alg {
     Ps512,
     Es256,
     Es384,
+    Es512,
     EdDsa,
 }
 
@@ -48,6 +49,7 @@ impl Alg {
             "PS512" => Self::Ps512,
             "ES256" => Self::Es256,
             "ES384" => Self::Es384,
+            "ES512" => Self::Es512,
             "EdDSA" => Self::EdDsa,
             _ => return None,
         })
@@ -71,6 +73,7 @@ impl Alg {
                 )
                 | (Self::Es256, Material::P256(_))
                 | (Self::Es384, Material::P384(_))
+                | (Self::Es512, Material::P521(_))
                 | (Self::EdDsa, Material::Ed25519(_))
         )
     }
@@ -82,6 +85,7 @@ pub enum Material {
     Rsa(RsaPublicKey),
     P256(P256Key),
     P384(P384Key),
+    P521(P521Key),
     Ed25519(Ed25519Key),
     /// An HMAC secret (`kty: oct`).
     Secret(Vec<u8>),
@@ -195,6 +199,12 @@ fn parse_key(key: &Value) -> Result<Result<Jwk, String>, String> {
                     let (x, y) = (fixed(&x, 48, "x")?, fixed(&y, 48, "y")?);
                     Material::P384(
                         P384Key::from_coordinates(x, y).ok_or("the point is not on P-384")?,
+                    )
+                }
+                Some("P-521") => {
+                    let (x, y) = (fixed(&x, 66, "x")?, fixed(&y, 66, "y")?);
+                    Material::P521(
+                        P521Key::from_coordinates(x, y).ok_or("the point is not on P-521")?,
                     )
                 }
                 Some(other) => return Ok(Err(format!("curve `{other}` is not supported"))),

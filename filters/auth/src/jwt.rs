@@ -232,6 +232,7 @@ fn verify_signature(alg: Alg, material: &Material, input: &[u8], signature: &[u8
         (Alg::Ps512, Material::Rsa(k)) => pss::<Sha512>(k, input, signature),
         (Alg::Es256, Material::P256(k)) => k.verify(input, signature),
         (Alg::Es384, Material::P384(k)) => k.verify(input, signature),
+        (Alg::Es512, Material::P521(k)) => k.verify(input, signature),
         (Alg::EdDsa, Material::Ed25519(k)) => <[u8; 64]>::try_from(signature).is_ok_and(|s| {
             k.verify_strict(input, &ed25519_dalek::Signature::from_bytes(&s))
                 .is_ok()

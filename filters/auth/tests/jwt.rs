@@ -22,6 +22,7 @@ struct Keys {
     rsa: rsa::RsaPrivateKey,
     p256: p256::ecdsa::SigningKey,
     p384: p384::ecdsa::SigningKey,
+    p521: p521::ecdsa::SigningKey,
     ed25519: ed25519_dalek::SigningKey,
     secret: Vec<u8>,
 }
@@ -34,6 +35,7 @@ fn keys() -> &'static Keys {
             rsa: rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap(),
             p256: p256::ecdsa::SigningKey::random(&mut rng),
             p384: p384::ecdsa::SigningKey::random(&mut rng),
+            p521: p521::ecdsa::SigningKey::random(&mut rng),
             ed25519: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
             secret: b"a-shared-hmac-secret-of-32-bytes".to_vec(),
         }
@@ -49,10 +51,12 @@ fn jwks() -> Jwks {
     let k = keys();
     let p256 = k.p256.verifying_key().to_encoded_point(false);
     let p384 = k.p384.verifying_key().to_encoded_point(false);
+    let p521 = p521::ecdsa::VerifyingKey::from(&k.p521).to_encoded_point(false);
     let set = json!({"keys": [
         rsa_jwk("rsa"),
         {"kty": "EC", "kid": "p256", "crv": "P-256", "x": encode(p256.x().unwrap()), "y": encode(p256.y().unwrap())},
         {"kty": "EC", "kid": "p384", "crv": "P-384", "x": encode(p384.x().unwrap()), "y": encode(p384.y().unwrap())},
+        {"kty": "EC", "kid": "p521", "crv": "P-521", "x": encode(p521.x().unwrap()), "y": encode(p521.y().unwrap())},
         {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": encode(k.ed25519.verifying_key().as_bytes())},
         {"kty": "oct", "kid": "hs", "k": encode(&k.secret)},
     ]});
@@ -91,6 +95,10 @@ fn sign(alg: &str, input: &[u8]) -> Vec<u8> {
         }
         "ES384" => {
             let s: p384::ecdsa::Signature = k.p384.sign(input);
+            s.to_bytes().to_vec()
+        }
+        "ES512" => {
+            let s: p521::ecdsa::Signature = k.p521.sign(input);
             s.to_bytes().to_vec()
         }
         "EdDSA" => ed25519_dalek::Signer::sign(&k.ed25519, input)
@@ -158,6 +166,7 @@ fn every_algorithm_signs_and_verifies() {
         ("PS512", "rsa"),
         ("ES256", "p256"),
         ("ES384", "p384"),
+        ("ES512", "p521"),
         ("EdDSA", "ed"),
     ] {
         let text = token(alg, kid);
