@@ -428,6 +428,59 @@ impl Env for StreamEnv<'_> {
 }
 
 impl Stream {
+    /// More of the request arrived before the decision: it is held, and an
+    /// authorization service waiting for the body is asked once enough is
+    /// buffered.
+    fn body_arrived(&mut self, size: usize, ended: bool) -> Action {
+        self.body_seen = Some((size, ended));
+        let wanted = self
+            .state
+            .as_ref()
+            .and_then(|s| s.borrow().config.ext_authz.as_ref()?.with_request_body);
+        match wanted {
+            Some(wanted) if matches!(self.body, Body::Awaited) => {
+                match self.collect_body(wanted, size, ended) {
+                    Some(Ok(())) => self.decide(),
+                    Some(Err(action)) => action,
+                    None => Action::Pause,
+                }
+            }
+            _ => Action::Pause,
+        }
+    }
+
+    /// Reads the body for the authorization service once it is buffered as
+    /// far as `wanted` says: `None` to keep buffering, `Err` with the action
+    /// after a 413 (too long, and partial bodies not allowed).
+    fn collect_body(
+        &mut self,
+        wanted: BodySettings,
+        size: usize,
+        ended: bool,
+    ) -> Option<Result<(), Action>> {
+        let max = wanted.max_request_bytes;
+        if size > max && !wanted.allow_partial_message {
+            // As Envoy's ext_authz with a full buffer: 413 before asking.
+            self.request = None;
+            info!("auth: request body over {max} bytes for ext_authz: 413");
+            if send_local_reply(413, "request_payload_too_large", &[], b"Payload Too Large")
+                .is_err()
+            {
+                let _ = hostcalls::reset_http_request();
+            }
+            return Some(Err(Action::Pause));
+        }
+        if !ended && (size < max || !wanted.allow_partial_message) {
+            return None;
+        }
+        let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size.min(max))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        self.body = Body::Read(bytes, !ended || size > max);
+        Some(Ok(()))
+    }
+
     /// Evaluates the request and acts: `Continue` to let it go on, `Pause`
     /// while waiting or after a local reply.
     fn decide(&mut self) -> Action {
@@ -755,40 +808,6 @@ fn bool_text(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
 
-impl Stream {
-    /// Reads the body for the authorization service once it is buffered as
-    /// far as `wanted` says: `None` to keep buffering, `Err` with the action
-    /// after a 413 (too long, and partial bodies not allowed).
-    fn collect_body(
-        &mut self,
-        wanted: BodySettings,
-        size: usize,
-        ended: bool,
-    ) -> Option<Result<(), Action>> {
-        let max = wanted.max_request_bytes;
-        if size > max && !wanted.allow_partial_message {
-            // As Envoy's ext_authz with a full buffer: 413 before asking.
-            self.request = None;
-            info!("auth: request body over {max} bytes for ext_authz: 413");
-            if send_local_reply(413, "request_payload_too_large", &[], b"Payload Too Large")
-                .is_err()
-            {
-                let _ = hostcalls::reset_http_request();
-            }
-            return Some(Err(Action::Pause));
-        }
-        if !ended && (size < max || !wanted.allow_partial_message) {
-            return None;
-        }
-        let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size.min(max))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        self.body = Body::Read(bytes, !ended || size > max);
-        Some(Ok(()))
-    }
-}
-
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.state.is_none() {
@@ -806,21 +825,17 @@ impl HttpContext for Stream {
             // Decided (or not configured): the body passes.
             return Action::Continue;
         }
-        self.body_seen = Some((body_size, end_of_stream));
-        let wanted = self
-            .state
-            .as_ref()
-            .and_then(|s| s.borrow().config.ext_authz.as_ref()?.with_request_body);
-        match wanted {
-            Some(wanted) if matches!(self.body, Body::Awaited) => {
-                match self.collect_body(wanted, body_size, end_of_stream) {
-                    Some(Ok(())) => self.decide(),
-                    Some(Err(action)) => action,
-                    None => Action::Pause,
-                }
-            }
-            // Held until the decision.
-            _ => Action::Pause,
+        self.body_arrived(body_size, end_of_stream)
+    }
+
+    /// Trailers too are held until the decision: a `Continue` from here
+    /// would let the held headers go on undecided.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.request.is_none() {
+            return Action::Continue;
         }
+        // The request ends here: an awaited body is what was buffered.
+        let size = self.body_seen.map_or(0, |(size, _)| size);
+        self.body_arrived(size, true)
     }
 }

@@ -343,3 +343,55 @@ fn mutate(token: &str, rng: &mut impl RngCore) -> String {
     }
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+#[test]
+fn body_and_trailers_wait_with_the_headers_until_the_decision() {
+    // Under allow_on_headers_stop_iteration the body and trailers reach the
+    // filter while it waits for a key set; neither may let the held headers
+    // go on before the token is verified.
+    let mut vm = Plugin::builder(harness_fixtures::AUTH)
+        .configuration(remote_config(600))
+        .allow_on_headers_stop_iteration(true)
+        .upstream("jwks", Upstream::handler(|_| CallOutcome::Deferred))
+        .build()
+        .and_then(|p| p.start())
+        .unwrap();
+    let bearer = format!("Bearer {}", good());
+    let mut headers = get(&[("authorization", &bearer)]);
+    headers[0].1 = "POST".to_owned();
+    let mut stream = vm.http_stream();
+    assert_eq!(
+        stream.send_request_headers(headers, false).unwrap(),
+        Progress::Paused
+    );
+    assert_eq!(
+        stream.send_request_body("part", false).unwrap(),
+        Progress::Paused
+    );
+    assert_eq!(
+        stream.send_request_trailers([("x-checksum", "1")]).unwrap(),
+        Progress::Paused
+    );
+    assert!(stream.upstream_request().headers.is_none(), "held");
+    let id = stream.id();
+    let token = vm.http_calls()[0].token;
+    vm.answer_http_call(
+        token,
+        CallOutcome::Respond(HttpResponse::new(
+            200,
+            [("content-type", "application/json")],
+            jwks(),
+        )),
+    )
+    .unwrap();
+    let upstream = vm.stream(id).unwrap().upstream_request().clone();
+    assert_eq!(
+        upstream.headers.unwrap().get("x-auth-identity"),
+        Some("alice")
+    );
+    assert_eq!(
+        (upstream.body.as_slice(), upstream.complete),
+        (&b"part"[..], true)
+    );
+    assert!(upstream.trailers.is_some());
+}
