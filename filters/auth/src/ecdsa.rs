@@ -13,8 +13,6 @@
 //! to run in constant time; `tests/ecdsa.rs` checks every result against
 //! the RustCrypto crates.
 
-use core::marker::PhantomData;
-
 use crypto_bigint::modular::constant_mod::{Residue, ResidueParams};
 use crypto_bigint::modular::montgomery_reduction;
 use crypto_bigint::{Limb, U256, U384, U576, Uint, Word};
@@ -264,7 +262,6 @@ fn triple<P: ResidueParams<L>, const L: usize>(a: &Residue<P, L>) -> Residue<P, 
 #[derive(Clone, Copy, Debug)]
 pub struct VerifyingKey<C: Curve<L>, const L: usize> {
     q: Point<C, L>,
-    curve: PhantomData<C>,
 }
 
 impl<C: Curve<L>, const L: usize> VerifyingKey<C, L> {
@@ -282,7 +279,6 @@ impl<C: Curve<L>, const L: usize> VerifyingKey<C, L> {
         }
         Some(Self {
             q: Point::affine(x, y),
-            curve: PhantomData,
         })
     }
 
