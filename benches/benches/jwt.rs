@@ -79,42 +79,29 @@ fn ecdsa(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let message = signing_input();
     let mut group = c.benchmark_group("ecdsa/native");
-
-    let key = p256::ecdsa::SigningKey::random(&mut rng);
-    let signature: p256::ecdsa::Signature = key.sign(message.as_bytes());
-    let point = key.verifying_key().to_encoded_point(false);
-    let ours = auth::ecdsa::P256Key::from_coordinates(point.x().expect("x"), point.y().expect("y"))
-        .expect("a P-256 key");
-    let bytes = signature.to_bytes();
-    group.bench_function("P-256 ours", |b| {
-        b.iter(|| assert!(ours.verify(black_box(message.as_bytes()), &bytes)));
-    });
-    group.bench_function("P-256 p256 0.13", |b| {
-        b.iter(|| {
-            let verified = key
-                .verifying_key()
-                .verify(black_box(message.as_bytes()), &signature);
-            assert!(verified.is_ok());
-        });
-    });
-
-    let key = p384::ecdsa::SigningKey::random(&mut rng);
-    let signature: p384::ecdsa::Signature = key.sign(message.as_bytes());
-    let point = key.verifying_key().to_encoded_point(false);
-    let ours = auth::ecdsa::P384Key::from_coordinates(point.x().expect("x"), point.y().expect("y"))
-        .expect("a P-384 key");
-    let bytes = signature.to_bytes();
-    group.bench_function("P-384 ours", |b| {
-        b.iter(|| assert!(ours.verify(black_box(message.as_bytes()), &bytes)));
-    });
-    group.bench_function("P-384 p384 0.13", |b| {
-        b.iter(|| {
-            let verified = key
-                .verifying_key()
-                .verify(black_box(message.as_bytes()), &signature);
-            assert!(verified.is_ok());
-        });
-    });
+    macro_rules! side_by_side {
+        ($curve:literal, $krate:ident, $ours:ty) => {{
+            let key = $krate::ecdsa::SigningKey::random(&mut rng);
+            let signature: $krate::ecdsa::Signature = key.sign(message.as_bytes());
+            let point = key.verifying_key().to_encoded_point(false);
+            let ours = <$ours>::from_coordinates(point.x().expect("x"), point.y().expect("y"))
+                .expect("a key");
+            let bytes = signature.to_bytes();
+            group.bench_function(concat!($curve, " ours"), |b| {
+                b.iter(|| assert!(ours.verify(black_box(message.as_bytes()), &bytes)));
+            });
+            group.bench_function(concat!($curve, " ", stringify!($krate), " 0.13"), |b| {
+                b.iter(|| {
+                    let verified = key
+                        .verifying_key()
+                        .verify(black_box(message.as_bytes()), &signature);
+                    assert!(verified.is_ok());
+                });
+            });
+        }};
+    }
+    side_by_side!("P-256", p256, auth::ecdsa::P256Key);
+    side_by_side!("P-384", p384, auth::ecdsa::P384Key);
     group.finish();
 }
 
