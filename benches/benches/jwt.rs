@@ -50,26 +50,26 @@ fn fixtures() -> [(&'static str, String, serde_json::Value); 3] {
             1,
         )
     };
-    let ec_jwk = |crv: &str, x: &[u8], y: &[u8]| json!({"keys": [{"kty": "EC", "kid": "k", "crv": crv, "x": encode(x), "y": encode(y)}]});
-
-    let p256_key = p256::ecdsa::SigningKey::random(&mut rng);
-    let point = p256_key.verifying_key().to_encoded_point(false);
-    let input = with_alg("ES256");
-    let signature: p256::ecdsa::Signature = p256_key.sign(input.as_bytes());
-    let es256 = format!("{input}.{}", encode(&signature.to_bytes()));
-    let p256_jwks = ec_jwk("P-256", point.x().expect("x"), point.y().expect("y"));
-
-    let p384_key = p384::ecdsa::SigningKey::random(&mut rng);
-    let point = p384_key.verifying_key().to_encoded_point(false);
-    let input = with_alg("ES384");
-    let signature: p384::ecdsa::Signature = p384_key.sign(input.as_bytes());
-    let es384 = format!("{input}.{}", encode(&signature.to_bytes()));
-    let p384_jwks = ec_jwk("P-384", point.x().expect("x"), point.y().expect("y"));
+    // A token signed by a fresh key of the curve, and the key's set.
+    macro_rules! ec_fixture {
+        ($alg:literal, $crv:literal, $krate:ident) => {{
+            let key = $krate::ecdsa::SigningKey::random(&mut rng);
+            let point = key.verifying_key().to_encoded_point(false);
+            let input = with_alg($alg);
+            let signature: $krate::ecdsa::Signature = key.sign(input.as_bytes());
+            let (x, y) = (point.x().expect("x"), point.y().expect("y"));
+            (
+                $alg,
+                format!("{input}.{}", encode(&signature.to_bytes())),
+                json!({"keys": [{"kty": "EC", "kid": "k", "crv": $crv, "x": encode(x), "y": encode(y)}]}),
+            )
+        }};
+    }
 
     [
         ("RS256", rs256, rsa_jwks),
-        ("ES256", es256, p256_jwks),
-        ("ES384", es384, p384_jwks),
+        ec_fixture!("ES256", "P-256", p256),
+        ec_fixture!("ES384", "P-384", p384),
     ]
 }
 
