@@ -214,7 +214,6 @@ impl RootContext for Root {
             waiting: None,
             fetched: Vec::new(),
             authz: None,
-            request_ended: false,
             body: Body::NotRead,
             body_seen: None,
         }))
@@ -357,11 +356,9 @@ struct Stream {
     /// Providers whose set this request fetched (never twice).
     fetched: Vec<usize>,
     authz: Option<AuthzAnswer>,
-    /// The request headers ended the request (no body follows).
-    request_ended: bool,
     body: Body,
-    /// The buffered body's size and whether it is all there, as the last
-    /// body callback said.
+    /// The buffered body's size and whether the request has ended, as the
+    /// last callback said (`(0, true)` from headers that end the request).
     body_seen: Option<(usize, bool)>,
 }
 
@@ -473,10 +470,13 @@ impl Stream {
         if !ended && (size < max || !wanted.allow_partial_message) {
             return None;
         }
-        let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size.min(max))
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let bytes = match size {
+            0 => Vec::new(),
+            _ => hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size.min(max))
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        };
         self.body = Body::Read(bytes, !ended || size > max);
         Some(Ok(()))
     }
@@ -556,7 +556,6 @@ impl Stream {
                 let state = shared.borrow();
                 let settings = state.config.ext_authz.as_ref()?;
                 if let Some(wanted) = settings.with_request_body
-                    && !self.request_ended
                     && !matches!(self.body, Body::Read(..))
                 {
                     let seen = self.body_seen;
@@ -593,18 +592,14 @@ impl Stream {
                     (":authority", &settings.authority),
                 ];
                 call.extend(forwarded.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                let body = match (&settings.with_request_body, &self.body) {
-                    (None, _) => None,
-                    (Some(_), Body::Read(bytes, partial)) => {
+                // Read only when the service wants the body (above).
+                let body = match &self.body {
+                    Body::Read(bytes, partial) => {
                         // Envoy's ext_authz says whether the body was cut.
                         call.push(("x-envoy-auth-partial-body", bool_text(*partial)));
                         Some(bytes.as_slice())
                     }
-                    // No body: the request ended with its headers.
-                    (Some(_), _) => {
-                        call.push(("x-envoy-auth-partial-body", "false"));
-                        None
-                    }
+                    _ => None,
                 };
                 let result = self.dispatch_http_call(
                     &settings.cluster,
@@ -813,7 +808,7 @@ impl HttpContext for Stream {
         if self.state.is_none() {
             return Action::Continue;
         }
-        self.request_ended = end_of_stream;
+        self.body_seen = end_of_stream.then_some((0, true));
         self.request = Some(read_map(MapType::HttpRequestHeaders));
         self.decide()
     }
