@@ -284,19 +284,20 @@ impl Vm {
         let state = self.state(id)?;
         let flow = state.flow_mut(dir);
         flow.stopped = None;
+        let headers = matches!(stop, Stop::Headers | Stop::HeadersOnly);
         // Held headers that the body or trailers followed go on with them.
         let followed = stop == Stop::HeadersOnly && flow.stage != Stage::Headers;
         flow.stage = Stage::Idle;
         // What passes is frozen: the filter cannot write it any more, so it
         // moves to `sent` rather than being copied.
         let mut parts = [None, None, None];
-        if matches!(stop, Stop::Headers | Stop::HeadersOnly) {
+        if headers {
             let end_of_stream = flow.end_of_stream && !followed;
             flow.sent.headers = flow.headers.take();
             flow.sent.complete = end_of_stream;
             parts[0] = Some(Part::Headers { end_of_stream });
         }
-        if !matches!(stop, Stop::Headers | Stop::HeadersOnly) || followed {
+        if !headers || followed {
             let len = flow.body.len();
             if flow.sent.body.is_empty() {
                 flow.sent.body = mem::take(&mut flow.body);
