@@ -13,7 +13,9 @@ use std::mem;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::http::{Exchange, HttpStream, Owner, close, local_reply_headers, reset_state};
+use crate::http::{
+    Exchange, HttpStream, Owner, close, is_grpc_request, local_reply_headers, reset_state,
+};
 use crate::stream::{Direction, Frame, LocalResponse, Message, Out, Progress, SharedFilterState};
 use crate::upstream::CallOutcome;
 use crate::vm::Vm;
@@ -244,8 +246,17 @@ fn local_reply(vms: &mut [Vm], ids: &[u32], from: usize, response: LocalResponse
         return Ok(());
     }
     let too_late = vms[0].state(ids[0])?.response.sent.headers.is_some();
-    let headers = local_reply_headers(&response);
-    let body = response.body.clone();
+    let grpc = vms[0]
+        .state(ids[0])?
+        .request
+        .headers()
+        .is_some_and(is_grpc_request);
+    let headers = local_reply_headers(&response, grpc);
+    let body = if grpc {
+        Vec::new()
+    } else {
+        response.body.clone()
+    };
     vms[from].state(ids[from])?.local_response = Some(response);
     if too_late {
         // Response headers reached the client: all Envoy can do is reset.

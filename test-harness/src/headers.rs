@@ -83,21 +83,14 @@ impl HeaderMap {
         }
     }
 
-    /// Replaces the first value of `name` in place and keeps later ones, or
-    /// adds it when absent (Envoy `setCopy`).
+    /// Sets `name` to one value: every existing value is removed and the new
+    /// one added at the end (Envoy's `setCopy`, which with
+    /// `http_set_copy_replace_all_headers`, on by default, is remove +
+    /// `addCopy`; measured in Envoy 1.40).
     pub fn replace(&mut self, name: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let name = name.as_ref();
-        match self
-            .entries
-            .iter_mut()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        {
-            Some((_, v)) => {
-                v.clear();
-                v.extend_from_slice(value.as_ref());
-            }
-            None => self.add(name, value),
-        }
+        self.remove(name);
+        self.add(name, value);
     }
 
     /// Removes every value of `name`.
@@ -111,13 +104,10 @@ impl HeaderMap {
         encode_pairs(self.iter())
     }
 
-    /// Size of [`HeaderMap::encode`]'s output without building it.
-    pub(crate) fn encoded_len(&self) -> usize {
-        4 + self
-            .entries
-            .iter()
-            .map(|(k, v)| 8 + k.len() + 1 + v.len() + 1)
-            .sum::<usize>()
+    /// The sum of every name's and value's length: what Envoy's
+    /// `HeaderMap::byteSize` answers to `proxy_get_header_map_size`.
+    pub fn byte_size(&self) -> usize {
+        self.entries.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
 }
 
@@ -250,7 +240,7 @@ mod tests {
     fn encodes_the_spec_example() {
         let map = HeaderMap::from([("a", "1"), ("b", "22")]);
         assert_eq!(map.encode(), SERIALIZED);
-        assert_eq!(map.encoded_len(), SERIALIZED.len());
+        assert_eq!(map.byte_size(), 5);
     }
 
     #[test]
@@ -295,13 +285,16 @@ mod tests {
     }
 
     #[test]
-    fn replace_keeps_position_and_later_duplicates() {
+    fn replace_removes_every_value_and_appends_one() {
         let mut map = HeaderMap::from([("a", "1"), ("b", "2"), ("a", "3")]);
         map.replace("A", "9");
-        assert_eq!(map, HeaderMap::from([("a", "9"), ("b", "2"), ("a", "3")]));
+        assert_eq!(map, HeaderMap::from([("b", "2"), ("a", "9")]));
+        assert_eq!(map.byte_size(), 4);
         map.replace("c", "4");
         assert_eq!(map.get("c"), Some("4"));
         map.remove("a");
         assert_eq!(map, HeaderMap::from([("b", "2"), ("c", "4")]));
+        map.replace(":path", "/x");
+        assert_eq!(map.iter().next(), Some((&b":path"[..], &b"/x"[..])));
     }
 }

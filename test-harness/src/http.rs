@@ -89,7 +89,7 @@ impl Vm {
         self.store
             .data_mut()
             .streams
-            .insert(id, HttpStreamState::new(now, filter_state, chained));
+            .insert(id, HttpStreamState::new(now, filter_state, chained, id));
         id
     }
 
@@ -221,6 +221,7 @@ impl Vm {
             }
             Frame::Data(chunk, eos) => {
                 let flow = self.state(id)?.flow_mut(dir);
+                flow.received += chunk.len();
                 flow.body.extend_from_slice(&chunk);
                 flow.end_of_stream |= eos;
                 flow.stage = Stage::Body;
@@ -489,11 +490,26 @@ fn pick(dir: Direction, request: &'static str, response: &'static str) -> &'stat
 
 /// Headers of a local reply: `:status`, the filter's headers, and for a
 /// non-empty body `content-length` and (unless given) `content-type: text/plain`.
-pub(crate) fn local_reply_headers(response: &LocalResponse) -> HeaderMap {
+pub(crate) fn local_reply_headers(response: &LocalResponse, grpc_request: bool) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.add(":status", response.status.to_string());
     for (k, v) in response.headers.iter() {
         headers.add(k, v);
+    }
+    if grpc_request {
+        // Envoy answers a gRPC request in gRPC's trailers-only form: 200,
+        // the status and message in headers, no body (`Utility::sendLocalReply`).
+        headers.replace(":status", "200");
+        headers.replace("content-type", "application/grpc");
+        let status = response
+            .grpc_status
+            .unwrap_or_else(|| http_to_grpc_status(response.status));
+        headers.replace("grpc-status", status.to_string());
+        if !response.body.is_empty() {
+            let message = percent_encoding::percent_encode(&response.body, GRPC_MESSAGE);
+            headers.replace("grpc-message", message.to_string());
+        }
+        return headers;
     }
     if !response.body.is_empty() {
         headers.replace("content-length", response.body.len().to_string());
@@ -502,6 +518,31 @@ pub(crate) fn local_reply_headers(response: &LocalResponse) -> HeaderMap {
         }
     }
     headers
+}
+
+/// What Envoy percent-encodes in `grpc-message`: everything outside
+/// `' '..='~'`, and `%` itself.
+const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+pub(crate) fn http_to_grpc_status(http: u32) -> u32 {
+    match http {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+/// Whether Envoy treats a request as gRPC (`Grpc::Common::isGrpcRequestHeaders`):
+/// its `content-type` is `application/grpc`, or that followed by `+` or `;`.
+pub(crate) fn is_grpc_request(headers: &HeaderMap) -> bool {
+    headers.get_bytes(b"content-type").is_some_and(|ct| {
+        ct.strip_prefix(b"application/grpc")
+            .is_some_and(|rest| rest.is_empty() || rest[0] == b'+' || rest[0] == b';')
+    })
 }
 
 impl HttpStream<'_> {
@@ -678,10 +719,22 @@ impl HttpStream<'_> {
     /// A property (dotted path) as the first filter reads it in this
     /// stream, including filter state any filter set.
     pub fn property(&self, path: &str) -> Option<Vec<u8>> {
-        self.vms_ref()[0]
-            .store
-            .data()
-            .property_for(&properties::path_from_dotted(path), Some(self.state(0)))
+        let path = properties::path_from_dotted(path);
+        let state = self.state(0);
+        // A value a filter set, by its whole path (a filter reading it back
+        // through the ABI finds it only under a one-segment path, as in
+        // Envoy); then what the filter would read.
+        state
+            .filter_state
+            .read(|s| s.properties.get(&path).cloned())
+            .flatten()
+            .or_else(|| {
+                self.vms_ref()[0]
+                    .store
+                    .data()
+                    .property_for(&path, Some(state))
+                    .ok()
+            })
     }
 
     /// An object a filter stored with the `set_envoy_filter_state` foreign

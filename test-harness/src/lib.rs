@@ -59,6 +59,7 @@
 
 mod abi;
 mod chain;
+pub mod envoy;
 mod error;
 mod headers;
 mod host;

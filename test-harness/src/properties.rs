@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::headers::{HeaderMap, encode_pairs};
 use crate::plugin::PluginSettings;
-use crate::stream::HttpStreamState;
+use crate::stream::{HttpStreamState, Stage, Stop};
 
 /// Encoders for property values, as Envoy serialises them.
 pub mod value {
@@ -34,8 +34,8 @@ pub(crate) fn path_from_dotted(path: &str) -> Vec<u8> {
     path.replace('.', "\0").into_bytes()
 }
 
-/// Properties every plugin sees unless the test overrides them, named in the
-/// README: a loopback downstream and listener.
+/// Properties every stream sees unless the test overrides them, named in
+/// the README: a loopback downstream, listener and upstream.
 pub(crate) fn defaults() -> HashMap<Vec<u8>, Vec<u8>> {
     [
         ("source.address", b"127.0.0.1:40000".to_vec()),
@@ -43,51 +43,158 @@ pub(crate) fn defaults() -> HashMap<Vec<u8>, Vec<u8>> {
         ("destination.address", b"127.0.0.1:10000".to_vec()),
         ("destination.port", value::int(10000)),
         ("request.protocol", b"HTTP/1.1".to_vec()),
+        ("connection.mtls", value::bool(false)),
+        ("connection.requested_server_name", Vec::new()),
+        ("xds.listener_direction", value::int(0)),
+        ("xds.cluster_name", b"backend".to_vec()),
     ]
     .into_iter()
     .map(|(k, v)| (path_from_dotted(k), v))
     .collect()
 }
 
-/// Resolves a property for a context: first what the filter set on its stream,
-/// then what the test set, then values Envoy derives from the stream.
+/// Where the stream's request went, once it left the filter: Envoy's
+/// `upstream.address` / `upstream.port` (defaults, override them).
+const UPSTREAM_ADDRESS: &[u8] = b"127.0.0.1:8080";
+const UPSTREAM_PORT: i64 = 8080;
+
+/// Top-level names that describe a stream: Envoy answers NOT_FOUND for them
+/// on the root context, which has no stream.
+const STREAM_SCOPED: &[&[u8]] = &[
+    b"request",
+    b"response",
+    b"source",
+    b"destination",
+    b"connection",
+    b"upstream",
+];
+
+/// `xds` names that come from the stream's route, cluster and listener.
+const STREAM_SCOPED_XDS: &[&[u8]] = &[
+    b"route_name",
+    b"route_metadata",
+    b"virtual_host_name",
+    b"virtual_host_metadata",
+    b"cluster_name",
+    b"cluster_metadata",
+    b"upstream_host_metadata",
+    b"listener_direction",
+];
+
+/// Why a property has no value, as `proxy_get_property` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Missing {
+    NotFound,
+    /// A value Envoy cannot serialise (the bare `request` map, ...).
+    SerializationFailure,
+}
+
+/// Resolves a property for a context (`stream` is `None` on the root
+/// context) at virtual time `now_ns`, with Envoy 1.40's rules as the ABI
+/// probe measured them: a property the filter set (by its single-segment
+/// name), then what the test set, then what Envoy derives from the stream.
 pub(crate) fn lookup(
     path: &[u8],
     stream: Option<&HttpStreamState>,
     set_by_test: &HashMap<Vec<u8>, Vec<u8>>,
     plugin: &PluginSettings,
-) -> Option<Vec<u8>> {
-    if let Some(v) = stream
-        .and_then(|s| {
-            s.filter_state
-                .read(|state| state.properties.get(path).cloned())
-        })
-        .flatten()
+    now_ns: u64,
+) -> Result<Vec<u8>, Missing> {
+    let segments: Vec<&[u8]> = path.split(|b| *b == 0).collect();
+    let stream_scoped = match segments.as_slice() {
+        [b"xds", name, ..] => STREAM_SCOPED_XDS.contains(name),
+        [first, ..] => STREAM_SCOPED.contains(first),
+        [] => false,
+    };
+    if stream.is_none() && stream_scoped {
+        return Err(Missing::NotFound);
+    }
+    // Envoy stores `proxy_set_property` values as filter state under the
+    // path and reads filter state by the path's first segment only.
+    if let [single] = segments.as_slice()
+        && let Some(v) = stream
+            .and_then(|s| {
+                s.filter_state
+                    .read(|state| state.properties.get(*single).cloned())
+            })
+            .flatten()
     {
-        return Some(v);
+        return Ok(v);
     }
     if let Some(v) = set_by_test.get(path) {
-        return Some(v.clone());
+        return Ok(v.clone());
     }
-    let segments: Vec<&[u8]> = path.split(|b| *b == 0).collect();
-    match segments.as_slice() {
+    let found = match segments.as_slice() {
         [b"plugin_name"] => Some(plugin.name.as_bytes().to_vec()),
         [b"plugin_root_id"] => Some(plugin.root_id.as_bytes().to_vec()),
         [b"plugin_vm_id"] => Some(plugin.vm_id.as_bytes().to_vec()),
-        [b"request", rest @ ..] => {
-            let stream = stream?;
-            request_property(stream, rest)
-        }
-        [b"response", rest @ ..] => {
-            let stream = stream?;
-            response_property(stream, rest)
-        }
+        [b"request"] | [b"response"] => return Err(Missing::SerializationFailure),
+        [b"request", rest @ ..] => stream.and_then(|s| request_property(s, rest, now_ns)),
+        [b"response", rest @ ..] => stream.and_then(|s| response_property(s, rest)),
+        [b"connection", b"id"] => stream.map(|s| value::int(i64::from(s.connection_id))),
+        [b"upstream", rest @ ..] => stream
+            .filter(|s| s.request.sent.headers.is_some())
+            .and_then(|_| match rest {
+                [b"address"] => Some(UPSTREAM_ADDRESS.to_vec()),
+                [b"port"] => Some(value::int(UPSTREAM_PORT)),
+                _ => None,
+            }),
         _ => None,
+    };
+    found.ok_or(Missing::NotFound)
+}
+
+/// The request headers as Envoy's context sees them: during the request
+/// headers callback (and while paused there) and in the access-log phase;
+/// elsewhere Envoy has let go of them.
+fn visible_request_headers(stream: &HttpStreamState) -> Option<&HeaderMap> {
+    let flow = &stream.request;
+    if stream.in_log {
+        flow.headers()
+    } else if flow.stage == Stage::Headers || flow.stopped == Some(Stop::HeadersOnly) {
+        flow.headers.as_ref()
+    } else {
+        None
     }
 }
 
-fn request_property(stream: &HttpStreamState, rest: &[&[u8]]) -> Option<Vec<u8>> {
-    let headers = stream.request.headers()?;
+/// The response headers, likewise.
+fn visible_response_headers(stream: &HttpStreamState) -> Option<&HeaderMap> {
+    let flow = &stream.response;
+    if stream.in_log {
+        flow.headers()
+    } else if flow.stage == Stage::Headers || flow.stopped == Some(Stop::HeadersOnly) {
+        flow.headers.as_ref()
+    } else {
+        None
+    }
+}
+
+fn request_property(stream: &HttpStreamState, rest: &[&[u8]], now_ns: u64) -> Option<Vec<u8>> {
+    let headers = visible_request_headers(stream);
+    let received = stream.request.received as i64;
+    match rest {
+        [b"time"] => return Some(value::int(stream.start_time_ns as i64)),
+        // Only once the stream is complete, for the access log.
+        [b"duration"] => {
+            return stream
+                .in_log
+                .then(|| value::int(now_ns.saturating_sub(stream.start_time_ns) as i64));
+        }
+        [b"size"] => {
+            let declared = headers
+                .and_then(|h| h.get("content-length"))
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            return Some(value::int(declared.unwrap_or(received)));
+        }
+        [b"total_size"] => {
+            let header_bytes = headers.map_or(0, HeaderMap::byte_size) as i64;
+            return Some(value::int(received + header_bytes));
+        }
+        [b"headers"] => return Some(map_value(headers)),
+        _ => {}
+    }
+    let headers = headers?;
     let header = |name: &str| headers.get_bytes(name.as_bytes()).map(<[u8]>::to_vec);
     let path = headers.get_bytes(b":path").unwrap_or_default();
     let (url_path, query) = match path.iter().position(|b| *b == b'?') {
@@ -104,30 +211,72 @@ fn request_property(stream: &HttpStreamState, rest: &[&[u8]]) -> Option<Vec<u8>>
         [b"referer"] => header("referer"),
         [b"useragent"] => header("user-agent"),
         [b"id"] => header("x-request-id"),
-        [b"time"] => Some(value::int(stream.start_time_ns as i64)),
-        [b"headers"] => Some(map_value(headers)),
-        [b"headers", name] => headers.get_bytes(name).map(<[u8]>::to_vec),
+        [b"headers", name] => joined(headers, name),
         _ => None,
     }
 }
 
 fn response_property(stream: &HttpStreamState, rest: &[&[u8]]) -> Option<Vec<u8>> {
-    let headers = stream.response.headers()?;
+    let flow = &stream.response;
+    // The status Envoy recorded, once response headers arrived.
+    let code = flow
+        .headers()
+        .and_then(|h| h.get(":status"))
+        .and_then(|s| s.parse::<i64>().ok());
+    let headers = visible_response_headers(stream);
+    let sent = flow.sent.body.len() as i64;
     match rest {
-        [b"code"] => {
-            let code: i64 = headers.get(":status")?.parse().ok()?;
-            Some(value::int(code))
+        [b"code"] => code.map(value::int),
+        [b"code_details"] => match &stream.local_response {
+            Some(reply) => Some(reply.details.as_bytes().to_vec()),
+            None => code.map(|_| b"via_upstream".to_vec()),
+        },
+        [b"flags"] => Some(value::int(0)),
+        [b"grpc_status"] => {
+            let code = code?;
+            let from = |map: Option<&HeaderMap>| {
+                map.and_then(|m| m.get("grpc-status"))
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+            };
+            let status = from(flow.trailers())
+                .or_else(|| from(flow.headers()))
+                .unwrap_or_else(|| i64::from(crate::http::http_to_grpc_status(code as u32)));
+            Some(value::int(status))
+        }
+        [b"size"] => Some(value::int(sent)),
+        [b"total_size"] => {
+            let header_bytes = headers.map_or(0, HeaderMap::byte_size)
+                + flow.trailers().map_or(0, HeaderMap::byte_size);
+            Some(value::int(sent + header_bytes as i64))
         }
         [b"headers"] => Some(map_value(headers)),
-        [b"headers", name] => headers.get_bytes(name).map(<[u8]>::to_vec),
-        [b"code_details"] => stream
-            .local_response
-            .as_ref()
-            .map(|r| r.details.as_bytes().to_vec()),
+        [b"headers", name] => headers.and_then(|h| joined(h, name)),
+        [b"trailers"] => Some(map_value(flow.trailers())),
+        [b"trailers", name] => flow.trailers().and_then(|h| joined(h, name)),
         _ => None,
     }
 }
 
-fn map_value(headers: &HeaderMap) -> Vec<u8> {
-    encode_pairs(headers.iter())
+/// A header's values joined with `,`, as Envoy's CEL header map reads them.
+fn joined(headers: &HeaderMap, name: &[u8]) -> Option<Vec<u8>> {
+    let name = String::from_utf8_lossy(name);
+    let values = headers.get_all(&name);
+    (!values.is_empty()).then(|| values.join(&b","[..]))
+}
+
+/// A header map property in the pairs encoding, repeated names joined with
+/// `,` as Envoy's CEL map serialises them (Envoy's order is a hash order;
+/// the harness keeps the map's); an unavailable map is empty.
+fn map_value(headers: Option<&HeaderMap>) -> Vec<u8> {
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (k, v) in headers.into_iter().flat_map(HeaderMap::iter) {
+        match pairs.iter_mut().find(|(name, _)| name == k) {
+            Some((_, value)) => {
+                value.push(b',');
+                value.extend_from_slice(v);
+            }
+            None => pairs.push((k.to_vec(), v.to_vec())),
+        }
+    }
+    encode_pairs(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
 }

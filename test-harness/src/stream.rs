@@ -195,6 +195,9 @@ pub(crate) struct Flow {
     pub(crate) forwarded_body: usize,
     /// No more frames are processed (local reply, reset).
     pub(crate) closed: bool,
+    /// Body bytes that reached this filter (Envoy's `bytesReceived` for the
+    /// request, as `request.size` reads it).
+    pub(crate) received: usize,
     /// Input already received headers / ended (for order checks).
     pub(crate) input_headers: bool,
     pub(crate) input_ended: bool,
@@ -213,6 +216,7 @@ impl Flow {
             sent: Message::default(),
             forwarded_body: 0,
             closed: false,
+            received: 0,
             input_headers: false,
             input_ended: false,
         }
@@ -251,10 +255,18 @@ pub(crate) struct HttpStreamState {
     pub(crate) chained: bool,
     /// Virtual time the stream started, for `request.time`.
     pub(crate) start_time_ns: u64,
+    /// `connection.id`: each harness stream stands for one downstream
+    /// connection (the scenario runner's client opens one per request).
+    pub(crate) connection_id: u32,
 }
 
 impl HttpStreamState {
-    pub(crate) fn new(start_time_ns: u64, filter_state: SharedFilterState, chained: bool) -> Self {
+    pub(crate) fn new(
+        start_time_ns: u64,
+        filter_state: SharedFilterState,
+        chained: bool,
+        connection_id: u32,
+    ) -> Self {
         Self {
             created: false,
             request: Flow::new(),
@@ -267,6 +279,7 @@ impl HttpStreamState {
             outbox: Vec::new(),
             chained,
             start_time_ns,
+            connection_id,
         }
     }
 

@@ -692,11 +692,14 @@ impl Vm {
             .insert(properties::path_from_dotted(path), value.into());
     }
 
-    /// A property as the root context reads it.
+    /// A property as the root context reads it: a stream's properties
+    /// (`request.*`, `xds.route_name`, ...) are not there, as in Envoy; read
+    /// them with [`HttpStream::property`](crate::HttpStream::property).
     pub fn property(&self, path: &str) -> Option<Vec<u8>> {
         self.store
             .data()
             .property_for(&properties::path_from_dotted(path), None)
+            .ok()
     }
 
     /// A metric's current value (shared by every VM of the runtime).

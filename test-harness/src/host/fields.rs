@@ -173,7 +173,7 @@ fn proxy_get_header_map_size(mut caller: Caller<'_, Host>, map: i32, ret: i32) -
     };
     match read_map(host, map) {
         Ok(m) => {
-            let size = m.encoded_len() as u32;
+            let size = m.byte_size() as u32;
             status(if write_u32(mem, ret, size) {
                 Status::Ok
             } else {
@@ -244,6 +244,8 @@ fn proxy_get_header_map_value(
     };
     let value = match read_map(host, map) {
         Ok(m) => m.get_bytes(key).map(<[u8]>::to_vec),
+        // A map the access-log phase does not have reads as a missing value.
+        Err(Status::NotFound) => None,
         Err(s) => return status(s),
     };
     match value {
@@ -342,38 +344,60 @@ fn body_flow(stream: &HttpStreamState, dir: Direction) -> Option<&Flow> {
     (flow.stage == Stage::Body).then_some(flow)
 }
 
-/// The bytes of a buffer that is available now, or NOT_FOUND.
+/// The bytes of a buffer as Envoy's `Context::getBuffer` answers now.
+/// Outside their callbacks the bodies, network data, gRPC message and
+/// foreign-function arguments read as empty (Envoy points its buffer at
+/// nothing and answers OK); only the callout response body and the plugin
+/// configuration are NOT_FOUND there (measured in Envoy 1.40).
 fn buffer_bytes(host: &Host, buffer: BufferType) -> Result<&[u8], Status> {
     let body = |dir| {
         host.stream()
             .and_then(|s| body_flow(s, dir))
-            .map(|f| f.body.as_slice())
+            .map_or(&[][..], |f| f.body.as_slice())
     };
     match buffer {
-        BufferType::HttpRequestBody => body(Direction::Request),
-        BufferType::HttpResponseBody => body(Direction::Response),
-        BufferType::VmConfiguration => Some(host.settings.vm_configuration.as_slice()),
-        BufferType::GrpcCallMessage => host.grpc_message.as_deref(),
+        BufferType::HttpRequestBody => Ok(body(Direction::Request)),
+        BufferType::HttpResponseBody => Ok(body(Direction::Response)),
+        BufferType::VmConfiguration => Ok(host.settings.vm_configuration.as_slice()),
+        BufferType::GrpcCallMessage => Ok(host.grpc_message.as_deref().unwrap_or_default()),
         BufferType::DownstreamData | BufferType::UpstreamData => {
             let downstream = buffer == BufferType::DownstreamData;
-            host.tcp.get(&host.context()).and_then(|c| {
-                let flow = if downstream {
-                    &c.downstream
-                } else {
-                    &c.upstream
-                };
-                (flow.available || flow.paused).then_some(flow.buffer.as_slice())
-            })
+            Ok(host
+                .tcp
+                .get(&host.context())
+                .and_then(|c| {
+                    let flow = if downstream {
+                        &c.downstream
+                    } else {
+                        &c.upstream
+                    };
+                    (flow.available || flow.paused).then_some(flow.buffer.as_slice())
+                })
+                .unwrap_or_default())
         }
-        BufferType::HttpCallResponseBody => host.call_response.as_ref().map(|r| r.body.as_slice()),
-        BufferType::PluginConfiguration => {
-            configuring(host).then_some(host.settings.configuration.as_slice())
-        }
-        // Network data, callout bodies, gRPC messages and foreign-function
-        // arguments exist only inside their own callbacks.
-        _ => None,
+        BufferType::HttpCallResponseBody => host
+            .call_response
+            .as_ref()
+            .map(|r| r.body.as_slice())
+            .ok_or(Status::NotFound),
+        BufferType::PluginConfiguration => configuring(host)
+            .then_some(host.settings.configuration.as_slice())
+            .ok_or(Status::NotFound),
+        // Envoy answers the buffer the context last pointed at (the
+        // harness delivers no foreign-function callbacks of its own).
+        BufferType::ForeignFunctionArguments => match host.last_buffer.get(&host.context()) {
+            Some(&last) if last != BufferType::ForeignFunctionArguments => buffer_bytes(host, last),
+            _ => Ok(&[]),
+        },
     }
-    .ok_or(Status::NotFound)
+}
+
+/// Remembers the buffer a context's successful access pointed at.
+fn note_buffer(host: &mut Host, buffer: BufferType) {
+    if buffer != BufferType::ForeignFunctionArguments {
+        let context = host.context();
+        host.last_buffer.insert(context, buffer);
+    }
 }
 
 fn proxy_get_buffer_bytes(
@@ -394,11 +418,9 @@ fn proxy_get_buffer_bytes(
     };
     let (start, max) = (start as u32 as usize, max as u32 as usize);
     let end = start.saturating_add(max).min(bytes.len());
-    if start >= end {
-        // Envoy writes nothing for an empty range and answers OK.
-        return status(Status::Ok);
-    }
-    let chunk = bytes[start..end].to_vec();
+    // An empty range is OK with pointer 0 and size 0 written (Envoy 1.40).
+    let chunk = bytes.get(start..end).unwrap_or_default().to_vec();
+    note_buffer(caller.data_mut(), buffer);
     Ok(copy_out(&mut caller, &chunk, ret_ptr, ret_len)?.code())
 }
 
@@ -419,6 +441,7 @@ fn proxy_get_buffer_status(
         Ok(b) => b.len() as u32,
         Err(s) => return status(s),
     };
+    note_buffer(host, buffer);
     let ok = write_u32(mem, ret_len, len) && write_u32(mem, ret_flags, 0);
     status(if ok {
         Status::Ok
@@ -448,9 +471,13 @@ fn proxy_set_buffer_bytes(
     if let Err(s) = buffer_bytes(host, buffer) {
         return status(s);
     }
+    note_buffer(host, buffer);
     let Some(value) = super::slice(mem, value_ptr, value_len) else {
         return status(Status::InvalidMemoryAccess);
     };
+    // Outside its callback a body or network buffer is Envoy's empty string
+    // buffer, which refuses writes (BAD_ARGUMENT), as do the configuration
+    // and callout buffers.
     let body = match buffer {
         BufferType::HttpRequestBody | BufferType::HttpResponseBody => {
             let dir = if buffer == BufferType::HttpRequestBody {
@@ -459,19 +486,22 @@ fn proxy_set_buffer_bytes(
                 Direction::Response
             };
             match host.stream_mut() {
-                Some((_, stream)) => &mut stream.flow_mut(dir).body,
-                None => return status(Status::NotFound),
+                Some((_, stream)) if stream.flow(dir).stage == Stage::Body => {
+                    &mut stream.flow_mut(dir).body
+                }
+                _ => return status(Status::BadArgument),
             }
         }
         BufferType::DownstreamData | BufferType::UpstreamData => match host.connection_mut() {
             Some((_, connection)) => {
-                &mut connection
-                    .flow_mut(buffer == BufferType::DownstreamData)
-                    .buffer
+                let flow = connection.flow_mut(buffer == BufferType::DownstreamData);
+                if !(flow.available || flow.paused) {
+                    return status(Status::BadArgument);
+                }
+                &mut flow.buffer
             }
-            None => return status(Status::NotFound),
+            None => return status(Status::BadArgument),
         },
-        // Configuration and callout buffers are read-only.
         _ => return status(Status::BadArgument),
     };
     let (start, size) = (start as u32 as usize, size as u32 as usize);

@@ -135,8 +135,11 @@ fn proxy_get_property(
         return status(Status::InvalidMemoryAccess);
     };
     match caller.data().property(&path) {
-        Some(value) => Ok(copy_out(&mut caller, &value, ret_ptr, ret_len)?.code()),
-        None => status(Status::NotFound),
+        Ok(value) => Ok(copy_out(&mut caller, &value, ret_ptr, ret_len)?.code()),
+        Err(crate::properties::Missing::NotFound) => status(Status::NotFound),
+        Err(crate::properties::Missing::SerializationFailure) => {
+            status(Status::SerializationFailure)
+        }
     }
 }
 

@@ -222,6 +222,11 @@ pub(crate) struct Host {
     /// Guest calls made, by callback name (a few entries, scanned by the
     /// name's address: cheaper than hashing on every call).
     pub(crate) callback_counts: Vec<(&'static str, u64)>,
+    /// The buffer each context last read or wrote: Envoy's context keeps one
+    /// buffer object that every successful `getBuffer` points somewhere,
+    /// and the foreign-function-arguments buffer answers whatever it points
+    /// at (measured in Envoy 1.40 with the ABI probe).
+    pub(crate) last_buffer: BTreeMap<u32, crate::abi::BufferType>,
 }
 
 impl Host {
@@ -283,6 +288,7 @@ impl Host {
             grpc_initial_metadata: None,
             grpc_trailing_metadata: None,
             callback_counts: Vec::new(),
+            last_buffer: BTreeMap::new(),
         }
     }
 
@@ -355,7 +361,7 @@ impl Host {
     }
 
     /// A property as the current context reads it.
-    pub(crate) fn property(&self, path: &[u8]) -> Option<Vec<u8>> {
+    pub(crate) fn property(&self, path: &[u8]) -> Result<Vec<u8>, properties::Missing> {
         self.property_for(path, self.stream())
     }
 
@@ -364,8 +370,14 @@ impl Host {
         &self,
         path: &[u8],
         stream: Option<&HttpStreamState>,
-    ) -> Option<Vec<u8>> {
-        properties::lookup(path, stream, &self.properties, &self.settings)
+    ) -> Result<Vec<u8>, properties::Missing> {
+        properties::lookup(
+            path,
+            stream,
+            &self.properties,
+            &self.settings,
+            self.clock.realtime_ns,
+        )
     }
 }
 

@@ -240,16 +240,17 @@ fn a_reset_mid_chain_resets_every_filter() {
     assert_eq!(calls(&chain, 2), [0, 0, 0, 0]);
 }
 
-/// Sets property `shared.k` = "v1" on its request headers.
-const SETTER: &str = r#"(data (i32.const 0x480) "shared\00k")
+/// Sets property `shared_k` = "v1" on its request headers (one segment:
+/// Envoy reads filter state back by a path's first segment only).
+const SETTER: &str = r#"(data (i32.const 0x480) "shared_k")
     (data (i32.const 0x490) "v1")
     (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
       (call $result (i32.const 0) (call $proxy_set_property (i32.const 0x480) (i32.const 8) (i32.const 0x490) (i32.const 2)))
       (i32.const 0))"#;
 
-/// Reads property `shared.k` on its request headers; in `proxy_on_log`
+/// Reads property `shared_k` on its request headers; in `proxy_on_log`
 /// reads request header `x-late`, which only a later filter adds.
-const READER: &str = r#"(data (i32.const 0x480) "shared\00k")
+const READER: &str = r#"(data (i32.const 0x480) "shared_k")
     (data (i32.const 0x4a0) "x-late")
     (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
       (call $result (i32.const 1) (call $proxy_get_property (i32.const 0x480) (i32.const 8) (i32.const 0x10) (i32.const 0x14)))
@@ -269,7 +270,7 @@ fn filter_state_and_header_maps_are_shared_along_the_chain() {
     .unwrap();
     let mut stream = chain.http_stream();
     stream.send_request_headers(get("/"), true).unwrap();
-    assert_eq!(stream.property("shared.k"), Some(b"v1".to_vec()));
+    assert_eq!(stream.property("shared_k"), Some(b"v1".to_vec()));
     stream.finish().unwrap();
     let first = chain.vm(0).unwrap();
     assert_eq!(result(first, 1), 1, "not set yet when the first filter ran");
