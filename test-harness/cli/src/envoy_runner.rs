@@ -15,15 +15,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::chunked::{self, OutBody};
 use crate::harness_runner::{ROUTE_NAME, VIRTUAL_HOST_NAME, plugin_name, text};
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
 use crate::scenario::{
-    BACKEND, Failure, HeaderLines, Level, Loaded, ResponseSpec, Scenario, Step, UpstreamSpec,
-    lines, route_metadata_entry,
+    BACKEND, Failure, HeaderLines, Level, Loaded, Protocol, ResponseSpec, Scenario, Step,
+    UpstreamSpec, lines, route_metadata_entry,
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -68,7 +69,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRun, String> {
-    let dir = work.join(sanitize(&loaded.name));
+    let dir = crate::scenario::work_dir(work, loaded);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let received: Shared<Vec<Received>> = Arc::default();
     let response: Shared<ResponseSpec> = Arc::default();
@@ -97,7 +98,7 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
         .arg("-c")
         .arg(&config)
         .args(["--concurrency", "1", "-l", "info", "--use-dynamic-base-id"])
-        .args(["--log-format", "%l|%n|%v"])
+        .args(["--log-format", "%l|%n|%t|%v"])
         .arg("--admin-address-path")
         .arg(&admin_file)
         .stdout(Stdio::null())
@@ -116,7 +117,7 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
             }
             return Ok(EnvoyRun {
                 outcome: Outcome::Rejected {
-                    logs: wasm_lines(&log),
+                    logs: wasm_lines(&log).into_iter().map(|(_, l)| l).collect(),
                 },
                 log,
             });
@@ -127,7 +128,12 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
     };
     let listener = listener_address(admin).await?;
     let mut steps = Vec::new();
-    let mut log_offset = read_log().len();
+    // The thread whose VM served the requests: Envoy starts a VM per worker
+    // and more on the main thread, each logging its start-up; the harness's
+    // one VM is the worker's.
+    let mut worker: Option<String> = None;
+    let startup_log = read_log();
+    let mut log_offset = startup_log.len();
     for (i, step) in loaded.scenario.steps.iter().enumerate() {
         *lock(&response) = step.response.clone();
         for (name, spec) in &step.upstreams {
@@ -144,17 +150,28 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
         let step_calls = lock(&calls)[before_calls..].to_vec();
         let log = read_log();
         let logs = wasm_lines(log.get(log_offset..).unwrap_or_default());
+        if worker.is_none() {
+            worker = logs.first().map(|(thread, _)| thread.clone());
+        }
+        let logs = logs.into_iter().map(|(_, line)| line).collect();
         log_offset = log.len();
         steps.push(StepOutcome {
             backend,
             client,
             logs,
             calls: step_calls,
+            stale_content_length: Vec::new(),
         });
     }
     drop(envoy_process);
+    let startup_lines = wasm_lines(&startup_log);
+    let startup = startup_lines
+        .iter()
+        .filter(|(thread, _)| worker.as_ref().is_none_or(|w| w == thread))
+        .map(|(_, line)| line.clone())
+        .collect();
     Ok(EnvoyRun {
-        outcome: Outcome::Steps(steps),
+        outcome: Outcome::Steps { startup, steps },
         log: read_log(),
     })
 }
@@ -167,18 +184,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn cluster(name: &str, addr: SocketAddr) -> Value {
@@ -308,7 +313,7 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, 
 async fn serve<F, Fut>(handler: F) -> Result<SocketAddr, String>
 where
     F: Fn(Received) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = std::io::Result<Response<Full<Bytes>>>> + Send + 'static,
+    Fut: Future<Output = std::io::Result<Response<OutBody>>> + Send + 'static,
 {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -342,7 +347,12 @@ async fn start_backend(
         got.cluster.clone_from(&name);
         lock(&received).push(got);
         let spec = lock(&response).clone();
-        std::future::ready(Ok(answer(spec.status, &spec.headers, spec.body)))
+        std::future::ready(Ok(answer(
+            spec.status,
+            &spec.headers,
+            &spec.body,
+            &spec.chunks,
+        )))
     })
     .await
 }
@@ -371,7 +381,7 @@ async fn start_upstream(
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                     Err(std::io::Error::other("never"))
                 }
-                None => Ok(answer(spec.status, &spec.headers, spec.body)),
+                None => Ok(answer(spec.status, &spec.headers, &spec.body, &[])),
             }
         }
     })
@@ -406,8 +416,8 @@ fn header_list(headers: &hyper::HeaderMap) -> Headers {
         .collect()
 }
 
-fn answer(status: u16, headers: &HeaderLines, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn answer(status: u16, headers: &HeaderLines, body: &str, chunks: &[usize]) -> Response<OutBody> {
+    let mut response = Response::new(chunked::body(body.as_bytes(), chunks));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in lines(headers) {
@@ -497,7 +507,7 @@ async fn wait_completed(admin: SocketAddr, n: usize) -> Result<(), String> {
 async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let request = Request::get(path)
         .header("host", "admin")
-        .body(Full::new(Bytes::new()))
+        .body(Full::new(Bytes::new()).boxed())
         .map_err(|e| e.to_string())?;
     let (status, _, body) = exchange(addr, request).await?;
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
@@ -505,17 +515,37 @@ async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
 
 async fn exchange(
     addr: SocketAddr,
-    request: Request<Full<Bytes>>,
+    request: Request<OutBody>,
+) -> Result<(u16, Headers, Vec<u8>), String> {
+    exchange_with(addr, request, Protocol::Http1).await
+}
+
+/// One request on a fresh connection, over HTTP/1.1 or HTTP/2 (prior
+/// knowledge, which Envoy's listener detects).
+async fn exchange_with(
+    addr: SocketAddr,
+    request: Request<OutBody>,
+    protocol: Protocol,
 ) -> Result<(u16, Headers, Vec<u8>), String> {
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = match protocol {
+        Protocol::Http1 => {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            sender.send_request(request).await
+        }
+        Protocol::Http2 => {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            tokio::spawn(connection);
+            sender.send_request(request).await
+        }
+    }
+    .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let headers = header_list(response.headers());
     let body = response
@@ -531,18 +561,29 @@ async fn exchange(
 /// Sends a step's request as a client; a failed exchange is a reset.
 async fn send(listener: SocketAddr, step: &Step) -> ClientResult {
     let r = &step.request;
-    let mut builder = Request::builder()
-        .method(r.method.as_str())
-        .uri(r.path.as_str())
-        .header("host", r.authority.as_str());
+    let mut builder = Request::builder().method(r.method.as_str());
+    builder = match r.protocol {
+        Protocol::Http1 => builder
+            .uri(r.path.as_str())
+            .header("host", r.authority.as_str()),
+        // HTTP/2 carries the authority in the URI (`:authority`).
+        Protocol::Http2 => builder
+            .version(hyper::Version::HTTP_2)
+            .uri(format!("http://{}{}", r.authority, r.path)),
+    };
     for (k, v) in lines(&r.headers) {
         builder = builder.header(k, v);
     }
-    let body = Bytes::from(r.body.clone().unwrap_or_default());
-    let Ok(request) = builder.body(Full::new(body)) else {
+    let body = r.body.clone().unwrap_or_default();
+    let Ok(request) = builder.body(chunked::body(body.as_bytes(), &r.chunks)) else {
         return ClientResult::Reset;
     };
-    match tokio::time::timeout(REQUEST_TIMEOUT, exchange(listener, request)).await {
+    match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        exchange_with(listener, request, r.protocol),
+    )
+    .await
+    {
         Ok(Ok((status, headers, body))) => ClientResult::Response {
             status,
             headers,
@@ -552,13 +593,29 @@ async fn send(listener: SocketAddr, step: &Step) -> ClientResult {
     }
 }
 
-/// The plugins' log lines (`wasm log <prefix>: <message>`) in a log written
-/// with `--log-format "%l|%n|%v"`.
-fn wasm_lines(log: &str) -> Vec<LogLine> {
-    log.lines()
+/// The plugins' log lines (`wasm log <prefix>: <message>`), each with the
+/// thread that wrote it, in a log written with `--log-format "%l|%n|%t|%v"`.
+fn wasm_lines(log: &str) -> Vec<(String, LogLine)> {
+    // A message with newlines continues on lines of its own, without the
+    // `level|logger|thread|` prefix: they belong to the line before.
+    let mut records: Vec<String> = Vec::new();
+    for line in log.lines() {
+        let prefixed = line.splitn(4, '|').count() == 4
+            && line.split('|').next().is_some_and(|l| LEVELS.contains(&l));
+        match records.last_mut() {
+            Some(last) if !prefixed => {
+                last.push('\n');
+                last.push_str(line);
+            }
+            _ => records.push(line.to_owned()),
+        }
+    }
+    records
+        .iter()
         .filter_map(|line| {
-            let mut parts = line.splitn(3, '|');
-            let (level, logger, text) = (parts.next()?, parts.next()?, parts.next()?);
+            let mut parts = line.splitn(4, '|');
+            let (level, logger, thread, text) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
             if logger != "wasm" {
                 return None;
             }
@@ -572,13 +629,21 @@ fn wasm_lines(log: &str) -> Vec<LogLine> {
                 "error" => Level::Error,
                 _ => Level::Critical,
             };
-            Some(LogLine {
-                level,
-                message: message.to_owned(),
-            })
+            Some((
+                thread.to_owned(),
+                LogLine {
+                    level,
+                    message: message.to_owned(),
+                },
+            ))
         })
         .collect()
 }
+
+/// Envoy's log level names, which start every record of its log.
+const LEVELS: &[&str] = &[
+    "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
+];
 
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();

@@ -1,15 +1,17 @@
 //! Runs a scenario in the harness: one VM per filter, chained, on virtual
 //! time; requests as an HTTP/1.1 client sends them through Envoy.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use proxy_wasm_harness::envoy::{self, Codec};
 use proxy_wasm_harness::{
     Chain, Error, HeaderMap, HttpStream, LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
 };
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
 use crate::scenario::{
-    BACKEND, Failure, HeaderLines, Level, Loaded, ResponseSpec, Scenario, UpstreamSpec, lines,
+    BACKEND, Failure, HeaderLines, Level, Loaded, Protocol, ResponseSpec, Scenario, UpstreamSpec,
+    lines,
 };
 
 /// Route and virtual host names both runners use unless the scenario sets
@@ -44,23 +46,36 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             builder = builder.upstream(name.clone(), upstream(spec));
         }
         let plugin = builder.build().map_err(|e| e.to_string())?;
-        match plugin.start() {
+        // Envoy runs at the real time; so does the harness, so that what
+        // depends on the time (an expired token) agrees.
+        match plugin.start_at(SystemTime::now()) {
             Ok(vm) => vms.push(vm),
             Err(Error::ConfigurationRejected { logs } | Error::VmStartFailed { logs }) => {
                 return Ok(Outcome::Rejected {
                     logs: logs.iter().map(line).collect(),
                 });
             }
+            // A VM that fails while it starts (a trap, a callback past its
+            // deadline, memory past the limit) is a plugin Envoy refuses.
+            Err(e @ (Error::Trap { .. } | Error::Timeout { .. } | Error::MemoryLimit { .. })) => {
+                return Ok(Outcome::Rejected {
+                    logs: vec![LogLine {
+                        level: Level::Critical,
+                        message: e.to_string(),
+                    }],
+                });
+            }
             Err(e) => return Err(e.to_string()),
         }
     }
     let mut chain = Chain::new(vms).map_err(|e| e.to_string())?;
+    let mut startup = Vec::new();
     for vm in chain.vms_mut() {
-        vm.take_logs();
+        startup.extend(vm.take_logs().iter().map(line));
     }
     let mut steps = Vec::new();
     let mut calls_seen: Vec<usize> = chain.vms().iter().map(|vm| vm.http_calls().len()).collect();
-    for step in &scenario.steps {
+    for (step_index, step) in scenario.steps.iter().enumerate() {
         for (name, spec) in &step.upstreams {
             for vm in chain.vms_mut() {
                 vm.set_upstream(name.clone(), upstream(spec));
@@ -71,7 +86,8 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
                 .advance_time(Duration::from_millis(step.wait_ms))
                 .map_err(|e| e.to_string())?;
         }
-        let outcome = run_step(&mut chain, scenario, step).map_err(|e| e.to_string())?;
+        let outcome =
+            run_step(&mut chain, scenario, step, step_index).map_err(|e| e.to_string())?;
         let mut logs = Vec::new();
         let mut calls = Vec::new();
         for (vm, seen) in chain.vms_mut().iter_mut().zip(&mut calls_seen) {
@@ -84,15 +100,16 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             }));
             *seen = vm.http_calls().len();
         }
-        let (backend, client) = outcome;
+        let (backend, client, stale_content_length) = outcome;
         steps.push(StepOutcome {
             backend,
             client,
             logs,
             calls,
+            stale_content_length,
         });
     }
-    Ok(Outcome::Steps(steps))
+    Ok(Outcome::Steps { startup, steps })
 }
 
 /// A callout upstream as the harness plays it.
@@ -112,76 +129,196 @@ fn run_step(
     chain: &mut Chain,
     scenario: &Scenario,
     step: &crate::scenario::Step,
-) -> proxy_wasm_harness::Result<(Option<Received>, ClientResult)> {
+    step_index: usize,
+) -> proxy_wasm_harness::Result<(Option<Received>, ClientResult, Vec<String>)> {
     let request = &step.request;
-    let mut headers = HeaderMap::from([
-        (":method", request.method.as_str()),
-        (":path", request.path.as_str()),
-        (":authority", request.authority.as_str()),
-    ]);
-    for (k, v) in lines(&request.headers) {
-        headers.add(k, v);
-    }
     let body = request.body.as_deref().unwrap_or_default();
-    if !body.is_empty() {
-        headers.replace("content-length", body.len().to_string());
+    // As the Envoy runner's HTTP/1.1 client sends it: `host`, the headers,
+    // then `content-length` for a body; then as Envoy's codec and
+    // connection manager hand it to the first filter.
+    let length = body.len().to_string();
+    let client_headers = lines(&request.headers)
+        .chain((!body.is_empty()).then_some(("content-length", length.as_str())));
+    let request_id = envoy::request_id(step_index as u64 + 1);
+    let codec = match request.protocol {
+        Protocol::Http1 => Codec::Http1,
+        Protocol::Http2 => Codec::Http2,
+    };
+    for vm in chain.vms_mut() {
+        vm.set_property("request.protocol", envoy::protocol(codec));
+    }
+    let headers = envoy::request_headers(
+        codec,
+        &request.method,
+        &request.path,
+        &request.authority,
+        client_headers,
+        &request_id,
+    );
+    if headers.byte_size() > envoy::MAX_REQUEST_HEADERS_BYTES {
+        // The connection manager answers before any filter runs.
+        let client = ClientResult::Response {
+            status: 431,
+            headers: Vec::new(),
+            body: b"Request Header Fields Too Large".to_vec(),
+        };
+        return Ok((None, client, Vec::new()));
     }
     let mut stream = chain.http_stream();
     stream.send_request_headers(headers, body.is_empty())?;
     if !body.is_empty() {
-        stream.send_request_body(body, true)?;
+        for (chunk, end_of_stream) in envoy::body_frames(body.as_bytes(), &request.chunks, codec) {
+            if matches!(
+                stream.send_request_body(chunk, end_of_stream)?,
+                Progress::Responded | Progress::Reset
+            ) {
+                break;
+            }
+        }
     }
     wait(&mut stream, |s| {
         s.upstream_request().complete || s.local_response().is_some() || s.is_reset()
     })?;
     let sent = stream.upstream_request().clone();
+    let mut stale = Vec::new();
+    // Envoy does not fix `content-length` after a filter changed the body:
+    // the backend reads the declared length. Longer: it gets the first bytes
+    // (the rest spoils the connection); shorter: it waits for the rest until
+    // the route times out.
+    let mut body_read = sent.body.clone();
+    let mut upstream_hangs = false;
+    if let Some((declared, actual)) = sent.content_length_mismatch() {
+        stale.push(format!(
+            "the request body the upstream got is {actual} bytes, but its content-length says {declared}"
+        ));
+        body_read.truncate(declared);
+        upstream_hangs = actual < declared;
+    }
+    // Envoy's codec refuses a header value a filter gave CR, LF or NUL: the
+    // router answers 503 instead of sending the request.
+    let invalid = invalid_header(sent.headers.as_ref());
     let cluster = sent
         .complete
         .then(|| route(scenario, sent.headers.as_ref()));
     let backend = match &cluster {
-        Some(Some(name)) => Some(Received {
+        _ if invalid.is_some() => None,
+        Some(Some(name)) if !upstream_hangs => Some(Received {
             cluster: name.clone(),
             method: sent.header(":method").unwrap_or_default().to_owned(),
             path: sent.header(":path").unwrap_or_default().to_owned(),
             headers: upstream_headers(sent.headers.as_ref()),
-            body: sent.body.clone(),
+            body: body_read,
         }),
         _ => None,
     };
     let answered = stream.local_response().is_some() || stream.is_reset();
     if cluster.is_some() && !answered {
-        let response = match backend {
-            Some(_) => &step.response,
+        let (response, headers) = match backend {
+            _ if invalid.is_some() => {
+                let body = format!(
+                    "invalid header value for: {}",
+                    invalid.as_deref().unwrap_or_default()
+                );
+                let headers = router_reply_headers(503, body.len());
+                (
+                    &ResponseSpec {
+                        status: 503,
+                        headers: HeaderLines::new(),
+                        body,
+                        chunks: Vec::new(),
+                    },
+                    headers,
+                )
+            }
+            _ if upstream_hangs => (&route_timeout(), router_reply_headers(504, 24)),
+            Some(_) => {
+                let response = &step.response;
+                let headers = envoy::response_headers(
+                    response.status,
+                    lines(&response.headers),
+                    response.body.len(),
+                    stream.vm().now(),
+                    Duration::ZERO,
+                );
+                (response, headers)
+            }
             // No such cluster: Envoy's router answers itself.
-            None => &no_cluster(),
+            None => (&no_cluster(), HeaderMap::from([(":status", "503")])),
         };
-        let mut headers = HeaderMap::from([(":status", response.status.to_string())]);
-        for (k, v) in headers_with_length(&response.headers, response.body.len()).iter() {
-            headers.add(k, v);
-        }
         let progress = stream.send_response_headers(headers, response.body.is_empty())?;
         if !response.body.is_empty() && progress != Progress::Reset {
-            stream.send_response_body(&response.body, true)?;
+            // The backend is an HTTP/1.1 upstream, whatever the client speaks.
+            for (chunk, end_of_stream) in
+                envoy::body_frames(response.body.as_bytes(), &response.chunks, Codec::Http1)
+            {
+                if stream.send_response_body(chunk, end_of_stream)? == Progress::Reset {
+                    break;
+                }
+            }
         }
         wait(&mut stream, |s| {
             s.downstream_response().complete || s.is_reset()
         })?;
     }
     let exchange = stream.finish()?;
-    let client = if exchange.reset || !exchange.downstream_response.complete {
+    let got = &exchange.downstream_response;
+    let mismatch = got.content_length_mismatch();
+    if let Some((declared, actual)) = mismatch {
+        stale.push(format!(
+            "the response body the client got is {actual} bytes, but its content-length says {declared}"
+        ));
+    }
+    // The client reads the declared length; a shorter body never ends. A
+    // header value Envoy's codec refuses resets the stream.
+    let client = if exchange.reset
+        || !got.complete
+        || invalid_header(got.headers.as_ref()).is_some()
+        || mismatch.is_some_and(|(declared, actual)| actual < declared)
+    {
         ClientResult::Reset
     } else {
-        let got = &exchange.downstream_response;
+        let mut body = got.body.clone();
+        if let Some((declared, _)) = mismatch {
+            body.truncate(declared);
+        }
         ClientResult::Response {
             status: got
                 .status()
                 .and_then(|s| u16::try_from(s).ok())
                 .unwrap_or(0),
             headers: plain(got.headers.as_ref()),
-            body: got.body.clone(),
+            body,
         }
     };
-    Ok((backend, client))
+    Ok((backend, client, stale))
+}
+
+/// What Envoy's router answers when the upstream did not answer within the
+/// route's timeout.
+fn route_timeout() -> ResponseSpec {
+    ResponseSpec {
+        status: 504,
+        headers: HeaderLines::new(),
+        body: "upstream request timeout".into(),
+        chunks: Vec::new(),
+    }
+}
+
+/// The headers of a reply Envoy's router sends itself.
+fn router_reply_headers(status: u16, body_len: usize) -> HeaderMap {
+    HeaderMap::from([
+        (":status", status.to_string()),
+        ("content-length", body_len.to_string()),
+        ("content-type", "text/plain".to_owned()),
+    ])
+}
+
+/// The first header whose value Envoy's codec would refuse.
+fn invalid_header(headers: Option<&HeaderMap>) -> Option<String> {
+    headers?
+        .iter()
+        .find(|(_, v)| !envoy::valid_header_value(v))
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
 }
 
 /// The cluster Envoy's route sends the request to: `backend`, or with
@@ -205,6 +342,7 @@ fn no_cluster() -> ResponseSpec {
         status: 503,
         headers: HeaderLines::new(),
         body: String::new(),
+        chunks: Vec::new(),
     }
 }
 

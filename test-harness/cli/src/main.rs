@@ -2,6 +2,7 @@
 //! Envoy (`--envoy`), or both and compares them (`--compare`); `serve` runs
 //! a filter chain as a local dev proxy.
 
+mod chunked;
 mod envoy_runner;
 mod harness_runner;
 mod outcome;
@@ -88,6 +89,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes each runner's plugin log into the scenario's work folder
+/// (`harness-plugin.log`, `envoy-plugin.log`), for a reader to diff.
+fn keep_transcripts(
+    work: &std::path::Path,
+    loaded: &scenario::Loaded,
+    harness: Option<&Result<outcome::Outcome, String>>,
+    envoy: Option<&Result<envoy_runner::EnvoyRun, String>>,
+) {
+    let dir = scenario::work_dir(work, loaded);
+    let runs = [
+        ("harness-plugin.log", harness.and_then(|r| r.as_ref().ok())),
+        (
+            "envoy-plugin.log",
+            envoy.and_then(|r| r.as_ref().ok()).map(|run| &run.outcome),
+        ),
+    ];
+    for (name, outcome) in runs {
+        if let Some(outcome) = outcome
+            && std::fs::create_dir_all(&dir).is_ok()
+        {
+            let _ = std::fs::write(dir.join(name), outcome::transcript(outcome));
+        }
+    }
+}
+
 fn test(args: &TestArgs) -> ExitCode {
     let files = match scenario::discover(&args.paths) {
         Ok(files) if !files.is_empty() => files,
@@ -133,6 +159,7 @@ fn test(args: &TestArgs) -> ExitCode {
                 let envoy = envoy
                     .as_ref()
                     .map(|bin| envoy_runner::run(&loaded, bin, &args.work));
+                keep_transcripts(&args.work, &loaded, harness.as_ref(), envoy.as_ref());
                 report::judge(&loaded, harness, envoy)
             }
         };

@@ -78,15 +78,22 @@ pub(crate) struct StepOutcome {
     pub(crate) client: ClientResult,
     pub(crate) logs: Vec<LogLine>,
     pub(crate) calls: Vec<CallMade>,
+    /// Bodies whose `content-length` a filter left stale, as the harness saw
+    /// them (Envoy's runner cannot see it: its peers just read the declared
+    /// length).
+    pub(crate) stale_content_length: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
     /// The chain refused its configuration; the logs written meanwhile.
-    Rejected {
-        logs: Vec<LogLine>,
+    Rejected { logs: Vec<LogLine> },
+    Steps {
+        /// What the plugins logged while their VMs started and were
+        /// configured.
+        startup: Vec<LogLine>,
+        steps: Vec<StepOutcome>,
     },
-    Steps(Vec<StepOutcome>),
 }
 
 /// One unmet expectation.
@@ -126,10 +133,10 @@ pub(crate) fn check(loaded: &Loaded, outcome: &Outcome) -> Vec<Miss> {
             "accepted",
             format!("rejected; logs:\n{}", render_logs(logs)),
         )),
-        (Outcome::Steps(_), Some(_)) => {
+        (Outcome::Steps { .. }, Some(_)) => {
             misses.push(miss("configuration", "rejected", "accepted"));
         }
-        (Outcome::Steps(steps), None) => {
+        (Outcome::Steps { steps, .. }, None) => {
             for (i, (step, got)) in scenario.steps.iter().zip(steps).enumerate() {
                 let prefix = format!(
                     "step {} ({})",
@@ -155,6 +162,15 @@ fn check_step(prefix: &str, expect: &Expect, got: &StepOutcome, misses: &mut Vec
     }
     if let Some(calls) = &expect.http_calls {
         check_calls(prefix, calls, &got.calls, misses);
+    }
+    if !expect.stale_content_length {
+        for problem in &got.stale_content_length {
+            misses.push(miss(
+                format!("{prefix} content-length"),
+                "a content-length that matches the body (remove it when the filter changes the body's size, or set expect.stale_content_length)",
+                problem.clone(),
+            ));
+        }
     }
 }
 
@@ -209,9 +225,19 @@ fn check_client(prefix: &str, expect: &ClientExpect, got: &ClientResult, misses:
         body,
     } = got
     else {
-        misses.push(miss(what("response"), "a response", "the stream was reset"));
+        if !expect.reset {
+            misses.push(miss(what("response"), "a response", "the stream was reset"));
+        }
         return;
     };
+    if expect.reset {
+        misses.push(miss(
+            what("response"),
+            "the stream reset",
+            format!("a {status} response"),
+        ));
+        return;
+    }
     if let Some(s) = expect.status
         && s != *status
     {
@@ -355,7 +381,12 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
             facts.push(("configuration".into(), "rejected".into()));
             return facts;
         }
-        Outcome::Steps(steps) => steps,
+        Outcome::Steps { startup, steps } => {
+            if loaded.scenario.compare_logs {
+                log_facts(loaded, "start-up", startup, &mut facts);
+            }
+            steps
+        }
     };
     facts.push(("configuration".into(), "accepted".into()));
     for (i, (step, got)) in loaded.scenario.steps.iter().zip(steps).enumerate() {
@@ -402,6 +433,9 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
             .collect::<Vec<_>>()
             .join(", ");
         facts.push((format!("{p} http_calls"), calls));
+        if loaded.scenario.compare_logs {
+            log_facts(loaded, &p, &got.logs, &mut facts);
+        }
         for log in &step.expect.logs {
             let found = got.logs.iter().any(|l| log_matches(log, l));
             facts.push((
@@ -411,6 +445,50 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
         }
     }
     facts
+}
+
+/// Every plugin log line of a run, start-up and steps under headings: what
+/// the runner writes next to Envoy's own files for a reader to diff.
+pub(crate) fn transcript(outcome: &Outcome) -> String {
+    let mut out = String::new();
+    let mut section = |title: &str, logs: &[LogLine]| {
+        out.push_str(&format!("== {title}\n"));
+        for l in logs {
+            out.push_str(&format!("[{}] {}\n", l.level, l.message));
+        }
+    };
+    match outcome {
+        Outcome::Rejected { logs } => section("rejected", logs),
+        Outcome::Steps { startup, steps } => {
+            section("start-up", startup);
+            for (i, step) in steps.iter().enumerate() {
+                section(&format!("step {}", i + 1), &step.logs);
+            }
+        }
+    }
+    out
+}
+
+/// Every log line as a fact of its own, numbered, and how many there were:
+/// a scenario with `compare_logs` is compared line by line.
+fn log_facts(loaded: &Loaded, prefix: &str, logs: &[LogLine], facts: &mut Vec<(String, String)>) {
+    let except: Vec<Regex> = loaded
+        .scenario
+        .compare_logs_except
+        .iter()
+        .filter_map(|p| Regex::new(p).ok())
+        .collect();
+    let logs: Vec<&LogLine> = logs
+        .iter()
+        .filter(|l| !except.iter().any(|re| re.is_match(&l.message)))
+        .collect();
+    facts.push((format!("{prefix} log lines"), logs.len().to_string()));
+    for (i, line) in logs.iter().enumerate() {
+        facts.push((
+            format!("{prefix} log line {:03}", i + 1),
+            format!("[{}] {}", line.level, line.message),
+        ));
+    }
 }
 
 fn header_facts<'a>(expect: &'a HeaderExpect, headers: &Headers) -> Vec<(&'a String, String)> {

@@ -121,17 +121,24 @@ pub(crate) fn judge(
         (Some(h), Some(e)) => {
             let h = outcome::comparable(loaded, h);
             let e = outcome::comparable(loaded, &e.outcome);
+            // Facts are matched by name, so one extra or missing fact (a log
+            // line more) shows as itself, not as a shift of all that follow.
             let mut diffs = Vec::new();
-            let n = h.len().max(e.len());
-            for i in 0..n {
-                let hv = h.get(i);
-                let ev = e.get(i);
+            let names = h.iter().map(|(w, _)| w).chain(
+                e.iter()
+                    .map(|(w, _)| w)
+                    .filter(|w| !h.iter().any(|(x, _)| x == *w)),
+            );
+            for what in names {
+                let value = |facts: &[(String, String)]| {
+                    facts
+                        .iter()
+                        .find(|(w, _)| w == what)
+                        .map_or_else(|| "(none)".to_owned(), |(_, v)| v.clone())
+                };
+                let (hv, ev) = (value(&h), value(&e));
                 if hv != ev {
-                    let what = hv.or(ev).map(|(w, _)| w.clone()).unwrap_or_default();
-                    let value = |v: Option<&(String, String)>| {
-                        v.map_or_else(|| "(none)".to_owned(), |(_, v)| v.clone())
-                    };
-                    diffs.push((what, value(hv), value(ev)));
+                    diffs.push((what.clone(), hv, ev));
                 }
             }
             diffs
@@ -194,21 +201,25 @@ mod tests {
     use crate::outcome::{ClientResult, StepOutcome};
 
     fn outcome(status: u16, reached: bool) -> Outcome {
-        Outcome::Steps(vec![StepOutcome {
-            backend: reached.then(|| crate::outcome::Received {
-                cluster: "backend".into(),
-                method: "GET".into(),
-                path: "/".into(),
-                ..Default::default()
-            }),
-            client: ClientResult::Response {
-                status,
-                headers: Vec::new(),
-                body: Vec::new(),
-            },
-            logs: Vec::new(),
-            calls: Vec::new(),
-        }])
+        Outcome::Steps {
+            startup: Vec::new(),
+            steps: vec![StepOutcome {
+                backend: reached.then(|| crate::outcome::Received {
+                    cluster: "backend".into(),
+                    method: "GET".into(),
+                    path: "/".into(),
+                    ..Default::default()
+                }),
+                client: ClientResult::Response {
+                    status,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                },
+                logs: Vec::new(),
+                calls: Vec::new(),
+                stale_content_length: Vec::new(),
+            }],
+        }
     }
 
     fn loaded() -> Loaded {

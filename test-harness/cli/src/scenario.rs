@@ -15,8 +15,9 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Scenario {
-    /// Shown in reports; defaults to the file name.
+    /// A title for readers (reports name the file).
     #[serde(default)]
+    #[allow(dead_code, reason = "read by people, not by the runner")]
     pub(crate) name: Option<String>,
     /// What the scenario shows, for readers.
     #[serde(default)]
@@ -50,6 +51,17 @@ pub(crate) struct Scenario {
     /// Requests, in order; they share the filters' VMs (caches, counters).
     #[serde(default)]
     pub(crate) steps: Vec<Step>,
+    /// With `--compare`, compare every log line the plugins write (start-up
+    /// and each step) between the runners, line by line, not only the lines
+    /// `expect.logs` names. For modules whose log is their output, such as
+    /// the ABI probe.
+    #[serde(default)]
+    pub(crate) compare_logs: bool,
+    /// With `compare_logs`: log lines matching any of these regular
+    /// expressions are left out of the comparison, in both runners. Each is
+    /// a known difference that test-harness/DIVERGENCES.md explains.
+    #[serde(default)]
+    pub(crate) compare_logs_except: Vec<String>,
 }
 
 /// A filter of the chain.
@@ -153,6 +165,24 @@ pub(crate) struct RequestSpec {
     pub(crate) headers: HeaderLines,
     #[serde(default)]
     pub(crate) body: Option<String>,
+    /// How the client speaks to Envoy, which decides how the body reaches
+    /// the filters: `http1` (one body callback with the bytes, then an empty
+    /// one that ends the stream) or `http2` (the last DATA frame ends it).
+    #[serde(default)]
+    pub(crate) protocol: Protocol,
+    /// The body sent in pieces of these sizes (what is left is one more),
+    /// with a pause between them: each piece is its own body callback.
+    #[serde(default)]
+    pub(crate) chunks: Vec<usize>,
+}
+
+/// The client's protocol to Envoy.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Protocol {
+    #[default]
+    Http1,
+    Http2,
 }
 
 /// Headers to send: name → one value or a list of values (repeated lines).
@@ -184,6 +214,8 @@ impl Default for RequestSpec {
             authority: authority(),
             headers: BTreeMap::new(),
             body: None,
+            protocol: Protocol::Http1,
+            chunks: Vec::new(),
         }
     }
 }
@@ -198,6 +230,10 @@ pub(crate) struct ResponseSpec {
     pub(crate) headers: HeaderLines,
     #[serde(default)]
     pub(crate) body: String,
+    /// The backend sends its body in pieces of these sizes, with a pause
+    /// between them: each piece is its own body callback.
+    #[serde(default)]
+    pub(crate) chunks: Vec<usize>,
 }
 
 impl Default for ResponseSpec {
@@ -206,6 +242,7 @@ impl Default for ResponseSpec {
             status: ok(),
             headers: BTreeMap::new(),
             body: String::new(),
+            chunks: Vec::new(),
         }
     }
 }
@@ -226,6 +263,12 @@ pub(crate) struct Expect {
     /// Callouts made during the step, in order (all of them).
     #[serde(default)]
     pub(crate) http_calls: Option<Vec<CallExpect>>,
+    /// The filter changes a body's size and leaves its `content-length`
+    /// stale, and the scenario shows what the peer then reads. Otherwise a
+    /// stale `content-length` fails the step (Envoy does not fix it: the
+    /// peer reads the declared length and the rest spoils the connection).
+    #[serde(default)]
+    pub(crate) stale_content_length: bool,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -250,6 +293,9 @@ pub(crate) struct BackendExpect {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClientExpect {
+    /// The stream is reset: the client gets no complete response.
+    #[serde(default)]
+    pub(crate) reset: bool,
     #[serde(default)]
     pub(crate) status: Option<u16>,
     #[serde(default)]
@@ -367,10 +413,31 @@ pub(crate) fn route_metadata_entry(property: &str) -> Option<(&str, &str)> {
 /// A loaded, checked scenario.
 #[derive(Debug)]
 pub(crate) struct Loaded {
-    pub(crate) name: String,
+    /// The scenario file.
+    pub(crate) file: PathBuf,
     pub(crate) scenario: Scenario,
     /// Each filter's module path.
     pub(crate) modules: Vec<PathBuf>,
+}
+
+/// The folder under `work` where a scenario's runs keep their files (Envoy's
+/// bootstrap and log, each runner's plugin log), named after the file's
+/// whole path so that two files of the same name never share one.
+pub(crate) fn work_dir(work: &Path, loaded: &Loaded) -> PathBuf {
+    let path = loaded.file.with_extension("");
+    let name: String = path
+        .to_string_lossy()
+        .trim_start_matches(['.', '/'])
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    work.join(name)
 }
 
 /// A problem with a scenario file: where and what.
@@ -422,6 +489,14 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
                 format!("cluster `{name}` is empty, `backend`, repeated, or an upstream's name"),
             ));
         }
+    }
+    for pattern in &scenario.compare_logs_except {
+        Regex::new(pattern).map_err(|e| {
+            fail(
+                at(pattern),
+                format!("invalid regular expression `{pattern}`: {e}"),
+            )
+        })?;
     }
     for step in &scenario.steps {
         if let Some(cluster) = step
@@ -487,13 +562,8 @@ pub(crate) fn load(file: &Path) -> Result<Loaded, LoadError> {
             "a scenario that expects the configuration to be rejected has no steps".into(),
         ));
     }
-    let name = scenario.name.clone().unwrap_or_else(|| {
-        file.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
     Ok(Loaded {
-        name,
+        file: file.to_path_buf(),
         scenario,
         modules,
     })
@@ -579,9 +649,13 @@ fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
             "sdk-filter" => harness_fixtures::SDK_FILTER,
             "cache-filter" => harness_fixtures::CACHE_FILTER,
             "minimal-filter" => harness_fixtures::MINIMAL_FILTER,
+            "abi-probe" => harness_fixtures::ABI_PROBE,
+            "abi-probe-0.2.0" => harness_fixtures::ABI_PROBE_0_2_0,
+            "abi-probe-0.1.0" => harness_fixtures::ABI_PROBE_0_1_0,
             other => {
                 return Err(format!(
-                    "unknown fixture `{other}`: sdk-filter, cache-filter or minimal-filter"
+                    "unknown fixture `{other}`: sdk-filter, cache-filter, minimal-filter, \
+                     abi-probe, abi-probe-0.2.0 or abi-probe-0.1.0"
                 ));
             }
         };

@@ -1,0 +1,113 @@
+//! A body sent in planned pieces with a pause between them, so that Envoy
+//! reads each piece on its own and hands it to the filters as its own body
+//! callback (a scenario's `chunks`).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::time::Sleep;
+
+/// The body type the runner's client and servers send.
+pub(crate) type OutBody = BoxBody<Bytes, Infallible>;
+
+/// Long enough for Envoy to read each piece separately on loopback.
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// The pieces of `body`: cut at `sizes` in order, what is left is one more.
+pub(crate) fn pieces(body: &[u8], sizes: &[usize]) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    for &size in sizes {
+        if rest.is_empty() {
+            break;
+        }
+        let (piece, tail) = rest.split_at(size.min(rest.len()));
+        out.push(Bytes::copy_from_slice(piece));
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        out.push(Bytes::copy_from_slice(rest));
+    }
+    out
+}
+
+/// A body of `body` cut at `sizes`, with a pause before every piece but the
+/// first. Its exact size is known, so an HTTP/1.1 peer sends
+/// `content-length`; over HTTP/2 the last piece ends the stream.
+pub(crate) fn body(body: &[u8], sizes: &[usize]) -> OutBody {
+    let pieces: VecDeque<Bytes> = pieces(body, sizes).into();
+    let remaining = pieces.iter().map(|p| p.len() as u64).sum();
+    Chunked {
+        pieces,
+        remaining,
+        pause: None,
+        first: true,
+    }
+    .boxed()
+}
+
+struct Chunked {
+    pieces: VecDeque<Bytes>,
+    remaining: u64,
+    pause: Option<Pin<Box<Sleep>>>,
+    first: bool,
+}
+
+impl Body for Chunked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.pieces.is_empty() {
+            return Poll::Ready(None);
+        }
+        if !self.first {
+            let pause = self
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(PAUSE)));
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.pause = None;
+        }
+        self.first = false;
+        match self.pieces.pop_front() {
+            Some(piece) => {
+                self.remaining -= piece.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(piece))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_follow_the_plan_and_keep_the_rest() {
+        let got = pieces(b"abcdefgh", &[3, 2]);
+        assert_eq!(got, vec!["abc", "de", "fgh"]);
+        assert_eq!(pieces(b"ab", &[5, 5]), vec!["ab"]);
+        assert!(pieces(b"", &[1]).is_empty());
+    }
+}
