@@ -57,10 +57,19 @@ struct TestArgs {
     /// The envoy binary (default: $ENVOY_BIN, then target/envoy-venv/bin/envoy).
     #[arg(long)]
     envoy_bin: Option<PathBuf>,
-    /// Where Envoy runs keep their bootstraps and logs.
+    /// Where the runs keep their files: per scenario file, Envoy's
+    /// bootstrap and log, and each runner's plugin log.
     #[arg(long, default_value = "target/scenario-runs")]
     work: PathBuf,
+    /// Print the plugins' logs (start-up and every step, both runners) for
+    /// passing scenarios too; a failure always shows the start-up and the
+    /// step that failed.
+    #[arg(long, visible_alias = "verbose")]
+    logs: bool,
 }
+
+/// Lines of a plugin log section a failure report shows.
+const SHOWN_LOG_LINES: usize = 40;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -152,6 +161,7 @@ fn test(args: &TestArgs) -> ExitCode {
     let mut reports = Vec::new();
     for (i, file) in files.iter().enumerate() {
         let started = Instant::now();
+        let mut plugin_logs = Vec::new();
         let verdict = match scenario::load(file) {
             Err(e) => Verdict::Invalid(e.to_string()),
             Ok(loaded) => {
@@ -160,13 +170,48 @@ fn test(args: &TestArgs) -> ExitCode {
                     .as_ref()
                     .map(|bin| envoy_runner::run(&loaded, bin, &args.work));
                 keep_transcripts(&args.work, &loaded, harness.as_ref(), envoy.as_ref());
-                report::judge(&loaded, harness, envoy)
+                let outcomes = [
+                    (
+                        "harness",
+                        harness.as_ref().and_then(|r| r.as_ref().ok()).cloned(),
+                    ),
+                    (
+                        "envoy",
+                        envoy
+                            .as_ref()
+                            .and_then(|r| r.as_ref().ok())
+                            .map(|run| run.outcome.clone()),
+                    ),
+                ];
+                let verdict = report::judge(&loaded, harness, envoy);
+                // A failure shows each runner's start-up and failed step; a
+                // pass shows nothing unless `--logs` asks for all of it.
+                let shown = match &verdict {
+                    Verdict::Pass if !args.logs => None,
+                    Verdict::Pass => Some((None, usize::MAX)),
+                    failed => Some((report::failed_step(failed), SHOWN_LOG_LINES)),
+                };
+                if let Some((step, max_lines)) = shown {
+                    let dir = scenario::work_dir(&args.work, &loaded);
+                    for (runner, outcome) in outcomes {
+                        if let Some(outcome) = outcome {
+                            let mut text = outcome::excerpt(&outcome, step, max_lines);
+                            text.push_str(&format!(
+                                "(all of it: {})",
+                                dir.join(format!("{runner}-plugin.log")).display()
+                            ));
+                            plugin_logs.push((runner, text));
+                        }
+                    }
+                }
+                verdict
             }
         };
         let report = Report {
             name: file.display().to_string(),
             verdict,
             seconds: started.elapsed().as_secs_f64(),
+            plugin_logs,
         };
         let _ = writeln!(text, "[{}/{}] {}", i + 1, files.len(), report.render());
         reports.push(report);

@@ -450,19 +450,31 @@ pub(crate) fn comparable(loaded: &Loaded, outcome: &Outcome) -> Vec<(String, Str
 /// Every plugin log line of a run, start-up and steps under headings: what
 /// the runner writes next to Envoy's own files for a reader to diff.
 pub(crate) fn transcript(outcome: &Outcome) -> String {
+    excerpt(outcome, None, usize::MAX)
+}
+
+/// The start-up log and one step's log (every step's when `step` is
+/// `None`), each section cut after `max_lines` lines with a count of the
+/// rest: what a report shows of a run.
+pub(crate) fn excerpt(outcome: &Outcome, step: Option<usize>, max_lines: usize) -> String {
     let mut out = String::new();
     let mut section = |title: &str, logs: &[LogLine]| {
         out.push_str(&format!("== {title}\n"));
-        for l in logs {
+        for l in logs.iter().take(max_lines) {
             out.push_str(&format!("[{}] {}\n", l.level, l.message));
+        }
+        if logs.len() > max_lines {
+            out.push_str(&format!("… {} more lines\n", logs.len() - max_lines));
         }
     };
     match outcome {
         Outcome::Rejected { logs } => section("rejected", logs),
         Outcome::Steps { startup, steps } => {
             section("start-up", startup);
-            for (i, step) in steps.iter().enumerate() {
-                section(&format!("step {}", i + 1), &step.logs);
+            for (i, got) in steps.iter().enumerate() {
+                if step.is_none_or(|n| n == i + 1) {
+                    section(&format!("step {}", i + 1), &got.logs);
+                }
             }
         }
     }

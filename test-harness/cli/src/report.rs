@@ -28,6 +28,9 @@ pub(crate) struct Report {
     pub(crate) name: String,
     pub(crate) verdict: Verdict,
     pub(crate) seconds: f64,
+    /// Each runner's plugin log to show: on a failure, the start-up and the
+    /// step that failed; with `--logs`, everything.
+    pub(crate) plugin_logs: Vec<(&'static str, String)>,
 }
 
 impl Report {
@@ -39,13 +42,25 @@ impl Report {
         let mut out = String::new();
         match &self.verdict {
             Verdict::Pass => {
-                let _ = write!(out, "PASS {} ({:.2} s)", self.name, self.seconds);
+                let _ = writeln!(out, "PASS {} ({:.2} s)", self.name, self.seconds);
+                for (runner, log) in &self.plugin_logs {
+                    let _ = writeln!(out, "  plugin log ({runner}):");
+                    for line in log.lines() {
+                        let _ = writeln!(out, "    | {line}");
+                    }
+                }
             }
             Verdict::Invalid(e) => {
                 let _ = write!(out, "INVALID {e}");
             }
             Verdict::Error(e) => {
-                let _ = write!(out, "ERROR {}\n  {}", self.name, e.replace('\n', "\n  "));
+                let _ = writeln!(out, "ERROR {}\n  {}", self.name, e.replace('\n', "\n  "));
+                for (runner, log) in &self.plugin_logs {
+                    let _ = writeln!(out, "  plugin log ({runner}):");
+                    for line in log.lines() {
+                        let _ = writeln!(out, "    | {line}");
+                    }
+                }
             }
             Verdict::Fail {
                 harness,
@@ -67,6 +82,12 @@ impl Report {
                     let _ = writeln!(out, "    {:width$}  {:30}  envoy", "", "harness");
                     for (what, h, e) in differences {
                         let _ = writeln!(out, "    {what:width$}  {:30}  {}", short(h), short(e));
+                    }
+                }
+                for (runner, log) in &self.plugin_logs {
+                    let _ = writeln!(out, "  plugin log ({runner}):");
+                    for line in log.lines() {
+                        let _ = writeln!(out, "    | {line}");
                     }
                 }
                 if let Some(log) = envoy_log {
@@ -93,6 +114,31 @@ fn short(text: &str) -> String {
     } else {
         one_line
     }
+}
+
+/// The first step a failure names (`step N ...`), if any.
+pub(crate) fn failed_step(verdict: &Verdict) -> Option<usize> {
+    let Verdict::Fail {
+        harness,
+        envoy,
+        differences,
+        ..
+    } = verdict
+    else {
+        return None;
+    };
+    let step_of = |text: &str| -> Option<usize> {
+        let rest = text.strip_prefix("step ")?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    harness
+        .iter()
+        .chain(envoy)
+        .map(|m| m.what.as_str())
+        .chain(differences.iter().map(|d| d.0.as_str()))
+        .filter_map(step_of)
+        .min()
 }
 
 /// The verdict from whichever runners ran.
@@ -250,6 +296,7 @@ mod tests {
             name: "s.yaml".into(),
             verdict,
             seconds: 0.1,
+            plugin_logs: Vec::new(),
         };
         assert!(!report.passed());
         let text = report.render();
