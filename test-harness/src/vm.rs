@@ -526,7 +526,11 @@ impl Vm {
         host.grpc_message = None;
         host.grpc_initial_metadata = None;
         host.grpc_trailing_metadata = None;
-        host.status = (0, Vec::new());
+        // Envoy clears the status message after the callback but keeps the
+        // code: `proxy_get_status` answers it in every later callback, on
+        // any context, until the next callout sets another (measured in
+        // Envoy 1.40 with the ABI probe).
+        host.status.1.clear();
         result?;
         self.flush_deferred()
     }

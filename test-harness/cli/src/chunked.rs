@@ -99,6 +99,46 @@ impl Body for Chunked {
     }
 }
 
+/// A gRPC answer as a service sends it: the response message framed
+/// (compression flag, 4-byte length) when the status is OK, then trailers
+/// with `grpc-status` and `grpc-message`.
+pub(crate) fn grpc_answer(status: u32, message: &str, response: &[u8]) -> OutBody {
+    let mut frames = VecDeque::new();
+    if status == 0 {
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(response.len() as u32).to_be_bytes());
+        framed.extend_from_slice(response);
+        frames.push_back(Frame::data(Bytes::from(framed)));
+    }
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert("grpc-status", hyper::header::HeaderValue::from(status));
+    if let Ok(value) = hyper::header::HeaderValue::from_str(message)
+        && !message.is_empty()
+    {
+        trailers.insert("grpc-message", value);
+    }
+    frames.push_back(Frame::trailers(trailers));
+    Frames(frames).boxed()
+}
+
+struct Frames(VecDeque<Frame<Bytes>>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

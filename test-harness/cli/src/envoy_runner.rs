@@ -83,9 +83,15 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
     let mut answers: Vec<(String, Shared<UpstreamSpec>)> = Vec::new();
     for (name, spec) in &loaded.scenario.upstreams {
         let answer = Arc::new(Mutex::new(spec.clone()));
-        let addr = start_upstream(name.clone(), answer.clone(), calls.clone()).await?;
-        answers.push((name.clone(), answer));
-        clusters.push(cluster(name, addr));
+        if spec.grpc.is_some() {
+            let addr = start_grpc_upstream(answer.clone()).await?;
+            answers.push((name.clone(), answer));
+            clusters.push(http2_cluster(name, addr));
+        } else {
+            let addr = start_upstream(name.clone(), answer.clone(), calls.clone()).await?;
+            answers.push((name.clone(), answer));
+            clusters.push(cluster(name, addr));
+        }
     }
     let bootstrap = bootstrap(loaded, clusters)?;
     let config = dir.join("envoy.json");
@@ -198,6 +204,18 @@ fn cluster(name: &str, addr: SocketAddr) -> Value {
             }}}}]}]
         }
     })
+}
+
+/// A cluster whose upstream speaks HTTP/2 (prior knowledge), as gRPC needs.
+fn http2_cluster(name: &str, addr: SocketAddr) -> Value {
+    let mut cluster = cluster(name, addr);
+    cluster["typed_extension_protocol_options"] = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}
+        }
+    });
+    cluster
 }
 
 fn string_value(text: String) -> Value {
@@ -336,6 +354,45 @@ where
     Ok(addr)
 }
 
+/// A gRPC service over HTTP/2: answers every call as `spec.grpc` says at
+/// that moment.
+async fn start_grpc_upstream(spec: Shared<UpstreamSpec>) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let spec = spec.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                let spec = spec.clone();
+                async move {
+                    // gRPC calls are not `http_calls`: the call is read, not
+                    // recorded.
+                    receive(req).await;
+                    let grpc = lock(&spec).grpc.clone().unwrap_or_default();
+                    let mut response = Response::new(chunked::grpc_answer(
+                        grpc.status,
+                        &grpc.message,
+                        grpc.response.as_bytes(),
+                    ));
+                    response.headers_mut().insert(
+                        "content-type",
+                        hyper::header::HeaderValue::from_static("application/grpc"),
+                    );
+                    Ok::<_, std::io::Error>(response)
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
 /// The backend: records what it receives, answers with the current step's
 /// response.
 async fn start_backend(
@@ -365,12 +422,19 @@ async fn start_upstream(
     calls: Shared<Vec<CallMade>>,
 ) -> Result<SocketAddr, String> {
     serve(move |got: Received| {
-        lock(&calls).push(CallMade {
-            upstream: name.clone(),
-            method: got.method,
-            path: got.path,
-            body: got.body,
-        });
+        // A gRPC call that reached this HTTP/1.1 service is no `http_call`.
+        let grpc = got
+            .headers
+            .iter()
+            .any(|(k, v)| k == "content-type" && v.starts_with("application/grpc"));
+        if !grpc {
+            lock(&calls).push(CallMade {
+                upstream: name.clone(),
+                method: got.method,
+                path: got.path,
+                body: got.body,
+            });
+        }
         let spec = lock(&spec).clone();
         async move {
             match spec.failure {
