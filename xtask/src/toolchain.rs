@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 pub(crate) const WASM_TARGET: &str = "wasm32-wasip1";
+/// The target filters of the proxy-wasm Rust SDK's 0.1 line were built for
+/// (the harness's tests build one, as its users did).
+pub(crate) const LEGACY_WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn root() -> PathBuf {
@@ -32,18 +35,20 @@ pub(crate) fn exec(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Installs the wasm target with rustup when the toolchain lacks it.
+/// Installs the wasm targets with rustup when the toolchain lacks them.
 pub(crate) fn ensure_wasm_target() -> Result<(), String> {
     let sysroot = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
         .args(["--print", "sysroot"])
         .output()
         .map_err(|e| format!("cannot run rustc: {e}"))?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    if sysroot.join("lib/rustlib").join(WASM_TARGET).is_dir() {
-        return Ok(());
+    for target in [WASM_TARGET, LEGACY_WASM_TARGET] {
+        if !sysroot.join("lib/rustlib").join(target).is_dir() {
+            eprintln!("xtask: the {target} target is missing; installing it with rustup");
+            exec(Command::new("rustup").args(["target", "add", target]))?;
+        }
     }
-    eprintln!("xtask: the {WASM_TARGET} target is missing; installing it with rustup");
-    exec(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+    Ok(())
 }
 
 /// Whether `cargo <subcommand> --version` works.

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use proxy_wasm_harness::envoy::{self, Codec};
 use proxy_wasm_harness::{
-    Chain, Error, HeaderMap, HttpStream, LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
+    CallOutcome, Chain, Error, GrpcReply, GrpcUpstream, HeaderMap, HttpResponse, HttpStream,
+    LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
 };
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
@@ -43,7 +44,9 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             builder = builder.property(path, value.as_bytes().to_vec());
         }
         for (name, spec) in &scenario.upstreams {
-            builder = builder.upstream(name.clone(), upstream(spec));
+            builder = builder
+                .upstream(name.clone(), upstream(spec))
+                .grpc_upstream(name.clone(), grpc_upstream(spec));
         }
         let plugin = builder.build().map_err(|e| e.to_string())?;
         // Envoy runs at the real time; so does the harness, so that what
@@ -79,6 +82,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
         for (name, spec) in &step.upstreams {
             for vm in chain.vms_mut() {
                 vm.set_upstream(name.clone(), upstream(spec));
+                vm.set_grpc_upstream(name.clone(), grpc_upstream(spec));
             }
         }
         if step.wait_ms > 0 {
@@ -117,11 +121,38 @@ fn upstream(spec: &UpstreamSpec) -> Upstream {
     match spec.failure {
         Some(Failure::Reset) => Upstream::reset(),
         Some(Failure::Timeout) => Upstream::unresponsive(),
-        None => Upstream::respond(
-            spec.status,
-            headers_with_length(&spec.headers, spec.body.len()),
-            spec.body.clone(),
-        ),
+        None => {
+            let spec = spec.clone();
+            // As Envoy's async client hands the answer over: through the
+            // router, with the upstream's `date` and the router's
+            // `x-envoy-upstream-service-time`.
+            Upstream::handler(move |_| {
+                let mut headers = headers_with_length(&spec.headers, spec.body.len());
+                headers.add("date", httpdate::fmt_http_date(SystemTime::now()));
+                headers.add("x-envoy-upstream-service-time", "0");
+                CallOutcome::Respond(HttpResponse::new(spec.status, headers, spec.body.clone()))
+            })
+        }
+    }
+}
+
+/// A callout upstream as gRPC calls to it play out in Envoy: a gRPC
+/// service answers as its spec says; an HTTP/1.1 service cannot answer a
+/// gRPC call.
+fn grpc_upstream(spec: &UpstreamSpec) -> GrpcUpstream {
+    match (&spec.grpc, spec.failure) {
+        (_, Some(Failure::Timeout)) => GrpcUpstream::handler(|_| GrpcReply::default()),
+        (Some(grpc), None) if grpc.status == 0 => {
+            GrpcUpstream::reply(GrpcReply::message(grpc.response.clone()))
+        }
+        // Envoy's gRPC client adds the response's details to the message.
+        (Some(grpc), None) => GrpcUpstream::reply(GrpcReply::status(
+            grpc.status,
+            format!("{}{{via_upstream}}", grpc.message),
+        )),
+        // Measured in Envoy 1.40: the call reaches the HTTP/1.1 service,
+        // whose answer is no gRPC answer: INTERNAL.
+        _ => GrpcUpstream::reply(GrpcReply::status(13, "via_upstream")),
     }
 }
 
@@ -197,9 +228,18 @@ fn run_step(
     // Envoy's codec refuses a header value a filter gave CR, LF or NUL: the
     // router answers 503 instead of sending the request.
     let invalid = invalid_header(sent.headers.as_ref());
-    let cluster = sent
-        .complete
-        .then(|| route(scenario, sent.headers.as_ref()));
+    // The router sends the request headers upstream as soon as they leave
+    // the filters: a request cut off after that (a local reply from a body
+    // callback) reached the backend with its headers, and the backend's
+    // read of the reset body ends empty (as the Envoy runner's backend
+    // records it).
+    let cut_off = !sent.complete
+        && sent.headers.is_some()
+        && (stream.local_response().is_some() || stream.is_reset());
+    if cut_off {
+        body_read.clear();
+    }
+    let cluster = (sent.complete || cut_off).then(|| route(scenario, sent.headers.as_ref()));
     let backend = match &cluster {
         _ if invalid.is_some() => None,
         Some(Some(name)) if !upstream_hangs => Some(Received {

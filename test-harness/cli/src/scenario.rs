@@ -109,6 +109,26 @@ pub(crate) struct UpstreamSpec {
     /// answers.
     #[serde(default)]
     pub(crate) failure: Option<Failure>,
+    /// A gRPC service (`proxy_grpc_call`): how it answers. The cluster then
+    /// speaks HTTP/2; without this it is an HTTP/1.1 service, and a gRPC
+    /// call to it fails as it fails in Envoy.
+    #[serde(default)]
+    pub(crate) grpc: Option<GrpcSpec>,
+}
+
+/// A gRPC service's answer to every call.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GrpcSpec {
+    /// The gRPC status (`grpc-status`); 0 is OK.
+    #[serde(default)]
+    pub(crate) status: u32,
+    /// `grpc-message`.
+    #[serde(default)]
+    pub(crate) message: String,
+    /// The response message, sent when the status is 0.
+    #[serde(default)]
+    pub(crate) response: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -652,10 +672,12 @@ fn resolve_wasm(dir: &Path, wasm: &str) -> Result<PathBuf, String> {
             "abi-probe" => harness_fixtures::ABI_PROBE,
             "abi-probe-0.2.0" => harness_fixtures::ABI_PROBE_0_2_0,
             "abi-probe-0.1.0" => harness_fixtures::ABI_PROBE_0_1_0,
+            "sdk-0.1-filter" => harness_fixtures::SDK_0_1_FILTER,
+            "as-filter" => harness_fixtures::AS_FILTER,
             other => {
                 return Err(format!(
                     "unknown fixture `{other}`: sdk-filter, cache-filter, minimal-filter, \
-                     abi-probe, abi-probe-0.2.0 or abi-probe-0.1.0"
+                     abi-probe, abi-probe-0.2.0, abi-probe-0.1.0, sdk-0.1-filter or as-filter"
                 ));
             }
         };
