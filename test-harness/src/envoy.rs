@@ -26,18 +26,12 @@ pub enum Codec {
 /// per call, the body cut at `chunks` (sizes, in order; what is left over is
 /// one more chunk), then what the codec adds at the end.
 pub fn body_frames(body: &[u8], chunks: &[usize], codec: Codec) -> Vec<(Vec<u8>, bool)> {
-    let mut frames = Vec::new();
-    let mut rest = body;
-    for &size in chunks {
-        if rest.is_empty() {
-            break;
-        }
-        let (chunk, tail) = rest.split_at(size.min(rest.len()));
-        frames.push(chunk.to_vec());
-        rest = tail;
-    }
-    if !rest.is_empty() || frames.is_empty() {
-        frames.push(rest.to_vec());
+    let mut frames: Vec<Vec<u8>> = body_pieces(body, chunks)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    if frames.is_empty() {
+        frames.push(Vec::new());
     }
     let last = frames.len() - 1;
     match codec {
@@ -52,6 +46,24 @@ pub fn body_frames(body: &[u8], chunks: &[usize], codec: Codec) -> Vec<(Vec<u8>,
             .map(|(i, f)| (f, i == last))
             .collect(),
     }
+}
+
+/// `body` cut at `sizes`, in order; what is left over is one more piece.
+pub fn body_pieces<'a>(body: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+    let mut pieces = Vec::new();
+    let mut rest = body;
+    for &size in sizes {
+        if rest.is_empty() {
+            break;
+        }
+        let (piece, tail) = rest.split_at(size.min(rest.len()));
+        pieces.push(piece);
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        pieces.push(rest);
+    }
+    pieces
 }
 
 /// The request header map a filter sees for a client's request: over
@@ -173,6 +185,16 @@ mod tests {
             body_frames(b"hello", &[2], Codec::Http2),
             vec![(b"he".to_vec(), false), (b"llo".to_vec(), true)]
         );
+    }
+
+    #[test]
+    fn pieces_follow_the_plan_and_keep_the_rest() {
+        assert_eq!(
+            body_pieces(b"abcdefgh", &[3, 2]),
+            [&b"abc"[..], b"de", b"fgh"]
+        );
+        assert_eq!(body_pieces(b"ab", &[5, 5]), [&b"ab"[..]]);
+        assert!(body_pieces(b"", &[1]).is_empty());
     }
 
     #[test]

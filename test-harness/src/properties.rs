@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::headers::{HeaderMap, encode_pairs};
 use crate::plugin::PluginSettings;
-use crate::stream::{HttpStreamState, Stage, Stop};
+use crate::stream::{Flow, HttpStreamState, Stage, Stop};
 
 /// Encoders for property values, as Envoy serialises them.
 pub mod value {
@@ -144,23 +144,10 @@ pub(crate) fn lookup(
     found.ok_or(Missing::NotFound)
 }
 
-/// The request headers as Envoy's context sees them: during the request
-/// headers callback (and while paused there) and in the access-log phase;
-/// elsewhere Envoy has let go of them.
-fn visible_request_headers(stream: &HttpStreamState) -> Option<&HeaderMap> {
-    let flow = &stream.request;
-    if stream.in_log {
-        flow.headers()
-    } else if flow.stage == Stage::Headers || flow.stopped == Some(Stop::HeadersOnly) {
-        flow.headers.as_ref()
-    } else {
-        None
-    }
-}
-
-/// The response headers, likewise.
-fn visible_response_headers(stream: &HttpStreamState) -> Option<&HeaderMap> {
-    let flow = &stream.response;
+/// A direction's headers as Envoy's context sees them: during their
+/// callback (and while paused there) and in the access-log phase; elsewhere
+/// Envoy has let go of them.
+fn visible_headers<'a>(stream: &HttpStreamState, flow: &'a Flow) -> Option<&'a HeaderMap> {
     if stream.in_log {
         flow.headers()
     } else if flow.stage == Stage::Headers || flow.stopped == Some(Stop::HeadersOnly) {
@@ -171,7 +158,7 @@ fn visible_response_headers(stream: &HttpStreamState) -> Option<&HeaderMap> {
 }
 
 fn request_property(stream: &HttpStreamState, rest: &[&[u8]], now_ns: u64) -> Option<Vec<u8>> {
-    let headers = visible_request_headers(stream);
+    let headers = visible_headers(stream, &stream.request);
     let received = stream.request.received as i64;
     match rest {
         [b"time"] => return Some(value::int(stream.start_time_ns as i64)),
@@ -223,7 +210,7 @@ fn response_property(stream: &HttpStreamState, rest: &[&[u8]]) -> Option<Vec<u8>
         .headers()
         .and_then(|h| h.get(":status"))
         .and_then(|s| s.parse::<i64>().ok());
-    let headers = visible_response_headers(stream);
+    let headers = visible_headers(stream, flow);
     let sent = flow.sent.body.len() as i64;
     match rest {
         [b"code"] => code.map(value::int),

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Body, Frame, SizeHint};
+use proxy_wasm_harness::envoy;
 use tokio::time::Sleep;
 
 /// The body type the runner's client and servers send.
@@ -20,29 +21,14 @@ pub(crate) type OutBody = BoxBody<Bytes, Infallible>;
 /// Long enough for Envoy to read each piece separately on loopback.
 const PAUSE: Duration = Duration::from_millis(50);
 
-/// The pieces of `body`: cut at `sizes` in order, what is left is one more.
-pub(crate) fn pieces(body: &[u8], sizes: &[usize]) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let mut rest = body;
-    for &size in sizes {
-        if rest.is_empty() {
-            break;
-        }
-        let (piece, tail) = rest.split_at(size.min(rest.len()));
-        out.push(Bytes::copy_from_slice(piece));
-        rest = tail;
-    }
-    if !rest.is_empty() {
-        out.push(Bytes::copy_from_slice(rest));
-    }
-    out
-}
-
 /// A body of `body` cut at `sizes`, with a pause before every piece but the
 /// first. Its exact size is known, so an HTTP/1.1 peer sends
 /// `content-length`; over HTTP/2 the last piece ends the stream.
 pub(crate) fn body(body: &[u8], sizes: &[usize]) -> OutBody {
-    let pieces: VecDeque<Bytes> = pieces(body, sizes).into();
+    let pieces: VecDeque<Bytes> = envoy::body_pieces(body, sizes)
+        .into_iter()
+        .map(Bytes::copy_from_slice)
+        .collect();
     let remaining = pieces.iter().map(|p| p.len() as u64).sum();
     Chunked {
         pieces,
@@ -136,18 +122,5 @@ impl Body for Frames {
 
     fn is_end_stream(&self) -> bool {
         self.0.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pieces_follow_the_plan_and_keep_the_rest() {
-        let got = pieces(b"abcdefgh", &[3, 2]);
-        assert_eq!(got, vec!["abc", "de", "fgh"]);
-        assert_eq!(pieces(b"ab", &[5, 5]), vec!["ab"]);
-        assert!(pieces(b"", &[1]).is_empty());
     }
 }
