@@ -583,21 +583,32 @@ impl HttpStream<'_> {
         }
     }
 
-    /// The client sends request headers.
+    /// The client sends request headers. They must carry `:method`, `:path`
+    /// and `:authority`, as every request Envoy hands a filter does
+    /// ([`envoy::request_headers`](crate::envoy::request_headers) builds
+    /// exactly what Envoy's codec and connection manager deliver).
     ///
     /// # Errors
     ///
-    /// When the guest traps or a harness problem occurs, or when headers
-    /// were already sent.
+    /// When the guest traps or a harness problem occurs, when headers were
+    /// already sent, or when a pseudo-header Envoy always delivers is
+    /// missing.
     pub fn send_request_headers(
         &mut self,
         headers: impl Into<HeaderMap>,
         end_of_stream: bool,
     ) -> Result<Progress> {
-        self.send(
-            Direction::Request,
-            Frame::Headers(headers.into(), end_of_stream),
-        )
+        let headers = headers.into();
+        if let Some(missing) = [":method", ":path", ":authority"]
+            .into_iter()
+            .find(|name| !headers.contains(name))
+        {
+            return Err(Error::InvalidState(format!(
+                "a request without `{missing}`: Envoy never hands a filter one (its codec answers \
+                 400 first); build requests with proxy_wasm_harness::envoy::request_headers"
+            )));
+        }
+        self.send(Direction::Request, Frame::Headers(headers, end_of_stream))
     }
 
     /// The client sends a chunk of request body.

@@ -34,7 +34,9 @@ fn header_map_values_add_replace_remove() {
     stream
         .send_request_headers(
             [
+                (":method", "GET"),
                 (":path", "/"),
+                (":authority", "example.com"),
                 ("x-dup", "first"),
                 ("x-dup", "second"),
                 ("x-gone", "1"),
@@ -64,7 +66,13 @@ fn header_map_values_add_replace_remove() {
     // measured in Envoy 1.40)
     assert_eq!(
         sent,
-        HeaderMap::from([(":path", "/"), ("x-new", "v1"), ("x-dup", "v2")])
+        HeaderMap::from([
+            (":method", "GET"),
+            (":path", "/"),
+            (":authority", "example.com"),
+            ("x-new", "v1"),
+            ("x-dup", "v2")
+        ])
     );
 }
 
@@ -79,16 +87,42 @@ fn header_map_pairs_are_serialized_and_size_is_the_byte_size() {
           (i32.const 0))"#,
     );
     vm.http_stream()
-        .send_request_headers([("a", "1"), ("b", "22")], true)
+        .send_request_headers(
+            [
+                (":method", "M"),
+                (":path", "/"),
+                (":authority", "h"),
+                ("a", "1"),
+                ("b", "22"),
+            ],
+            true,
+        )
         .unwrap();
-    let expected: &[u8] = &[
-        2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, b'a', 0, b'1', 0, b'b', 0,
-        b'2', b'2', 0,
-    ];
+    // The spec's pairs encoding: the count, each name's and value's size,
+    // then each name and value NUL-terminated.
+    let mut expected = vec![5, 0, 0, 0];
+    for (k, v) in [(7u8, 1u8), (5, 1), (10, 1), (1, 1), (1, 2)] {
+        expected.extend_from_slice(&[k, 0, 0, 0, v, 0, 0, 0]);
+    }
+    for text in [
+        ":method",
+        "M",
+        ":path",
+        "/",
+        ":authority",
+        "h",
+        "a",
+        "1",
+        "b",
+        "22",
+    ] {
+        expected.extend_from_slice(text.as_bytes());
+        expected.push(0);
+    }
     assert_eq!(result(&vm, 0), OK);
     assert_eq!(returned(&vm), expected);
-    // Envoy's byteSize: the names' and values' lengths, "a1b22".
-    assert_eq!((result(&vm, 1), u32_at(&vm, RET_EXTRA)), (OK, 5));
+    // Envoy's byteSize: the names' and values' lengths (24 + 6).
+    assert_eq!((result(&vm, 1), u32_at(&vm, RET_EXTRA)), (OK, 30));
     // Response headers are not available while the request headers run:
     // size is BAD_ARGUMENT, pairs read as an empty map.
     assert_eq!(result(&vm, 2), BAD_ARGUMENT);
@@ -112,7 +146,15 @@ fn set_header_map_pairs_replaces_the_map_and_malformed_pairs_clear_it() {
     );
     let mut stream = vm.http_stream();
     stream
-        .send_request_headers([(":path", "/"), ("old", "1")], true)
+        .send_request_headers(
+            [
+                (":method", "GET"),
+                (":path", "/"),
+                (":authority", "example.com"),
+                ("old", "1"),
+            ],
+            true,
+        )
         .unwrap();
     stream
         .send_response_headers([(":status", "200")], true)
@@ -141,7 +183,15 @@ fn maps_are_only_writable_in_their_own_phase() {
     );
     let mut stream = vm.http_stream();
     stream
-        .send_request_headers([(":path", "/"), ("x-late", "from-client")], true)
+        .send_request_headers(
+            [
+                (":method", "GET"),
+                (":path", "/"),
+                (":authority", "example.com"),
+                ("x-late", "from-client"),
+            ],
+            true,
+        )
         .unwrap();
     stream
         .send_response_headers([(":status", "200")], true)

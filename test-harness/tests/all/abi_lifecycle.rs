@@ -426,7 +426,15 @@ fn empty_values_come_back_as_null_without_allocating() {
     );
     let before = u32_at(&vm, guest::ALLOC_COUNT);
     vm.http_stream()
-        .send_request_headers([(":path", "/"), ("x-empty", "")], true)
+        .send_request_headers(
+            [
+                (":method", "GET"),
+                (":path", "/"),
+                (":authority", "example.com"),
+                ("x-empty", ""),
+            ],
+            true,
+        )
         .unwrap();
     assert_eq!(
         (result(&vm, 0), u32_at(&vm, RET_PTR), u32_at(&vm, RET_LEN)),

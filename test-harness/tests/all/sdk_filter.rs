@@ -255,7 +255,11 @@ fn a_panic_is_a_trap_with_its_message_and_the_vm_is_retired() {
 #[test]
 fn a_non_utf8_header_value_crashes_the_sdk_getter_as_it_would_in_envoy() {
     let mut vm = plugin().start().unwrap();
-    let headers: Vec<(&[u8], &[u8])> = vec![(b":method", b"GET"), (b":path", b"/\xff\xfe")];
+    let headers: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"GET"),
+        (b":path", b"/\xff\xfe"),
+        (b":authority", b"shop.example"),
+    ];
     let err = vm
         .http_stream()
         .send_request_headers(headers, true)

@@ -371,7 +371,15 @@ fn a_body_changed_under_a_stale_content_length_is_flagged() {
     );
     let mut stream = vm.http_stream();
     stream
-        .send_request_headers([(":path", "/"), ("content-length", "5")], false)
+        .send_request_headers(
+            [
+                (":method", "POST"),
+                (":path", "/"),
+                (":authority", "example.com"),
+                ("content-length", "5"),
+            ],
+            false,
+        )
         .unwrap();
     stream.send_request_body("short", true).unwrap();
     assert_eq!(
