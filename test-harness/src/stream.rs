@@ -184,6 +184,10 @@ pub(crate) struct Flow {
     /// Body bytes buffered at the filter and visible to it.
     pub(crate) body: Vec<u8>,
     pub(crate) trailers: Option<HeaderMap>,
+    /// The trailers as the filter sees them after they went on: Envoy keeps
+    /// the map, so later writes answer OK and later reads see them, but
+    /// they reach nobody.
+    pub(crate) late_trailers: Option<HeaderMap>,
     /// End of stream was seen on input.
     pub(crate) end_of_stream: bool,
     pub(crate) stage: Stage,
@@ -209,6 +213,7 @@ impl Flow {
             headers: None,
             body: Vec::new(),
             trailers: None,
+            late_trailers: None,
             end_of_stream: false,
             stage: Stage::Idle,
             stopped: None,
@@ -228,9 +233,13 @@ impl Flow {
         self.headers.as_ref().or(self.sent.headers.as_ref())
     }
 
-    /// The trailers, live or already passed on.
+    /// The trailers, live or already passed on (as the filter last wrote
+    /// them).
     pub(crate) fn trailers(&self) -> Option<&HeaderMap> {
-        self.trailers.as_ref().or(self.sent.trailers.as_ref())
+        self.trailers
+            .as_ref()
+            .or(self.late_trailers.as_ref())
+            .or(self.sent.trailers.as_ref())
     }
 }
 

@@ -103,30 +103,41 @@ fn read_map(host: &Host, map: MapType) -> Result<&HeaderMap, Status> {
     let (dir, trailers) = http_map(map).ok_or(Status::BadArgument)?;
     let stream = host.stream().ok_or(Status::BadArgument)?;
     let flow = stream.flow(dir);
-    if stream.in_log {
-        let value = if trailers {
-            flow.trailers()
-        } else {
-            flow.headers()
-        };
-        return value.ok_or(Status::NotFound);
+    if trailers {
+        if stream.in_log {
+            // The access log gets the response trailers, not the request's.
+            return match dir {
+                Direction::Response => flow.trailers().ok_or(Status::NotFound),
+                Direction::Request => Err(Status::NotFound),
+            };
+        }
+        // Once they exist (received, or created from the last body
+        // callback), Envoy keeps the trailers reachable from every later
+        // callback.
+        return flow.trailers().ok_or(Status::BadArgument);
     }
-    let value = if trailers {
-        flow.trailers.as_ref()
-    } else {
-        flow.headers.as_ref()
-    };
-    let stage = if trailers {
-        Stage::Trailers
-    } else {
-        Stage::Headers
-    };
+    if stream.in_log {
+        return flow.headers().ok_or(Status::NotFound);
+    }
     // Headers held by a plain StopIteration stay readable from the body
     // callbacks, as Envoy keeps them until they go on.
-    let held = !trailers && flow.stopped == Some(Stop::HeadersOnly);
-    match value {
-        Some(map) if flow.stage == stage || held => Ok(map),
+    let held = flow.stopped == Some(Stop::HeadersOnly);
+    match flow.headers.as_ref() {
+        Some(map) if flow.stage == Stage::Headers || held => Ok(map),
         _ => Err(Status::BadArgument),
+    }
+}
+
+/// `proxy_get_header_map_size`, which Envoy answers from the stream's
+/// mutable maps: as a write would find them (so asking in the last body
+/// callback creates the trailers), with the headers gone in the access-log
+/// phase.
+fn map_size(host: &mut Host, map: MapType) -> Result<usize, Status> {
+    match http_map(map) {
+        None => read_map(host, map).map(HeaderMap::byte_size),
+        Some((_, false)) if host.stream().is_some_and(|s| s.in_log) => Err(Status::BadArgument),
+        Some((_, false)) => read_map(host, map).map(HeaderMap::byte_size),
+        Some((_, true)) => write_map(host, map).map(|m| m.byte_size()),
     }
 }
 
@@ -135,17 +146,22 @@ fn read_map(host: &Host, map: MapType) -> Result<&HeaderMap, Status> {
 fn write_map(host: &mut Host, map: MapType) -> Result<&mut HeaderMap, Status> {
     let (dir, trailers) = http_map(map).ok_or(Status::BadArgument)?;
     let (_, stream) = host.stream_mut().ok_or(Status::BadArgument)?;
-    if stream.in_log {
-        return Err(Status::BadArgument);
-    }
+    let in_log = stream.in_log;
     let flow = stream.flow_mut(dir);
     let held = flow.stopped == Some(Stop::HeadersOnly);
     let writable = match (trailers, flow.stage) {
+        (false, _) if in_log => None,
         (false, Stage::Headers) => flow.headers.as_mut(),
         (false, _) if held => flow.headers.as_mut(),
-        (true, Stage::Trailers) => flow.trailers.as_mut(),
-        (true, Stage::Body) if flow.end_of_stream => {
+        (true, _) if flow.trailers.is_some() => flow.trailers.as_mut(),
+        (true, Stage::Body) if flow.end_of_stream && !in_log => {
             Some(flow.trailers.get_or_insert_with(HeaderMap::new))
+        }
+        // Trailers that already went on: Envoy still answers OK, and the
+        // write reaches nobody.
+        (true, _) if flow.sent.trailers.is_some() => {
+            let sent = flow.sent.trailers.clone().unwrap_or_default();
+            Some(flow.late_trailers.get_or_insert(sent))
         }
         _ => None,
     };
@@ -171,9 +187,9 @@ fn proxy_get_header_map_size(mut caller: Caller<'_, Host>, map: i32, ret: i32) -
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
-    match read_map(host, map) {
-        Ok(m) => {
-            let size = m.byte_size() as u32;
+    match map_size(host, map) {
+        Ok(size) => {
+            let size = size as u32;
             status(if write_u32(mem, ret, size) {
                 Status::Ok
             } else {

@@ -198,7 +198,9 @@ fn maps_are_only_writable_in_their_own_phase() {
         .unwrap();
     stream.finish().unwrap();
     let statuses: Vec<u32> = (0..6).map(|i| result(&vm, i)).collect();
-    // In the log phase every map reads (absent trailers: NOT_FOUND), none writes.
+    // In the log phase every map's values read, the headers refuse writes,
+    // and the size of trailers that never existed is BAD_ARGUMENT (Envoy
+    // answers size from the stream's mutable maps).
     assert_eq!(
         statuses,
         [
@@ -207,10 +209,47 @@ fn maps_are_only_writable_in_their_own_phase() {
             BAD_ARGUMENT,
             OK,
             BAD_ARGUMENT,
-            NOT_FOUND
+            BAD_ARGUMENT
         ]
     );
     assert_eq!(returned(&vm), b"from-client");
+}
+
+#[test]
+fn trailers_stay_reachable_after_they_went_on_and_late_writes_reach_nobody() {
+    let mut vm = guest::start(
+        r#"(data (i32.const 0x400) "x-checksum")
+        (data (i32.const 0x410) "x-late")
+        (func (export "proxy_on_request_body") (param i32) (param i32) (param $eos i32) (result i32)
+          (if (local.get $eos) (then
+            (call $result (i32.const 0) (call $proxy_add_header_map_value (i32.const 1) (i32.const 0x400) (i32.const 10) (i32.const 0x400) (i32.const 1)))))
+          (i32.const 0))
+        (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+          (call $result (i32.const 1) (call $proxy_get_header_map_value (i32.const 1) (i32.const 0x400) (i32.const 10) (i32.const 0x10) (i32.const 0x14)))
+          (call $result (i32.const 2) (call $proxy_add_header_map_value (i32.const 1) (i32.const 0x410) (i32.const 6) (i32.const 0x410) (i32.const 1)))
+          (call $result (i32.const 3) (call $proxy_get_header_map_size (i32.const 1) (i32.const 0x18)))
+          (call $result (i32.const 4) (call $proxy_get_header_map_size (i32.const 3) (i32.const 0x18)))
+          (i32.const 0))"#,
+    );
+    let mut stream = vm.http_stream();
+    stream.send_request_headers(get("/"), false).unwrap();
+    stream.send_request_body("abc", true).unwrap();
+    stream
+        .send_response_headers([(":status", "200")], true)
+        .unwrap();
+    let upstream_trailers = stream.upstream_request().trailers.clone();
+    stream.finish().unwrap();
+    // Measured in Envoy 1.40: the trailers created at the end of the body
+    // stay readable and writable from the response callbacks; what is
+    // written then reaches nobody.
+    let statuses: Vec<u32> = (0..5).map(|i| result(&vm, i)).collect();
+    assert_eq!(statuses, [OK, OK, OK, OK, BAD_ARGUMENT]);
+    assert_eq!(returned(&vm), b"x");
+    assert_eq!(u32_at(&vm, RET_EXTRA), 11 + 7);
+    assert_eq!(
+        upstream_trailers,
+        Some(HeaderMap::from([("x-checksum", "x")]))
+    );
 }
 
 #[test]
