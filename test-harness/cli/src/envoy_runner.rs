@@ -326,9 +326,10 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, 
     }))
 }
 
-/// A hyper server on 127.0.0.1 (port 0) answering every request with
-/// `handler(what it received)`; an error drops the connection unanswered.
-async fn serve<F, Fut>(handler: F) -> Result<SocketAddr, String>
+/// A hyper server on 127.0.0.1 (port 0) speaking `protocol` and answering
+/// every request with `handler(what it received)`; an error drops the
+/// connection unanswered.
+async fn serve<F, Fut>(protocol: Protocol, handler: F) -> Result<SocketAddr, String>
 where
     F: Fn(Received) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = std::io::Result<Response<OutBody>>> + Send + 'static,
@@ -344,10 +345,20 @@ where
                 let handler = handler.clone();
                 async move { handler(receive(req).await).await }
             });
+            let io = TokioIo::new(tcp);
             tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
+                let _ = match protocol {
+                    Protocol::Http1 => {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await
+                    }
+                    Protocol::Http2 => {
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, service)
+                            .await
+                    }
+                };
             });
         }
     });
@@ -355,42 +366,22 @@ where
 }
 
 /// A gRPC service over HTTP/2: answers every call as `spec.grpc` says at
-/// that moment.
+/// that moment. gRPC calls are not `http_calls`: nothing is recorded.
 async fn start_grpc_upstream(spec: Shared<UpstreamSpec>) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let spec = spec.clone();
-            let service = service_fn(move |req: Request<Incoming>| {
-                let spec = spec.clone();
-                async move {
-                    // gRPC calls are not `http_calls`: the call is read, not
-                    // recorded.
-                    receive(req).await;
-                    let grpc = lock(&spec).grpc.clone().unwrap_or_default();
-                    let mut response = Response::new(chunked::grpc_answer(
-                        grpc.status,
-                        &grpc.message,
-                        grpc.response.as_bytes(),
-                    ));
-                    response.headers_mut().insert(
-                        "content-type",
-                        hyper::header::HeaderValue::from_static("application/grpc"),
-                    );
-                    Ok::<_, std::io::Error>(response)
-                }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
+    serve(Protocol::Http2, move |_: Received| {
+        let grpc = lock(&spec).grpc.clone().unwrap_or_default();
+        let mut response = Response::new(chunked::grpc_answer(
+            grpc.status,
+            &grpc.message,
+            grpc.response.as_bytes(),
+        ));
+        response.headers_mut().insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("application/grpc"),
+        );
+        std::future::ready(Ok(response))
+    })
+    .await
 }
 
 /// The backend: records what it receives, answers with the current step's
@@ -400,7 +391,7 @@ async fn start_backend(
     received: Shared<Vec<Received>>,
     response: Shared<ResponseSpec>,
 ) -> Result<SocketAddr, String> {
-    serve(move |mut got: Received| {
+    serve(Protocol::Http1, move |mut got: Received| {
         got.cluster.clone_from(&name);
         lock(&received).push(got);
         let spec = lock(&response).clone();
@@ -421,7 +412,7 @@ async fn start_upstream(
     spec: Shared<UpstreamSpec>,
     calls: Shared<Vec<CallMade>>,
 ) -> Result<SocketAddr, String> {
-    serve(move |got: Received| {
+    serve(Protocol::Http1, move |got: Received| {
         // A gRPC call that reached this HTTP/1.1 service is no `http_call`.
         let grpc = got
             .headers
