@@ -38,7 +38,7 @@ pub(crate) fn render_whole_chain(filters: &[Filter]) -> Option<Result<String, St
         .map(|f| Filter {
             package: f.package.clone(),
             dir: f.dir.clone(),
-            size_budget: f.size_budget,
+            size_cap: f.size_cap,
             version: f.version.clone(),
         })
         .collect();

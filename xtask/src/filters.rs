@@ -10,10 +10,10 @@ pub(crate) const PROFILE: &str = "wasm-release";
 /// The library every filter shares (`filters/common`).
 pub(crate) const SHARED_LIBRARY: &str = "filter-common";
 
-/// What a shipped module may weigh unless its manifest says otherwise
-/// (`[package.metadata.dist] size_budget_kb`), in kB of 1,000 bytes as the
-/// filters' issues state them.
-const DEFAULT_SIZE_BUDGET_KB: u64 = 150;
+/// The most a shipped module may weigh unless its manifest says otherwise
+/// (`[package.metadata.dist] size_cap_kb`), in kB of 1,000 bytes: a cap
+/// against bloat, not a goal (`dist` fails past it).
+const DEFAULT_SIZE_CAP_KB: u64 = 320;
 
 /// A filter crate: a `cdylib` package under `filters/`.
 #[derive(Debug)]
@@ -22,8 +22,8 @@ pub(crate) struct Filter {
     pub(crate) package: String,
     /// The crate's directory.
     pub(crate) dir: PathBuf,
-    /// What the shipped module may weigh, in bytes.
-    pub(crate) size_budget: usize,
+    /// The most the shipped module may weigh, in bytes.
+    pub(crate) size_cap: usize,
     /// Package version: the tag of its OCI images.
     pub(crate) version: String,
 }
@@ -78,10 +78,10 @@ pub(crate) fn discover() -> Result<Vec<Filter>, String> {
             filters.push(Filter {
                 package: package["name"].as_str().unwrap_or_default().to_owned(),
                 dir: manifest.parent().map(Path::to_path_buf).unwrap_or_default(),
-                size_budget: usize::try_from(
-                    package["metadata"]["dist"]["size_budget_kb"]
+                size_cap: usize::try_from(
+                    package["metadata"]["dist"]["size_cap_kb"]
                         .as_u64()
-                        .unwrap_or(DEFAULT_SIZE_BUDGET_KB)
+                        .unwrap_or(DEFAULT_SIZE_CAP_KB)
                         * 1000,
                 )
                 .unwrap_or(usize::MAX),

@@ -11,7 +11,6 @@
 //! `a-shared-hmac-secret-of-32-bytes`. A `kid-suffix` gives the same keys
 //! other ids, to show a rotation.
 
-use auth::base64url::encode;
 use hmac::{Hmac, Mac};
 use rand_chacha_03::ChaCha20Rng;
 use rand_chacha_03::rand_core::SeedableRng;
@@ -137,4 +136,10 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// Base64url without padding, as JWS writes it.
+fn encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

@@ -8,9 +8,6 @@ use ed25519_dalek::VerifyingKey as Ed25519Key;
 use filter_common::json::Value;
 use rsa::{BigUint, RsaPublicKey};
 
-use crate::base64url;
-use crate::ecdsa::{P256Key, P384Key, P521Key};
-
 /// RSA moduli shorter than this are refused (NIST SP 800-131A).
 pub const MIN_RSA_BITS: usize = 2048;
 /// And longer than this (verification cost grows with the square).
@@ -156,7 +153,7 @@ fn parse_key(key: &Value) -> Result<Result<Jwk, String>, String> {
     };
     let bytes = |name: &str| -> Result<Vec<u8>, String> {
         let value = text(name)?.ok_or_else(|| format!("`{name}` is missing"))?;
-        base64url::decode(value.as_bytes()).ok_or_else(|| format!("`{name}` is not base64url"))
+        decode_base64url(value.as_bytes()).ok_or_else(|| format!("`{name}` is not base64url"))
     };
     if let Some(usage) = text("use")?
         && usage != "sig"
@@ -248,3 +245,62 @@ fn fixed<'a>(bytes: &'a [u8], len: usize, name: &str) -> Result<&'a [u8], String
         Err(format!("`{name}` has {} bytes, not {len}", bytes.len()))
     }
 }
+
+/// JWS's base64url (RFC 7515 §2): the URL-safe alphabet without padding,
+/// strict (padding, an impossible length and non-zero trailing bits are
+/// refused), so one token has exactly one encoding.
+pub fn decode_base64url(text: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+}
+
+/// An ECDSA key of a JWK on one curve, verified the JWS way (RFC 7518
+/// §3.4): the signature is `r ‖ s`, each the curve's size, over the curve's
+/// hash. The arithmetic is RustCrypto's.
+macro_rules! ec_key {
+    ($name:ident, $krate:ident, $curve:literal) => {
+        #[doc = concat!("A ", $curve, " public key.")]
+        #[derive(Clone)]
+        pub struct $name($krate::ecdsa::VerifyingKey);
+
+        // (`p521`'s key has no `Debug`; a public key shows its curve only.)
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!($curve, " key"))
+            }
+        }
+
+        impl $name {
+            /// A key from its affine coordinates (big-endian, the curve's
+            /// size each, as JWK `x` and `y`): `None` when a coordinate has
+            /// another length or the point is not on the curve.
+            pub fn from_coordinates(x: &[u8], y: &[u8]) -> Option<Self> {
+                let size = $krate::FieldBytes::default().len();
+                if x.len() != size || y.len() != size {
+                    return None;
+                }
+                // SEC1's uncompressed form: 0x04, x, y.
+                let mut sec1 = Vec::with_capacity(1 + 2 * size);
+                sec1.push(4);
+                sec1.extend_from_slice(x);
+                sec1.extend_from_slice(y);
+                $krate::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                    .ok()
+                    .map(Self)
+            }
+
+            /// Whether `signature` (`r ‖ s`) signs `message`.
+            pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+                use $krate::ecdsa::signature::Verifier as _;
+                $krate::ecdsa::Signature::from_slice(signature)
+                    .is_ok_and(|s| self.0.verify(message, &s).is_ok())
+            }
+        }
+    };
+}
+
+ec_key!(P256Key, p256, "P-256");
+ec_key!(P384Key, p384, "P-384");
+ec_key!(P521Key, p521, "P-521");

@@ -11,8 +11,7 @@ use hmac::{Hmac, Mac};
 use rsa::signature::Verifier;
 use sha2::{Sha256, Sha384, Sha512};
 
-use crate::base64url;
-use crate::jwk::{Alg, Jwks, Material};
+use crate::jwk::{Alg, Jwks, Material, decode_base64url};
 
 /// Why a token is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,7 +125,7 @@ impl<'a> Token<'a> {
         let signing_input = text
             .get(..header_b64.len() + 1 + payload_b64.len())
             .ok_or(JwtError::BadFormat)?;
-        let header = base64url::decode(header_b64.as_bytes()).ok_or(JwtError::HeaderBadBase64)?;
+        let header = decode_base64url(header_b64.as_bytes()).ok_or(JwtError::HeaderBadBase64)?;
         let Ok(Value::Object(header)) = filter_common::json::parse(&header) else {
             return Err(JwtError::HeaderBadJson);
         };
@@ -139,13 +138,12 @@ impl<'a> Token<'a> {
             Some(Value::String(kid)) => Some(kid.clone()),
             Some(_) => return Err(JwtError::KidNotString),
         };
-        let decoded =
-            base64url::decode(payload_b64.as_bytes()).ok_or(JwtError::PayloadBadBase64)?;
+        let decoded = decode_base64url(payload_b64.as_bytes()).ok_or(JwtError::PayloadBadBase64)?;
         let Ok(Value::Object(claims)) = filter_common::json::parse(&decoded) else {
             return Err(JwtError::PayloadBadJson);
         };
         let signature =
-            base64url::decode(signature.as_bytes()).ok_or(JwtError::SignatureBadBase64)?;
+            decode_base64url(signature.as_bytes()).ok_or(JwtError::SignatureBadBase64)?;
         let string = |claim: &'static str| match claims.get(claim) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),

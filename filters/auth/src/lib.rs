@@ -14,10 +14,8 @@
 )]
 
 pub mod answer;
-pub mod base64url;
 pub mod basic;
 pub mod config;
-pub mod ecdsa;
 #[cfg(target_arch = "wasm32")]
 mod filter;
 pub mod jwk;

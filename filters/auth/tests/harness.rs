@@ -14,8 +14,6 @@ use std::time::Duration;
 
 mod common;
 
-use auth::base64url::encode;
-
 use common::{KEY, jwks, token};
 
 const FAR: u64 = 4_102_444_800;
@@ -394,4 +392,10 @@ fn body_and_trailers_wait_with_the_headers_until_the_decision() {
         (&b"part"[..], true)
     );
     assert!(upstream.trailers.is_some());
+}
+
+/// Base64url without padding, as JWS writes it.
+fn encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }

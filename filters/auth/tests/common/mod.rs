@@ -1,6 +1,5 @@
 //! HS256 test credentials shared by the auth filter's tests.
 
-use auth::base64url::encode;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
@@ -24,4 +23,10 @@ pub(crate) fn token(claims: &serde_json::Value) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET).unwrap();
     mac.update(input.as_bytes());
     format!("{input}.{}", encode(&mac.finalize().into_bytes()))
+}
+
+/// Base64url without padding, as JWS writes it.
+fn encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
