@@ -1,6 +1,7 @@
 //! Runs a scenario in the harness: one VM per filter, chained, on virtual
 //! time; requests as an HTTP/1.1 client sends them through Envoy.
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use proxy_wasm_harness::envoy::{self, Codec};
@@ -254,23 +255,14 @@ fn run_step(
     let answered = stream.local_response().is_some() || stream.is_reset();
     if cluster.is_some() && !answered {
         let (response, headers) = match backend {
-            _ if invalid.is_some() => {
-                let body = format!(
+            _ if invalid.is_some() => router_reply(
+                503,
+                format!(
                     "invalid header value for: {}",
                     invalid.as_deref().unwrap_or_default()
-                );
-                let headers = router_reply_headers(503, body.len());
-                (
-                    &ResponseSpec {
-                        status: 503,
-                        headers: HeaderLines::new(),
-                        body,
-                        chunks: Vec::new(),
-                    },
-                    headers,
-                )
-            }
-            _ if upstream_hangs => (&route_timeout(), router_reply_headers(504, 24)),
+                ),
+            ),
+            _ if upstream_hangs => router_reply(504, "upstream request timeout".into()),
             Some(_) => {
                 let response = &step.response;
                 let headers = envoy::response_headers(
@@ -280,10 +272,13 @@ fn run_step(
                     stream.vm().now(),
                     Duration::ZERO,
                 );
-                (response, headers)
+                (Cow::Borrowed(response), headers)
             }
             // No such cluster: Envoy's router answers itself.
-            None => (&no_cluster(), HeaderMap::from([(":status", "503")])),
+            None => (
+                Cow::Owned(no_cluster()),
+                HeaderMap::from([(":status", "503")]),
+            ),
         };
         let progress = stream.send_response_headers(headers, response.body.is_empty())?;
         if !response.body.is_empty() && progress != Progress::Reset {
@@ -333,24 +328,21 @@ fn run_step(
     Ok((backend, client, stale))
 }
 
-/// What Envoy's router answers when the upstream did not answer within the
-/// route's timeout.
-fn route_timeout() -> ResponseSpec {
-    ResponseSpec {
-        status: 504,
-        headers: HeaderLines::new(),
-        body: "upstream request timeout".into(),
-        chunks: Vec::new(),
-    }
-}
-
-/// The headers of a reply Envoy's router sends itself.
-fn router_reply_headers(status: u16, body_len: usize) -> HeaderMap {
-    HeaderMap::from([
+/// A reply Envoy's router sends itself (a route timeout, a request it
+/// could not send), and its headers.
+fn router_reply(status: u16, body: String) -> (Cow<'static, ResponseSpec>, HeaderMap) {
+    let headers = HeaderMap::from([
         (":status", status.to_string()),
-        ("content-length", body_len.to_string()),
+        ("content-length", body.len().to_string()),
         ("content-type", "text/plain".to_owned()),
-    ])
+    ]);
+    let reply = ResponseSpec {
+        status,
+        headers: HeaderLines::new(),
+        body,
+        chunks: Vec::new(),
+    };
+    (Cow::Owned(reply), headers)
 }
 
 /// The first header whose value Envoy's codec would refuse.

@@ -160,8 +160,8 @@ fn write_map(host: &mut Host, map: MapType) -> Result<&mut HeaderMap, Status> {
         // Trailers that already went on: Envoy still answers OK, and the
         // write reaches nobody.
         (true, _) if flow.sent.trailers.is_some() => {
-            let sent = flow.sent.trailers.clone().unwrap_or_default();
-            Some(flow.late_trailers.get_or_insert(sent))
+            let (late, sent) = (&mut flow.late_trailers, &flow.sent.trailers);
+            Some(late.get_or_insert_with(|| sent.clone().unwrap_or_default()))
         }
         _ => None,
     };
