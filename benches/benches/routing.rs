@@ -57,6 +57,31 @@ fn hundred_rules() -> String {
     format!(r#"{{"rules": [{}]}}"#, rules.join(","))
 }
 
+/// 20 rules whose regexes miss (path, header and host regexes, one
+/// case-insensitive), then a regex rule the request takes with a
+/// `regex_rewrite` of its path: what regexes cost per request.
+fn regex_rules() -> String {
+    let misses = [
+        r#"{"path": {"regex": "^/api/items/{i}[0-9]+$"}}"#,
+        r#"{"headers": [{"name": "user-agent", "regex": "^(curl|wget)/{i}\\.[0-9]+"}]}"#,
+        r#"{"headers": [{"name": "accept", "regex": "text/(html|plain){i}", "ignore_case": true}]}"#,
+        r#"{"path": {"regex": "^/(v[0-9]+)/users/{i}/[^/]+$"}}"#,
+    ];
+    let mut rules: Vec<String> = (0..20)
+        .map(|i| {
+            let matcher = misses[i % misses.len()].replace("{i}", &i.to_string());
+            format!(r#"{{"name": "r{i}", "match": {matcher}, "cluster": "c{i}"}}"#)
+        })
+        .collect();
+    rules.push(
+        r#"{"name": "last", "match": {"path": {"regex": "^/api/([a-z]+)/([0-9]+)"}},
+            "cluster": "api",
+            "rewrite": {"path": {"regex": {"pattern": "^/api/([a-z]+)/([0-9]+)", "substitution": "/v2/\\1/id/\\2"}}}}"#
+            .to_owned(),
+    );
+    format!(r#"{{"rules": [{}]}}"#, rules.join(","))
+}
+
 fn in_harness(c: &mut Criterion) {
     let runtime = Runtime::new().unwrap();
     let mut group = c.benchmark_group("routing/harness");
@@ -78,6 +103,7 @@ fn in_harness(c: &mut Criterion) {
     for (name, config) in [
         ("1_rule", ONE_RULE.to_owned()),
         ("100_rules", hundred_rules()),
+        ("regex_rules", regex_rules()),
     ] {
         let plugin = Plugin::builder(harness_fixtures::ROUTING)
             .runtime(&runtime)
@@ -111,6 +137,7 @@ fn natively(c: &mut Criterion) {
     for (name, config) in [
         ("1_rule", ONE_RULE.to_owned()),
         ("100_rules", hundred_rules()),
+        ("regex_rules", regex_rules()),
     ] {
         let config = Config::parse(config.as_bytes()).unwrap();
         group.bench_function(name, |b| {

@@ -299,7 +299,7 @@ fn finish_fetch(state: &mut State, provider: usize, body_size: usize) {
     } else if status.as_deref() != Some(b"200") {
         Err(format!(
             "status {}",
-            filter_common::utf8::lossy(status.as_deref().unwrap_or_default())
+            String::from_utf8_lossy(status.as_deref().unwrap_or_default())
         ))
     } else {
         Ok(
@@ -573,11 +573,10 @@ impl Stream {
                 let path = format!(
                     "{}{}",
                     settings.path_prefix,
-                    filter_common::utf8::lossy(&headers.get(":path").unwrap_or_default())
+                    String::from_utf8_lossy(&headers.get(":path").unwrap_or_default())
                 );
-                let method =
-                    filter_common::utf8::lossy(&headers.get(":method").unwrap_or_default())
-                        .into_owned();
+                let method = String::from_utf8_lossy(&headers.get(":method").unwrap_or_default())
+                    .into_owned();
                 let mut forwarded: Vec<(String, String)> = Vec::new();
                 for name in &settings.forward_headers {
                     for value in headers.values(name) {
@@ -637,8 +636,8 @@ impl std::fmt::Display for Line<'_> {
         write!(
             f,
             "{} {}",
-            filter_common::utf8::lossy(self.0.method()),
-            filter_common::utf8::lossy(path)
+            String::from_utf8_lossy(self.0.method()),
+            String::from_utf8_lossy(path)
         )
     }
 }

@@ -631,7 +631,7 @@ fn jwt<H: Host, E: Env>(
             .iter()
             .find(|(claim_value, _)| claim_value.as_bytes() == value.as_slice())
             .and_then(|(_, c)| identity_of(config, *c))
-            .unwrap_or_else(|| filter_common::utf8::lossy(&value).into_owned())
+            .unwrap_or_else(|| String::from_utf8_lossy(&value).into_owned())
     });
     Ok(Authn::Passed(Passed {
         identity,

@@ -47,7 +47,7 @@ impl Eq for HeaderMap {}
 impl std::fmt::Debug for HeaderMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.iter().map(|(k, v)| (k, crate::utf8::lossy(v))))
+            .entries(self.iter().map(|(k, v)| (k, String::from_utf8_lossy(v))))
             .finish()
     }
 }
@@ -104,7 +104,7 @@ impl HeaderMap {
         };
         // Rare: convert and append, then put each line back in its place.
         for (i, name, value) in lossy {
-            let text = crate::utf8::lossy(map.slice(name)).into_owned();
+            let text = String::from_utf8_lossy(map.slice(name)).into_owned();
             let line = Line {
                 name: map.append(text.as_bytes()),
                 value,

@@ -12,8 +12,7 @@
 //! - [`path`]: path-separated prefixes and URI templates;
 //! - [`expr`]: match expressions (AND of members, `all`/`any`/`not`);
 //! - [`query`]: query-string edits on `:path`;
-//! - [`regex`]: the regex engine (regex-lite's syntax, linear-time matching);
-//! - [`utf8`]: bytes as text, invalid UTF-8 replaced (smaller than std's);
+//! - [`pattern`]: configured regexes (regex-lite within configure-time limits, over header bytes);
 //! - [`template`]: the `%OPERATOR%` value language;
 //! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
 //! - [`sort`]: a heapsort, small in a module (configure-time sorting);
@@ -37,14 +36,13 @@ pub mod json;
 pub mod matcher;
 pub mod net;
 pub mod path;
+pub mod pattern;
 #[cfg(target_arch = "wasm32")]
 pub mod proxy;
 pub mod query;
-pub mod regex;
 pub mod reply;
 pub mod request;
 pub mod rewrite;
 pub mod scope;
 pub mod sort;
 pub mod template;
-pub mod utf8;

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use crate::json::Value;
 
 use crate::config::{Fields, Problems};
-use crate::regex::Regex;
+use crate::pattern::Regex;
 
 /// The members of a matcher object: exactly one test (`exact`, `prefix`,
 /// `suffix`, `contains`, `regex`, `one_of`, `present: true`,
@@ -109,7 +109,7 @@ impl StringMatcher {
             match Regex::new(&pattern) {
                 Ok(re) => tests.push(Test::Regex(re)),
                 Err(e) => {
-                    problems.push(&f.at("regex"), e.to_string());
+                    problems.push(&f.at("regex"), e);
                     ok = false;
                 }
             }

@@ -2,7 +2,7 @@
 //! downstream peer, or a trusted hop of `x-forwarded-for` as Envoy's
 //! `xff_num_trusted_hops` picks it).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::json::Value;
 
@@ -85,102 +85,11 @@ pub fn parse_ip(text: &[u8]) -> Option<IpAddr> {
     parse_addr(host).map(canonical)
 }
 
-/// An address in the text std accepts: IPv4 as four decimal octets without
-/// leading zeros, IPv6 as RFC 4291 groups with at most one `::` (standing
-/// for one group or more) and an optional IPv4 tail.
-///
-/// Why not `str::parse`: std's address parser is about 4 KB in a module;
-/// this is a third of that. A test checks it against std.
+/// An address as std parses it (`Ipv4Addr`/`Ipv6Addr`'s `FromStr`: four
+/// decimal octets without leading zeros, RFC 4291 groups with an optional
+/// IPv4 tail).
 pub fn parse_addr(text: &str) -> Option<IpAddr> {
-    if text.as_bytes().contains(&b':') {
-        parse_v6(text).map(IpAddr::V6)
-    } else {
-        parse_v4(text).map(IpAddr::V4)
-    }
-}
-
-fn parse_v4(text: &str) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut parts = text.split('.');
-    for octet in &mut octets {
-        let part = parts.next()?;
-        let digits = part.bytes().all(|b| b.is_ascii_digit());
-        if !digits || part.is_empty() || part.len() > 3 || (part.len() > 1 && part.starts_with('0'))
-        {
-            return None;
-        }
-        *octet = part.parse().ok()?;
-    }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
-}
-
-fn parse_v6(text: &str) -> Option<Ipv6Addr> {
-    // Client addresses are parsed per request: fixed arrays, no allocation.
-    let mut head = Groups::default();
-    let mut tail = Groups::default();
-    let gap = text.as_bytes().windows(2).position(|w| w == b"::");
-    match gap.and_then(|at| Some((text.get(..at)?, text.get(at + 2..)?))) {
-        Some((before, after)) => {
-            head.parse(before, false)?;
-            tail.parse(after, true)?;
-            if head.len + tail.len > 7 {
-                return None;
-            }
-        }
-        None => {
-            head.parse(text, true)?;
-            if head.len != 8 {
-                return None;
-            }
-        }
-    }
-    // Groups past `head.len` are zero: the `::` run, then the tail.
-    let mut groups = head.words;
-    let tail_words = tail.words.iter().take(tail.len);
-    for (slot, word) in groups.iter_mut().skip(8 - tail.len).zip(tail_words) {
-        *slot = *word;
-    }
-    Some(Ipv6Addr::from(groups))
-}
-
-/// Up to eight 16-bit groups of an IPv6 address, in order.
-#[derive(Default)]
-struct Groups {
-    words: [u16; 8],
-    len: usize,
-}
-
-impl Groups {
-    fn push(&mut self, word: u16) -> Option<()> {
-        *self.words.get_mut(self.len)? = word;
-        self.len += 1;
-        Some(())
-    }
-
-    /// Colon-separated hex groups (none when `text` is empty); the last may
-    /// be an IPv4 address (two groups) when `last` says the part ends the
-    /// address. `None` on a bad group or more than eight.
-    fn parse(&mut self, text: &str, last: bool) -> Option<()> {
-        if text.is_empty() {
-            return Some(());
-        }
-        let mut parts = text.split(':').peekable();
-        while let Some(part) = parts.next() {
-            if last && parts.peek().is_none() && part.as_bytes().contains(&b'.') {
-                let [a, b, c, d] = parse_v4(part)?.octets();
-                self.push(u16::from_be_bytes([a, b]))?;
-                self.push(u16::from_be_bytes([c, d]))?;
-            } else if part.is_empty()
-                || part.len() > 4
-                || !part.bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                return None;
-            } else {
-                self.push(u16::from_str_radix(part, 16).ok()?)?;
-            }
-        }
-        Some(())
-    }
+    text.parse().ok()
 }
 
 /// Where the client IP comes from.
@@ -241,53 +150,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn addresses_parse_as_std_parses_them() {
-        let pieces = [
-            "0", "1", "7f", "ffff", "fFfF", "12345", "01", "00", "255", "256", "999", ":", "::",
-            ".", "1.2.3.4", "a", "g", "", " ", "%", "1.2.3",
-        ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let (mut accepted, mut refused) = (0, 0);
-        for _ in 0..200_000 {
-            let n = 1 + next() % 12;
-            let text: String = (0..n)
-                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
-                .collect();
-            let ours = parse_addr(&text);
-            assert_eq!(ours, text.parse::<IpAddr>().ok(), "{text:?}");
-            if ours.is_some() {
-                accepted += 1
-            } else {
-                refused += 1
-            }
-        }
-        for _ in 0..20_000 {
-            // Every shape std writes: `::` runs, IPv4-mapped tails.
-            let bits = u128::from(next()) << 64 | u128::from(next());
-            let v6 = Ipv6Addr::from(bits & (u128::MAX >> (next() % 128)));
-            let v4 = Ipv4Addr::from(next() as u32);
-            for text in [
-                v6.to_string(),
-                v4.to_string(),
-                v4.to_ipv6_mapped().to_string(),
-            ] {
-                assert_eq!(parse_addr(&text), text.parse::<IpAddr>().ok(), "{text:?}");
-                accepted += 1;
-            }
-        }
-        assert!(
-            accepted > 60_000 && refused > 100_000,
-            "{accepted} {refused}"
-        );
     }
 
     #[test]

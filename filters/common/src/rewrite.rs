@@ -6,7 +6,8 @@
 use crate::json::Value;
 
 use crate::config::{Fields, Problems};
-use crate::regex::{Captures, Regex};
+use crate::pattern::{Regex, as_text};
+use regex_lite::Captures;
 
 /// Replacement text with `\0`..`\9` capture references, as Envoy's
 /// `regex_rewrite.substitution` writes them.
@@ -61,7 +62,9 @@ impl Substitution {
         for piece in &self.pieces {
             match piece {
                 SubPiece::Text(t) => out.extend_from_slice(t),
-                SubPiece::Group(g) => out.extend_from_slice(caps.get(*g).unwrap_or_default()),
+                SubPiece::Group(g) => {
+                    out.extend_from_slice(caps.get(*g).map_or(&b""[..], |m| m.as_str().as_bytes()))
+                }
             }
         }
     }
@@ -83,7 +86,7 @@ impl RegexRewrite {
         let regex = match Regex::new(pattern?) {
             Ok(r) => r,
             Err(e) => {
-                problems.push(&f.at("pattern"), e.to_string());
+                problems.push(&f.at("pattern"), e);
                 return None;
             }
         };
@@ -100,28 +103,32 @@ impl RegexRewrite {
     }
 
     /// Every non-overlapping match replaced (Envoy's `regex_rewrite`);
-    /// `None` when nothing matches.
+    /// `None` when nothing matches. Input that is not valid UTF-8 is
+    /// rewritten as its lossy text (see [`as_text`]).
     pub fn replace_all(&self, input: &[u8]) -> Option<Vec<u8>> {
+        let text = as_text(input);
+        let bytes = text.as_bytes();
         let mut out = Vec::new();
         let mut last = 0;
         let mut matched = false;
-        for caps in self.regex.captures_iter(input) {
+        for caps in self.regex.inner().captures_iter(&text) {
             matched = true;
-            let whole = caps.range(0)?;
-            out.extend_from_slice(input.get(last..whole.start)?);
+            let whole = caps.get(0)?;
+            out.extend_from_slice(bytes.get(last..whole.start())?);
             self.substitution.expand(&caps, &mut out);
-            last = whole.end;
+            last = whole.end();
         }
         if !matched {
             return None;
         }
-        out.extend_from_slice(input.get(last..)?);
+        out.extend_from_slice(bytes.get(last..)?);
         Some(out)
     }
 
     /// The substitution expanded with the first match's groups only.
     pub fn expand_first(&self, input: &[u8]) -> Option<Vec<u8>> {
-        let caps = self.regex.captures(input)?;
+        let text = as_text(input);
+        let caps = self.regex.inner().captures(&text)?;
         let mut out = Vec::new();
         self.substitution.expand(&caps, &mut out);
         Some(out)

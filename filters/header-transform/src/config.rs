@@ -7,8 +7,8 @@ use filter_common::config::{
 };
 use filter_common::expr::Expr;
 use filter_common::json::Value;
+use filter_common::pattern::Regex;
 use filter_common::query::QueryOp;
-use filter_common::regex::Regex;
 use filter_common::rewrite::RegexRewrite;
 use filter_common::scope::ScopeMatch;
 use filter_common::template::{Side, Template};
@@ -356,7 +356,7 @@ impl HeaderOp {
                     return match Regex::new(r) {
                         Ok(re) => Some(HeaderOp::Remove(Removal::Regex(re))),
                         Err(e) => {
-                            problems.push(&f.at("regex"), e.to_string());
+                            problems.push(&f.at("regex"), e);
                             None
                         }
                     };

@@ -309,7 +309,7 @@ fn apply(op: &HeaderOp, value: Option<Vec<u8>>, headers: &mut HeaderMap) {
                 let listed: Vec<String> = headers
                     .values("connection")
                     .flat_map(|v| v.split(|b| *b == b','))
-                    .map(|t| filter_common::utf8::lossy(t.trim_ascii()).to_ascii_lowercase())
+                    .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
                     .filter(|t| !t.is_empty() && !t.starts_with(':'))
                     .collect();
                 headers.retain(|k, _| !HOP_BY_HOP.contains(&k) && !listed.iter().any(|l| l == k));
