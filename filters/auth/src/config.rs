@@ -5,10 +5,10 @@ use std::rc::Rc;
 
 use filter_common::config::{Fields, Problems, check_header_name, decode_json, join, kind};
 use filter_common::expr::Expr;
-use filter_common::json::Value;
 use filter_common::matcher::{Named, StringMatcher};
 use filter_common::net::ClientIpSource;
 use filter_common::scope::ScopeMatch;
+use filter_common::value::Value;
 use sha2::{Digest, Sha256};
 
 use crate::basic::PasswordHash;

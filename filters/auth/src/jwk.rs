@@ -5,7 +5,7 @@
 //! an error.
 
 use ed25519_dalek::VerifyingKey as Ed25519Key;
-use filter_common::json::Value;
+use filter_common::value::Value;
 use rsa::{BigUint, RsaPublicKey};
 
 /// RSA moduli shorter than this are refused (NIST SP 800-131A).
@@ -113,7 +113,7 @@ impl Jwks {
     /// Not JSON, no `keys` list, a malformed key, or no usable key.
     pub fn parse(text: &[u8]) -> Result<Self, String> {
         let doc =
-            filter_common::json::parse(text).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
+            filter_common::value::parse(text).map_err(|e| format!("the JWKS is not JSON: {e}"))?;
         let keys = match doc.get("keys") {
             Some(Value::Array(keys)) => keys.iter().collect(),
             Some(_) => return Err("the JWKS `keys` is not a list".into()),

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use filter_common::json::{Map, Value};
+use filter_common::value::{Map, Value};
 use hmac::{Hmac, Mac};
 use rsa::signature::Verifier;
 use sha2::{Sha256, Sha384, Sha512};
@@ -126,7 +126,7 @@ impl<'a> Token<'a> {
             .get(..header_b64.len() + 1 + payload_b64.len())
             .ok_or(JwtError::BadFormat)?;
         let header = decode_base64url(header_b64.as_bytes()).ok_or(JwtError::HeaderBadBase64)?;
-        let Ok(Value::Object(header)) = filter_common::json::parse(&header) else {
+        let Ok(Value::Object(header)) = filter_common::value::parse(&header) else {
             return Err(JwtError::HeaderBadJson);
         };
         let alg = match header.get("alg") {
@@ -139,7 +139,7 @@ impl<'a> Token<'a> {
             Some(_) => return Err(JwtError::KidNotString),
         };
         let decoded = decode_base64url(payload_b64.as_bytes()).ok_or(JwtError::PayloadBadBase64)?;
-        let Ok(Value::Object(claims)) = filter_common::json::parse(&decoded) else {
+        let Ok(Value::Object(claims)) = filter_common::value::parse(&decoded) else {
             return Err(JwtError::PayloadBadJson);
         };
         let signature =

@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use filter_common::json::{Map, Value};
 use filter_common::reply::LocalReply;
 use filter_common::request::{Host, Request};
+use filter_common::value::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

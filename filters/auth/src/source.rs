@@ -3,9 +3,9 @@
 //! providers alike, to find the credential and to hide it from the upstream.
 
 use filter_common::config::{Fields, Problems, check_header_name};
-use filter_common::json::Value;
 use filter_common::query::QueryOp;
 use filter_common::request::{Host, Request, query_pairs, split_query};
+use filter_common::value::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

@@ -319,6 +319,50 @@ fn the_attack_suite_is_refused() {
     assert_eq!(refused(&der_token), Some(JwtError::VerificationFailed));
 }
 
+/// A token signed over raw header and claims text, so a name can repeat.
+fn raw_token(header: &str, claims: &str, alg: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        encode(header.as_bytes()),
+        encode(claims.as_bytes())
+    );
+    format!("{input}.{}", encode(&sign(alg, input.as_bytes())))
+}
+
+#[test]
+fn a_name_repeated_in_header_or_claims_is_refused_even_when_signed() {
+    let header = r#"{"alg":"RS256","kid":"rsa"}"#;
+    let claims = format!(
+        r#"{{"iss":"https://issuer.example","aud":"api","exp":{}}}"#,
+        NOW + 600
+    );
+    assert!(check(&raw_token(header, &claims, "RS256")).is_ok());
+    // A second `exp` in the past, spelled plainly or escaped: a parser that
+    // kept the first would accept an expired token, one that kept the last
+    // would let a signer smuggle a lifetime past a check of the first.
+    for second in [r#""exp":1"#, r#""\u0065xp":1"#, r#""e\u0078p":1"#] {
+        let claims = format!(
+            r#"{{"iss":"https://issuer.example","aud":"api","exp":{},{second}}}"#,
+            NOW + 600
+        );
+        assert_eq!(
+            check(&raw_token(header, &claims, "RS256")).err(),
+            Some(JwtError::PayloadBadJson),
+            "{claims}"
+        );
+    }
+    for header in [
+        r#"{"alg":"RS256","kid":"rsa","alg":"HS256"}"#,
+        r#"{"alg":"RS256","kid":"rsa","\u006bid":"hs"}"#,
+    ] {
+        assert_eq!(
+            check(&raw_token(header, &claims, "RS256")).err(),
+            Some(JwtError::HeaderBadJson),
+            "{header}"
+        );
+    }
+}
+
 #[test]
 fn time_claims_honour_skew_and_lifetime() {
     let text = |claims: Value| token_with(&json!({"alg": "HS256"}), &claims, "HS256");

@@ -301,7 +301,7 @@ fn answers_carry_rfc_challenges_and_allowed_requests_the_outputs() {
 #[test]
 fn claim_values_read_lists_and_scopes() {
     let claims = json!({"roles": ["a", "b"], "n": {"m": 1}, "scope": "x y"});
-    let claims = filter_common::json::parse(claims.to_string().as_bytes()).unwrap();
+    let claims = filter_common::value::parse(claims.to_string().as_bytes()).unwrap();
     let map = claims.as_object().unwrap();
     let path = |p: &str| p.split('.').map(str::to_owned).collect::<Vec<_>>();
     assert_eq!(

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::json::{Map, Value};
+use crate::value::{Map, Value};
 
 /// One problem: where (a JSON Pointer, `""` for the whole document) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, Problems> {
         );
         return Err(problems);
     }
-    crate::json::parse(bytes).map_err(|e| {
+    crate::value::parse(bytes).map_err(|e| {
         problems.push("", format!("not valid JSON: {e}"));
         problems
     })
@@ -370,7 +370,7 @@ mod tests {
     use super::*;
 
     fn json(text: &str) -> Value {
-        crate::json::parse(text.as_bytes()).unwrap()
+        crate::value::parse(text.as_bytes()).unwrap()
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!
 //! An empty object matches every request.
 
-use crate::json::Value;
+use crate::value::Value;
 
 use crate::config::{Fields, Problems, join};
 use crate::matcher::{HostPattern, Named, StringMatcher};
@@ -219,7 +219,7 @@ mod tests {
     fn expr(json: &str) -> Result<Expr, Problems> {
         let mut p = Problems::default();
         let e = Expr::decode(
-            &crate::json::parse(json.as_bytes()).unwrap(),
+            &crate::value::parse(json.as_bytes()).unwrap(),
             "/when",
             &mut p,
         );

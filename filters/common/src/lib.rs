@@ -2,7 +2,6 @@
 //! tested natively:
 //!
 //! - [`config`]: typed configuration with every problem reported by JSON path;
-//! - [`json`]: JSON parsed into a tree (document order, unique names) and written compactly;
 //! - [`headers`]: an in-memory header map and the minimal writes back to the host;
 //! - [`net`]: CIDR ranges and where the client IP comes from;
 //! - [`reply`]: local replies;
@@ -15,7 +14,7 @@
 //! - [`pattern`]: configured regexes (regex-lite within configure-time limits, over header bytes);
 //! - [`template`]: the `%OPERATOR%` value language;
 //! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
-//! - [`sort`]: a heapsort, small in a module (configure-time sorting);
+//! - [`value`]: JSON through serde_json into a tree (document order, names unique);
 //! - `proxy` (wasm32 only): reading and writing the host's maps without the SDK's panics, counters.
 // Filters run inside the proxy, where a panic kills the VM: no unwrap,
 // expect, panic or unchecked indexing outside tests.
@@ -32,7 +31,6 @@
 pub mod config;
 pub mod expr;
 pub mod headers;
-pub mod json;
 pub mod matcher;
 pub mod net;
 pub mod path;
@@ -44,5 +42,5 @@ pub mod reply;
 pub mod request;
 pub mod rewrite;
 pub mod scope;
-pub mod sort;
 pub mod template;
+pub mod value;

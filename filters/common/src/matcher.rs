@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::json::Value;
+use crate::value::Value;
 
 use crate::config::{Fields, Problems};
 use crate::pattern::Regex;
@@ -233,7 +233,7 @@ mod tests {
     use super::*;
 
     fn matcher(json: &str) -> Result<StringMatcher, Problems> {
-        let value: Value = crate::json::parse(json.as_bytes()).unwrap();
+        let value: Value = crate::value::parse(json.as_bytes()).unwrap();
         let mut p = Problems::default();
         let m = StringMatcher::decode(&value, "/m", Named::Forbidden, &mut p);
         p.into_result(()).map(|()| m.unwrap().1)

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::json::Value;
+use crate::value::Value;
 
 use crate::config::{Fields, Problems, one_of};
 

@@ -1,7 +1,7 @@
 //! Path matching beyond string tests: Envoy's path-separated prefix and URI
 //! templates (`/users/{id}/{rest=**}`) whose captures rewrites reuse.
 
-use crate::json::Value;
+use crate::value::Value;
 
 use crate::config::{Fields, Problems};
 use crate::matcher::{Named, StringMatcher};
@@ -253,7 +253,7 @@ mod tests {
 
     fn path(json: &str) -> PathMatcher {
         let mut p = Problems::default();
-        let m = PathMatcher::decode(&crate::json::parse(json.as_bytes()).unwrap(), "/p", &mut p);
+        let m = PathMatcher::decode(&crate::value::parse(json.as_bytes()).unwrap(), "/p", &mut p);
         assert!(p.is_empty(), "{p}");
         m.unwrap()
     }

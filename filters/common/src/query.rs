@@ -2,7 +2,7 @@
 //! rendered from templates and percent-encoded, untouched parameters kept
 //! byte for byte.
 
-use crate::json::Value;
+use crate::value::Value;
 
 use crate::config::{Fields, Problems, join, tagged};
 use crate::request::{Host, Request, encode_query_component, split_query};

@@ -3,7 +3,7 @@
 //! filter rewrites paths and hosts with it, the header-transform filter
 //! header values.
 
-use crate::json::Value;
+use crate::value::Value;
 
 use crate::config::{Fields, Problems};
 use crate::pattern::{Regex, as_text};

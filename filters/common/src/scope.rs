@@ -3,7 +3,7 @@
 //! scopes: the first scope whose `match` fits the request supplies the
 //! policy, else the top-level (global) one.
 
-use crate::json::Value;
+use crate::value::Value;
 
 use crate::config::{Fields, Problems, join};
 use crate::matcher::HostPattern;
@@ -160,7 +160,7 @@ mod tests {
     use crate::request::TableHost;
 
     fn compile(json: &str) -> Result<ScopeMatch, Problems> {
-        let spec: Value = crate::json::parse(json.as_bytes()).unwrap();
+        let spec: Value = crate::value::parse(json.as_bytes()).unwrap();
         let mut p = Problems::default();
         let m = ScopeMatch::decode(&spec, "/scopes/0/match", &mut p);
         p.into_result(m)

@@ -6,12 +6,12 @@ use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, decode_json, join, one_of, tagged,
 };
 use filter_common::expr::Expr;
-use filter_common::json::Value;
 use filter_common::pattern::Regex;
 use filter_common::query::QueryOp;
 use filter_common::rewrite::RegexRewrite;
 use filter_common::scope::ScopeMatch;
 use filter_common::template::{Side, Template};
+use filter_common::value::Value;
 
 /// Envoy's `HeaderValueOption.append_action`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

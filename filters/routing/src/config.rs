@@ -6,11 +6,11 @@ use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, decode_json, join, quoted_list, tagged,
 };
 use filter_common::expr::Expr;
-use filter_common::json::Value;
 use filter_common::net::ClientIpSource;
 use filter_common::query::QueryOp;
 use filter_common::scope::ScopeMatch;
 use filter_common::template::{Side, Template};
+use filter_common::value::Value;
 
 use crate::rewrite::{HostRewrite, PathRewrite, is_authority};
 

@@ -3,9 +3,9 @@
 //! literal values.
 
 use filter_common::config::{Fields, Problems, check_header_name, join, tagged};
-use filter_common::json::Value;
 use filter_common::path::{TemplateRewrite, UriTemplate};
 use filter_common::rewrite::RegexRewrite;
+use filter_common::value::Value;
 
 /// How a path (without its query) changes.
 #[derive(Debug)]
@@ -164,7 +164,7 @@ mod tests {
     fn path_rewrite(json: &str) -> PathRewrite {
         let mut p = Problems::default();
         let r = PathRewrite::decode(
-            &filter_common::json::parse(json.as_bytes()).unwrap(),
+            &filter_common::value::parse(json.as_bytes()).unwrap(),
             "/r",
             &mut p,
         );
@@ -202,7 +202,7 @@ mod tests {
         let decode = |json: &str| {
             let mut p = Problems::default();
             HostRewrite::decode(
-                &filter_common::json::parse(json.as_bytes()).unwrap(),
+                &filter_common::value::parse(json.as_bytes()).unwrap(),
                 "/h",
                 &mut p,
             )
@@ -254,7 +254,7 @@ mod tests {
         ] {
             let mut p = Problems::default();
             PathRewrite::decode(
-                &filter_common::json::parse(json.as_bytes()).unwrap(),
+                &filter_common::value::parse(json.as_bytes()).unwrap(),
                 "/r",
                 &mut p,
             );
