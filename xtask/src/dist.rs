@@ -1,8 +1,9 @@
 //! `cargo xtask dist`: build, check and package every filter.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::fs;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use proxy_wasm_harness::{Plugin, Progress};
 use sha2::{Digest, Sha256};
@@ -51,7 +52,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         // The shipped bytes are the ones checked.
         let bytes =
             fs::read(dist.join(&name)).map_err(|e| format!("cannot read dist/{name}: {e}"))?;
-        check(filter, &bytes)?;
+        let load = check(filter, &bytes)?;
         let cap = filter.size_cap / 1000;
         if bytes.len() > filter.size_cap {
             return Err(format!(
@@ -63,7 +64,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let _ = writeln!(sums, "{}  {name}", hex(&Sha256::digest(&bytes)));
         digests.push((filter.package.clone(), write_images(&dist, filter, &bytes)?));
         eprintln!(
-            "xtask: dist/{name}: {} bytes ({rustc_size} from rustc), under its {cap} kB cap; checked in the harness",
+            "xtask: dist/{name}: {} bytes ({rustc_size} from rustc), under its {cap} kB cap; \
+             checked in the harness: {load}",
             bytes.len()
         );
     }
@@ -117,34 +119,76 @@ fn write_images(dist: &Path, filter: &Filter, module: &[u8]) -> Result<String, S
     Ok(images[0].1.digest())
 }
 
+/// What loading a module cost in the harness.
+#[derive(Debug)]
+pub(crate) struct Load {
+    /// Compiling the module (wasmtime's Cranelift, as Envoy's V8 compiles
+    /// once per worker).
+    compile: Duration,
+    /// Starting a VM: instantiation, `_start`, `proxy_on_vm_start` and
+    /// `proxy_on_configure` with the example configuration.
+    start: Duration,
+    /// Linear memory after [`REQUESTS`] requests, in 64 KiB pages.
+    pages: u64,
+}
+
+/// Requests sent through a checked module before its memory is read.
+const REQUESTS: usize = 10_000;
+
+impl fmt::Display for Load {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "compile {:.1} ms, VM start {:.2} ms, {} pages ({} KiB) after {REQUESTS} requests",
+            self.compile.as_secs_f64() * 1e3,
+            self.start.as_secs_f64() * 1e3,
+            self.pages,
+            self.pages * 64
+        )
+    }
+}
+
 /// Loads the module in the harness with its example configuration, as
-/// Envoy would, and sends one request through it.
-pub(crate) fn check_module(bytes: &[u8], config: &[u8]) -> Result<(), String> {
+/// Envoy would, and sends [`REQUESTS`] requests through it; one timed
+/// sample each of compiling and starting (a report, not a benchmark).
+pub(crate) fn check_module(bytes: &[u8], config: &[u8]) -> Result<Load, String> {
+    let started = Instant::now();
     let plugin = Plugin::builder_from_bytes(bytes.to_vec())
         .configuration(config.to_vec())
         .build()
         .map_err(|e| e.to_string())?;
+    let compile = started.elapsed();
+    let started = Instant::now();
     let mut vm = plugin.start().map_err(|e| e.to_string())?;
-    let mut stream = vm.http_stream();
+    let start = started.elapsed();
     let request = [
         (":method", "GET"),
         (":path", "/"),
         (":authority", "dist.check"),
         (":scheme", "http"),
     ];
-    let progress = stream
-        .send_request_headers(request, true)
-        .map_err(|e| e.to_string())?;
-    if progress == Progress::Continued {
-        stream
-            .send_response_headers([(":status", "200")], true)
+    for _ in 0..REQUESTS {
+        let mut stream = vm.http_stream();
+        let progress = stream
+            .send_request_headers(request, true)
             .map_err(|e| e.to_string())?;
+        if progress == Progress::Continued {
+            stream
+                .send_response_headers([(":status", "200")], true)
+                .map_err(|e| e.to_string())?;
+        }
+        stream.finish().map_err(|e| e.to_string())?;
+        // Log lines would pile up in the harness, not in the module.
+        vm.take_logs();
     }
-    stream.finish().map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(Load {
+        compile,
+        start,
+        pages: vm.memory_pages(),
+    })
 }
 
-fn check(filter: &Filter, bytes: &[u8]) -> Result<(), String> {
+fn check(filter: &Filter, bytes: &[u8]) -> Result<Load, String> {
     let config_path = filter.example_config();
     let config = read_config(&config_path)?;
     check_module(bytes, &config)

@@ -4,10 +4,13 @@
 //! bounds, `required`, `maxItems`, `maxProperties`, list maps
 //! (`Duplicate value`), unknown fields (as `kubectl apply`'s strict field
 //! validation reports them), `x-kubernetes-preserve-unknown-fields`, and the
-//! CEL rules (`x-kubernetes-validations`) this module knows. A rule it does
-//! not know is reported as unchecked, never silently passed.
+//! CEL rules (`x-kubernetes-validations`), evaluated by the `cel` crate. A
+//! rule it cannot evaluate is reported as unchecked, never silently passed.
 
 use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use cel::extractors::This;
 
 use regex::Regex;
 use serde_json::Value;
@@ -111,13 +114,13 @@ pub(crate) fn check(value: &Value, schema: &Value, path: &str, out: &mut Vec<Fin
         let rule = validation["rule"].as_str().unwrap_or_default();
         let message = validation["message"].as_str().unwrap_or(rule);
         match cel(rule, value) {
-            Some(true) => {}
-            Some(false) => out.push(Finding::error(format!(
+            Ok(true) => {}
+            Ok(false) => out.push(Finding::error(format!(
                 "{shown}: Invalid value: \"{}\": {message}",
                 type_name(value)
             ))),
-            None => out.push(Finding::warning(format!(
-                "{shown}: CEL rule not checked (this validator does not know it): {rule}"
+            Err(why) => out.push(Finding::warning(format!(
+                "{shown}: CEL rule not checked ({why}): {rule}"
             ))),
         }
     }
@@ -270,37 +273,42 @@ fn is_object_meta(key: &str) -> bool {
     matches!(key, "apiVersion" | "kind" | "metadata")
 }
 
-/// Evaluates the CEL rules Istio's CRDs use; `None` for any other rule.
-fn cel(rule: &str, value: &Value) -> Option<bool> {
-    let rule: String = rule.split_whitespace().collect::<Vec<_>>().join(" ");
-    let has = |key: &str| value.get(key).is_some_and(|v| !v.is_null());
-    let text = value.as_str();
-    let keys = || value.as_object().into_iter().flatten().map(|(k, _)| k);
-    Some(match rule.as_str() {
-        r#"!self.contains("*")"# => !text?.contains('*'),
-        r#"self.all(key, !key.contains("*"))"# => keys().all(|k| !k.contains('*')),
-        "self.all(key, key.size() != 0)" => keys().all(|k| !k.is_empty()),
-        "self.size() == 0" => match value {
-            Value::String(s) => s.is_empty(),
-            Value::Array(a) => a.is_empty(),
-            Value::Object(o) => o.is_empty(),
-            _ => return None,
-        },
-        r#"(has(self.valueFrom) ? self.valueFrom : "") != "HOST" || !has(self.value)"# => {
-            value["valueFrom"] != "HOST" || !has("value")
-        }
-        "(has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1" => {
-            ["selector", "targetRef", "targetRefs"]
-                .into_iter()
-                .filter(|k| has(k))
-                .count()
-                <= 1
-        }
-        r#"isURL(self) ? (url(self).getScheme() in ["", "http", "https", "oci", "file"]) : (isURL("http://" + self) && url("http://" + self).getScheme() in ["", "http", "https", "oci", "file"])"# => {
-            url::has_allowed_scheme(text?)
-        }
-        _ => return None,
-    })
+/// Evaluates a CEL rule with `self` bound to `value`, as the API server
+/// does: the `cel` crate's standard library, plus the Kubernetes URL
+/// library's `isURL`, `url` and `getScheme` (Go's `url.ParseRequestURI`,
+/// modelled in `url.rs`). `Err` when the rule does not compile, uses a
+/// function neither provides, or does not give a boolean.
+fn cel(rule: &str, value: &Value) -> Result<bool, String> {
+    static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+    let program = ENV.compile(rule).map_err(|e| e.to_string())?;
+    let mut context = cel::Context::with_env(Arc::clone(&ENV));
+    context
+        .add_variable("self", value)
+        .map_err(|e| e.to_string())?;
+    let declared = [
+        context.add_function("isURL", |raw: Arc<String>| {
+            url::parse_request_uri(&raw).is_some()
+        }),
+        context.add_function(
+            "url",
+            |ftx: &cel::FunctionContext, raw: Arc<String>| -> cel::ResolveResult {
+                match url::parse_request_uri(&raw) {
+                    Some(_) => Ok(cel::Value::String(raw)),
+                    None => ftx.error(format!("URL parse error: {raw}")).into(),
+                }
+            },
+        ),
+        context.add_function("getScheme", |This(raw): This<Arc<String>>| {
+            url::parse_request_uri(&raw).unwrap_or_default()
+        }),
+    ];
+    for declared in declared {
+        declared.map_err(|e| e.to_string())?;
+    }
+    match program.execute(&context).map_err(|e| e.to_string())? {
+        cel::Value::Bool(b) => Ok(b),
+        other => Err(format!("the rule gives {other:?}, not a boolean")),
+    }
 }
 
 #[cfg(test)]
@@ -368,14 +376,60 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_cel_rule_is_reported_not_passed() {
-        let schema = json!({"type": "string",
-            "x-kubernetes-validations": [{"rule": "self.startsWith('x')", "message": "m"}]});
-        let mut out = Vec::new();
-        check(&json!("y"), &schema, "spec", &mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].severity, Severity::Warning);
-        assert!(out[0].message.contains("not checked"), "{:?}", out[0]);
+    fn any_cel_rule_is_evaluated_not_only_the_crds_own() {
+        // Not among the rules of today's CRDs: a newer CRD's rule is checked.
+        let schema = json!({"type": "object",
+            "properties": {"name": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
+            "x-kubernetes-validations": [{
+                "rule": "self.name.startsWith('x') && self.tags.exists(t, t == 'a')",
+                "message": "needs an x name and tag a"}]});
+        assert!(errors(json!({"name": "xy", "tags": ["b", "a"]}), schema.clone()).is_empty());
+        assert_eq!(
+            errors(json!({"name": "y", "tags": ["a"]}), schema),
+            ["spec: Invalid value: \"object\": needs an x name and tag a"]
+        );
+    }
+
+    #[test]
+    fn the_url_library_follows_gos_request_uri_parser() {
+        let rule = r#"isURL(self) ? (url(self).getScheme() in ["", "http", "https", "oci", "file"]) : (isURL("http://" + self) && url("http://" + self).getScheme() in ["", "http", "https", "oci", "file"])"#;
+        let schema = json!({"type": "string", "x-kubernetes-validations": [{"rule": rule, "message": "bad url"}]});
+        for good in [
+            "oci://registry.example/filters/auth:v1",
+            "oci://localhost:5000/proxy-wasm-toolkit/auth:0.1.0",
+            "file:///opt/filters/openid.wasm",
+            "https://example.com/f.wasm?x=%zz",
+            "http://test",
+            "test",
+            "registry.example/filters/auth@sha256:abc",
+            "/a/path",
+            "http://[::1]:8080/x",
+        ] {
+            assert!(errors(json!(good), schema.clone()).is_empty(), "{good}");
+        }
+        for bad in [
+            "fake://example.com",
+            "#%blah$#@",
+            "ftp://example.com/f.wasm",
+            "http://exa%mple.com/",
+            "oci://registry/%zz",
+            "mailto:someone@example.com",
+        ] {
+            assert_eq!(errors(json!(bad), schema.clone()).len(), 1, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_rule_that_cannot_be_evaluated_is_reported_not_passed() {
+        for rule in ["self.quantity() > 1", "self +", "self"] {
+            let schema = json!({"type": "string",
+                "x-kubernetes-validations": [{"rule": rule, "message": "m"}]});
+            let mut out = Vec::new();
+            check(&json!("y"), &schema, "spec", &mut out);
+            assert_eq!(out.len(), 1, "{rule}");
+            assert_eq!(out[0].severity, Severity::Warning);
+            assert!(out[0].message.contains("not checked"), "{:?}", out[0]);
+        }
     }
 
     #[test]

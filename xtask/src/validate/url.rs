@@ -1,21 +1,9 @@
-//! The WasmPlugin `url` rule as the API server evaluates it: CEL's
-//! `isURL` / `url(...).getScheme()`, which are Go's `url.ParseRequestURI`.
+//! The Kubernetes CEL URL library's parser (`isURL`, `url(...)`,
+//! `getScheme()`), which is Go's `url.ParseRequestURI`, for the WasmPlugin
+//! `url` rule.
 //! Only what decides that rule is modelled: control bytes, the scheme, a
 //! request URI's need for a scheme or a leading `/`, the authority's
 //! user-info, host and port characters, and percent escapes.
-
-/// The schemes the CRD allows ("" is a path-only URL).
-const ALLOWED: &[&str] = &["", "http", "https", "oci", "file"];
-
-/// The CRD rule: parse as is, else with `http://` in front (a bare
-/// `registry/image:tag` means `oci://`), and the scheme must be allowed.
-pub(crate) fn has_allowed_scheme(text: &str) -> bool {
-    match parse_request_uri(text) {
-        Some(scheme) => ALLOWED.contains(&scheme.as_str()),
-        None => parse_request_uri(&format!("http://{text}"))
-            .is_some_and(|scheme| ALLOWED.contains(&scheme.as_str())),
-    }
-}
 
 /// The lower-cased scheme when Go's `url.ParseRequestURI` accepts `raw`.
 pub(crate) fn parse_request_uri(raw: &str) -> Option<String> {
@@ -119,37 +107,6 @@ fn valid_escapes(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_crd_rule_accepts_what_istio_accepts() {
-        for ok in [
-            "oci://registry.example/filters/auth:v1",
-            "oci://localhost:5000/proxy-wasm-toolkit/auth:0.1.0",
-            "file:///opt/filters/openid.wasm",
-            "https://example.com/f.wasm?x=%zz",
-            "http://test",
-            "test",
-            "registry.example/filters/auth@sha256:abc",
-            "/a/path",
-            "http://[::1]:8080/x",
-        ] {
-            assert!(has_allowed_scheme(ok), "{ok}");
-        }
-    }
-
-    #[test]
-    fn the_crd_rule_refuses_other_schemes_and_broken_urls() {
-        for bad in [
-            "fake://example.com",
-            "#%blah$#@",
-            "ftp://example.com/f.wasm",
-            "http://exa%mple.com/",
-            "oci://registry/%zz",
-            "mailto:someone@example.com",
-        ] {
-            assert!(!has_allowed_scheme(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn schemes_are_case_insensitive_and_a_leading_colon_is_no_scheme() {
