@@ -17,16 +17,17 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use plotters::prelude::*;
 use serde_json::{Value, json};
 
 use crate::envoy::ensure_envoy;
 use crate::envoy_config::static_cluster;
+use crate::http;
 use crate::toolchain::{cargo, ensure_debian_package, root};
 
 const BACKEND_PORT: u16 = 19000;
@@ -57,6 +58,9 @@ struct Measured {
     p50_us: Vec<f64>,
     p99_us: Vec<f64>,
     heap_bytes: Option<u64>,
+    /// From spawning Envoy to its admin `/ready` answering 200 (listeners
+    /// initialised, every wasm module compiled and its VMs configured).
+    start_ms: f64,
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -115,17 +119,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         variants.retain(|v| names.iter().any(|n| n == v.name));
     }
 
+    let mut results = vec![Measured::default(); variants.len()];
     let mut procs = Vec::new();
-    procs.push(start_envoy(&envoy, &work, "backend", &backend_config(), 0)?);
+    procs.push(start_envoy(&envoy, &work, "backend", &backend_config(), 0)?.0);
+    // One at a time, so each start is timed on an otherwise idle machine.
     for (i, v) in variants.iter().enumerate() {
         let config = front_config(v, FRONT_PORT + i as u16, ADMIN_PORT + i as u16);
-        procs.push(start_envoy(
-            &envoy,
-            &work,
-            v.name,
-            &config,
-            ADMIN_PORT + i as u16,
-        )?);
+        let (proc, started) = start_envoy(&envoy, &work, v.name, &config, ADMIN_PORT + i as u16)?;
+        results[i].start_ms = started.as_secs_f64() * 1e3;
+        procs.push(proc);
     }
     // Every front answers 200 through its filter before anything is timed.
     for (i, v) in variants.iter().enumerate() {
@@ -134,7 +136,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             return Err(format!("{}: a request got {status}, not 200", v.name));
         }
     }
-    let mut results = vec![Measured::default(); variants.len()];
     eprintln!("xtask: warm-up, then {rounds} round(s) of {seconds} s per variant");
     for (i, _) in variants.iter().enumerate() {
         wrk(FRONT_PORT + i as u16, 2, &token)?;
@@ -160,11 +161,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         // report left alone.
         for (v, r) in variants.iter().zip(&results) {
             println!(
-                "{:<22} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs",
+                "{:<22} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  start {:>5.0} ms",
                 v.name,
                 median(&r.rps),
                 median(&r.p50_us),
-                median(&r.p99_us)
+                median(&r.p99_us),
+                r.start_ms
             );
         }
         return Ok(());
@@ -187,7 +189,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     };
     fs::write(work.join("results.json"), report.json().to_string())
         .map_err(|e| format!("cannot write results.json: {e}"))?;
-    fs::write(root().join("docs/bench-envoy.svg"), report.svg())
+    fs::write(root().join("docs/bench-envoy.svg"), report.svg()?)
         .map_err(|e| format!("cannot write docs/bench-envoy.svg: {e}"))?;
     let doc = root().join("docs/performance.md");
     let text =
@@ -486,11 +488,12 @@ fn start_envoy(
     name: &str,
     config: &str,
     admin: u16,
-) -> Result<Proc, String> {
+) -> Result<(Proc, Duration), String> {
     let file = work.join(format!("{name}.yaml"));
     fs::write(&file, config).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     let log = fs::File::create(work.join(format!("{name}.log")))
         .map_err(|e| format!("cannot create a log: {e}"))?;
+    let spawned = Instant::now();
     let child = Command::new(envoy)
         .args([
             "--concurrency",
@@ -507,10 +510,15 @@ fn start_envoy(
         .map_err(|e| format!("cannot start envoy: {e}"))?;
     let mut proc = Proc(child);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let ready_port = if admin == 0 { BACKEND_PORT } else { admin };
     loop {
-        if TcpStream::connect(("127.0.0.1", ready_port)).is_ok() {
-            return Ok(proc);
+        // The backend has no admin endpoint: its listener is its readiness.
+        let ready = if admin == 0 {
+            TcpStream::connect(("127.0.0.1", BACKEND_PORT)).is_ok()
+        } else {
+            http::get(admin, "/ready", &[]).is_ok_and(|(status, _)| status == 200)
+        };
+        if ready {
+            return Ok((proc, spawned.elapsed()));
         }
         if let Ok(Some(status)) = proc.0.try_wait() {
             return Err(format!(
@@ -520,36 +528,22 @@ fn start_envoy(
         if Instant::now() > deadline {
             return Err(format!("envoy for {name} did not start in 30 s"));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 /// Status of one request to the front on `port`.
 fn get(port: u16, path: &str, token: &str) -> Result<u16, String> {
     let deadline = Instant::now() + Duration::from_secs(20);
+    let authorization = format!("Bearer {token}");
     loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect(("127.0.0.1", port))?;
-            write!(
-                s,
-                "GET {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
-            )?;
-            let mut answer = String::new();
-            s.read_to_string(&mut answer)?;
-            Ok(answer)
-        })();
-        if let Ok(answer) = attempt
-            && let Some(code) = answer.split(' ').nth(1).and_then(|c| c.parse().ok())
-        {
+        let answer = http::get(port, path, &[("authorization", authorization.as_str())]);
+        match answer {
             // 503 while the listener's clusters warm up.
-            if code != 503 || Instant::now() > deadline {
-                return Ok(code);
-            }
+            Ok((code, _)) if code != 503 || Instant::now() > deadline => return Ok(code),
+            Err(e) if Instant::now() > deadline => return Err(format!("no answer: {e}")),
+            _ => std::thread::sleep(Duration::from_millis(200)),
         }
-        if Instant::now() > deadline {
-            return Err(format!("no answer on port {port}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -595,15 +589,8 @@ fn parse_wrk(text: &str) -> Option<(f64, f64, f64)> {
 
 /// Bytes the Envoy on `admin` has allocated (`/memory`).
 fn heap(admin: u16) -> Option<u64> {
-    let mut s = TcpStream::connect(("127.0.0.1", admin)).ok()?;
-    // Envoy answers HTTP/1.0 with 426.
-    s.write_all(b"GET /memory HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
-        .ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    // The JSON object, whatever the transfer encoding around it.
-    let body = &answer[answer.find('{')?..=answer.rfind('}')?];
-    let value: Value = serde_json::from_str(body).ok()?;
+    let (_, body) = http::get(admin, "/memory", &[]).ok()?;
+    let value: Value = serde_json::from_slice(&body).ok()?;
     value["allocated"].as_str()?.parse().ok()
 }
 
@@ -692,7 +679,7 @@ impl Report<'_> {
             "rounds": self.rounds,
             "variants": self.variants.iter().zip(self.results).map(|(v, r)| json!({
                 "name": v.name, "group": v.group, "rps": r.rps, "p50_us": r.p50_us,
-                "p99_us": r.p99_us, "heap_bytes": r.heap_bytes,
+                "p99_us": r.p99_us, "heap_bytes": r.heap_bytes, "start_ms": r.start_ms,
             })).collect::<Vec<_>>(),
             "harness_pages": self.harness_pages.iter().map(|(n, a, b)| json!({
                 "filter": n, "after_start": a, "after_10000_requests": b,
@@ -708,11 +695,13 @@ impl Report<'_> {
              front Envoy per variant with `--concurrency 1`, a second Envoy as the backend \
              (direct response), `wrk -t1 -c16`, variants interleaved round by round; medians \
              of the rounds. \"Added\" is the cost per request at one worker \
-             (1/rps − 1/rps<sub>none</sub>).\n",
+             (1/rps − 1/rps<sub>none</sub>). \"Start\" is one sample per variant, from \
+             spawning Envoy to its admin `/ready` answering 200 (wasm modules compiled, \
+             their VMs started and configured), the Envoys started one at a time.\n",
             self.seconds, self.rounds, self.machine, self.envoy_version
         );
         let base = self.rps("none").unwrap_or(f64::NAN);
-        s.push_str("| Variant | Group | req/s | vs none | added µs/req | vs native | p50 µs | p99 µs | Envoy heap MiB |\n|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| Variant | Group | req/s | vs none | added µs/req | vs native | p50 µs | p99 µs | Envoy heap MiB | start ms |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for (v, r) in self.variants.iter().zip(self.results) {
             let rps = median(&r.rps);
             let native = v
@@ -721,7 +710,7 @@ impl Report<'_> {
                 .map_or("—".to_owned(), |n| format!("{:.0} %", rps / n * 100.0));
             let _ = writeln!(
                 s,
-                "| `{}` | {} | {:.0} | {:.1} % | {} | {native} | {:.0} | {:.0} | {} |",
+                "| `{}` | {} | {:.0} | {:.1} % | {} | {native} | {:.0} | {:.0} | {} | {:.0} |",
                 v.name,
                 v.group,
                 rps,
@@ -733,6 +722,7 @@ impl Report<'_> {
                 median(&r.p99_us),
                 r.heap_bytes
                     .map_or("—".into(), |b| format!("{:.1}", b as f64 / 1_048_576.0)),
+                r.start_ms,
             );
         }
         let ratio = |ours: &str, theirs: &str| -> String {
@@ -772,56 +762,80 @@ impl Report<'_> {
         s
     }
 
-    /// A horizontal bar chart of median requests/s.
-    fn svg(&self) -> String {
-        let bar_h = 22;
-        let left = 170;
-        let width = 720;
-        let max = self
-            .results
+    /// A horizontal bar chart of median requests/s (plotters, SVG).
+    fn svg(&self) -> Result<String, String> {
+        let rows: Vec<(&str, f64, RGBColor)> = self
+            .variants
             .iter()
-            .map(|r| median(&r.rps))
-            .fold(1.0, f64::max);
-        let height = 40 + bar_h * self.variants.len() as i32 + 20;
-        let mut s = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-             <text x=\"10\" y=\"20\" font-size=\"14\">Envoy with one worker: median requests/s ({})</text>\n",
-            self.envoy_version
-                .split_whitespace()
-                .nth(2)
-                .unwrap_or("envoy")
-        );
-        for (i, (v, r)) in self.variants.iter().zip(self.results).enumerate() {
-            let rps = median(&r.rps);
-            let y = 35 + bar_h * i as i32;
-            let w = ((width - left - 80) as f64 * rps / max).max(1.0);
-            let colour = match (v.group, v.native) {
-                ("baseline", _) => "#888888",
-                (_, None) if v.name != "wasm-minimal" => "#4c72b0",
-                _ if v.name.starts_with("lua") => "#dd8452",
-                _ => "#55a868",
-            };
-            let _ = writeln!(
-                s,
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
-                 <rect x=\"{left}\" y=\"{}\" width=\"{w:.0}\" height=\"{}\" fill=\"{colour}\"/>\
-                 <text x=\"{:.0}\" y=\"{}\">{rps:.0}</text>",
-                left - 6,
-                y + 15,
-                v.name,
-                y + 3,
-                bar_h - 6,
-                left as f64 + w + 4.0,
-                y + 15
-            );
+            .zip(self.results)
+            .map(|(v, r)| {
+                let colour = match (v.group, v.native) {
+                    ("baseline", _) => RGBColor(0x88, 0x88, 0x88),
+                    (_, None) if v.name != "wasm-minimal" => RGBColor(0x4c, 0x72, 0xb0),
+                    _ if v.name.starts_with("lua") => RGBColor(0xdd, 0x84, 0x52),
+                    _ => RGBColor(0x55, 0xa8, 0x68),
+                };
+                (v.name, median(&r.rps), colour)
+            })
+            .collect();
+        let max = rows.iter().map(|r| r.1).fold(1.0, f64::max);
+        let version = self
+            .envoy_version
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or("envoy");
+        let mut svg = String::new();
+        {
+            let height = 90 + 24 * rows.len() as u32;
+            let root = SVGBackend::with_string(&mut svg, (760, height)).into_drawing_area();
+            let fail = |e: &dyn std::fmt::Display| format!("cannot draw the chart: {e}");
+            root.fill(&WHITE).map_err(|e| fail(&e))?;
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    format!("Envoy {version}, one worker: median requests/s"),
+                    ("sans-serif", 15),
+                )
+                .margin(10)
+                .x_label_area_size(36)
+                .y_label_area_size(170)
+                .build_cartesian_2d(0.0..max * 1.12, (0..rows.len()).into_segmented())
+                .map_err(|e| fail(&e))?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(rows.len())
+                .y_label_formatter(&|y| match y {
+                    SegmentValue::CenterOf(i) => rows.get(*i).map_or("", |r| r.0).to_owned(),
+                    _ => String::new(),
+                })
+                .x_desc("requests/s · grey: no filter · green: ours (wasm) · orange: Lua · blue: Envoy native")
+                .draw()
+                .map_err(|e| fail(&e))?;
+            chart
+                .draw_series(rows.iter().enumerate().map(|(i, (_, rps, colour))| {
+                    let mut bar = Rectangle::new(
+                        [
+                            (0.0, SegmentValue::Exact(i)),
+                            (*rps, SegmentValue::Exact(i + 1)),
+                        ],
+                        colour.filled(),
+                    );
+                    bar.set_margin(3, 3, 0, 0);
+                    bar
+                }))
+                .map_err(|e| fail(&e))?;
+            chart
+                .draw_series(rows.iter().enumerate().map(|(i, (_, rps, _))| {
+                    Text::new(
+                        format!("{rps:.0}"),
+                        (rps + max * 0.01, SegmentValue::CenterOf(i)),
+                        ("sans-serif", 12),
+                    )
+                }))
+                .map_err(|e| fail(&e))?;
+            root.present().map_err(|e| fail(&e))?;
         }
-        let _ = writeln!(
-            s,
-            "<text x=\"10\" y=\"{}\" fill=\"#555\">grey: no filter · green: ours (wasm) · orange: Lua · blue: Envoy native</text>\n</svg>",
-            height - 6
-        );
-        s
+        Ok(svg)
     }
 }
 
@@ -834,6 +848,38 @@ mod tests {
         let text = "Running 2s test\n  Latency Distribution\n     50%  652.00us\n     75%  1.00ms\n     90%    1.10ms\n     99%    1.21ms\n  1000 requests in 2.00s\nRequests/sec:  23232.12\nTransfer/sec: 1MB\n";
         assert_eq!(parse_wrk(text), Some((23232.12, 652.0, 1210.0)));
         assert_eq!(parse_wrk("nothing"), None);
+    }
+
+    #[test]
+    fn the_chart_has_a_bar_and_a_label_per_variant() {
+        let variant = |name, group| Variant {
+            name,
+            group,
+            native: None,
+            filters: String::new(),
+            routes: None,
+        };
+        let variants = [variant("none", "baseline"), variant("routing", "routing")];
+        let measured = |rps| Measured {
+            rps: vec![rps],
+            ..Measured::default()
+        };
+        let results = [measured(20_000.0), measured(15_000.0)];
+        let report = Report {
+            variants: &variants,
+            results: &results,
+            harness_pages: &[],
+            seconds: 1,
+            rounds: 1,
+            envoy_version: "envoy version: 1.40.0/x".into(),
+            machine: String::new(),
+        };
+        let svg = report.svg().unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        for text in ["routing", "20000", "15000", "Envoy 1.40.0/x"] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        assert!(svg.contains("fill=\"#888888\""), "the baseline's grey bar");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod dist;
 mod envoy;
 mod envoy_config;
 mod filters;
+mod http;
 mod oci;
 mod registry;
 mod test;
