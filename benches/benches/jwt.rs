@@ -2,9 +2,9 @@
 //! verify the signature against a JWKS, check the claims), and per request
 //! through the auth filter's wasm module in the harness, cold (the
 //! verified-token cache off: every request verifies) and cached. RS256
-//! (2048-bit), ES256 and ES384, side by side in one run; and our ECDSA
-//! verification (auth's src/ecdsa.rs) beside the RustCrypto `p256` and
-//! `p384` crates it replaced, on the same signatures.
+//! (2048-bit), ES256 and ES384, side by side in one run; and ECDSA
+//! verification through our JWS layer (`auth::jwk::P256Key` and kin) beside
+//! the `p256` and `p384` crates called directly, on the same signatures.
 //!
 //! `cargo bench -p proxy-wasm-benches --bench jwt`
 
