@@ -17,7 +17,7 @@ use crate::basic::{BasicError, parse_authorization};
 use crate::config::{Config, JwksSource, Provider, Require, Rule};
 use crate::jwk::Jwks;
 use crate::jwt::{JwtError, Token};
-use crate::source::{first, split_list};
+use crate::source::{single, split_list};
 
 /// An authentication method, for counters, logs and challenges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -509,7 +509,7 @@ fn basic<H: Host, E: Env>(config: &Config, request: &Request<H>, env: &mut E) ->
 }
 
 fn api_key<H: Host>(config: &Config, request: &Request<H>) -> Authn {
-    let (source, key) = match first(&config.api_key.sources, request) {
+    let (source, key) = match single(&config.api_key.sources, request) {
         Ok(Some(found)) => found,
         Ok(None) => return Authn::Missing(Method::ApiKey),
         Err(_) => {
@@ -551,7 +551,7 @@ fn jwt<H: Host, E: Env>(
     env: &mut E,
 ) -> Result<Authn, Need> {
     let bad = |e: JwtError| refused(Method::Jwt, e.to_string(), Some("invalid_token"));
-    let text = match first(&provider.sources, request) {
+    let text = match single(&provider.sources, request) {
         Ok(Some((_, text))) => text,
         Ok(None) => return Ok(Authn::Missing(Method::Jwt)),
         Err(_) => {

@@ -4,7 +4,7 @@
 
 use filter_common::config::{Fields, Problems, check_header_name};
 use filter_common::query::QueryOp;
-use filter_common::request::{Host, Request, query_pairs, split_query};
+use filter_common::request::{Host, Request, form_decode, query_pairs, split_query};
 use filter_common::value::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,17 +95,23 @@ impl Source {
                 .filter_map(|item| strip_prefix_ignore_case(item, prefix.as_bytes()))
                 .map(|v| v.trim_ascii().to_vec())
                 .collect(),
+            // Names compare decoded, as the upstream reads them: with
+            // `?access_token=<a>&access%5Ftoken=<b>` both are the credential
+            // (and the request holds it twice).
             Source::Query(name) => {
                 let (_, query) = split_query(request.full_path());
                 query_pairs(query)
-                    .filter(|(k, _)| *k == name.as_bytes())
-                    .map(|(_, v)| percent_decode(v))
+                    .filter(|(k, _)| *form_decode(k) == *name.as_bytes())
+                    .map(|(_, v)| form_decode(v).into_owned())
                     .collect()
             }
+            // Every pair of every `cookie` line: `jwt=<a>; jwt=<b>`, or the
+            // two in separate lines, is the credential twice.
             Source::Cookie(name) => request
-                .cookie(name)
+                .headers
+                .values("cookie")
+                .flat_map(|line| cookie_values(line, name.as_bytes()))
                 .map(<[u8]>::to_vec)
-                .into_iter()
                 .collect(),
         };
         match found.len() {
@@ -142,21 +148,30 @@ impl Source {
     }
 }
 
-/// The first source (in configured order) that holds a credential:
-/// `Ok(None)` when none does, `Err(index)` when that source holds several.
-pub fn first<H: Host>(
+/// The one credential the sources hold, with the index of its source:
+/// `Ok(None)` when none holds one, `Err(Twice)` when a source holds several
+/// or two sources hold one each. A request carrying a credential twice is
+/// refused, never guessed at: whichever copy were checked, the other could
+/// reach the upstream unchecked.
+pub fn single<H: Host>(
     sources: &[Source],
     request: &Request<H>,
-) -> Result<Option<(usize, Vec<u8>)>, usize> {
+) -> Result<Option<(usize, Vec<u8>)>, Twice> {
+    let mut found = None;
     for (i, source) in sources.iter().enumerate() {
         match source.lookup(request) {
             Lookup::Absent => {}
-            Lookup::One(value) => return Ok(Some((i, value))),
-            Lookup::Many => return Err(i),
+            Lookup::One(_) if found.is_some() => return Err(Twice),
+            Lookup::One(value) => found = Some((i, value)),
+            Lookup::Many => return Err(Twice),
         }
     }
-    Ok(None)
+    Ok(found)
 }
+
+/// A credential given more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Twice;
 
 /// The items of a header line: Envoy joins repeated lines of some headers
 /// (`authorization` among them) with `,`, and no credential contains one.
@@ -172,40 +187,25 @@ fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u
         .then(|| value.get(prefix.len()..).unwrap_or_default())
 }
 
+/// The values of the pairs named `name` in one cookie line.
+fn cookie_values<'a>(line: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+    line.split(|b| *b == b';').filter_map(move |pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|b| *b == b'=')?;
+        (pair.get(..eq)?.trim_ascii() == name)
+            .then(|| pair.get(eq + 1..).unwrap_or_default().trim_ascii())
+    })
+}
+
 /// A cookie line without the pairs named `name`.
 fn without_cookie(line: &[u8], name: &[u8]) -> Vec<u8> {
     let kept: Vec<&[u8]> = line
         .split(|b| *b == b';')
         .map(<[u8]>::trim_ascii)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| pair.split(|b| *b == b'=').next() != Some(name))
+        .filter(|pair| pair.split(|b| *b == b'=').next().map(<[u8]>::trim_ascii) != Some(name))
         .collect();
     kept.join(&b"; "[..])
-}
-
-/// `%XX` and `+` decoding of a query value (credentials are usually plain,
-/// but a client may encode `=` or `/`).
-fn percent_decode(value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(value.len());
-    let mut i = 0;
-    while let Some(&b) = value.get(i) {
-        let hex = |at: usize| value.get(at).and_then(|c| (*c as char).to_digit(16));
-        match (b, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

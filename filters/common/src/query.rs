@@ -5,7 +5,7 @@
 use crate::value::Value;
 
 use crate::config::{Fields, Problems, join, tagged};
-use crate::request::{Host, Request, encode_query_component, split_query};
+use crate::request::{Host, Request, encode_query_component, form_decode, split_query};
 use crate::template::{Side, Template, Vars};
 
 /// One edit, decoded from `{"set": {"name", "value"}}`,
@@ -66,9 +66,11 @@ impl QueryOp {
             .filter(|s| !s.is_empty())
             .map(<[u8]>::to_vec)
             .collect();
+        // Names compare as the upstream will read them (decoded), so
+        // `access%5Ftoken` is `access_token`.
         let is = |pair: &[u8], name: &str| {
             let key = pair.split(|b| *b == b'=').next().unwrap_or_default();
-            key == name.as_bytes()
+            *form_decode(key) == *name.as_bytes()
         };
         let encoded = |name: &str, value: &Template, request: &Request<H>| {
             let rendered = value.render(&Vars {

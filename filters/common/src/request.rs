@@ -2,8 +2,11 @@
 //! properties read lazily (at most once per request, and only when a rule
 //! needs them).
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::net::IpAddr;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encode};
 
 use crate::headers::HeaderMap;
 use crate::net::{ClientIpSource, forwarded_for, parse_ip};
@@ -185,21 +188,35 @@ pub fn strip_port(authority: &[u8]) -> &[u8] {
     }
 }
 
-/// Percent-encodes a query component: everything but RFC 3986 unreserved
-/// characters.
+/// What a query component may carry unescaped: RFC 3986's unreserved
+/// characters; everything else is percent-encoded.
+const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `value` percent-encoded for a query name or value (RFC 3986 unreserved
+/// characters kept, upper-case hex).
 pub fn encode_query_component(value: &[u8]) -> Vec<u8> {
-    let hex = |n: u8| if n < 10 { b'0' + n } else { b'A' + n - 10 };
-    let mut out = Vec::with_capacity(value.len());
-    for &b in value {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b);
-        } else {
-            out.push(b'%');
-            out.push(hex(b >> 4));
-            out.push(hex(b & 0xf));
-        }
+    percent_encode(value, QUERY_COMPONENT)
+        .flat_map(str::bytes)
+        .collect()
+}
+
+/// A query name or value as servers read it (HTML's form encoding, which
+/// frameworks apply to every query string): `+` is a space and `%XX` a
+/// byte; a `%` without two hex digits stays as it is. Borrowed when there
+/// is nothing to decode.
+pub fn form_decode(component: &[u8]) -> Cow<'_, [u8]> {
+    if !component.iter().any(|b| matches!(b, b'+' | b'%')) {
+        return Cow::Borrowed(component);
     }
-    out
+    let spaced: Vec<u8> = component
+        .iter()
+        .map(|b| if *b == b'+' { b' ' } else { *b })
+        .collect();
+    Cow::Owned(percent_decode(&spaced).collect())
 }
 
 /// Test support: a host answering from a table.

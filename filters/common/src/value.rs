@@ -289,7 +289,10 @@ mod tests {
             assert!(err.contains(" at line 1 column "), "{doc}: {err}");
         }
         let err = parse(br#"{"exp": 1, "\u0065xp": 2}"#).unwrap_err();
-        assert_eq!(err.to_string(), "duplicate member `exp` at line 1 column 21");
+        assert_eq!(
+            err.to_string(),
+            "duplicate member `exp` at line 1 column 21"
+        );
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! The auth filter under attack, natively: a credential sent twice or in
+//! two forms is refused (never one checked and the other forwarded), and
+//! what reaches the upstream carries no credential that was not checked.
+//! Each test here failed before its fix (issue 25).
+
+use auth::Config;
+use auth::answer::{apply, strip_outputs};
+use auth::policy::{AuthzAnswer, Caches, Decision, Env, Keys, evaluate};
+use filter_common::headers::HeaderMap;
+use filter_common::request::{Request, TableHost};
+use serde_json::json;
+
+mod common;
+
+use common::{KEY, jwks, token};
+
+fn valid() -> String {
+    token(&json!({"sub": "alice", "exp": 4_102_444_800u64}))
+}
+
+fn forged() -> String {
+    format!("{}x", valid())
+}
+
+struct Fake(Caches);
+
+impl Env for Fake {
+    fn now(&self) -> u64 {
+        1_800_000_000
+    }
+    fn keys(&mut self, _provider: usize, _unknown_kid: bool) -> Keys {
+        Keys::Failed
+    }
+    fn authz(&self) -> Option<&AuthzAnswer> {
+        None
+    }
+    fn caches(&mut self) -> &mut Caches {
+        &mut self.0
+    }
+}
+
+fn request(path: &str, headers: &[(&str, &str)]) -> Request<TableHost> {
+    let mut entries = vec![
+        (":method".to_owned(), b"GET".to_vec()),
+        (":path".to_owned(), path.as_bytes().to_vec()),
+        (":authority".to_owned(), b"api.example".to_vec()),
+    ];
+    entries.extend(
+        headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
+    );
+    Request::new(HeaderMap::new(entries), TableHost::default())
+}
+
+/// A provider reading the token from a header, a query parameter and a
+/// cookie; `forward` and the rule's requirement as given.
+fn config(forward: bool, require: serde_json::Value) -> Config {
+    let c = json!({
+        "jwt_providers": [{
+            "name": "local", "local_jwks": jwks(), "forward": forward,
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+            "from_params": ["access_token"],
+            "from_cookies": ["jwt"]
+        }],
+        "rules": [{"require": require}]
+    });
+    Config::parse(c.to_string().as_bytes()).unwrap_or_else(|p| panic!("{p}"))
+}
+
+/// The decision, and the request as the upstream would get it when allowed.
+fn run(c: &Config, path: &str, headers: &[(&str, &str)]) -> (Decision, Request<TableHost>) {
+    let mut r = request(path, headers);
+    let decision = evaluate(c, &r, &mut Fake(Caches::new(16)))
+        .unwrap()
+        .decision;
+    if let Decision::Allow(passed) = &decision {
+        strip_outputs(c, &mut r);
+        apply(c, passed, &mut r);
+    }
+    (decision, r)
+}
+
+#[test]
+fn a_query_name_is_the_credential_however_it_is_encoded() {
+    let (good, bad) = (valid(), forged());
+    for forward in [false, true] {
+        let c = config(forward, json!({"jwt": "local"}));
+        for second in [
+            "access%5Ftoken",
+            "access%5ftoken",
+            "acc%65ss_token",
+            "access_token",
+        ] {
+            let path = format!("/o?access_token={good}&{second}={bad}");
+            let (decision, _) = run(&c, &path, &[]);
+            assert!(
+                matches!(decision, Decision::Unauthorized(ref r) if r.reason == "Jwt is given more than once"),
+                "{second} (forward {forward}): {decision:?}"
+            );
+        }
+        // One encoded name alone is the credential, checked and hidden.
+        let (decision, r) = run(&c, &format!("/o?access%5Ftoken={good}&page=2"), &[]);
+        assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
+        let path = String::from_utf8(r.headers.get(":path").unwrap()).unwrap();
+        if forward {
+            assert!(path.contains(&good), "{path}");
+        } else {
+            assert_eq!(path, "/o?page=2");
+        }
+    }
+    // Under allow_missing a forged token under an encoded name is checked,
+    // not let through as "missing".
+    let c = config(false, json!({"allow_missing": {"jwt": "local"}}));
+    let (decision, _) = run(&c, &format!("/o?access%5Ftoken={}", forged()), &[]);
+    assert!(
+        matches!(decision, Decision::Unauthorized(_)),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn a_cookie_given_twice_is_refused_in_one_line_or_two() {
+    let (good, bad) = (valid(), forged());
+    let c = config(true, json!({"jwt": "local"}));
+    for headers in [
+        vec![("cookie", format!("jwt={good}; jwt={bad}"))],
+        vec![
+            ("cookie", format!("a=1; jwt={good}")),
+            ("cookie", format!("jwt={bad}")),
+        ],
+        vec![("cookie", format!("jwt={good};jwt ={bad}"))],
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (decision, _) = run(&c, "/o", &headers);
+        assert!(
+            matches!(decision, Decision::Unauthorized(ref r) if r.reason == "Jwt is given more than once"),
+            "{headers:?}: {decision:?}"
+        );
+    }
+}
+
+#[test]
+fn a_credential_in_two_places_is_refused() {
+    let (good, bad) = (valid(), forged());
+    let c = config(true, json!({"jwt": "local"}));
+    let bearer = format!("Bearer {good}");
+    let cookie = format!("jwt={bad}");
+    for (path, headers) in [
+        (
+            format!("/o?access_token={bad}"),
+            vec![("authorization", bearer.as_str())],
+        ),
+        (
+            "/o".to_owned(),
+            vec![
+                ("authorization", bearer.as_str()),
+                ("cookie", cookie.as_str()),
+            ],
+        ),
+        (
+            format!("/o?access_token={good}"),
+            vec![("cookie", cookie.as_str())],
+        ),
+    ] {
+        let (decision, _) = run(&c, &path, &headers);
+        assert!(
+            matches!(decision, Decision::Unauthorized(ref r) if r.reason == "Jwt is given more than once"),
+            "{path} {headers:?}: {decision:?}"
+        );
+    }
+}
+
+#[test]
+fn an_api_key_in_two_places_or_two_encodings_is_refused() {
+    let c = json!({
+        "consumers": [{"name": "billing", "api_keys": [KEY]}],
+        "api_key": {"sources": [{"header": "x-api-key"}, {"query": "api_key"}], "hide": true},
+        "rules": [{"require": "api_key"}]
+    });
+    let c = Config::parse(c.to_string().as_bytes()).unwrap_or_else(|p| panic!("{p}"));
+    let forged = "k_live_forged_forged_forged";
+    for (path, headers) in [
+        (format!("/o?api_key={KEY}"), vec![("x-api-key", forged)]),
+        (format!("/o?api_key={KEY}&api%5Fkey={forged}"), vec![]),
+        (format!("/o?api%5fkey={forged}"), vec![("x-api-key", KEY)]),
+    ] {
+        let (decision, _) = run(&c, &path, &headers);
+        assert!(
+            matches!(decision, Decision::Unauthorized(ref r) if r.reason.contains("More than one API key")),
+            "{path} {headers:?}: {decision:?}"
+        );
+    }
+    // Alone under an encoded name: checked, and hidden from the upstream.
+    let (decision, r) = run(&c, &format!("/o?api%5Fkey={KEY}&x=1"), &[]);
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
+    assert_eq!(r.headers.get(":path"), Some(b"/o?x=1".to_vec()));
+}
