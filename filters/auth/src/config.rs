@@ -602,6 +602,12 @@ fn decode_consumers(f: &Fields<'_>, config: &mut Config, problems: &mut Problems
                 "a consumer name must be non-empty printable text",
             );
         }
+        if name.contains(':') {
+            problems.push(
+                &c.at("name"),
+                "a consumer name cannot contain `:` (`<provider>:<claim value>` names a token no consumer maps)",
+            );
+        }
         if config.consumers.iter().any(|n| n == name) {
             problems.push(&c.at("name"), format!("consumer `{name}` is defined twice"));
         }
@@ -697,6 +703,21 @@ fn decode_rule(value: &Value, at: &str, config: &Config, problems: &mut Problems
         .into_iter()
         .map(str::to_owned)
         .collect();
+    for (i, identity) in identities.iter().enumerate() {
+        let known = match identity.split_once(':') {
+            Some((provider, _)) => config.providers.iter().any(|p| p.name == provider),
+            None => config.consumers.iter().any(|c| c == identity),
+        };
+        if !known {
+            problems.push(
+                &join(&identities_at, &i),
+                format!(
+                    "`{identity}` is neither a consumer nor `<provider>:<claim value>` of a provider \
+                     (a token whose claim maps to no consumer is named `<provider>:<claim value>`)"
+                ),
+            );
+        }
+    }
     if r.value("identities").is_some() && identities.is_empty() {
         problems.push(
             &identities_at,

@@ -631,7 +631,9 @@ fn jwt<H: Host, E: Env>(
             .iter()
             .find(|(claim_value, _)| claim_value.as_bytes() == value.as_slice())
             .and_then(|(_, c)| identity_of(config, *c))
-            .unwrap_or_else(|| String::from_utf8_lossy(&value).into_owned())
+            // Unmapped: in the provider's namespace, so a token can never
+            // take a consumer's name (consumer names hold no `:`).
+            .unwrap_or_else(|| format!("{}:{}", provider.name, String::from_utf8_lossy(&value)))
     });
     Ok(Authn::Passed(Passed {
         identity,

@@ -196,3 +196,55 @@ fn an_api_key_in_two_places_or_two_encodings_is_refused() {
     assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
     assert_eq!(r.headers.get(":path"), Some(b"/o?x=1".to_vec()));
 }
+
+#[test]
+fn a_token_cannot_take_a_consumers_identity() {
+    let c = json!({
+        "consumers": [{"name": "ops", "basic": {"username": "ops", "password_hash": "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="}}],
+        "jwt_providers": [{"name": "social", "local_jwks": jwks()}],
+        "rules": [
+            {"match": {"path": {"prefix": "/admin"}}, "require": {"any": ["basic", {"jwt": "social"}]}, "identities": ["ops"]},
+            {"require": {"jwt": "social"}}
+        ]
+    });
+    let c = Config::parse(c.to_string().as_bytes()).unwrap_or_else(|p| panic!("{p}"));
+    let ops_token = format!(
+        "Bearer {}",
+        token(&json!({"sub": "ops", "exp": 4_102_444_800u64}))
+    );
+    // A `social` token whose `sub` is `ops` is not the consumer `ops`.
+    let (decision, _) = run(&c, "/admin", &[("authorization", &ops_token)]);
+    assert!(matches!(decision, Decision::Forbidden(_)), "{decision:?}");
+    // Elsewhere it passes, named in its provider's namespace upstream.
+    let (decision, r) = run(
+        &c,
+        "/orders",
+        &[("authorization", &ops_token), ("x-auth-identity", "ops")],
+    );
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
+    assert_eq!(
+        r.headers.get("x-auth-identity"),
+        Some(b"social:ops".to_vec())
+    );
+}
+
+#[test]
+fn identities_name_consumers_or_provider_namespaces() {
+    let c = json!({
+        "consumers": [{"name": "a:b", "api_keys": ["k_live_0123456789abcdef"]}, {"name": "ops", "api_keys": ["k_live_fedcba9876543210"]}],
+        "jwt_providers": [{"name": "social", "local_jwks": jwks()}],
+        "rules": [{"require": {"any": ["api_key", {"jwt": "social"}]}, "identities": ["ops", "social:alice", "bob", "other:x"]}]
+    });
+    let text = Config::parse(c.to_string().as_bytes())
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "/consumers/0/name: a consumer name cannot contain `:`",
+        "/rules/0/identities/2: `bob` is neither a consumer nor `<provider>:<claim value>`",
+        "/rules/0/identities/3: `other:x` is neither a consumer",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in {text}");
+    }
+    assert!(!text.contains("identities/0"), "{text}");
+    assert!(!text.contains("identities/1"), "{text}");
+}

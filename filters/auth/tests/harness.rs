@@ -385,7 +385,8 @@ fn body_and_trailers_wait_with_the_headers_until_the_decision() {
     let upstream = vm.stream(id).unwrap().upstream_request().clone();
     assert_eq!(
         upstream.headers.unwrap().get("x-auth-identity"),
-        Some("alice")
+        Some("main:alice"),
+        "an unmapped token's identity is in its provider's namespace"
     );
     assert_eq!(
         (upstream.body.as_slice(), upstream.complete),
