@@ -28,6 +28,9 @@ pub enum JwtError {
     PayloadBadJson,
     ClaimNotString(&'static str),
     ClaimNotNumber(&'static str),
+    /// A claim the configuration copies to a header (or names the identity
+    /// with) holds bytes no header value may carry.
+    ClaimNotHeaderSafe(String),
     SignatureBadBase64,
     Expired,
     NotYetValid,
@@ -63,6 +66,9 @@ impl fmt::Display for JwtError {
                     f,
                     "Jwt payload [{claim}] field is not a positive 64 bit integer"
                 )
+            }
+            Self::ClaimNotHeaderSafe(claim) => {
+                write!(f, "Jwt payload [{claim}] cannot be a header value")
             }
             Self::SignatureBadBase64 => {
                 f.write_str("Jwt signature is an invalid Base64url encoded")

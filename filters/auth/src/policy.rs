@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use filter_common::headers::is_field_value;
 use filter_common::reply::LocalReply;
 use filter_common::request::{Host, Request};
 use filter_common::value::{Map, Value};
@@ -635,6 +636,24 @@ fn jwt<H: Host, E: Env>(
             // take a consumer's name (consumer names hold no `:`).
             .unwrap_or_else(|| format!("{}:{}", provider.name, String::from_utf8_lossy(&value)))
     });
+    // Fail closed on what would go upstream as a header: a CR, LF or NUL
+    // would make Envoy answer 503 after the request was allowed (or split
+    // the line); the value itself is never logged.
+    if identity
+        .as_ref()
+        .is_some_and(|i| !is_field_value(i.as_bytes()))
+    {
+        return Ok(bad(JwtError::ClaimNotHeaderSafe(
+            provider.identity_claim.clone(),
+        )));
+    }
+    if let Some(c) = provider
+        .claims_to_headers
+        .iter()
+        .find(|c| claim(&token.claims, &c.claim).is_some_and(|v| !is_field_value(&claim_text(v))))
+    {
+        return Ok(bad(JwtError::ClaimNotHeaderSafe(c.claim.join("."))));
+    }
     Ok(Authn::Passed(Passed {
         identity,
         methods: vec![Method::Jwt],

@@ -248,3 +248,48 @@ fn identities_name_consumers_or_provider_namespaces() {
     assert!(!text.contains("identities/0"), "{text}");
     assert!(!text.contains("identities/1"), "{text}");
 }
+
+#[test]
+fn a_claim_that_cannot_be_a_header_value_refuses_the_token() {
+    let c = json!({
+        "jwt_providers": [{"name": "local", "local_jwks": jwks(),
+            "claims_to_headers": [{"claim": "org.name", "header": "x-org"}]}],
+        "rules": [{"require": {"jwt": "local"}}]
+    });
+    let c = Config::parse(c.to_string().as_bytes()).unwrap_or_else(|p| panic!("{p}"));
+    let with = |claims: serde_json::Value| {
+        let bearer = format!("Bearer {}", token(&claims));
+        run(&c, "/o", &[("authorization", &bearer)]).0
+    };
+    let exp = 4_102_444_800u64;
+    for (claims, claim) in [
+        (
+            json!({"sub": "a", "exp": exp, "org": {"name": "x\r\nx-admin: 1"}}),
+            "org.name",
+        ),
+        (
+            json!({"sub": "a", "exp": exp, "org": {"name": ["ok", "n\u{0}l"]}}),
+            "org.name",
+        ),
+        (json!({"sub": "a\nb", "exp": exp}), "sub"),
+        (json!({"sub": "a\u{7f}", "exp": exp}), "sub"),
+    ] {
+        let decision = with(claims.clone());
+        assert!(
+            matches!(&decision, Decision::Unauthorized(r)
+                if r.reason == format!("Jwt payload [{claim}] cannot be a header value")
+                    && r.code == Some("invalid_token")),
+            "{claims}: {decision:?}"
+        );
+    }
+    // Tabs, spaces, non-ASCII and nested JSON (its escapes are text) pass.
+    for claims in [
+        json!({"sub": "a\tb c", "exp": exp, "org": {"name": "Zürich"}}),
+        json!({"sub": "a", "exp": exp, "org": {"name": {"raw": "x\ny"}}}),
+    ] {
+        assert!(
+            matches!(with(claims.clone()), Decision::Allow(_)),
+            "{claims}"
+        );
+    }
+}

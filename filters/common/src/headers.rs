@@ -357,6 +357,16 @@ impl HeaderMap {
     }
 }
 
+/// Whether `value` can be a header field value as Envoy sends it (RFC 9110
+/// §5.5): visible characters, spaces, tabs and obs-text; never CR, LF, NUL or
+/// another control character, which Envoy answers with 503 after the filters
+/// ran, or which would split the line.
+pub fn is_field_value(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
