@@ -86,6 +86,18 @@ impl PasswordHash {
     pub fn is_slow(&self) -> bool {
         matches!(self, Self::Bcrypt(_))
     }
+
+    /// What checking a password costs, to order hashes: bcrypt's cost
+    /// factor above every digest (which cost microseconds).
+    pub fn cost(&self) -> u32 {
+        match self {
+            Self::Bcrypt(hash) => hash
+                .get(4..6)
+                .and_then(|c| c.parse().ok())
+                .map_or(1, |cost: u32| cost + 1),
+            _ => 0,
+        }
+    }
 }
 
 /// Why a Basic `Authorization` value is refused.

@@ -479,6 +479,12 @@ fn basic<H: Host, E: Env>(config: &Config, request: &Request<H>, env: &mut E) ->
         .enumerate()
         .find(|(_, u)| u.user == user)
     else {
+        // An unknown user costs what a known one does: the password is
+        // checked against the costliest configured hash and the answer
+        // dropped, so the time does not tell which users exist.
+        if let Some(decoy) = basic_decoy(config) {
+            let _ = decoy.verify(&password);
+        }
         return bad();
     };
     let ok = if entry.hash.is_slow() {
@@ -507,6 +513,15 @@ fn basic<H: Host, E: Env>(config: &Config, request: &Request<H>, env: &mut E) ->
         methods: vec![Method::Basic],
         ..Passed::default()
     })
+}
+
+/// The configured hash that costs the most to check (see [`basic`]).
+pub fn basic_decoy(config: &Config) -> Option<&crate::basic::PasswordHash> {
+    config
+        .basic_users
+        .iter()
+        .map(|u| &u.hash)
+        .max_by_key(|h| h.cost())
 }
 
 fn api_key<H: Host>(config: &Config, request: &Request<H>) -> Authn {

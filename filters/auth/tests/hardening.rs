@@ -293,3 +293,39 @@ fn a_claim_that_cannot_be_a_header_value_refuses_the_token() {
         );
     }
 }
+
+#[test]
+fn an_unknown_basic_user_is_checked_against_the_costliest_hash() {
+    let bcrypt = |password: &str, cost: u32| {
+        bcrypt::hash_with_salt(password, cost, [7; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY)
+    };
+    let c = json!({
+        "consumers": [
+            {"name": "a", "basic": {"username": "a", "password_hash": "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="}},
+            {"name": "b", "basic": {"username": "b", "password_hash": bcrypt("pb", 4)}},
+            {"name": "c", "basic": {"username": "c", "password_hash": bcrypt("pc", 5)}},
+            {"name": "d", "basic": {"username": "d", "password_hash": bcrypt("pd", 4)}}
+        ],
+        "rules": [{"require": "basic"}]
+    });
+    let c = Config::parse(c.to_string().as_bytes()).unwrap_or_else(|p| panic!("{p}"));
+    let decoy = auth::policy::basic_decoy(&c).unwrap();
+    assert_eq!(decoy, &c.basic_users[2].hash, "user c's cost-5 hash");
+    assert!(decoy.verify(b"pc"));
+    // The unknown user's answer is the wrong password's, word for word
+    // (`benches/benches/basic_auth.rs` shows the time is the same too).
+    let basic = |user_pass: &str| {
+        use base64::Engine as _;
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        );
+        run(&c, "/o", &[("authorization", &value)]).0
+    };
+    let (unknown, wrong) = (basic("zed:pc"), basic("c:nope"));
+    assert!(matches!(&unknown, Decision::Unauthorized(_)), "{unknown:?}");
+    assert_eq!(format!("{unknown:?}"), format!("{wrong:?}"));
+    assert!(matches!(basic("c:pc"), Decision::Allow(_)));
+}
