@@ -186,9 +186,14 @@ fn local(
 }
 
 /// Removes every header this filter sets, whatever the client sent in them:
-/// the identity header, providers' payload and claim headers.
+/// the identity header, providers' payload and claim headers, and the
+/// authorization service's `upstream_headers` (so a client's `x-user`
+/// never passes when the service's answer lacks it).
 pub fn strip_outputs<H: Host>(config: &Config, request: &mut Request<H>) {
     request.headers.remove(&config.identity_header);
+    for name in config.ext_authz.iter().flat_map(|a| &a.upstream_headers) {
+        request.headers.remove(&name.to_ascii_lowercase());
+    }
     for provider in &config.providers {
         if let Some(h) = &provider.payload_header {
             request.headers.remove(h);

@@ -88,6 +88,9 @@ pub struct Provider {
     /// Claim value → consumer, from consumers' `jwt` entries.
     pub consumers: Vec<(String, usize)>,
     pub max_token_bytes: usize,
+    /// The most keys (that fit its `alg`) a token without `kid` is tried
+    /// against: each try may cost milliseconds, chosen by the caller.
+    pub max_keys_without_kid: usize,
 }
 
 #[derive(Debug)]
@@ -288,6 +291,10 @@ fn decode_api_key(f: &Fields<'_>, problems: &mut Problems) -> (Vec<Source>, bool
     (sources, api.flag("hide", problems))
 }
 
+/// How many keys a token without `kid` is tried against, unless the
+/// provider says (see [`Provider::max_keys_without_kid`]).
+pub const DEFAULT_KEYS_WITHOUT_KID: usize = 3;
+
 fn decode_providers(f: &Fields<'_>, problems: &mut Problems) -> Vec<Provider> {
     const KNOWN: &[&str] = &[
         "name",
@@ -307,6 +314,7 @@ fn decode_providers(f: &Fields<'_>, problems: &mut Problems) -> Vec<Provider> {
         "claims_to_headers",
         "identity_claim",
         "max_token_bytes",
+        "max_keys_without_kid",
     ];
     let at = f.at("jwt_providers");
     let mut providers: Vec<Provider> = Vec::new();
@@ -417,6 +425,11 @@ fn decode_providers(f: &Fields<'_>, problems: &mut Problems) -> Vec<Provider> {
                 .to_owned(),
             consumers: Vec::new(),
             max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(usize::MAX),
+            max_keys_without_kid: p
+                .integer("max_keys_without_kid", 1, 64, problems)
+                .map_or(DEFAULT_KEYS_WITHOUT_KID, |n| {
+                    usize::try_from(n).unwrap_or(DEFAULT_KEYS_WITHOUT_KID)
+                }),
         });
     }
     providers

@@ -52,10 +52,25 @@ impl Alg {
         })
     }
 
+    /// The shortest HMAC key this algorithm takes: its hash's length
+    /// (RFC 7518 §3.2); 0 for the others.
+    pub fn min_secret_len(self) -> usize {
+        match self {
+            Self::Hs256 => 32,
+            Self::Hs384 => 48,
+            Self::Hs512 => 64,
+            _ => 0,
+        }
+    }
+
     /// Whether keys of this material verify this algorithm: HMAC only with
-    /// `oct` secrets, RSA only with RSA keys, each curve with its own — so a
-    /// public key can never become an HMAC secret (algorithm confusion).
+    /// `oct` secrets at least as long as its hash, RSA only with RSA keys,
+    /// each curve with its own — so a public key can never become an HMAC
+    /// secret (algorithm confusion).
     pub fn fits(self, material: &Material) -> bool {
+        if let Material::Secret(k) = material {
+            return k.len() >= self.min_secret_len() && self.min_secret_len() > 0;
+        }
         matches!(
             (self, material),
             (Self::Hs256 | Self::Hs384 | Self::Hs512, Material::Secret(_))
@@ -96,6 +111,9 @@ pub struct Jwk {
     pub alg: Option<Alg>,
     pub material: Material,
 }
+
+/// The shortest `oct` key accepted at all (HS256's hash length).
+const MIN_SECRET: usize = 32;
 
 /// A parsed key set.
 #[derive(Clone, Debug, Default)]
@@ -224,6 +242,16 @@ fn parse_key(key: &Value) -> Result<Result<Jwk, String>, String> {
             let k = bytes("k")?;
             if k.is_empty() {
                 return Err("an `oct` key's `k` is empty".into());
+            }
+            // RFC 7518 §3.2: an HMAC key is at least as long as the hash
+            // (a non-HMAC `alg` is refused below as not fitting).
+            let least = alg.map_or(MIN_SECRET, Alg::min_secret_len);
+            if k.len() < least {
+                return Err(format!(
+                    "an `oct` key must be at least {least} bytes (RFC 7518 §3.2: as long as the \
+                     hash), this one has {}",
+                    k.len()
+                ));
             }
             Material::Secret(k)
         }

@@ -24,6 +24,9 @@ pub enum JwtError {
     AlgMissing,
     AlgNotImplemented,
     KidNotString,
+    /// The header lists critical extensions (RFC 7515 §4.1.11); this
+    /// verifier understands none, so it must refuse.
+    CritNotSupported,
     PayloadBadBase64,
     PayloadBadJson,
     ClaimNotString(&'static str),
@@ -58,6 +61,9 @@ impl fmt::Display for JwtError {
             }
             Self::AlgNotImplemented => f.write_str("Jwt header [alg] is not supported"),
             Self::KidNotString => f.write_str("Jwt header [kid] field is not a string"),
+            Self::CritNotSupported => {
+                f.write_str("Jwt header [crit] names extensions that are not supported")
+            }
             Self::PayloadBadBase64 => f.write_str("Jwt payload is an invalid Base64url encoded"),
             Self::PayloadBadJson => f.write_str("Jwt payload is an invalid JSON"),
             Self::ClaimNotString(claim) => write!(f, "Jwt payload [{claim}] field is not a string"),
@@ -144,6 +150,9 @@ impl<'a> Token<'a> {
             Some(Value::String(kid)) => Some(kid.clone()),
             Some(_) => return Err(JwtError::KidNotString),
         };
+        if header.get("crit").is_some() {
+            return Err(JwtError::CritNotSupported);
+        }
         let decoded = decode_base64url(payload_b64.as_bytes()).ok_or(JwtError::PayloadBadBase64)?;
         let Ok(Value::Object(claims)) = filter_common::value::parse(&decoded) else {
             return Err(JwtError::PayloadBadJson);
@@ -203,13 +212,24 @@ impl<'a> Token<'a> {
     ///
     /// `NoMatchingKey` when no key fits; `VerificationFailed` when none
     /// verifies.
-    pub fn verify(&self, jwks: &Jwks) -> Result<(), JwtError> {
+    ///
+    /// A token without `kid` is tried against at most
+    /// `max_keys_without_kid` keys that fit its `alg`, in the set's order:
+    /// each try of a P-521 or 4096-bit RSA key costs milliseconds in wasm,
+    /// and an unauthenticated caller chooses how many tries a token costs.
+    pub fn verify(&self, jwks: &Jwks, max_keys_without_kid: usize) -> Result<(), JwtError> {
+        let limit = if self.kid.is_some() {
+            usize::MAX
+        } else {
+            max_keys_without_kid
+        };
         let mut candidates = jwks
             .keys
             .iter()
             .filter(|key| self.kid.is_none() || key.kid == self.kid)
             .filter(|key| key.alg.is_none_or(|alg| alg == self.alg))
             .filter(|key| self.alg.fits(&key.material))
+            .take(limit)
             .peekable();
         if candidates.peek().is_none() {
             return Err(JwtError::NoMatchingKey);

@@ -617,7 +617,7 @@ fn jwt<H: Host, E: Env>(
         },
     };
     if env.caches().tokens.get(&cache_key) != Some(generation) {
-        let verified_with = match token.verify(&jwks) {
+        let verified_with = match token.verify(&jwks, provider.max_keys_without_kid) {
             Ok(()) => generation,
             Err(JwtError::NoMatchingKey) if matches!(provider.jwks, JwksSource::Remote(_)) => {
                 // The issuer may have rotated its keys: refetch (the proxy
@@ -629,10 +629,12 @@ fn jwt<H: Host, E: Env>(
                             refresh: true,
                         });
                     }
-                    Keys::Ready(fresh, g) if g != generation => match token.verify(&fresh) {
-                        Ok(()) => g,
-                        Err(e) => return Ok(bad(e)),
-                    },
+                    Keys::Ready(fresh, g) if g != generation => {
+                        match token.verify(&fresh, provider.max_keys_without_kid) {
+                            Ok(()) => g,
+                            Err(e) => return Ok(bad(e)),
+                        }
+                    }
                     _ => return Ok(bad(JwtError::NoMatchingKey)),
                 }
             }

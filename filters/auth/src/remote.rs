@@ -171,7 +171,7 @@ mod tests {
     use super::*;
 
     const JWKS: &[u8] =
-        br#"{"keys":[{"kty":"oct","kid":"a","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}"#;
+        br#"{"keys":[{"kty":"oct","kid":"a","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldCE"}]}"#;
 
     fn remote() -> RemoteJwks {
         RemoteJwks {

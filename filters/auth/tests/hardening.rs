@@ -22,7 +22,9 @@ fn forged() -> String {
     format!("{}x", valid())
 }
 
-struct Fake(Caches);
+/// Local keys only; the authorization service, when asked, allows and
+/// sets no header.
+struct Fake(Caches, AuthzAnswer);
 
 impl Env for Fake {
     fn now(&self) -> u64 {
@@ -32,7 +34,7 @@ impl Env for Fake {
         Keys::Failed
     }
     fn authz(&self) -> Option<&AuthzAnswer> {
-        None
+        Some(&self.1)
     }
     fn caches(&mut self) -> &mut Caches {
         &mut self.0
@@ -71,9 +73,13 @@ fn config(forward: bool, require: serde_json::Value) -> Config {
 /// The decision, and the request as the upstream would get it when allowed.
 fn run(c: &Config, path: &str, headers: &[(&str, &str)]) -> (Decision, Request<TableHost>) {
     let mut r = request(path, headers);
-    let decision = evaluate(c, &r, &mut Fake(Caches::new(16)))
-        .unwrap()
-        .decision;
+    let decision = evaluate(
+        c,
+        &r,
+        &mut Fake(Caches::new(16), AuthzAnswer::Allowed(vec![])),
+    )
+    .unwrap()
+    .decision;
     if let Decision::Allow(passed) = &decision {
         strip_outputs(c, &mut r);
         apply(c, passed, &mut r);
@@ -328,4 +334,156 @@ fn an_unknown_basic_user_is_checked_against_the_costliest_hash() {
     assert!(matches!(&unknown, Decision::Unauthorized(_)), "{unknown:?}");
     assert_eq!(format!("{unknown:?}"), format!("{wrong:?}"));
     assert!(matches!(basic("c:pc"), Decision::Allow(_)));
+}
+
+/// An HS256 token over raw header and claims text, signed with `secret`.
+fn signed(header: &str, claims: &str, secret: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+fn jwt_config(provider: serde_json::Value) -> Result<Config, String> {
+    let c = json!({"jwt_providers": [provider], "rules": [{"require": {"jwt": "p"}}]});
+    Config::parse(c.to_string().as_bytes()).map_err(|p| p.to_string())
+}
+
+fn bearer(c: &Config, token: &str) -> Decision {
+    run(c, "/o", &[("authorization", &format!("Bearer {token}"))]).0
+}
+
+fn refused_with(decision: &Decision, reason: &str) -> bool {
+    matches!(decision, Decision::Unauthorized(r) if r.reason == reason)
+}
+
+#[test]
+fn a_critical_header_extension_is_refused() {
+    let c = jwt_config(json!({"name": "p", "local_jwks": jwks()})).unwrap();
+    let claims = r#"{"sub":"a","exp":4102444800}"#;
+    let secret = common::SECRET;
+    assert!(matches!(
+        bearer(&c, &signed(r#"{"alg":"HS256","kid":"hs"}"#, claims, secret)),
+        Decision::Allow(_)
+    ));
+    for header in [
+        r#"{"alg":"HS256","kid":"hs","crit":["b64"],"b64":false}"#,
+        r#"{"alg":"HS256","kid":"hs","crit":["exp"],"exp":1}"#,
+        r#"{"alg":"HS256","kid":"hs","crit":[]}"#,
+    ] {
+        let decision = bearer(&c, &signed(header, claims, secret));
+        assert!(
+            refused_with(
+                &decision,
+                "Jwt header [crit] names extensions that are not supported"
+            ),
+            "{header}: {decision:?}"
+        );
+    }
+}
+
+#[test]
+fn the_client_cannot_send_what_the_authorization_service_sets() {
+    let c = json!({
+        "ext_authz": {"cluster": "authz", "upstream_headers": ["x-user", "x-tenant"]},
+        "rules": [{"require": "ext_authz"}]
+    });
+    let c = Config::parse(c.to_string().as_bytes()).unwrap_or_else(|p| panic!("{p}"));
+    let (decision, r) = run(
+        &c,
+        "/o",
+        &[
+            ("x-user", "admin"),
+            ("x-tenant", "root"),
+            ("x-other", "kept"),
+        ],
+    );
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
+    assert!(!r.headers.contains("x-user"));
+    assert!(!r.headers.contains("x-tenant"));
+    assert_eq!(r.headers.get("x-other"), Some(b"kept".to_vec()));
+}
+
+#[test]
+fn hmac_keys_are_at_least_as_long_as_their_hash() {
+    use base64::Engine as _;
+    let k = |n: usize| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vec![7u8; n]);
+    let err = jwt_config(json!({"name": "p", "local_jwks": {"keys": [{"kty": "oct", "k": k(1)}]}}))
+        .unwrap_err();
+    assert!(
+        err.contains(
+            "/jwt_providers/0/local_jwks: keys[0]: an `oct` key must be at least 32 bytes"
+        ),
+        "{err}"
+    );
+    let err = jwt_config(
+        json!({"name": "p", "local_jwks": {"keys": [{"kty": "oct", "alg": "HS512", "k": k(48)}]}}),
+    )
+    .unwrap_err();
+    assert!(err.contains("must be at least 64 bytes"), "{err}");
+    // A 32-byte key without `alg` verifies HS256, never HS512.
+    let c = jwt_config(json!({"name": "p", "local_jwks": {"keys": [{"kty": "oct", "k": k(32)}]}}))
+        .unwrap();
+    let claims = r#"{"sub":"a","exp":4102444800}"#;
+    assert!(matches!(
+        bearer(&c, &signed(r#"{"alg":"HS256"}"#, claims, &[7; 32])),
+        Decision::Allow(_)
+    ));
+    let hs512 = {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let input = format!("{}.{}", b64(br#"{"alg":"HS512"}"#), b64(claims.as_bytes()));
+        let mut mac = <hmac::Hmac<sha2::Sha512> as hmac::Mac>::new_from_slice(&[7; 32]).unwrap();
+        mac.update(input.as_bytes());
+        format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+    };
+    let decision = bearer(&c, &hs512);
+    assert!(
+        refused_with(
+            &decision,
+            "Jwks doesn't have key to match kid or alg from Jwt"
+        ),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn a_token_without_kid_is_tried_against_a_few_keys_only() {
+    use base64::Engine as _;
+    let secret = |i: u8| vec![i; 32];
+    let keys: Vec<serde_json::Value> = (1..=5)
+        .map(|i| json!({"kty": "oct", "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret(i)), "kid": format!("k{i}")}))
+        .collect();
+    let claims = r#"{"sub":"a","exp":4102444800}"#;
+    let fifth = signed(r#"{"alg":"HS256"}"#, claims, &secret(5));
+    let fifth_tagged = signed(r#"{"alg":"HS256","kid":"k5"}"#, claims, &secret(5));
+    let third = signed(r#"{"alg":"HS256"}"#, claims, &secret(3));
+    let c = jwt_config(json!({"name": "p", "local_jwks": {"keys": keys}})).unwrap();
+    assert!(
+        matches!(bearer(&c, &third), Decision::Allow(_)),
+        "within the default 3"
+    );
+    let decision = bearer(&c, &fifth);
+    assert!(
+        refused_with(&decision, "Jwt verification fails"),
+        "{decision:?}"
+    );
+    assert!(
+        matches!(bearer(&c, &fifth_tagged), Decision::Allow(_)),
+        "a kid picks its key"
+    );
+    let c =
+        jwt_config(json!({"name": "p", "local_jwks": {"keys": keys}, "max_keys_without_kid": 5}))
+            .unwrap();
+    assert!(matches!(bearer(&c, &fifth), Decision::Allow(_)));
+    let err = jwt_config(json!({"name": "p", "local_jwks": jwks(), "max_keys_without_kid": 0}))
+        .unwrap_err();
+    assert!(
+        err.contains("/jwt_providers/0/max_keys_without_kid"),
+        "{err}"
+    );
 }
