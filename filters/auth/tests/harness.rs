@@ -400,3 +400,126 @@ fn encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// Property: a credential placed twice, in two places or under an encoded
+/// name is never allowed through, and whatever is allowed carries no
+/// credential that was not checked. Random requests through the module,
+/// for tokens (forwarded) and API keys (not hidden), the worst cases for
+/// smuggling: each request holds one to three placements of a valid or a
+/// forged credential, in headers, cookies (one line or several) and query
+/// parameters whose names are encoded at random.
+#[test]
+fn smuggled_second_credentials_are_never_allowed_or_forwarded() {
+    let token_config = json!({
+        "jwt_providers": [{"name": "main", "local_jwks": jwks(), "forward": true,
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+            "from_params": ["access_token"], "from_cookies": ["jwt"]}],
+        "rules": [{"require": {"jwt": "main"}}]
+    });
+    let key_config = json!({
+        "consumers": [{"name": "billing", "api_keys": [KEY]}],
+        "api_key": {"sources": [{"header": "x-api-key"}, {"query": "api_key"}, {"cookie": "key"}], "hide": false},
+        "rules": [{"require": "api_key"}]
+    });
+    let valid_token = good();
+    let forged_token = format!("{}AAAA", &valid_token[..valid_token.len() - 4]);
+    let forged_key = "k_live_forgedforgedforged";
+    let mut rng = ChaCha8Rng::seed_from_u64(25);
+    for (config, header, query_names, cookie, valid, forged) in [
+        (
+            token_config,
+            ("authorization", "Bearer "),
+            [
+                "access_token",
+                "access%5Ftoken",
+                "access%5ftoken",
+                "%61ccess_token",
+                "access_%74oken",
+            ],
+            "jwt",
+            valid_token.as_str(),
+            forged_token.as_str(),
+        ),
+        (
+            key_config,
+            ("x-api-key", ""),
+            [
+                "api_key",
+                "api%5Fkey",
+                "api%5fkey",
+                "%61pi_key",
+                "api_k%65y",
+            ],
+            "key",
+            KEY,
+            forged_key,
+        ),
+    ] {
+        let mut vm = Plugin::builder(harness_fixtures::AUTH)
+            .configuration(config.to_string())
+            .build()
+            .and_then(|p| p.start())
+            .unwrap();
+        let (mut allowed, mut refused) = (0, 0);
+        for i in 0..2_000 {
+            let placements = 1 + rng.next_u32() % 3;
+            let mut query = Vec::new();
+            let mut cookies: Vec<String> = Vec::new();
+            let mut headers = get(&[]);
+            let mut values = Vec::new();
+            for _ in 0..placements {
+                let value = if rng.next_u32() % 3 == 0 {
+                    forged
+                } else {
+                    valid
+                };
+                values.push(value);
+                match rng.next_u32() % 4 {
+                    0 => headers.push((header.0.to_owned(), format!("{}{value}", header.1))),
+                    1 => {
+                        let name = query_names[(rng.next_u32() % 5) as usize];
+                        query.push(format!("{name}={value}"));
+                    }
+                    2 => cookies.push(format!("{cookie}={value}")),
+                    _ => headers.push(("cookie".to_owned(), format!("a=1; {cookie}={value}"))),
+                }
+            }
+            if !cookies.is_empty() {
+                headers.push(("cookie".to_owned(), cookies.join("; ")));
+            }
+            query.push("page=2".to_owned());
+            headers[1].1 = format!("/o?{}", query.join("&"));
+            let mut stream = vm.http_stream();
+            stream
+                .send_request_headers(headers.clone(), true)
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+            let upstream = stream.upstream_request().clone();
+            let Some(sent) = upstream
+                .headers
+                .filter(|_| stream.local_response().is_none())
+            else {
+                refused += 1;
+                stream.finish().unwrap();
+                continue;
+            };
+            allowed += 1;
+            assert!(
+                values.len() == 1 && values[0] == valid,
+                "request {i} allowed with {} placements ({values:?}): {headers:?}",
+                values.len()
+            );
+            for (name, value) in sent.iter() {
+                assert!(
+                    !String::from_utf8_lossy(value).contains(forged),
+                    "request {i}: an unchecked credential reached the upstream in {}: {headers:?}",
+                    String::from_utf8_lossy(name)
+                );
+            }
+            stream.finish().unwrap();
+        }
+        assert!(
+            allowed > 100 && refused > 500,
+            "{allowed} allowed, {refused} refused"
+        );
+    }
+}
