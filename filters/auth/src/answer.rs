@@ -79,7 +79,12 @@ fn unauthorized(
         Some(r) => format!("auth_invalid_credentials{{{}}}", r.method.name()),
         None => "auth_missing_credentials".to_owned(),
     };
-    (local(config, 401, "Unauthorized", reason, headers), details)
+    let (status, title) = if refusal.is_some_and(|r| r.forbidden) {
+        (403, "Forbidden")
+    } else {
+        (401, "Unauthorized")
+    };
+    (local(config, status, title, reason, headers), details)
 }
 
 /// The methods a requirement can challenge for, in order, once each

@@ -40,6 +40,9 @@ const TOP: &[&str] = &[
 /// The compiled configuration.
 #[derive(Debug)]
 pub struct Config {
+    /// What the operator should know about a valid configuration, logged
+    /// at configure time: defaults that differ from Envoy's `jwt_authn`.
+    pub notices: Vec<String>,
     pub realm: String,
     pub identity_header: String,
     pub client_ip: ClientIpSource,
@@ -204,6 +207,7 @@ impl Config {
 
 fn decode(value: &Value, problems: &mut Problems) -> Config {
     let mut config = Config {
+        notices: Vec::new(),
         realm: "proxy".to_owned(),
         identity_header: DEFAULT_IDENTITY_HEADER.to_owned(),
         client_ip: ClientIpSource::Peer,
@@ -250,7 +254,7 @@ fn decode(value: &Value, problems: &mut Problems) -> Config {
     if let Some(n) = f.integer("token_cache_size", 0, 1 << 20, problems) {
         config.token_cache_size = usize::try_from(n).unwrap_or(usize::MAX);
     }
-    config.providers = decode_providers(&f, problems);
+    config.providers = decode_providers(&f, &mut config.notices, problems);
     (config.api_key.sources, config.api_key.hide) = decode_api_key(&f, problems);
     config.ext_authz = f
         .value("ext_authz")
@@ -295,7 +299,11 @@ fn decode_api_key(f: &Fields<'_>, problems: &mut Problems) -> (Vec<Source>, bool
 /// provider says (see [`Provider::max_keys_without_kid`]).
 pub const DEFAULT_KEYS_WITHOUT_KID: usize = 3;
 
-fn decode_providers(f: &Fields<'_>, problems: &mut Problems) -> Vec<Provider> {
+fn decode_providers(
+    f: &Fields<'_>,
+    notices: &mut Vec<String>,
+    problems: &mut Problems,
+) -> Vec<Provider> {
     const KNOWN: &[&str] = &[
         "name",
         "issuer",
@@ -336,8 +344,14 @@ fn decode_providers(f: &Fields<'_>, problems: &mut Problems) -> Vec<Provider> {
                 .collect(),
             ..Requirements::default()
         };
-        if let Some(b) = p.bool("require_expiration", problems) {
-            requirements.require_exp = b;
+        match p.bool("require_expiration", problems) {
+            Some(b) => requirements.require_exp = b,
+            None => notices.push(format!(
+                "{}: tokens without `exp` are refused (`require_expiration` defaults to true \
+                 here, to false in Envoy's jwt_authn; set it to accept them)",
+                p.at("require_expiration")
+                    .trim_end_matches("/require_expiration")
+            )),
         }
         requirements.max_lifetime =
             p.integer("max_lifetime_seconds", 1, u64::from(u32::MAX), problems);

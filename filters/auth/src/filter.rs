@@ -120,6 +120,9 @@ impl RootContext for Root {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {
+                for notice in &config.notices {
+                    info!("auth: {notice}");
+                }
                 info!(
                     "auth: configured with {} rules, {} consumers, {} JWT providers",
                     config.rules.len(),

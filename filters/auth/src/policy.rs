@@ -190,6 +190,9 @@ pub struct Refusal {
     pub reason: String,
     /// RFC 6750 error code for Bearer (`invalid_token`, `invalid_request`).
     pub code: Option<&'static str>,
+    /// Answered 403, not 401: a valid token for another audience, as
+    /// Envoy's `jwt_authn` answers it.
+    pub forbidden: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -423,6 +426,7 @@ fn refused(method: Method, reason: impl Into<String>, code: Option<&'static str>
         method,
         reason: reason.into(),
         code,
+        forbidden: false,
     }))
 }
 
@@ -566,7 +570,14 @@ fn jwt<H: Host, E: Env>(
     request: &Request<H>,
     env: &mut E,
 ) -> Result<Authn, Need> {
-    let bad = |e: JwtError| refused(Method::Jwt, e.to_string(), Some("invalid_token"));
+    let bad = |e: JwtError| {
+        Authn::Failed(Failure::Refused(Refusal {
+            method: Method::Jwt,
+            forbidden: e == JwtError::AudienceNotAllowed,
+            reason: e.to_string(),
+            code: Some("invalid_token"),
+        }))
+    };
     let text = match single(&provider.sources, request) {
         Ok(Some((_, text))) => text,
         Ok(None) => return Ok(Authn::Missing(Method::Jwt)),

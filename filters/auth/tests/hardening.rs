@@ -487,3 +487,37 @@ fn a_token_without_kid_is_tried_against_a_few_keys_only() {
         "{err}"
     );
 }
+
+#[test]
+fn a_token_for_another_audience_is_forbidden_as_jwt_authn_answers() {
+    let c = jwt_config(json!({"name": "p", "local_jwks": jwks(), "audiences": ["api"]})).unwrap();
+    let other = token(&json!({"sub": "a", "aud": "other", "exp": 4_102_444_800u64}));
+    let decision = bearer(&c, &other);
+    let (answer, details) = auth::answer::reply(&c, c.rules.first(), &decision).unwrap();
+    assert_eq!(answer.status, 403);
+    assert_eq!(answer.body, b"Audiences in Jwt are not allowed");
+    assert_eq!(details, "auth_invalid_credentials{jwt}");
+    let mine = token(&json!({"sub": "a", "aud": ["x", "api"], "exp": 4_102_444_800u64}));
+    assert!(matches!(bearer(&c, &mine), Decision::Allow(_)));
+}
+
+#[test]
+fn a_default_that_differs_from_jwt_authn_is_named_at_configure() {
+    let c = jwt_config(json!({"name": "p", "local_jwks": jwks()})).unwrap();
+    assert_eq!(
+        c.notices,
+        [
+            "/jwt_providers/0: tokens without `exp` are refused (`require_expiration` defaults to true here, to false in Envoy's jwt_authn; set it to accept them)"
+        ]
+    );
+    let no_exp = token(&json!({"sub": "a"}));
+    let decision = bearer(&c, &no_exp);
+    assert!(
+        refused_with(&decision, "Jwt has no expiration (exp) and one is required"),
+        "{decision:?}"
+    );
+    let c = jwt_config(json!({"name": "p", "local_jwks": jwks(), "require_expiration": false}))
+        .unwrap();
+    assert!(c.notices.is_empty());
+    assert!(matches!(bearer(&c, &no_exp), Decision::Allow(_)));
+}
