@@ -42,18 +42,25 @@ fn hundred_rules() -> String {
         r#"{"any": [{"method": {"exact": "PATCH"}}, {"query": [{"name": "v", "exact": "{i}"}]}]}"#,
         r#"{"path": {"prefix": "/api/"}, "not": {"headers": [{"name": "x-user", "present": true}]}}"#,
     ];
-    let mut rules: Vec<String> = (0..99)
+    rule_set(
+        &misses,
+        99,
+        r#"{"name": "last", "match": {"path": {"separated_prefix": "/api"}},
+            "split": {"targets": [{"cluster": "stable", "weight": 9}, {"cluster": "canary", "weight": 1}],
+                      "sticky": {"header": "x-user"}}}"#,
+    )
+}
+
+/// `count` rules cycling through `misses` (`{i}` is the rule's index), then
+/// `last`.
+fn rule_set(misses: &[&str], count: usize, last: &str) -> String {
+    let mut rules: Vec<String> = (0..count)
         .map(|i| {
             let matcher = misses[i % misses.len()].replace("{i}", &i.to_string());
             format!(r#"{{"name": "r{i}", "match": {matcher}, "cluster": "c{i}"}}"#)
         })
         .collect();
-    rules.push(
-        r#"{"name": "last", "match": {"path": {"separated_prefix": "/api"}},
-            "split": {"targets": [{"cluster": "stable", "weight": 9}, {"cluster": "canary", "weight": 1}],
-                      "sticky": {"header": "x-user"}}}"#
-            .to_owned(),
-    );
+    rules.push(last.to_owned());
     format!(r#"{{"rules": [{}]}}"#, rules.join(","))
 }
 
@@ -67,19 +74,13 @@ fn regex_rules() -> String {
         r#"{"headers": [{"name": "accept", "regex": "text/(html|plain){i}", "ignore_case": true}]}"#,
         r#"{"path": {"regex": "^/(v[0-9]+)/users/{i}/[^/]+$"}}"#,
     ];
-    let mut rules: Vec<String> = (0..20)
-        .map(|i| {
-            let matcher = misses[i % misses.len()].replace("{i}", &i.to_string());
-            format!(r#"{{"name": "r{i}", "match": {matcher}, "cluster": "c{i}"}}"#)
-        })
-        .collect();
-    rules.push(
+    rule_set(
+        &misses,
+        20,
         r#"{"name": "last", "match": {"path": {"regex": "^/api/([a-z]+)/([0-9]+)"}},
             "cluster": "api",
-            "rewrite": {"path": {"regex": {"pattern": "^/api/([a-z]+)/([0-9]+)", "substitution": "/v2/\\1/id/\\2"}}}}"#
-            .to_owned(),
-    );
-    format!(r#"{{"rules": [{}]}}"#, rules.join(","))
+            "rewrite": {"path": {"regex": {"pattern": "^/api/([a-z]+)/([0-9]+)", "substitution": "/v2/\\1/id/\\2"}}}}"#,
+    )
 }
 
 fn in_harness(c: &mut Criterion) {

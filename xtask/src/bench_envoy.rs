@@ -779,11 +779,15 @@ impl Report<'_> {
             })
             .collect();
         let max = rows.iter().map(|r| r.1).fold(1.0, f64::max);
+        // The y axis counts from the bottom: the first variant on top.
+        let row = |i: usize| rows.len().checked_sub(i + 1).and_then(|i| rows.get(i));
+        // `<path>/envoy  version: <commit>/<version>/Clean/RELEASE/BoringSSL`
         let version = self
             .envoy_version
-            .split_whitespace()
-            .nth(2)
-            .unwrap_or("envoy");
+            .split("version:")
+            .nth(1)
+            .and_then(|v| v.trim().split('/').nth(1))
+            .unwrap_or("?");
         let mut svg = String::new();
         {
             let height = 90 + 24 * rows.len() as u32;
@@ -805,14 +809,15 @@ impl Report<'_> {
                 .disable_y_mesh()
                 .y_labels(rows.len())
                 .y_label_formatter(&|y| match y {
-                    SegmentValue::CenterOf(i) => rows.get(*i).map_or("", |r| r.0).to_owned(),
+                    SegmentValue::CenterOf(i) => row(*i).map_or("", |r| r.0).to_owned(),
                     _ => String::new(),
                 })
+                .x_label_formatter(&|x| format!("{x:.0}"))
                 .x_desc("requests/s · grey: no filter · green: ours (wasm) · orange: Lua · blue: Envoy native")
                 .draw()
                 .map_err(|e| fail(&e))?;
             chart
-                .draw_series(rows.iter().enumerate().map(|(i, (_, rps, colour))| {
+                .draw_series(rows.iter().rev().enumerate().map(|(i, (_, rps, colour))| {
                     let mut bar = Rectangle::new(
                         [
                             (0.0, SegmentValue::Exact(i)),
@@ -825,7 +830,7 @@ impl Report<'_> {
                 }))
                 .map_err(|e| fail(&e))?;
             chart
-                .draw_series(rows.iter().enumerate().map(|(i, (_, rps, _))| {
+                .draw_series(rows.iter().rev().enumerate().map(|(i, (_, rps, _))| {
                     Text::new(
                         format!("{rps:.0}"),
                         (rps + max * 0.01, SegmentValue::CenterOf(i)),
@@ -871,12 +876,12 @@ mod tests {
             harness_pages: &[],
             seconds: 1,
             rounds: 1,
-            envoy_version: "envoy version: 1.40.0/x".into(),
+            envoy_version: "/x/envoy  version: 9e55/1.40.0/Clean/RELEASE/BoringSSL".into(),
             machine: String::new(),
         };
         let svg = report.svg().unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
-        for text in ["routing", "20000", "15000", "Envoy 1.40.0/x"] {
+        for text in ["routing", "20000", "15000", "Envoy 1.40.0,"] {
             assert!(svg.contains(text), "{text} missing");
         }
         assert!(svg.contains("fill=\"#888888\""), "the baseline's grey bar");

@@ -6,13 +6,12 @@
 use auth::Config;
 use auth::answer::{apply, strip_outputs};
 use auth::policy::{AuthzAnswer, Caches, Decision, Env, Keys, evaluate};
-use filter_common::headers::HeaderMap;
 use filter_common::request::{Request, TableHost};
 use serde_json::json;
 
 mod common;
 
-use common::{KEY, jwks, token};
+use common::{KEY, jwks, request, token};
 
 fn valid() -> String {
     token(&json!({"sub": "alice", "exp": 4_102_444_800u64}))
@@ -39,20 +38,6 @@ impl Env for Fake {
     fn caches(&mut self) -> &mut Caches {
         &mut self.0
     }
-}
-
-fn request(path: &str, headers: &[(&str, &str)]) -> Request<TableHost> {
-    let mut entries = vec![
-        (":method".to_owned(), b"GET".to_vec()),
-        (":path".to_owned(), path.as_bytes().to_vec()),
-        (":authority".to_owned(), b"api.example".to_vec()),
-    ];
-    entries.extend(
-        headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
-    );
-    Request::new(HeaderMap::new(entries), TableHost::default())
 }
 
 /// A provider reading the token from a header, a query parameter and a

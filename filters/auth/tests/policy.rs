@@ -8,7 +8,6 @@ use auth::Config;
 use auth::answer::{apply, reply, strip_outputs};
 use auth::policy::{AuthzAnswer, Caches, Decision, Env, Keys, Method, Need, evaluate};
 use auth::{Jwks, policy};
-use filter_common::headers::HeaderMap;
 use filter_common::request::{Request, TableHost};
 use serde_json::json;
 
@@ -53,17 +52,7 @@ impl Env for Fake {
 }
 
 fn request(headers: &[(&str, &str)]) -> Request<TableHost> {
-    let mut entries = vec![
-        (":method".to_owned(), b"GET".to_vec()),
-        (":path".to_owned(), b"/orders".to_vec()),
-        (":authority".to_owned(), b"api.example".to_vec()),
-    ];
-    entries.extend(
-        headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
-    );
-    Request::new(HeaderMap::new(entries), TableHost::default())
+    common::request("/orders", headers)
 }
 
 fn config(rules: serde_json::Value) -> Config {

