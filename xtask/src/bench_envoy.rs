@@ -206,42 +206,50 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// What the auth crate's `mint` example prints for `args` (its fixed test
+/// keys: `jwks`, or `token ALG CLAIMS [KID] [HEADER]`).
+pub(crate) fn mint(args: &[&str]) -> Result<String, String> {
+    let out = cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "auth",
+            "--example",
+            "mint",
+            "--",
+        ])
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run the mint example: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mint failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The auth example's fixed test keys: the RS256 public key set and a token
 /// valid for a day.
 fn jwt_material() -> Result<(String, String), String> {
-    let mint = |args: &[&str]| -> Result<String, String> {
-        let out = cargo()
-            .args([
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                "auth",
-                "--example",
-                "mint",
-                "--",
-            ])
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run the mint example: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mint failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = now();
     let jwks = mint(&["jwks"])?;
     let claims = json!({"iss": "bench", "aud": "bench", "sub": "alice", "exp": now + 86_400});
     let token = mint(&["token", "RS256", &claims.to_string(), "rsa"])?;
     Ok((jwks, token))
 }
 
-fn wasm_filter(name: &str, path: &Path, configuration: &Value) -> String {
+pub(crate) fn wasm_filter(name: &str, path: &Path, configuration: &Value) -> String {
     let configuration = configuration.to_string().replace('\'', "''");
     format!(
         "      - name: {name}
@@ -417,7 +425,7 @@ end"
 /// A listener on 127.0.0.1:`port` with one HTTP connection manager:
 /// `routes` (route list items) and `filters` (`http_filters` items before
 /// the router), both written at the indentation of a top-level list.
-fn http_listener(port: u16, routes: &str, filters: &str) -> String {
+pub(crate) fn http_listener(port: u16, routes: &str, filters: &str) -> String {
     let indent = |yaml: &str| -> String { yaml.lines().map(|l| format!("    {l}\n")).collect() };
     format!(
         "  - address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
@@ -473,7 +481,7 @@ static_resources:
 }
 
 /// A running Envoy, stopped on drop.
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -482,7 +490,7 @@ impl Drop for Proc {
     }
 }
 
-fn start_envoy(
+pub(crate) fn start_envoy(
     envoy: &Path,
     work: &Path,
     name: &str,

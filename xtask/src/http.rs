@@ -19,6 +19,15 @@ pub(crate) fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<(u16, Vec<u8>), String> {
+    get_with_headers(port, path, headers).map(|(status, _, body)| (status, body))
+}
+
+/// [`get`], with the response's headers (names lower-case, values as text).
+pub(crate) fn get_with_headers(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -30,7 +39,10 @@ pub(crate) fn get(
     })
 }
 
-async fn fetch(port: u16, path: &str, headers: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
+/// Status, headers and body.
+pub(crate) type Response = (u16, Vec<(String, String)>, Vec<u8>);
+
+async fn fetch(port: u16, path: &str, headers: &[(&str, &str)]) -> Result<Response, String> {
     let at = format!("127.0.0.1:{port}{path}");
     let stream = TcpStream::connect(("127.0.0.1", port))
         .await
@@ -51,11 +63,21 @@ async fn fetch(port: u16, path: &str, headers: &[(&str, &str)]) -> Result<(u16, 
         .await
         .map_err(|e| format!("{at}: {e}"))?;
     let status = response.status().as_u16();
+    let head = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| format!("{at}: {e}"))?
         .to_bytes();
-    Ok((status, body.to_vec()))
+    Ok((status, head, body.to_vec()))
 }

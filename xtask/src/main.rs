@@ -13,6 +13,7 @@ mod envoy;
 mod envoy_config;
 mod filters;
 mod http;
+mod jwt_authn;
 mod oci;
 mod registry;
 mod test;
@@ -33,6 +34,8 @@ Tasks:
                        oci/<filter>/ (OCI layouts, both formats Istio pulls) and istio/
                        (WasmPlugin resources naming REGISTRY/PATH, default
                        localhost:5000/proxy-wasm-toolkit)
+  jwt-authn            our auth filter and Envoy's jwt_authn on the same tokens in one Envoy:
+                       status, body and Bearer error compared (part of `test`)
   validate-istio [--crd FILE] [PATH...]
                        check WasmPlugin resources (default: istio/) against the CRD schema
                        and its CEL rules, Istio's webhook rules, and our filters' own
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("validate-istio") => validate::run(&args[1..]),
         Some("bench-envoy") => bench_envoy::run(&args[1..]),
+        Some("jwt-authn") => jwt_authn::run(&args[1..]),
         Some("push") => registry::run_push(&args[1..]),
         Some("pull") => registry::run_pull(&args[1..]),
         Some("envoy") => envoy::ensure_envoy().map(|path| println!("{}", path.display())),

@@ -6,7 +6,7 @@ use crate::envoy::{ensure_envoy, scenario_dirs};
 use crate::toolchain::{
     WASM_TARGET, cargo, ensure_debian_package, ensure_wasm_target, exec, has_cargo_subcommand, root,
 };
-use crate::{dist, envoy_config, filters, wasmplugin};
+use crate::{dist, envoy_config, filters, jwt_authn, wasmplugin};
 
 /// Programs the tests use, and the Debian packages that provide them.
 const REQUIRED_TOOLS: &[(&str, &str)] =
@@ -55,6 +55,7 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
         dist::run(&[])?;
     }
     envoy_config::check(&shipped, &envoy)?;
+    jwt_authn::check(&envoy)?;
     wasmplugin::check(&shipped)?;
     exec(
         cargo()
