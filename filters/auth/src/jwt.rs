@@ -94,6 +94,14 @@ impl fmt::Display for JwtError {
     }
 }
 
+/// A token's time claims.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Times {
+    pub exp: Option<u64>,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+}
+
 /// A token split and decoded, not yet verified.
 #[derive(Clone, Debug)]
 pub struct Token<'a> {
@@ -119,6 +127,15 @@ impl<'a> Token<'a> {
     ///
     /// # Errors
     ///
+    /// The time claims, for [`Requirements::check_time`].
+    pub fn times(&self) -> Times {
+        Times {
+            exp: self.exp,
+            nbf: self.nbf,
+            iat: self.iat,
+        }
+    }
+
     /// Envoy's parse failures, and `TooLarge`.
     pub fn parse(text: &'a str, max_len: usize) -> Result<Self, JwtError> {
         if text.is_empty() {
@@ -341,11 +358,22 @@ impl Requirements {
         if !self.audiences.is_empty() && !token.aud.iter().any(|a| self.audiences.contains(a)) {
             return Err(JwtError::AudienceNotAllowed);
         }
-        if let Some(nbf) = token.nbf
+        self.check_time(&token.times(), now)
+    }
+
+    /// The checks that depend on `now`: `nbf`, `exp` and the lifetime.
+    /// A cached token passes only these again.
+    ///
+    /// # Errors
+    ///
+    /// The first one the token misses.
+    pub fn check_time(&self, times: &Times, now: u64) -> Result<(), JwtError> {
+        if let Some(nbf) = times.nbf
             && now.saturating_add(self.clock_skew) < nbf
         {
             return Err(JwtError::NotYetValid);
         }
+        let token = times;
         match token.exp {
             Some(exp) if exp.saturating_add(self.clock_skew) < now => Err(JwtError::Expired),
             None if self.require_exp => Err(JwtError::ExpMissing),

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use crate::basic::{BasicError, parse_authorization};
 use crate::config::{Config, JwksSource, Provider, Require, Rule};
 use crate::jwk::Jwks;
-use crate::jwt::{JwtError, Token};
+use crate::jwt::{JwtError, Times, Token};
 use crate::source::{single, split_list};
 
 /// An authentication method, for counters, logs and challenges.
@@ -90,8 +90,8 @@ pub trait Env {
 /// Per-VM caches of credentials already verified.
 #[derive(Debug, Default)]
 pub struct Caches {
-    /// SHA-256(provider ‖ token) → key-set generation it was verified with.
-    pub tokens: Bounded<u64>,
+    /// SHA-256(provider ‖ token) → the token as it passed.
+    pub tokens: Bounded<Rc<CachedToken>>,
     /// SHA-256(user ‖ 0 ‖ password) → basic user index (slow hashes only).
     pub basic: Bounded<usize>,
 }
@@ -107,13 +107,23 @@ impl Caches {
 
 /// A map with at most `capacity` entries; when full an arbitrary entry
 /// makes room (no ordering kept: cheap, and an attacker cannot pin entries).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Bounded<V> {
     map: HashMap<[u8; 32], V>,
     capacity: usize,
 }
 
-impl<V: Copy> Bounded<V> {
+/// Empty, and keeping nothing (capacity 0).
+impl<V> Default for Bounded<V> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            capacity: 0,
+        }
+    }
+}
+
+impl<V: Clone> Bounded<V> {
     pub fn new(capacity: usize) -> Self {
         Self {
             map: HashMap::new(),
@@ -122,7 +132,7 @@ impl<V: Copy> Bounded<V> {
     }
 
     pub fn get(&self, key: &[u8; 32]) -> Option<V> {
-        self.map.get(key).copied()
+        self.map.get(key).cloned()
     }
 
     pub fn insert(&mut self, key: [u8; 32], value: V) {
@@ -147,12 +157,25 @@ impl<V: Copy> Bounded<V> {
     }
 }
 
-/// A token a provider verified.
+/// A token a provider verified (shared with the token cache: a repeated
+/// token copies nothing).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedJwt {
     pub provider: usize,
-    pub payload_b64: String,
-    pub claims: Map,
+    pub payload_b64: Rc<str>,
+    pub claims: Rc<Map>,
+}
+
+/// A token that passed every check but the time ones, as the cache keeps
+/// it: a repeat costs a SHA-256 and a lookup, then the time checks; no
+/// base64, JSON or signature work.
+#[derive(Debug)]
+pub struct CachedToken {
+    /// The key-set generation it was verified with (a new set re-verifies).
+    generation: u64,
+    times: Times,
+    identity: Option<String>,
+    jwt: VerifiedJwt,
 }
 
 /// What passed authentication brings to the request.
@@ -589,6 +612,30 @@ fn jwt<H: Host, E: Env>(
             ));
         }
     };
+    let mut hasher = Sha256::new();
+    hasher.update(index.to_le_bytes());
+    hasher.update(&text);
+    let cache_key: [u8; 32] = hasher.finalize().into();
+    if let Some(hit) = env.caches().tokens.get(&cache_key) {
+        let current = match &provider.jwks {
+            JwksSource::Local(_) => Some(0),
+            JwksSource::Remote(_) => match env.keys(index, false) {
+                Keys::Ready(_, generation) => Some(generation),
+                Keys::Fetch | Keys::Failed => None,
+            },
+        };
+        if current == Some(hit.generation) {
+            if let Err(e) = provider.requirements.check_time(&hit.times, env.now()) {
+                return Ok(bad(e));
+            }
+            return Ok(Authn::Passed(Passed {
+                identity: hit.identity.clone(),
+                methods: vec![Method::Jwt],
+                jwts: vec![hit.jwt.clone()],
+                ..Passed::default()
+            }));
+        }
+    }
     let Ok(text) = std::str::from_utf8(&text) else {
         return Ok(bad(JwtError::BadFormat));
     };
@@ -604,10 +651,6 @@ fn jwt<H: Host, E: Env>(
     {
         return Ok(bad(JwtError::SubjectNotAllowed));
     }
-    let mut hasher = Sha256::new();
-    hasher.update(index.to_le_bytes());
-    hasher.update(text.as_bytes());
-    let cache_key: [u8; 32] = hasher.finalize().into();
     let (jwks, generation) = match &provider.jwks {
         JwksSource::Local(jwks) => (Rc::clone(jwks), 0),
         JwksSource::Remote(_) => match env.keys(index, false) {
@@ -627,32 +670,29 @@ fn jwt<H: Host, E: Env>(
             }
         },
     };
-    if env.caches().tokens.get(&cache_key) != Some(generation) {
-        let verified_with = match token.verify(&jwks, provider.max_keys_without_kid) {
-            Ok(()) => generation,
-            Err(JwtError::NoMatchingKey) if matches!(provider.jwks, JwksSource::Remote(_)) => {
-                // The issuer may have rotated its keys: refetch (the proxy
-                // side rate-limits this), else refuse.
-                match env.keys(index, true) {
-                    Keys::Fetch => {
-                        return Err(Need::Jwks {
-                            provider: index,
-                            refresh: true,
-                        });
-                    }
-                    Keys::Ready(fresh, g) if g != generation => {
-                        match token.verify(&fresh, provider.max_keys_without_kid) {
-                            Ok(()) => g,
-                            Err(e) => return Ok(bad(e)),
-                        }
-                    }
-                    _ => return Ok(bad(JwtError::NoMatchingKey)),
+    let verified_with = match token.verify(&jwks, provider.max_keys_without_kid) {
+        Ok(()) => generation,
+        Err(JwtError::NoMatchingKey) if matches!(provider.jwks, JwksSource::Remote(_)) => {
+            // The issuer may have rotated its keys: refetch (the proxy
+            // side rate-limits this), else refuse.
+            match env.keys(index, true) {
+                Keys::Fetch => {
+                    return Err(Need::Jwks {
+                        provider: index,
+                        refresh: true,
+                    });
                 }
+                Keys::Ready(fresh, g) if g != generation => {
+                    match token.verify(&fresh, provider.max_keys_without_kid) {
+                        Ok(()) => g,
+                        Err(e) => return Ok(bad(e)),
+                    }
+                }
+                _ => return Ok(bad(JwtError::NoMatchingKey)),
             }
-            Err(e) => return Ok(bad(e)),
-        };
-        env.caches().tokens.insert(cache_key, verified_with);
-    }
+        }
+        Err(e) => return Ok(bad(e)),
+    };
     let identity_value = token.claims.get(&provider.identity_claim).map(scalar);
     let identity = identity_value.map(|value| {
         provider
@@ -682,14 +722,26 @@ fn jwt<H: Host, E: Env>(
     {
         return Ok(bad(JwtError::ClaimNotHeaderSafe(c.claim.join("."))));
     }
+    let times = token.times();
+    let jwt = VerifiedJwt {
+        provider: index,
+        payload_b64: Rc::from(token.payload_b64),
+        claims: Rc::new(token.claims),
+    };
+    // Only a token that passed everything is kept.
+    env.caches().tokens.insert(
+        cache_key,
+        Rc::new(CachedToken {
+            generation: verified_with,
+            times,
+            identity: identity.clone(),
+            jwt: jwt.clone(),
+        }),
+    );
     Ok(Authn::Passed(Passed {
         identity,
         methods: vec![Method::Jwt],
-        jwts: vec![VerifiedJwt {
-            provider: index,
-            payload_b64: token.payload_b64.to_owned(),
-            claims: token.claims.clone(),
-        }],
+        jwts: vec![jwt],
         ..Passed::default()
     }))
 }

@@ -506,3 +506,39 @@ fn a_default_that_differs_from_jwt_authn_is_named_at_configure() {
     assert!(c.notices.is_empty());
     assert!(matches!(bearer(&c, &no_exp), Decision::Allow(_)));
 }
+
+/// An environment whose clock the test moves.
+struct Clock(u64, Caches);
+
+impl Env for Clock {
+    fn now(&self) -> u64 {
+        self.0
+    }
+    fn keys(&mut self, _provider: usize, _unknown_kid: bool) -> Keys {
+        Keys::Failed
+    }
+    fn authz(&self) -> Option<&AuthzAnswer> {
+        None
+    }
+    fn caches(&mut self) -> &mut Caches {
+        &mut self.1
+    }
+}
+
+#[test]
+fn a_cached_token_still_expires_and_keeps_its_identity() {
+    let c =
+        jwt_config(json!({"name": "p", "local_jwks": jwks(), "clock_skew_seconds": 0})).unwrap();
+    let exp = 1_800_000_100u64;
+    let bearer = format!("Bearer {}", token(&json!({"sub": "a", "exp": exp})));
+    let r = request("/o", &[("authorization", &bearer)]);
+    let mut env = Clock(1_800_000_000, Caches::new(4));
+    let first = evaluate(&c, &r, &mut env).unwrap().decision;
+    assert_eq!(env.1.tokens.len(), 1);
+    // The hit answers what the full check answered.
+    assert_eq!(evaluate(&c, &r, &mut env).unwrap().decision, first);
+    assert!(matches!(&first, Decision::Allow(p) if p.identity.as_deref() == Some("p:a")));
+    env.0 = exp + 1;
+    let later = evaluate(&c, &r, &mut env).unwrap().decision;
+    assert!(refused_with(&later, "Jwt is expired"), "{later:?}");
+}
