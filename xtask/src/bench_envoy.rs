@@ -284,7 +284,9 @@ fn lua_filter(code: &str) -> String {
     )
 }
 
-fn jwt_authn(jwks: &str, cache: bool) -> String {
+/// Envoy's `jwt_authn` with one provider `bench` (issuer and audience
+/// `bench`) required on every path, its token cache on or off.
+pub(crate) fn jwt_authn_filter(jwks: &str, cache: bool) -> String {
     let cache = if cache {
         "\n              jwt_cache_config: {jwt_cache_size: 100}"
     } else {
@@ -408,10 +410,10 @@ end"
 ".to_owned(), routes: None },
         Variant { name: "auth-jwt", group: "auth", native: Some("jwt_authn"),
             filters: wasm_filter("auth", &dist.join("auth.wasm"), &auth_config(1024)), routes: None },
-        Variant { name: "jwt_authn", group: "auth", native: None, filters: jwt_authn(jwks, true), routes: None },
+        Variant { name: "jwt_authn", group: "auth", native: None, filters: jwt_authn_filter(jwks, true), routes: None },
         Variant { name: "auth-jwt-nocache", group: "auth", native: Some("jwt_authn-nocache"),
             filters: wasm_filter("auth", &dist.join("auth.wasm"), &auth_config(0)), routes: None },
-        Variant { name: "jwt_authn-nocache", group: "auth", native: None, filters: jwt_authn(jwks, false), routes: None },
+        Variant { name: "jwt_authn-nocache", group: "auth", native: None, filters: jwt_authn_filter(jwks, false), routes: None },
         Variant { name: "routing", group: "routing", native: Some("static-routes"),
             filters: wasm_filter("routing", &dist.join("routing.wasm"), &routing_config),
             routes: Some(header_routes.clone()) },

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::bench_envoy::{http_listener, mint, now, start_envoy, wasm_filter};
+use crate::bench_envoy::{http_listener, jwt_authn_filter, mint, now, start_envoy, wasm_filter};
 use crate::http;
 use crate::toolchain::root;
 
@@ -157,21 +157,8 @@ pub(crate) fn check(envoy: &Path) -> Result<(), String> {
         "jwt_providers": [{"name": "bench", "issuer": "bench", "audiences": ["bench"], "local_jwks": jwks}],
         "rules": [{"require": {"jwt": "bench"}}]
     });
-    let jwt_authn = format!(
-        "      - name: envoy.filters.http.jwt_authn
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-          providers:
-            bench:
-              issuer: bench
-              audiences: [bench]
-              local_jwks: {{inline_string: '{}'}}
-          rules:
-          - match: {{prefix: /}}
-            requires: {{provider_name: bench}}
-",
-        jwks.replace('\'', "''")
-    );
+    // The bench's provider: issuer and audience `bench`, no cache.
+    let jwt_authn = jwt_authn_filter(&jwks, false);
     let routes = "          - match: {prefix: /}
             direct_response: {status: 200, body: {inline_string: ok}}
 ";
