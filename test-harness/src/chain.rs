@@ -326,6 +326,7 @@ pub(crate) fn finish(vms: &mut [Vm], ids: &[u32]) -> Result<Exchange> {
         states.push(vm.end_stream(*id)?);
     }
     let reset = states.iter().any(|s| s.reset);
+    let costs = states.iter_mut().map(|s| mem::take(&mut s.costs)).collect();
     let local_response = states.iter_mut().find_map(|s| s.local_response.take());
     // The upstream got what left the last filter; the client what left the first.
     let upstream_request = states
@@ -341,6 +342,7 @@ pub(crate) fn finish(vms: &mut [Vm], ids: &[u32]) -> Result<Exchange> {
         downstream_response,
         local_response,
         reset,
+        costs,
     })
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::abi::{AbiVersion, Action};
 use crate::chain::{self, Chain};
+use crate::costs::Costs;
 use crate::error::{Error, Result};
 use crate::headers::HeaderMap;
 use crate::host::{Deferred, Phase};
@@ -55,6 +56,9 @@ pub struct Exchange {
     pub local_response: Option<LocalResponse>,
     /// Whether the filter reset the stream.
     pub reset: bool,
+    /// What the stream's callbacks cost, one entry per filter in chain
+    /// order (one for a lone VM): see [`Costs`].
+    pub costs: Vec<Costs>,
 }
 
 impl Vm {
@@ -781,6 +785,18 @@ impl HttpStream<'_> {
             Owner::Vm(vm) => vm.advance_time(by),
             Owner::Chain(chain) => chain.advance_time(by),
         }
+    }
+
+    /// What the stream's callbacks have cost so far, summed over the
+    /// filters of a chain (each filter's share is in [`Exchange::costs`]).
+    pub fn costs(&self) -> Costs {
+        let mut total = Costs::default();
+        for (vm, id) in self.vms_ref().iter().zip(self.ids.iter()) {
+            if let Some(state) = vm.state_ref(*id) {
+                total.add(&state.costs);
+            }
+        }
+        total
     }
 
     /// Ends the stream as Envoy does (`proxy_on_log` for every filter, then

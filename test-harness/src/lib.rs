@@ -59,6 +59,7 @@
 
 mod abi;
 mod chain;
+mod costs;
 pub mod envoy;
 mod error;
 mod headers;
@@ -74,6 +75,7 @@ mod vm;
 
 pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, Status, StreamType};
 pub use chain::Chain;
+pub use costs::{CallbackCosts, CostModel, Costs};
 pub use error::{Error, Result};
 pub use headers::HeaderMap;
 pub use host::{LogEntry, Metric};

@@ -267,6 +267,8 @@ pub(crate) struct HttpStreamState {
     /// `connection.id`: each harness stream stands for one downstream
     /// connection (the scenario runner's client opens one per request).
     pub(crate) connection_id: u32,
+    /// The crossings this stream's callbacks made.
+    pub(crate) costs: crate::costs::Costs,
 }
 
 impl HttpStreamState {
@@ -289,6 +291,7 @@ impl HttpStreamState {
             chained,
             start_time_ns,
             connection_id,
+            costs: crate::costs::Costs::default(),
         }
     }
 

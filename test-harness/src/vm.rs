@@ -294,10 +294,19 @@ impl Vm {
             host.limiter.refused = None;
             host.logs.len()
         };
-        self.store.data_mut().count_callback(callback);
+        {
+            let host = self.store.data_mut();
+            host.count_callback(callback);
+            host.meter.begin(callback);
+        }
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = call(&mut self.store);
         let host = self.store.data_mut();
+        let costs = match host.streams.get_mut(&context) {
+            Some(stream) => &mut stream.costs,
+            None => &mut host.other_costs,
+        };
+        host.meter.end(costs);
         host.phase = Phase::Idle;
         host.effective = None;
         match result {
@@ -660,6 +669,14 @@ impl Vm {
             .filter(|(name, _)| *name == callback)
             .map(|(_, count)| count)
             .sum()
+    }
+
+    /// What callbacks on contexts other than HTTP streams cost: the root
+    /// context's (start, configuration, ticks, callouts it made, queues) and
+    /// TCP connections'. A stream's are in [`HttpStream::costs`](crate::HttpStream::costs)
+    /// and [`Exchange::costs`](crate::Exchange::costs).
+    pub fn costs(&self) -> &crate::Costs {
+        &self.store.data().other_costs
     }
 
     /// The tick period the plugin set, if any.

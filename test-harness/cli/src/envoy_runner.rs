@@ -167,6 +167,7 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
             logs,
             calls: step_calls,
             stale_content_length: Vec::new(),
+            costs: Vec::new(),
         });
     }
     drop(envoy_process);

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use proxy_wasm_harness::envoy::{self, Codec};
 use proxy_wasm_harness::{
-    CallOutcome, Chain, Error, GrpcReply, GrpcUpstream, HeaderMap, HttpResponse, HttpStream,
+    CallOutcome, Chain, Costs, Error, GrpcReply, GrpcUpstream, HeaderMap, HttpResponse, HttpStream,
     LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
 };
 
@@ -105,13 +105,13 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             }));
             *seen = vm.http_calls().len();
         }
-        let (backend, client, stale_content_length) = outcome;
         steps.push(StepOutcome {
-            backend,
-            client,
+            backend: outcome.backend,
+            client: outcome.client,
             logs,
             calls,
-            stale_content_length,
+            stale_content_length: outcome.stale,
+            costs: outcome.costs,
         });
     }
     Ok(Outcome::Steps { startup, steps })
@@ -157,12 +157,21 @@ fn grpc_upstream(spec: &UpstreamSpec) -> GrpcUpstream {
     }
 }
 
+/// What one step's request did in the harness.
+struct Ran {
+    backend: Option<Received>,
+    client: ClientResult,
+    /// Stale `content-length`s the filters left.
+    stale: Vec<String>,
+    costs: Vec<Costs>,
+}
+
 fn run_step(
     chain: &mut Chain,
     scenario: &Scenario,
     step: &crate::scenario::Step,
     step_index: usize,
-) -> proxy_wasm_harness::Result<(Option<Received>, ClientResult, Vec<String>)> {
+) -> proxy_wasm_harness::Result<Ran> {
     let request = &step.request;
     let body = request.body.as_deref().unwrap_or_default();
     // As the Envoy runner's HTTP/1.1 client sends it: `host`, the headers,
@@ -194,7 +203,12 @@ fn run_step(
             headers: Vec::new(),
             body: b"Request Header Fields Too Large".to_vec(),
         };
-        return Ok((None, client, Vec::new()));
+        return Ok(Ran {
+            backend: None,
+            client,
+            stale: Vec::new(),
+            costs: Vec::new(),
+        });
     }
     let mut stream = chain.http_stream();
     stream.send_request_headers(headers, body.is_empty())?;
@@ -325,7 +339,12 @@ fn run_step(
             body,
         }
     };
-    Ok((backend, client, stale))
+    Ok(Ran {
+        backend,
+        client,
+        stale,
+        costs: exchange.costs,
+    })
 }
 
 /// A reply Envoy's router sends itself (a route timeout, a request it

@@ -66,6 +66,12 @@ struct TestArgs {
     /// step that failed.
     #[arg(long, visible_alias = "verbose")]
     logs: bool,
+    /// Print what each step's request cost each filter in the harness:
+    /// callbacks, host calls by ABI function, bytes copied each way, guest
+    /// allocations, and the estimate for Envoy 1.40 (also in `--format junit`,
+    /// as each test case's `system-out`).
+    #[arg(long)]
+    costs: bool,
 }
 
 /// Lines of a plugin log section a failure report shows.
@@ -162,6 +168,7 @@ fn test(args: &TestArgs) -> ExitCode {
     for (i, file) in files.iter().enumerate() {
         let started = Instant::now();
         let mut plugin_logs = Vec::new();
+        let mut costs = None;
         let verdict = match scenario::load(file) {
             Err(e) => Verdict::Invalid(e.to_string()),
             Ok(loaded) => {
@@ -183,6 +190,11 @@ fn test(args: &TestArgs) -> ExitCode {
                             .map(|run| run.outcome.clone()),
                     ),
                 ];
+                if args.costs
+                    && let Some(Ok(outcome)) = &harness
+                {
+                    costs = Some(report::costs(outcome));
+                }
                 let verdict = report::judge(&loaded, harness, envoy);
                 // A failure shows each runner's start-up and failed step; a
                 // pass shows nothing unless `--logs` asks for all of it.
@@ -212,6 +224,7 @@ fn test(args: &TestArgs) -> ExitCode {
             verdict,
             seconds: started.elapsed().as_secs_f64(),
             plugin_logs,
+            costs,
         };
         let _ = writeln!(text, "[{}/{}] {}", i + 1, files.len(), report.render());
         reports.push(report);

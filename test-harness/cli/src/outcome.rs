@@ -82,6 +82,9 @@ pub(crate) struct StepOutcome {
     /// them (Envoy's runner cannot see it: its peers just read the declared
     /// length).
     pub(crate) stale_content_length: Vec<String>,
+    /// What the request cost each filter of the chain, in order (the
+    /// harness counts it; Envoy's runner has none).
+    pub(crate) costs: Vec<proxy_wasm_harness::Costs>,
 }
 
 #[derive(Debug, Clone)]

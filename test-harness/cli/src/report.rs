@@ -4,6 +4,8 @@
 use std::fmt::Write;
 
 use crate::envoy_runner::EnvoyRun;
+use proxy_wasm_harness::CostModel;
+
 use crate::outcome::{self, Miss, Outcome};
 use crate::scenario::Loaded;
 
@@ -31,6 +33,8 @@ pub(crate) struct Report {
     /// Each runner's plugin log to show: on a failure, the start-up and the
     /// step that failed; with `--logs`, everything.
     pub(crate) plugin_logs: Vec<(&'static str, String)>,
+    /// With `--costs`: what each step cost in the harness ([`costs`]).
+    pub(crate) costs: Option<String>,
 }
 
 impl Report {
@@ -43,6 +47,7 @@ impl Report {
         match &self.verdict {
             Verdict::Pass => {
                 let _ = writeln!(out, "PASS {} ({:.2} s)", self.name, self.seconds);
+                self.render_costs(&mut out);
                 for (runner, log) in &self.plugin_logs {
                     let _ = writeln!(out, "  plugin log ({runner}):");
                     for line in log.lines() {
@@ -69,6 +74,7 @@ impl Report {
                 envoy_log,
             } => {
                 let _ = writeln!(out, "FAIL {} ({:.2} s)", self.name, self.seconds);
+                self.render_costs(&mut out);
                 for (runner, misses) in [("harness", harness), ("envoy", envoy)] {
                     for m in misses {
                         let _ = writeln!(out, "  [{runner}] {}", m.what);
@@ -101,6 +107,50 @@ impl Report {
         }
         out.trim_end().to_owned()
     }
+
+    fn render_costs(&self, out: &mut String) {
+        if let Some(costs) = &self.costs {
+            for line in costs.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+}
+
+/// Each step's cost per filter in the harness: a summary line with the
+/// estimate for Envoy 1.40 ([`CostModel::envoy_1_40`]), then a line per
+/// callback.
+pub(crate) fn costs(outcome: &Outcome) -> String {
+    let Outcome::Steps { steps, .. } = outcome else {
+        return "costs: the configuration was rejected, no request ran".to_owned();
+    };
+    let model = CostModel::envoy_1_40();
+    let mut out = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        if step.costs.is_empty() {
+            let _ = writeln!(out, "step {}: no filter ran", i + 1);
+        }
+        for (k, costs) in step.costs.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "step {} filter {}: {} crossings ({} callbacks, {} host calls, {} guest \
+                 allocations), {} B to the guest, {} B from it; Envoy 1.40 estimate {:.1} µs",
+                i + 1,
+                k + 1,
+                costs.crossings(),
+                costs.callback_count(),
+                costs.host_call_count(),
+                costs.guest_allocations(),
+                costs.bytes_to_guest(),
+                costs.bytes_from_guest(),
+                costs.estimate(&model).as_secs_f64() * 1e6,
+            );
+            for line in costs.to_string().lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    out
 }
 
 fn indent(text: &str) -> String {
@@ -220,12 +270,17 @@ pub(crate) fn junit(reports: &[Report]) -> String {
             xml(&r.name),
             r.seconds
         );
-        if r.passed() {
+        let costs = r.costs.as_ref().map_or(String::new(), |c| {
+            format!("    <system-out>{}</system-out>\n", xml(c))
+        });
+        if r.passed() && costs.is_empty() {
             out.push_str("/>\n");
+        } else if r.passed() {
+            let _ = write!(out, ">\n{costs}  </testcase>\n");
         } else {
             let _ = write!(
                 out,
-                ">\n    <failure message=\"scenario failed\">{}</failure>\n  </testcase>\n",
+                ">\n    <failure message=\"scenario failed\">{}</failure>\n{costs}  </testcase>\n",
                 xml(&r.render())
             );
         }
@@ -264,6 +319,7 @@ mod tests {
                 logs: Vec::new(),
                 calls: Vec::new(),
                 stale_content_length: Vec::new(),
+                costs: Vec::new(),
             }],
         }
     }
@@ -297,6 +353,7 @@ mod tests {
             verdict,
             seconds: 0.1,
             plugin_logs: Vec::new(),
+            costs: None,
         };
         assert!(!report.passed());
         let text = report.render();
@@ -312,6 +369,18 @@ mod tests {
             "envoy's log is shown"
         );
         assert!(junit(&[report]).contains("failures=\"1\""));
+    }
+
+    #[test]
+    fn costs_show_each_step_and_filter_with_its_envoy_estimate() {
+        let mut ran = outcome(200, true);
+        if let Outcome::Steps { steps, .. } = &mut ran {
+            steps[0].costs = vec![proxy_wasm_harness::Costs::default(); 2];
+        }
+        let text = costs(&ran);
+        assert!(text.contains("step 1 filter 1: 0 crossings"), "{text}");
+        assert!(text.contains("step 1 filter 2: 0 crossings"), "{text}");
+        assert!(text.contains("Envoy 1.40 estimate 0.0 µs"), "{text}");
     }
 
     #[test]

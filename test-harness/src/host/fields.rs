@@ -180,7 +180,7 @@ fn map_type(value: i32) -> Option<MapType> {
 }
 
 fn proxy_get_header_map_size(mut caller: Caller<'_, Host>, map: i32, ret: i32) -> Ret {
-    enter(&caller, "proxy_get_header_map_size")?;
+    enter(&mut caller, "proxy_get_header_map_size")?;
     let Some(map) = map_type(map) else {
         return status(Status::BadArgument);
     };
@@ -206,7 +206,7 @@ fn proxy_get_header_map_pairs(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_get_header_map_pairs")?;
+    enter(&mut caller, "proxy_get_header_map_pairs")?;
     let Some(map) = map_type(map) else {
         return status(Status::BadArgument);
     };
@@ -221,7 +221,7 @@ fn proxy_get_header_map_pairs(
 /// Replaces the whole map; a malformed pairs buffer decodes to nothing and so
 /// clears the map, as in Envoy.
 fn proxy_set_header_map_pairs(mut caller: Caller<'_, Host>, map: i32, ptr: i32, len: i32) -> Ret {
-    enter(&caller, "proxy_set_header_map_pairs")?;
+    enter(&mut caller, "proxy_set_header_map_pairs")?;
     let Some(map) = map_type(map) else {
         return status(Status::BadArgument);
     };
@@ -248,7 +248,7 @@ fn proxy_get_header_map_value(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_get_header_map_value")?;
+    enter(&mut caller, "proxy_get_header_map_value")?;
     let Some(map) = map_type(map) else {
         return status(Status::BadArgument);
     };
@@ -313,7 +313,7 @@ fn proxy_add_header_map_value(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_add_header_map_value")?;
+    enter(&mut caller, "proxy_add_header_map_value")?;
     edit_map(
         &mut caller,
         map,
@@ -331,7 +331,7 @@ fn proxy_replace_header_map_value(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_replace_header_map_value")?;
+    enter(&mut caller, "proxy_replace_header_map_value")?;
     edit_map(
         &mut caller,
         map,
@@ -347,7 +347,7 @@ fn proxy_remove_header_map_value(
     key_ptr: i32,
     key_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_remove_header_map_value")?;
+    enter(&mut caller, "proxy_remove_header_map_value")?;
     edit_map(&mut caller, map, (key_ptr, key_len), None, |m, k, _| {
         m.remove(k)
     })
@@ -424,7 +424,7 @@ fn proxy_get_buffer_bytes(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_get_buffer_bytes")?;
+    enter(&mut caller, "proxy_get_buffer_bytes")?;
     let Some(buffer) = BufferType::from_abi(buffer as u32) else {
         return status(Status::BadArgument);
     };
@@ -446,7 +446,7 @@ fn proxy_get_buffer_status(
     ret_len: i32,
     ret_flags: i32,
 ) -> Ret {
-    enter(&caller, "proxy_get_buffer_status")?;
+    enter(&mut caller, "proxy_get_buffer_status")?;
     let Some(buffer) = BufferType::from_abi(buffer as u32) else {
         return status(Status::BadArgument);
     };
@@ -477,7 +477,7 @@ fn proxy_set_buffer_bytes(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_set_buffer_bytes")?;
+    enter(&mut caller, "proxy_set_buffer_bytes")?;
     let Some(buffer) = BufferType::from_abi(buffer as u32) else {
         return status(Status::BadArgument);
     };

@@ -61,7 +61,7 @@ pub(super) fn proxy_call_foreign_function(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_call_foreign_function")?;
+    enter(&mut caller, "proxy_call_foreign_function")?;
     let (Some(name), Some(args)) = (
         read(&mut caller, name_ptr, name_len),
         read(&mut caller, args_ptr, args_len),

@@ -148,7 +148,7 @@ fn proxy_grpc_call(
     timeout_ms: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&caller, "proxy_grpc_call")?;
+    enter(&mut caller, "proxy_grpc_call")?;
     let parts = [
         (upstream_ptr, upstream_len),
         (service_ptr, service_len),
@@ -216,7 +216,7 @@ fn proxy_grpc_stream(
     metadata_len: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&caller, "proxy_grpc_stream")?;
+    enter(&mut caller, "proxy_grpc_stream")?;
     let parts = [
         (upstream_ptr, upstream_len),
         (service_ptr, service_len),
@@ -235,7 +235,7 @@ fn proxy_grpc_send(
     message_len: i32,
     end_stream: i32,
 ) -> Ret {
-    enter(&caller, "proxy_grpc_send")?;
+    enter(&mut caller, "proxy_grpc_send")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -258,7 +258,7 @@ fn proxy_grpc_send(
 
 /// Cancels a call or stream: nothing more is delivered for it.
 fn proxy_grpc_cancel(mut caller: Caller<'_, Host>, token: i32) -> Ret {
-    enter(&caller, "proxy_grpc_cancel")?;
+    enter(&mut caller, "proxy_grpc_cancel")?;
     let host = caller.data_mut();
     let token = token as u32;
     let Some((index, _)) = host.grpc_open.remove(&token) else {
@@ -272,7 +272,7 @@ fn proxy_grpc_cancel(mut caller: Caller<'_, Host>, token: i32) -> Ret {
 /// Closes a call (as a cancel) or half-closes a stream (the upstream may
 /// still answer).
 fn proxy_grpc_close(mut caller: Caller<'_, Host>, token: i32) -> Ret {
-    enter(&caller, "proxy_grpc_close")?;
+    enter(&mut caller, "proxy_grpc_close")?;
     let host = caller.data_mut();
     let token = token as u32;
     let Some(&(index, _)) = host.grpc_open.get(&token) else {

@@ -35,7 +35,7 @@ fn proxy_http_call(
     timeout_ms: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&caller, "proxy_http_call")?;
+    enter(&mut caller, "proxy_http_call")?;
     let Some((mem, host)) = split(&mut caller) else {
         return Ok(Status::InvalidMemoryAccess.code());
     };

@@ -15,7 +15,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "env",
         "proxy_continue_request",
         |mut c: Caller<'_, Host>| -> Ret {
-            enter(&c, "proxy_continue_request")?;
+            enter(&mut c, "proxy_continue_request")?;
             continue_http(&mut c, Direction::Request)
         },
     )?;
@@ -23,7 +23,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "env",
         "proxy_continue_response",
         |mut c: Caller<'_, Host>| -> Ret {
-            enter(&c, "proxy_continue_response")?;
+            enter(&mut c, "proxy_continue_response")?;
             continue_http(&mut c, Direction::Response)
         },
     )?;
@@ -31,7 +31,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "env",
         "proxy_clear_route_cache",
         |mut c: Caller<'_, Host>| -> Ret {
-            enter(&c, "proxy_clear_route_cache")?;
+            enter(&mut c, "proxy_clear_route_cache")?;
             c.data_mut().route_cache_clears += 1;
             Ok(Status::Ok.code())
         },
@@ -52,7 +52,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
 /// 0.1.0's configuration read: the VM configuration from `proxy_on_vm_start`,
 /// the plugin configuration from `proxy_on_configure`.
 fn proxy_get_configuration(mut caller: Caller<'_, Host>, ret_ptr: i32, ret_len: i32) -> Ret {
-    enter(&caller, "proxy_get_configuration")?;
+    enter(&mut caller, "proxy_get_configuration")?;
     let host = caller.data();
     let value = match host.phase {
         Phase::Configure => host.settings.configuration.clone(),

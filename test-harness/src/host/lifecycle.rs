@@ -53,7 +53,7 @@ fn status(s: Status) -> Ret {
 
 /// Finishes a root context that answered false from `proxy_on_done`.
 fn proxy_done(mut caller: Caller<'_, Host>) -> Ret {
-    enter(&caller, "proxy_done")?;
+    enter(&mut caller, "proxy_done")?;
     let host = caller.data_mut();
     if host.context() == host.root_id && host.root_pending_done {
         host.deferred.push(Deferred::RootDone);
@@ -63,7 +63,7 @@ fn proxy_done(mut caller: Caller<'_, Host>) -> Ret {
 }
 
 fn proxy_set_effective_context(mut caller: Caller<'_, Host>, context_id: i32) -> Ret {
-    enter(&caller, "proxy_set_effective_context")?;
+    enter(&mut caller, "proxy_set_effective_context")?;
     let host = caller.data_mut();
     let id = context_id as u32;
     if !host.is_context(id) {
@@ -74,6 +74,8 @@ fn proxy_set_effective_context(mut caller: Caller<'_, Host>, context_id: i32) ->
 }
 
 fn proxy_log(mut caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32) -> Ret {
+    // Allowed while the module starts, so counted without `enter`.
+    caller.data_mut().meter.host_call("proxy_log");
     let Some(level) = LogLevel::from_abi(level as u32) else {
         return status(Status::BadArgument);
     };
@@ -88,7 +90,7 @@ fn proxy_log(mut caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32) -> Re
 }
 
 fn proxy_get_log_level(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
-    enter(&caller, "proxy_get_log_level")?;
+    enter(&mut caller, "proxy_get_log_level")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -101,7 +103,7 @@ fn proxy_get_log_level(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
 }
 
 fn proxy_get_current_time_nanoseconds(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
-    enter(&caller, "proxy_get_current_time_nanoseconds")?;
+    enter(&mut caller, "proxy_get_current_time_nanoseconds")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -116,7 +118,7 @@ fn proxy_get_current_time_nanoseconds(mut caller: Caller<'_, Host>, ret: i32) ->
 /// Sets the root context's tick period (0 disables); ticks fire as the test
 /// advances the virtual clock.
 fn proxy_set_tick_period_milliseconds(mut caller: Caller<'_, Host>, period_ms: i32) -> Ret {
-    enter(&caller, "proxy_set_tick_period_milliseconds")?;
+    enter(&mut caller, "proxy_set_tick_period_milliseconds")?;
     let host = caller.data_mut();
     host.tick_period_ns = u64::from(period_ms as u32) * 1_000_000;
     host.next_tick_ns = host.clock.monotonic_ns + host.tick_period_ns;
@@ -130,7 +132,7 @@ fn proxy_get_property(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_get_property")?;
+    enter(&mut caller, "proxy_get_property")?;
     let Some(path) = read(&mut caller, path_ptr, path_len) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -153,7 +155,7 @@ fn proxy_set_property(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_set_property")?;
+    enter(&mut caller, "proxy_set_property")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -186,7 +188,7 @@ fn proxy_get_status(
     msg_ptr: i32,
     msg_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_get_status")?;
+    enter(&mut caller, "proxy_get_status")?;
     let (code, message) = caller.data().status.clone();
     let Some((mem, _)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
@@ -211,7 +213,7 @@ fn proxy_send_local_response(
     headers_len: i32,
     grpc_status: i32,
 ) -> Ret {
-    enter(&caller, "proxy_send_local_response")?;
+    enter(&mut caller, "proxy_send_local_response")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -240,7 +242,7 @@ fn proxy_send_local_response(
 /// connection's downstream. Resuming a TCP upstream is UNIMPLEMENTED in
 /// Envoy itself, and the harness answers the same.
 fn proxy_continue_stream(mut caller: Caller<'_, Host>, stream_type: i32) -> Ret {
-    enter(&caller, "proxy_continue_stream")?;
+    enter(&mut caller, "proxy_continue_stream")?;
     match StreamType::from_abi(stream_type as u32) {
         None => status(Status::BadArgument),
         Some(StreamType::HttpRequest) => continue_http(&mut caller, Direction::Request),
@@ -266,7 +268,7 @@ pub(super) fn continue_http(caller: &mut Caller<'_, Host>, dir: Direction) -> Re
 
 /// Resets an HTTP stream, or closes a TCP connection, after the call.
 fn proxy_close_stream(mut caller: Caller<'_, Host>, stream_type: i32) -> Ret {
-    enter(&caller, "proxy_close_stream")?;
+    enter(&mut caller, "proxy_close_stream")?;
     let Some(kind) = StreamType::from_abi(stream_type as u32) else {
         return status(Status::BadArgument);
     };

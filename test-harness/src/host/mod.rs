@@ -19,6 +19,7 @@ use rand_core::SeedableRng;
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
 
 use crate::abi::{AbiVersion, LogLevel, Status};
+use crate::costs::{Costs, Meter};
 use crate::headers::HeaderMap;
 use crate::plugin::PluginSettings;
 use crate::properties;
@@ -227,6 +228,11 @@ pub(crate) struct Host {
     /// and the foreign-function-arguments buffer answers whatever it points
     /// at (measured in Envoy 1.40 with the ABI probe).
     pub(crate) last_buffer: BTreeMap<u32, crate::abi::BufferType>,
+    /// The running callback's crossings.
+    pub(crate) meter: Meter,
+    /// Crossings of callbacks on contexts that are not HTTP streams (the
+    /// root context, TCP connections).
+    pub(crate) other_costs: Costs,
 }
 
 impl Host {
@@ -289,6 +295,8 @@ impl Host {
             grpc_trailing_metadata: None,
             callback_counts: Vec::new(),
             last_buffer: BTreeMap::new(),
+            meter: Meter::default(),
+            other_costs: Costs::default(),
         }
     }
 
@@ -393,7 +401,9 @@ pub(crate) fn split<'a>(caller: &'a mut Caller<'_, Host>) -> Option<(&'a mut [u8
 /// `len` bytes at `ptr`, or `None` when any of them is outside memory.
 pub(crate) fn slice(mem: &[u8], ptr: i32, len: i32) -> Option<&[u8]> {
     let start = ptr as u32 as usize;
-    mem.get(start..start.checked_add(len as u32 as usize)?)
+    let bytes = mem.get(start..start.checked_add(len as u32 as usize)?)?;
+    crate::costs::note_guest_read(bytes.len());
+    Some(bytes)
 }
 
 pub(crate) fn write_u32(mem: &mut [u8], ptr: i32, value: u32) -> bool {
@@ -421,6 +431,7 @@ pub(crate) fn write_bytes(mem: &mut [u8], ptr: i32, bytes: &[u8]) -> bool {
 /// Reads guest bytes into an owned buffer (host state may be borrowed later).
 pub(crate) fn read(caller: &mut Caller<'_, Host>, ptr: i32, len: i32) -> Option<Vec<u8>> {
     let (mem, _) = split(caller)?;
+    // Counted by `slice`.
     slice(mem, ptr, len).map(<[u8]>::to_vec)
 }
 
@@ -442,9 +453,10 @@ pub(crate) fn copy_out(
             None => return Ok(Status::InvalidMemoryAccess),
         }
     };
-    let Some((mem, _)) = split(caller) else {
+    let Some((mem, host)) = split(caller) else {
         return Ok(Status::InvalidMemoryAccess);
     };
+    host.meter.copied_to_guest(bytes.len());
     let ok = (bytes.is_empty() || write_bytes(mem, ptr as i32, bytes))
         && write_u32(mem, ptr_ptr, ptr)
         && write_u32(mem, size_ptr, bytes.len() as u32);
@@ -460,13 +472,15 @@ pub(crate) fn allocate(caller: &mut Caller<'_, Host>, len: usize) -> wasmtime::R
     let (Some(alloc), Ok(len)) = (caller.data().alloc.clone(), i32::try_from(len)) else {
         return Ok(None);
     };
+    caller.data_mut().meter.allocation();
     let ptr = alloc.call(&mut *caller, len)?;
     Ok((ptr != 0).then_some(ptr as u32))
 }
 
-/// Envoy lets only logging and WASI run while the module starts
-/// (`_initialize`, `main`, `_start`); any other host call traps.
-pub(crate) fn enter(caller: &Caller<'_, Host>, function: &str) -> wasmtime::Result<()> {
+/// Counts a host call. Envoy lets only logging and WASI run while the
+/// module starts (`_initialize`, `main`, `_start`); any other host call traps.
+pub(crate) fn enter(caller: &mut Caller<'_, Host>, function: &'static str) -> wasmtime::Result<()> {
+    caller.data_mut().meter.host_call(function);
     if caller.data().phase == Phase::Start {
         return Err(wasmtime::Error::new(HostTrap(format!(
             "{function} was called while the module was starting (_initialize/main/_start); \
@@ -476,13 +490,13 @@ pub(crate) fn enter(caller: &Caller<'_, Host>, function: &str) -> wasmtime::Resu
     Ok(())
 }
 
-/// A host function this harness does not implement yet: it answers
-/// UNIMPLEMENTED and records a harness error that fails the call.
+/// A host function this harness does not implement yet (called after
+/// [`enter`]): it answers UNIMPLEMENTED and records a harness error that
+/// fails the call.
 pub(crate) fn unimplemented(
     caller: &mut Caller<'_, Host>,
     function: &str,
 ) -> wasmtime::Result<i32> {
-    enter(caller, function)?;
     caller.data_mut().problems.push(format!(
         "the plugin called {function}, which this harness does not implement yet (it answered UNIMPLEMENTED)"
     ));

@@ -45,7 +45,7 @@ fn proxy_register_shared_queue(
     name_len: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&caller, "proxy_register_shared_queue")?;
+    enter(&mut caller, "proxy_register_shared_queue")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -72,7 +72,7 @@ fn proxy_resolve_shared_queue(
     name_len: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&caller, "proxy_resolve_shared_queue")?;
+    enter(&mut caller, "proxy_resolve_shared_queue")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -102,7 +102,7 @@ fn proxy_enqueue_shared_queue(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_enqueue_shared_queue")?;
+    enter(&mut caller, "proxy_enqueue_shared_queue")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -130,7 +130,7 @@ fn proxy_dequeue_shared_queue(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&caller, "proxy_dequeue_shared_queue")?;
+    enter(&mut caller, "proxy_dequeue_shared_queue")?;
     let item = caller.data().shared.lock_queues().dequeue(token as u32);
     match item {
         None => status(Status::NotFound),

@@ -43,7 +43,7 @@ fn proxy_get_shared_data(
     ret_len: i32,
     ret_cas: i32,
 ) -> Ret {
-    enter(&caller, "proxy_get_shared_data")?;
+    enter(&mut caller, "proxy_get_shared_data")?;
     let Some(key) = read(&mut caller, key_ptr, key_len) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -80,7 +80,7 @@ fn proxy_set_shared_data(
     value_len: i32,
     cas: i32,
 ) -> Ret {
-    enter(&caller, "proxy_set_shared_data")?;
+    enter(&mut caller, "proxy_set_shared_data")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -111,7 +111,7 @@ fn proxy_define_metric(
     name_len: i32,
     ret_id: i32,
 ) -> Ret {
-    enter(&caller, "proxy_define_metric")?;
+    enter(&mut caller, "proxy_define_metric")?;
     let Some(kind) = MetricType::from_abi(metric_type as u32) else {
         return status(Status::BadArgument);
     };
@@ -157,7 +157,7 @@ fn with_metric(
 }
 
 fn proxy_increment_metric(mut caller: Caller<'_, Host>, id: i32, delta: i64) -> Ret {
-    enter(&caller, "proxy_increment_metric")?;
+    enter(&mut caller, "proxy_increment_metric")?;
     with_metric(&mut caller, id, |m| match m {
         Metric::Counter(v) if delta > 0 => {
             *v = v.wrapping_add(delta as u64);
@@ -172,7 +172,7 @@ fn proxy_increment_metric(mut caller: Caller<'_, Host>, id: i32, delta: i64) -> 
 }
 
 fn proxy_record_metric(mut caller: Caller<'_, Host>, id: i32, value: i64) -> Ret {
-    enter(&caller, "proxy_record_metric")?;
+    enter(&mut caller, "proxy_record_metric")?;
     let value = value as u64;
     with_metric(&mut caller, id, |m| {
         match m {
@@ -185,7 +185,7 @@ fn proxy_record_metric(mut caller: Caller<'_, Host>, id: i32, value: i64) -> Ret
 }
 
 fn proxy_get_metric(mut caller: Caller<'_, Host>, id: i32, ret: i32) -> Ret {
-    enter(&caller, "proxy_get_metric")?;
+    enter(&mut caller, "proxy_get_metric")?;
     let mut value = None;
     let result = with_metric(&mut caller, id, |m| match m {
         Metric::Counter(v) | Metric::Gauge(v) => {

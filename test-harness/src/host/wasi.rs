@@ -17,7 +17,10 @@ const MAX_RANDOM_BYTES: usize = 64 * 1024;
 
 macro_rules! stub {
     ($linker:expr, $module:expr, $name:literal, ($($t:ty),*), $errno:expr) => {
-        $linker.func_wrap($module, $name, |_: Caller<'_, Host>, $(_: $t),*| -> Ret { Ok($errno) })?;
+        $linker.func_wrap($module, $name, |mut c: Caller<'_, Host>, $(_: $t),*| -> Ret {
+            c.data_mut().meter.host_call($name);
+            Ok($errno)
+        })?;
     };
 }
 
@@ -35,6 +38,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             module,
             "fd_seek",
             |mut c: Caller<'_, Host>, _: i32, _: i64, _: i32, _: i32| -> Ret {
+                c.data_mut().meter.host_call("fd_seek");
                 c.data_mut().log(LogLevel::Error, b"wasi_unstable fd_seek");
                 Ok(errno::SUCCESS)
             },
@@ -43,6 +47,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             module,
             "fd_close",
             |mut c: Caller<'_, Host>, _: i32| -> Ret {
+                c.data_mut().meter.host_call("fd_close");
                 c.data_mut().log(LogLevel::Error, b"wasi_unstable fd_close");
                 Ok(errno::SUCCESS)
             },
@@ -227,6 +232,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
 /// stdout (fd 1) logs at info, stderr (fd 2) at error, one entry per call
 /// with one trailing newline removed, as Envoy does; other fds are BADF.
 fn fd_write(mut caller: Caller<'_, Host>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> Ret {
+    caller.data_mut().meter.host_call("fd_write");
     let level = match fd {
         1 => LogLevel::Info,
         2 => LogLevel::Error,
@@ -265,6 +271,7 @@ fn fd_write(mut caller: Caller<'_, Host>, fd: i32, iovs: i32, iovs_len: i32, nwr
 }
 
 fn fd_fdstat_get(mut caller: Caller<'_, Host>, fd: i32, stat: i32) -> Ret {
+    caller.data_mut().meter.host_call("fd_fdstat_get");
     if fd != 1 && fd != 2 {
         return Ok(errno::BADF);
     }
@@ -282,6 +289,7 @@ fn fd_fdstat_get(mut caller: Caller<'_, Host>, fd: i32, stat: i32) -> Ret {
 }
 
 fn environ_sizes_get(mut caller: Caller<'_, Host>, count_ptr: i32, size_ptr: i32) -> Ret {
+    caller.data_mut().meter.host_call("environ_sizes_get");
     let Some((mem, host)) = split(&mut caller) else {
         return Ok(errno::FAULT);
     };
@@ -292,6 +300,7 @@ fn environ_sizes_get(mut caller: Caller<'_, Host>, count_ptr: i32, size_ptr: i32
 }
 
 fn environ_get(mut caller: Caller<'_, Host>, array_ptr: i32, buf_ptr: i32) -> Ret {
+    caller.data_mut().meter.host_call("environ_get");
     let Some((mem, host)) = split(&mut caller) else {
         return Ok(errno::FAULT);
     };
@@ -308,6 +317,7 @@ fn environ_get(mut caller: Caller<'_, Host>, array_ptr: i32, buf_ptr: i32) -> Re
 }
 
 fn args_sizes_get(mut caller: Caller<'_, Host>, argc: i32, size: i32) -> Ret {
+    caller.data_mut().meter.host_call("args_sizes_get");
     let Some((mem, _)) = split(&mut caller) else {
         return Ok(errno::FAULT);
     };
@@ -319,6 +329,7 @@ fn args_sizes_get(mut caller: Caller<'_, Host>, argc: i32, size: i32) -> Ret {
 }
 
 fn clock_time_get(mut caller: Caller<'_, Host>, clock: i32, _precision: i64, ret: i32) -> Ret {
+    caller.data_mut().meter.host_call("clock_time_get");
     let Some((mem, host)) = split(&mut caller) else {
         return Ok(errno::FAULT);
     };
@@ -335,6 +346,7 @@ fn clock_time_get(mut caller: Caller<'_, Host>, clock: i32, _precision: i64, ret
 }
 
 fn random_get(mut caller: Caller<'_, Host>, buf: i32, len: i32) -> Ret {
+    caller.data_mut().meter.host_call("random_get");
     let len = len as u32 as usize;
     if len > MAX_RANDOM_BYTES {
         return Ok(errno::INVAL);
@@ -355,6 +367,7 @@ fn random_get(mut caller: Caller<'_, Host>, buf: i32, len: i32) -> Ret {
 
 /// Envoy only logs `proc_exit`; the guest then usually traps on its own.
 fn proc_exit(mut caller: Caller<'_, Host>, code: i32) {
+    caller.data_mut().meter.host_call("proc_exit");
     let message = format!("wasi proc_exit({code})");
     caller.data_mut().log(LogLevel::Error, message.as_bytes());
 }

@@ -9,6 +9,7 @@ mod abi_shared;
 mod abi_wasi;
 mod callouts;
 mod chains;
+mod costs;
 mod envoy_ffi;
 mod grpc;
 mod malformed;
