@@ -40,8 +40,8 @@ const MARK_START: &str = "<!-- bench-envoy:start -->";
 const MARK_END: &str = "<!-- bench-envoy:end -->";
 
 /// One front Envoy's filter chain.
-struct Variant {
-    name: &'static str,
+pub(crate) struct Variant {
+    pub(crate) name: &'static str,
     group: &'static str,
     /// What it is measured against (its native equivalent), by name.
     native: Option<&'static str>,
@@ -49,6 +49,19 @@ struct Variant {
     filters: String,
     /// Extra routes (routing variants), as YAML list items.
     routes: Option<String>,
+}
+
+impl Variant {
+    /// A variant with no native equivalent and the default route.
+    pub(crate) fn new(name: &'static str, group: &'static str, filters: String) -> Self {
+        Self {
+            name,
+            group,
+            native: None,
+            filters,
+            routes: None,
+        }
+    }
 }
 
 /// The measurements of one variant.
@@ -63,7 +76,7 @@ struct Measured {
     start_ms: f64,
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     match v.len() {
@@ -77,6 +90,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut seconds = 10u64;
     let mut rounds = 3usize;
     let mut only: Option<Vec<String>> = None;
+    let mut host_calls = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut number = |what: &str| -> Result<u64, String> {
@@ -87,6 +101,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         match arg.as_str() {
             "--seconds" => seconds = number("--seconds")?,
             "--rounds" => rounds = usize::try_from(number("--rounds")?).unwrap_or(3),
+            "--host-calls" => host_calls = true,
             "--only" => {
                 let names = args.next().ok_or("--only needs variant names")?;
                 only = Some(names.split(',').map(str::to_owned).collect());
@@ -104,6 +119,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let work = root().join("target/bench-envoy");
     fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let (jwks, token) = jwt_material()?;
+    if host_calls {
+        let variants = crate::host_calls::variants();
+        let results = measure(&envoy, &work, &variants, seconds, rounds, &token)?;
+        let rps: Vec<Vec<f64>> = results.into_iter().map(|r| r.rps).collect();
+        return crate::host_calls::report(
+            &variants,
+            &rps,
+            seconds,
+            rounds,
+            &machine(),
+            &envoy_version(&envoy),
+        );
+    }
     let mut variants = variants(&jwks)?;
     if let Some(names) = &only {
         if let Some(unknown) = names
@@ -119,43 +147,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         variants.retain(|v| names.iter().any(|n| n == v.name));
     }
 
-    let mut results = vec![Measured::default(); variants.len()];
-    let mut procs = Vec::new();
-    procs.push(start_envoy(&envoy, &work, "backend", &backend_config(), 0)?.0);
-    // One at a time, so each start is timed on an otherwise idle machine.
-    for (i, v) in variants.iter().enumerate() {
-        let config = front_config(v, FRONT_PORT + i as u16, ADMIN_PORT + i as u16);
-        let (proc, started) = start_envoy(&envoy, &work, v.name, &config, ADMIN_PORT + i as u16)?;
-        results[i].start_ms = started.as_secs_f64() * 1e3;
-        procs.push(proc);
-    }
-    // Every front answers 200 through its filter before anything is timed.
-    for (i, v) in variants.iter().enumerate() {
-        let status = get(FRONT_PORT + i as u16, PATH, &token)?;
-        if status != 200 {
-            return Err(format!("{}: a request got {status}, not 200", v.name));
-        }
-    }
-    eprintln!("xtask: warm-up, then {rounds} round(s) of {seconds} s per variant");
-    for (i, _) in variants.iter().enumerate() {
-        wrk(FRONT_PORT + i as u16, 2, &token)?;
-    }
-    for round in 1..=rounds {
-        for (i, v) in variants.iter().enumerate() {
-            let (rps, p50, p99) = wrk(FRONT_PORT + i as u16, seconds, &token)?;
-            eprintln!(
-                "xtask: round {round} {:<22} {rps:>9.0} req/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs",
-                v.name
-            );
-            results[i].rps.push(rps);
-            results[i].p50_us.push(p50);
-            results[i].p99_us.push(p99);
-        }
-    }
-    for (i, r) in results.iter_mut().enumerate() {
-        r.heap_bytes = heap(ADMIN_PORT + i as u16);
-    }
-    drop(procs);
+    let results = measure(&envoy, &work, &variants, seconds, rounds, &token)?;
     if only.is_some() {
         // A subset is for trying a change: medians printed, the committed
         // report left alone.
@@ -173,11 +165,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
 
     let harness_pages = harness_memory(&token)?;
-    let envoy_version = Command::new(&envoy)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let envoy_version = envoy_version(&envoy);
     let report = Report {
         variants: &variants,
         results: &results,
@@ -204,6 +192,57 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     fs::write(&doc, text).map_err(|e| format!("cannot write {}: {e}", doc.display()))?;
     print!("{}", report.markdown());
     Ok(())
+}
+
+/// Starts the backend and one front Envoy per variant, checks each answers
+/// 200, then drives them with wrk round after round (variants interleaved);
+/// each front's heap is read at the end.
+fn measure(
+    envoy: &Path,
+    work: &Path,
+    variants: &[Variant],
+    seconds: u64,
+    rounds: usize,
+    token: &str,
+) -> Result<Vec<Measured>, String> {
+    let mut results = vec![Measured::default(); variants.len()];
+    let mut procs = Vec::new();
+    procs.push(start_envoy(envoy, work, "backend", &backend_config(), 0)?.0);
+    // One at a time, so each start is timed on an otherwise idle machine.
+    for (i, v) in variants.iter().enumerate() {
+        let config = front_config(v, FRONT_PORT + i as u16, ADMIN_PORT + i as u16);
+        let (proc, started) = start_envoy(envoy, work, v.name, &config, ADMIN_PORT + i as u16)?;
+        results[i].start_ms = started.as_secs_f64() * 1e3;
+        procs.push(proc);
+    }
+    // Every front answers 200 through its filter before anything is timed.
+    for (i, v) in variants.iter().enumerate() {
+        let status = get(FRONT_PORT + i as u16, PATH, token)?;
+        if status != 200 {
+            return Err(format!("{}: a request got {status}, not 200", v.name));
+        }
+    }
+    eprintln!("xtask: warm-up, then {rounds} round(s) of {seconds} s per variant");
+    for (i, _) in variants.iter().enumerate() {
+        wrk(FRONT_PORT + i as u16, 2, token)?;
+    }
+    for round in 1..=rounds {
+        for (i, v) in variants.iter().enumerate() {
+            let (rps, p50, p99) = wrk(FRONT_PORT + i as u16, seconds, token)?;
+            eprintln!(
+                "xtask: round {round} {:<22} {rps:>9.0} req/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs",
+                v.name
+            );
+            results[i].rps.push(rps);
+            results[i].p50_us.push(p50);
+            results[i].p99_us.push(p99);
+        }
+    }
+    for (i, r) in results.iter_mut().enumerate() {
+        r.heap_bytes = heap(ADMIN_PORT + i as u16);
+    }
+    drop(procs);
+    Ok(results)
 }
 
 /// What the auth crate's `mint` example prints for `args` (its fixed test
@@ -645,7 +684,15 @@ fn harness_memory(token: &str) -> Result<Vec<(String, u64, u64)>, String> {
     Ok(out)
 }
 
-fn machine() -> String {
+fn envoy_version(envoy: &Path) -> String {
+    Command::new(envoy)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+pub(crate) fn machine() -> String {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {

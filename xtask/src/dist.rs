@@ -43,6 +43,19 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let rustc_size = fs::metadata(&built)
             .map_err(|e| format!("cannot read {}: {e}", built.display()))?
             .len();
+        let built = match &filter.callbacks {
+            Some(keep) => {
+                let bytes =
+                    fs::read(&built).map_err(|e| format!("cannot read {}: {e}", built.display()))?;
+                let pruned = harness_fixtures::callbacks::keep_only(&bytes, keep)
+                    .map_err(|e| format!("{}: {e}", filter.package))?;
+                let file = built.with_extension("shipped.wasm");
+                fs::write(&file, pruned)
+                    .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                file
+            }
+            None => built,
+        };
         if shrink {
             wasm_opt::shrink(&built, &dist.join(&name))?;
         } else {

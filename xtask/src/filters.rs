@@ -26,6 +26,9 @@ pub(crate) struct Filter {
     pub(crate) size_cap: usize,
     /// Package version: the tag of its OCI images.
     pub(crate) version: String,
+    /// The callbacks it implements (`[package.metadata.dist] callbacks`):
+    /// the module ships without the other optional ones.
+    pub(crate) callbacks: Option<Vec<String>>,
 }
 
 impl Filter {
@@ -86,6 +89,13 @@ pub(crate) fn discover() -> Result<Vec<Filter>, String> {
                 )
                 .unwrap_or(usize::MAX),
                 version: package["version"].as_str().unwrap_or("0.0.0").to_owned(),
+                callbacks: package["metadata"]["dist"]["callbacks"]
+                    .as_array()
+                    .map(|list| {
+                        list.iter()
+                            .map(|c| c.as_str().unwrap_or_default().to_owned())
+                            .collect()
+                    }),
             });
         }
     }

@@ -12,6 +12,7 @@ mod dist;
 mod envoy;
 mod envoy_config;
 mod filters;
+mod host_calls;
 mod http;
 mod jwt_authn;
 mod oci;

@@ -38,6 +38,7 @@ unsafe extern "C" {
         return_map_size: *mut usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_set_property(
         path_data: *const u8,
         path_size: usize,
@@ -172,6 +173,28 @@ fn serialize_pairs(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
         out.push(0);
     }
     out
+}
+
+/// Sets the `log` crate's level to the host's (Envoy's `wasm` logger), read
+/// once, so a line Envoy would drop is neither formatted nor sent: every
+/// `proxy_log` is a crossing into the host, even for a line it discards.
+/// Called from `on_configure`; a level changed at runtime (Envoy's admin
+/// `/logging`) takes effect when the plugin is next configured. A host
+/// that does not answer leaves every level on.
+pub fn follow_host_log_level() {
+    let mut level = 0u32;
+    // SAFETY: the host writes one u32 through the pointer, which is valid.
+    let status = unsafe { proxy_get_log_level(&mut level) };
+    let filter = match (status, level) {
+        (0, 0) => log::LevelFilter::Trace,
+        (0, 1) => log::LevelFilter::Debug,
+        (0, 2) => log::LevelFilter::Info,
+        (0, 3) => log::LevelFilter::Warn,
+        // error and critical
+        (0, _) => log::LevelFilter::Error,
+        _ => log::LevelFilter::Trace,
+    };
+    log::set_max_level(filter);
 }
 
 /// Defines a counter (Envoy shows it as `wasmcustom.<name>`); `None` when
