@@ -91,6 +91,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut rounds = 3usize;
     let mut only: Option<Vec<String>> = None;
     let mut host_calls = false;
+    let mut before: Option<PathBuf> = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut number = |what: &str| -> Result<u64, String> {
@@ -102,6 +103,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "--seconds" => seconds = number("--seconds")?,
             "--rounds" => rounds = usize::try_from(number("--rounds")?).unwrap_or(3),
             "--host-calls" => host_calls = true,
+            "--before" => {
+                before = Some(PathBuf::from(
+                    args.next().ok_or("--before needs a folder of modules")?,
+                ));
+            }
             "--only" => {
                 let names = args.next().ok_or("--only needs variant names")?;
                 only = Some(names.split(',').map(str::to_owned).collect());
@@ -120,7 +126,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let (jwks, token) = jwt_material()?;
     if host_calls {
-        let variants = crate::host_calls::variants();
+        let variants = crate::host_calls::variants(&work)?;
         let results = measure(&envoy, &work, &variants, seconds, rounds, &token)?;
         let rps: Vec<Vec<f64>> = results.into_iter().map(|r| r.rps).collect();
         return crate::host_calls::report(
@@ -133,6 +139,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         );
     }
     let mut variants = variants(&jwks)?;
+    if let Some(dir) = &before {
+        variants.extend(twins(&variants, dir)?);
+    }
     if let Some(names) = &only {
         if let Some(unknown) = names
             .iter()
@@ -461,6 +470,32 @@ end"
         Variant { name: "static-routes", group: "routing", native: None, filters: String::new(),
             routes: Some(static_routes) },
     ])
+}
+
+/// With `--before DIR`: each variant of our filters again, loading its
+/// module from `DIR` (a `dist/` of another commit or another build profile)
+/// and named `<variant>-before`, so before and after run side by side.
+fn twins(variants: &[Variant], dir: &Path) -> Result<Vec<Variant>, String> {
+    let dist = root().join("dist").display().to_string();
+    let dir = fs::canonicalize(dir).map_err(|e| format!("--before {}: {e}", dir.display()))?;
+    let mut out = Vec::new();
+    for v in variants {
+        let name = match v.name {
+            "header-transform" => "header-transform-before",
+            "routing" => "routing-before",
+            "auth-jwt" => "auth-jwt-before",
+            "auth-jwt-nocache" => "auth-jwt-nocache-before",
+            _ => continue,
+        };
+        out.push(Variant {
+            name,
+            group: v.group,
+            native: v.native,
+            filters: v.filters.replace(&dist, &dir.display().to_string()),
+            routes: v.routes.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// A listener on 127.0.0.1:`port` with one HTTP connection manager:

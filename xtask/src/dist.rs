@@ -45,8 +45,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             .len();
         let built = match &filter.callbacks {
             Some(keep) => {
-                let bytes =
-                    fs::read(&built).map_err(|e| format!("cannot read {}: {e}", built.display()))?;
+                let bytes = fs::read(&built)
+                    .map_err(|e| format!("cannot read {}: {e}", built.display()))?;
                 let pruned = harness_fixtures::callbacks::keep_only(&bytes, keep)
                     .map_err(|e| format!("{}: {e}", filter.package))?;
                 let file = built.with_extension("shipped.wasm");

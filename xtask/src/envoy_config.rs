@@ -40,6 +40,7 @@ pub(crate) fn render_whole_chain(filters: &[Filter]) -> Option<Result<String, St
             dir: f.dir.clone(),
             size_cap: f.size_cap,
             version: f.version.clone(),
+            callbacks: f.callbacks.clone(),
         })
         .collect();
     Some(render_chain(

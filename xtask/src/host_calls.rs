@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
@@ -28,27 +28,73 @@ const MARK_END: &str = "<!-- host-calls:end -->";
 
 /// (variant, the probe's `call`, the ABI function it makes).
 const CALLS: &[(&str, &str, &str)] = &[
-    ("cost-get_header", "get_header", "proxy_get_header_map_value"),
-    ("cost-get_headers", "get_headers", "proxy_get_header_map_pairs"),
-    ("cost-replace_header", "replace_header", "proxy_replace_header_map_value"),
-    ("cost-remove_header", "remove_header", "proxy_remove_header_map_value"),
-    ("cost-increment_metric", "increment_metric", "proxy_increment_metric"),
+    (
+        "cost-get_header",
+        "get_header",
+        "proxy_get_header_map_value",
+    ),
+    (
+        "cost-get_headers",
+        "get_headers",
+        "proxy_get_header_map_pairs",
+    ),
+    (
+        "cost-replace_header",
+        "replace_header",
+        "proxy_replace_header_map_value",
+    ),
+    (
+        "cost-remove_header",
+        "remove_header",
+        "proxy_remove_header_map_value",
+    ),
+    (
+        "cost-increment_metric",
+        "increment_metric",
+        "proxy_increment_metric",
+    ),
     ("cost-get_property", "get_property", "proxy_get_property"),
-    ("cost-clear_route_cache", "clear_route_cache", "proxy_call_foreign_function"),
+    (
+        "cost-clear_route_cache",
+        "clear_route_cache",
+        "proxy_call_foreign_function",
+    ),
     ("cost-log_dropped", "log_dropped", "proxy_log"),
     ("cost-get_log_level", "get_log_level", "proxy_get_log_level"),
-    ("cost-current_time", "current_time", "proxy_get_current_time_nanoseconds"),
+    (
+        "cost-current_time",
+        "current_time",
+        "proxy_get_current_time_nanoseconds",
+    ),
 ];
 
-/// The filter-less front, the probe doing nothing, then one per call.
-pub(crate) fn variants() -> Vec<Variant> {
+/// Stream callbacks the SDK exports that a GET through the bench pays
+/// for besides `proxy_on_request_headers` (the backend answers with a
+/// body): response headers, response body, log, done.
+const EXTRA_CALLBACKS: u32 = 4;
+
+/// The filter-less front, the probe doing nothing (with every callback the
+/// SDK exports, and with only its request-headers callback), then one per
+/// call.
+pub(crate) fn variants(work: &Path) -> Result<Vec<Variant>, String> {
     let probe = PathBuf::from(harness_fixtures::COST_PROBE);
+    let bytes = fs::read(&probe).map_err(|e| format!("cannot read {}: {e}", probe.display()))?;
+    let pruned =
+        harness_fixtures::callbacks::keep_only(&bytes, &["proxy_on_request_headers".to_owned()])?;
+    let pruned_path = work.join("cost-probe-request-headers-only.wasm");
+    fs::write(&pruned_path, pruned)
+        .map_err(|e| format!("cannot write {}: {e}", pruned_path.display()))?;
     let mut out = vec![
         Variant::new("none", "baseline", String::new()),
         Variant::new(
             "cost-none",
             "host-calls",
             wasm_filter("probe", &probe, &json!({"call": "none"})),
+        ),
+        Variant::new(
+            "cost-none-pruned",
+            "host-calls",
+            wasm_filter("probe", &pruned_path, &json!({"call": "none"})),
         ),
     ];
     for (name, call, _) in CALLS {
@@ -58,7 +104,7 @@ pub(crate) fn variants() -> Vec<Variant> {
             wasm_filter("probe", &probe, &json!({"call": call, "repeat": REPEAT})),
         ));
     }
-    out
+    Ok(out)
 }
 
 /// The table: per request for `none`/`cost-none`, per call for the others.
@@ -74,8 +120,10 @@ pub(crate) fn report(
         let i = variants.iter().position(|v| v.name == name)?;
         Some(1e6 / median(&rps[i]))
     };
-    let (Some(none), Some(probe)) = (us("none"), us("cost-none")) else {
-        return Err("the run lacks `none` or `cost-none`".into());
+    let (Some(none), Some(probe), Some(pruned)) =
+        (us("none"), us("cost-none"), us("cost-none-pruned"))
+    else {
+        return Err("the run lacks `none`, `cost-none` or `cost-none-pruned`".into());
     };
     let mut md = format!(
         "\n### Measured: `cargo xtask bench-envoy --host-calls --seconds {seconds} --rounds {rounds}`\n\n\
@@ -83,8 +131,12 @@ pub(crate) fn report(
          making one host call {REPEAT} times in each request's headers callback, `wrk -t1 -c16`, \
          variants interleaved round by round, medians. One call = (1/rps − 1/rps<sub>cost-none</sub>) / {REPEAT}.\n\n\
          | What | ABI function | µs in Envoy |\n|---|---|---|\n\
-         | a request through a filter that does nothing (stream context, its callbacks), over no filter | — | {:.2} |\n",
-        probe - none
+         | a request through a filter that does nothing (stream context, its callbacks), over no filter | — | {:.2} |\n\
+         | the same filter exporting only `proxy_on_request_headers` (context create, request headers, delete) | — | {:.2} |\n\
+         | one stream callback that does nothing ((cost-none − cost-none-pruned) / {EXTRA_CALLBACKS}) | — | {:.3} |\n",
+        probe - none,
+        pruned - none,
+        (probe - pruned) / f64::from(EXTRA_CALLBACKS),
     );
     let mut json_rows = Vec::new();
     for (name, call, function) in CALLS {
@@ -93,7 +145,8 @@ pub(crate) fn report(
         let _ = writeln!(md, "| `{call}` | `{function}` | {per_call:.3} |");
         json_rows.push(json!({"call": call, "function": function, "us": per_call}));
     }
-    let json = json!({"none_us": none, "cost_none_us": probe, "calls": json_rows});
+    let json = json!({"none_us": none, "cost_none_us": probe, "cost_none_pruned_us": pruned,
+        "calls": json_rows});
     let work = root().join("target/bench-envoy");
     fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     fs::write(work.join("host-calls.json"), json.to_string())

@@ -523,3 +523,58 @@ fn smuggled_second_credentials_are_never_allowed_or_forwarded() {
         );
     }
 }
+
+/// What a request with a cached JWT costs, in crossings (the bench-envoy
+/// auth job): a change that adds a host call or a callback fails here
+/// before it shows in Envoy (docs/performance.md, "Host calls in Envoy").
+#[test]
+fn a_cached_token_makes_exactly_these_host_calls() {
+    let config = json!({
+        "jwt_providers": [{"name": "main", "issuer": "https://issuer.example",
+            "local_jwks": jwks()}],
+        "rules": [{"name": "all", "require": {"jwt": "main"}}]
+    });
+    let mut vm = Plugin::builder(harness_fixtures::AUTH)
+        .configuration(config.to_string())
+        .build()
+        .and_then(|p| p.start())
+        .unwrap();
+    let bearer = format!("Bearer {}", good());
+    let mut costs = Vec::new();
+    for _ in 0..2 {
+        let mut stream = vm.http_stream();
+        let progress = stream
+            .send_request_headers(get(&[("authorization", &bearer)]), true)
+            .unwrap();
+        assert_eq!(progress, Progress::Continued);
+        stream
+            .send_response_headers([(":status", "200")], false)
+            .unwrap();
+        stream.send_response_body("ok", true).unwrap();
+        costs.push(stream.finish().unwrap().costs.remove(0));
+    }
+    let cached = &costs[1];
+    let callbacks: Vec<_> = cached.callbacks.iter().map(|c| c.callback).collect();
+    assert_eq!(
+        callbacks,
+        [
+            "proxy_on_context_create",
+            "proxy_on_request_headers",
+            "proxy_on_delete"
+        ],
+        "no response, body, log or done callback: {cached}"
+    );
+    assert_eq!(
+        cached.host_calls(),
+        [
+            ("proxy_get_header_map_pairs", 1),
+            ("proxy_get_current_time_nanoseconds", 1),
+            // `auth.allowed` and `auth.jwt.ok`.
+            ("proxy_increment_metric", 2),
+            // `x-auth-identity` set, the token's `authorization` removed.
+            ("proxy_replace_header_map_value", 1),
+            ("proxy_remove_header_map_value", 1),
+        ],
+        "{cached}"
+    );
+}

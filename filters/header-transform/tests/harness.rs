@@ -281,3 +281,47 @@ fn ten_thousand_random_requests_never_trap() {
     assert!(vm.poisoned().is_none());
     assert_eq!(counter(&vm, "header_transform.errors"), 0);
 }
+
+/// What the bench-envoy header job costs per request, in crossings: a
+/// change that adds a host call or a callback fails here before it shows in
+/// Envoy (docs/performance.md, "Host calls in Envoy").
+#[test]
+fn the_header_job_makes_exactly_these_host_calls() {
+    let mut vm = vm(r#"{"rules": [{"name": "job",
+        "request_headers": [{"set": {"name": "x-edge", "value": "bench"}},
+                            {"remove": {"name": "x-internal-debug"}}],
+        "response_headers": [{"set": {"name": "x-content-type-options", "value": "nosniff"}},
+                             {"remove": {"name": "x-powered-by"}}]}]}"#);
+    let mut stream = vm.http_stream();
+    let mut request = REQUEST.to_vec();
+    request.push(("x-internal-debug", "1"));
+    stream.send_request_headers(request, true).unwrap();
+    stream
+        .send_response_headers([(":status", "200"), ("x-powered-by", "php")], false)
+        .unwrap();
+    stream.send_response_body("ok", true).unwrap();
+    let exchange = stream.finish().unwrap();
+    let costs = &exchange.costs[0];
+    let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
+    assert_eq!(
+        callbacks,
+        [
+            "proxy_on_context_create",
+            "proxy_on_request_headers",
+            "proxy_on_response_headers",
+            "proxy_on_delete",
+        ],
+        "no body, log or done callback: {costs}"
+    );
+    assert_eq!(
+        costs.host_calls(),
+        [
+            ("proxy_get_header_map_pairs", 2),
+            ("proxy_replace_header_map_value", 2),
+            ("proxy_remove_header_map_value", 2),
+            // The rule's counter, once per request it applies to.
+            ("proxy_increment_metric", 1),
+        ],
+        "{costs}"
+    );
+}

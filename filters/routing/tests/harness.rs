@@ -248,3 +248,51 @@ fn ten_thousand_random_requests_never_trap() {
     assert!(vm.poisoned().is_none());
     assert_eq!(counter(&vm, "routing.errors"), 0);
 }
+
+/// What the bench-envoy routing job costs per request, in crossings: a
+/// change that adds a host call or a callback fails here before it shows in
+/// Envoy (docs/performance.md, "Host calls in Envoy").
+#[test]
+fn the_routing_job_makes_exactly_these_host_calls() {
+    let rules: Vec<String> = (0..10)
+        .map(|i| {
+            let cluster = if i % 2 == 0 { "blue" } else { "green" };
+            format!(r#"{{"match": {{"path": {{"prefix": "/svc{i}/"}}}}, "cluster": "{cluster}"}}"#)
+        })
+        .collect();
+    let mut vm = vm(&format!(r#"{{"rules": [{}]}}"#, rules.join(",")));
+    let mut stream = vm.http_stream();
+    stream
+        .send_request_headers(get("/svc9/items", &[]), true)
+        .unwrap();
+    stream
+        .send_response_headers([(":status", "200")], false)
+        .unwrap();
+    stream.send_response_body("ok", true).unwrap();
+    let exchange = stream.finish().unwrap();
+    assert_eq!(
+        exchange.upstream_request.header("x-route-cluster"),
+        Some("green")
+    );
+    let costs = &exchange.costs[0];
+    let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
+    assert_eq!(
+        callbacks,
+        [
+            "proxy_on_context_create",
+            "proxy_on_request_headers",
+            "proxy_on_delete"
+        ],
+        "no response, body, log or done callback: {costs}"
+    );
+    assert_eq!(
+        costs.host_calls(),
+        [
+            ("proxy_get_header_map_pairs", 1),
+            ("proxy_increment_metric", 1),
+            ("proxy_replace_header_map_value", 1),
+            ("proxy_call_foreign_function", 1),
+        ],
+        "{costs}"
+    );
+}

@@ -1,12 +1,13 @@
 //! `proxy_call_foreign_function` and the foreign functions Envoy registers
 //! (`source/extensions/common/wasm/foreign.cc`): `clear_route_cache`,
-//! `set_envoy_filter_state`, `declare_property`, `compress`, `uncompress`.
+//! `set_envoy_filter_state`, `declare_property`, `compress`, `uncompress`,
+//! `verify_signature` (in `crypto`).
 //! A test may register its own under any name (`PluginBuilder::foreign_function`),
 //! which takes precedence.
 
 use wasmtime::Caller;
 
-use super::{Host, copy_out, enter, read, unimplemented};
+use super::{Host, allocate, enter, read, split, unimplemented, write_bytes, write_u32};
 use crate::abi::Status;
 
 type Ret = wasmtime::Result<i32>;
@@ -75,10 +76,7 @@ pub(super) fn proxy_call_foreign_function(
         .get(String::from_utf8_lossy(&name).as_ref())
         .cloned();
     if let Some(function) = registered {
-        return match (function.0)(&args) {
-            Ok(results) => write_results(&mut caller, &results, ret_ptr, ret_len),
-            Err(status) => Ok(status.code()),
-        };
+        return write_results(&mut caller, (function.0)(&args), ret_ptr, ret_len);
     }
     let answer = match name.as_slice() {
         b"clear_route_cache" => {
@@ -90,28 +88,67 @@ pub(super) fn proxy_call_foreign_function(
         b"compress" => Ok(miniz_oxide::deflate::compress_to_vec_zlib(&args, 6)),
         b"uncompress" => miniz_oxide::inflate::decompress_to_vec_zlib(&args)
             .map_err(|_| Status::SerializationFailure),
-        b"verify_signature" | b"sign" | b"expr_create" | b"expr_evaluate" | b"expr_delete" => {
+        b"verify_signature" => super::crypto::verify_signature(&args),
+        b"sign" => match super::crypto::sign(&args) {
+            Err(Status::Unimplemented) => {
+                return unimplemented(
+                    &mut caller,
+                    "proxy_call_foreign_function(\"sign\") with a P-521 key",
+                );
+            }
+            answer => answer,
+        },
+        b"expr_create" | b"expr_evaluate" | b"expr_delete" => {
             let function = format!(
                 "proxy_call_foreign_function(\"{}\")",
                 String::from_utf8_lossy(&name)
             );
             return unimplemented(&mut caller, &function);
         }
-        _ => Err(Status::NotFound),
+        // No such function: cpp-host answers before touching the out-pointers.
+        _ => return Ok(Status::NotFound.code()),
     };
-    match answer {
-        Ok(results) => write_results(&mut caller, &results, ret_ptr, ret_len),
-        Err(status) => Ok(status.code()),
-    }
+    write_results(&mut caller, answer, ret_ptr, ret_len)
 }
 
-/// Results go back through the out-pointers when the plugin passed them
-/// (cpp-host skips a null results pointer).
-fn write_results(caller: &mut Caller<'_, Host>, results: &[u8], ret_ptr: i32, ret_len: i32) -> Ret {
-    if ret_ptr == 0 || ret_len == 0 {
-        return Ok(Status::Ok.code());
+/// As cpp-host's `call_foreign_function` after a registered function ran,
+/// whatever its status: the results are allocated in the guest only when
+/// there are some and the plugin passed a results pointer (else the host
+/// keeps them), then the address (0 when nothing was allocated) and the
+/// size are written to each out-pointer that is not null.
+fn write_results(
+    caller: &mut Caller<'_, Host>,
+    answer: Result<Vec<u8>, Status>,
+    ret_ptr: i32,
+    ret_len: i32,
+) -> Ret {
+    let (status, results) = match answer {
+        Ok(results) => (Status::Ok, results),
+        Err(status) => (status, Vec::new()),
+    };
+    let mut address = 0;
+    if ret_ptr != 0 && !results.is_empty() {
+        match allocate(caller, results.len())? {
+            Some(at) => address = at,
+            None => return Ok(Status::InvalidMemoryAccess.code()),
+        }
+        let Some((mem, host)) = split(caller) else {
+            return Ok(Status::InvalidMemoryAccess.code());
+        };
+        host.meter.copied_to_guest(results.len());
+        if !write_bytes(mem, address as i32, &results) {
+            return Ok(Status::InvalidMemoryAccess.code());
+        }
     }
-    Ok(copy_out(caller, results, ret_ptr, ret_len)?.code())
+    let Some((mem, _)) = split(caller) else {
+        return Ok(Status::InvalidMemoryAccess.code());
+    };
+    if (ret_ptr != 0 && !write_u32(mem, ret_ptr, address))
+        || (ret_len != 0 && !write_u32(mem, ret_len, results.len() as u32))
+    {
+        return Ok(Status::InvalidMemoryAccess.code());
+    }
+    Ok(status.code())
 }
 
 /// `SetEnvoyFilterStateArguments { string path = 1; string value = 2;
@@ -175,14 +212,14 @@ fn declare_property(host: &mut Host, args: &[u8]) -> Result<Vec<u8>, Status> {
 }
 
 #[derive(Debug)]
-enum Field<'a> {
+pub(super) enum Field<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
 }
 
 /// A protobuf message's fields (varint, 64-bit, length-delimited, 32-bit
 /// wire types), or `None` when it does not parse, as `ParseFromString`.
-fn decode_message(mut bytes: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
+pub(super) fn decode_message(mut bytes: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
     let mut fields = Vec::new();
     while !bytes.is_empty() {
         let key = varint(&mut bytes)?;
@@ -227,9 +264,21 @@ fn take<'a>(bytes: &mut &'a [u8], len: usize) -> Option<&'a [u8]> {
     Some(head)
 }
 
+/// The last value of a bytes field (absent = empty).
+pub(super) fn bytes_field<'a>(fields: &[(u64, Field<'a>)], number: u64) -> &'a [u8] {
+    fields
+        .iter()
+        .rev()
+        .find_map(|(n, f)| match f {
+            Field::Bytes(b) if *n == number => Some(*b),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// The last value of a string field (proto3: last one wins; absent = "").
 /// A string that is not UTF-8 fails the parse, as in C++ proto3.
-fn string_field(fields: &[(u64, Field<'_>)], number: u64) -> Result<String, Status> {
+pub(super) fn string_field(fields: &[(u64, Field<'_>)], number: u64) -> Result<String, Status> {
     let raw = fields
         .iter()
         .rev()

@@ -1,6 +1,7 @@
 //! The host side of the ABI: the state a VM's `Store` carries and the host
 //! functions, grouped as the spec groups them.
 
+mod crypto;
 mod fields;
 mod foreign;
 mod grpc;

@@ -278,12 +278,13 @@ fn get_status_outside_a_callout_is_zero_and_empty() {
 
 #[test]
 fn an_unimplemented_host_call_answers_unimplemented_and_fails_the_test() {
-    // Envoy's `verify_signature` foreign function (host crypto) is not
-    // emulated: the call must fail the test, not pass silently.
+    // Envoy's `expr_create` foreign function (CEL, in Envoy builds with the
+    // CEL parser) is not emulated: the call must fail the test, not pass
+    // silently.
     let mut vm = guest::start(
-        r#"(data (i32.const 0x400) "verify_signature")
+        r#"(data (i32.const 0x400) "expr_create")
         (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-          (call $result (i32.const 0) (call $proxy_call_foreign_function (i32.const 0x400) (i32.const 16) (i32.const 0) (i32.const 0) (i32.const 0x10) (i32.const 0x14)))
+          (call $result (i32.const 0) (call $proxy_call_foreign_function (i32.const 0x400) (i32.const 11) (i32.const 0) (i32.const 0) (i32.const 0x10) (i32.const 0x14)))
           (i32.const 0))"#,
     );
     let err = vm
@@ -294,7 +295,7 @@ fn an_unimplemented_host_call_answers_unimplemented_and_fails_the_test() {
     match &err {
         Error::Harness { callback, problems } => {
             assert_eq!(callback, "proxy_on_request_headers");
-            assert!(problems[0].contains("verify_signature"), "{problems:?}");
+            assert!(problems[0].contains("expr_create"), "{problems:?}");
         }
         other => panic!("expected a harness error, got {other}"),
     }
