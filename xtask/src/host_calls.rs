@@ -68,6 +68,9 @@ const CALLS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Probes on one stream in the `-x20` variants.
+const CHAIN: u32 = 20;
+
 /// Stream callbacks the SDK exports that a GET through the bench pays
 /// for besides `proxy_on_request_headers` (the backend answers with a
 /// body): response headers, response body, log, done.
@@ -97,6 +100,19 @@ pub(crate) fn variants(work: &Path) -> Result<Vec<Variant>, String> {
             wasm_filter("probe", &pruned_path, &json!({"call": "none"})),
         ),
     ];
+    // Twenty probes on one stream: a callback's cost, and a stream
+    // context's, stand well above the noise only when multiplied.
+    let chain = |path: &Path| -> String {
+        (0..CHAIN)
+            .map(|i| wasm_filter(&format!("probe{i}"), path, &json!({"call": "none"})))
+            .collect()
+    };
+    out.push(Variant::new("cost-none-x20", "host-calls", chain(&probe)));
+    out.push(Variant::new(
+        "cost-none-pruned-x20",
+        "host-calls",
+        chain(&pruned_path),
+    ));
     for (name, call, _) in CALLS {
         out.push(Variant::new(
             name,
@@ -120,23 +136,29 @@ pub(crate) fn report(
         let i = variants.iter().position(|v| v.name == name)?;
         Some(1e6 / median(&rps[i]))
     };
-    let (Some(none), Some(probe), Some(pruned)) =
-        (us("none"), us("cost-none"), us("cost-none-pruned"))
-    else {
-        return Err("the run lacks `none`, `cost-none` or `cost-none-pruned`".into());
+    let (Some(none), Some(probe), Some(pruned), Some(chain), Some(chain_pruned)) = (
+        us("none"),
+        us("cost-none"),
+        us("cost-none-pruned"),
+        us("cost-none-x20"),
+        us("cost-none-pruned-x20"),
+    ) else {
+        return Err("the run lacks one of the `none` and `cost-none*` variants".into());
     };
+    let callback = (chain - chain_pruned) / f64::from(CHAIN * EXTRA_CALLBACKS);
+    let context = (chain_pruned - none) / f64::from(CHAIN);
     let mut md = format!(
-        "\n### Measured: `cargo xtask bench-envoy --host-calls --seconds {seconds} --rounds {rounds}`\n\n\
+        "\n#### Measured: `cargo xtask bench-envoy --host-calls --seconds {seconds} --rounds {rounds}`\n\n\
          {machine}; {envoy_version}; one front Envoy per variant (`--concurrency 1`), the cost probe \
          making one host call {REPEAT} times in each request's headers callback, `wrk -t1 -c16`, \
          variants interleaved round by round, medians. One call = (1/rps − 1/rps<sub>cost-none</sub>) / {REPEAT}.\n\n\
          | What | ABI function | µs in Envoy |\n|---|---|---|\n\
          | a request through a filter that does nothing (stream context, its callbacks), over no filter | — | {:.2} |\n\
          | the same filter exporting only `proxy_on_request_headers` (context create, request headers, delete) | — | {:.2} |\n\
-         | one stream callback that does nothing ((cost-none − cost-none-pruned) / {EXTRA_CALLBACKS}) | — | {:.3} |\n",
+         | one stream callback that does nothing: (cost-none-x20 − cost-none-pruned-x20) / ({CHAIN} × {EXTRA_CALLBACKS}) | — | {callback:.3} |\n\
+         | one filter's stream with only its request-headers callback: (cost-none-pruned-x20 − none) / {CHAIN} | — | {context:.3} |\n",
         probe - none,
         pruned - none,
-        (probe - pruned) / f64::from(EXTRA_CALLBACKS),
     );
     let mut json_rows = Vec::new();
     for (name, call, function) in CALLS {
@@ -146,7 +168,7 @@ pub(crate) fn report(
         json_rows.push(json!({"call": call, "function": function, "us": per_call}));
     }
     let json = json!({"none_us": none, "cost_none_us": probe, "cost_none_pruned_us": pruned,
-        "calls": json_rows});
+        "callback_us": callback, "pruned_stream_us": context, "calls": json_rows});
     let work = root().join("target/bench-envoy");
     fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     fs::write(work.join("host-calls.json"), json.to_string())

@@ -578,3 +578,42 @@ fn a_cached_token_makes_exactly_these_host_calls() {
         "{cached}"
     );
 }
+
+/// The filter reads Envoy's log level at configure: at info an allowed
+/// request sends no log line (no `proxy_log` crossing for a line Envoy would
+/// drop); at debug it logs the decision.
+#[test]
+fn debug_lines_cross_only_when_the_host_logs_debug() {
+    let config = json!({
+        "jwt_providers": [{"name": "main", "issuer": "https://issuer.example",
+            "local_jwks": jwks()}],
+        "rules": [{"name": "all", "require": {"jwt": "main"}}]
+    });
+    let bearer = format!("Bearer {}", good());
+    for (level, lines) in [(LogLevel::Info, 0), (LogLevel::Debug, 1)] {
+        let mut vm = Plugin::builder(harness_fixtures::AUTH)
+            .configuration(config.to_string())
+            .log_level(level)
+            .build()
+            .and_then(|p| p.start())
+            .unwrap();
+        vm.take_logs();
+        let mut stream = vm.http_stream();
+        stream
+            .send_request_headers(get(&[("authorization", &bearer)]), true)
+            .unwrap();
+        let costs = stream.costs();
+        assert_eq!(
+            costs.host_calls_to("proxy_log"),
+            lines,
+            "{level:?}: {costs}"
+        );
+        stream.finish().unwrap();
+        let logged = vm
+            .take_logs()
+            .iter()
+            .filter(|l| l.message.contains("allowed by rule all"))
+            .count();
+        assert_eq!(logged as u32, lines, "{level:?}");
+    }
+}

@@ -105,3 +105,37 @@ fn the_estimate_follows_the_model() {
         "{estimate} vs {expected}"
     );
 }
+
+/// The cost probe (`cargo xtask bench-envoy --host-calls` prices each host
+/// call with it) makes exactly `repeat` calls of the function it is set to.
+#[test]
+fn the_cost_probe_makes_the_calls_it_is_configured_for() {
+    use proxy_wasm_harness::Plugin;
+    for (call, function) in [
+        ("get_header", "proxy_get_header_map_value"),
+        ("get_headers", "proxy_get_header_map_pairs"),
+        ("replace_header", "proxy_replace_header_map_value"),
+        ("remove_header", "proxy_remove_header_map_value"),
+        ("increment_metric", "proxy_increment_metric"),
+        ("get_property", "proxy_get_property"),
+        ("clear_route_cache", "proxy_call_foreign_function"),
+        ("log_dropped", "proxy_log"),
+        ("get_log_level", "proxy_get_log_level"),
+        ("current_time", "proxy_get_current_time_nanoseconds"),
+    ] {
+        let mut vm = Plugin::builder(harness_fixtures::COST_PROBE)
+            .configuration(format!(r#"{{"call": "{call}", "repeat": 7}}"#))
+            .build()
+            .and_then(|p| p.start())
+            .unwrap();
+        let mut stream = vm.http_stream();
+        stream.send_request_headers(get("/"), true).unwrap();
+        let costs = stream.finish().unwrap().costs.remove(0);
+        assert_eq!(costs.host_calls(), [(function, 7)], "{call}: {costs}");
+    }
+    let refused = Plugin::builder(harness_fixtures::COST_PROBE)
+        .configuration(r#"{"call": "nope"}"#)
+        .build()
+        .and_then(|p| p.start());
+    assert!(refused.is_err(), "an unknown call is refused");
+}
