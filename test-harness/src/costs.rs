@@ -298,8 +298,15 @@ pub(crate) struct Meter {
 impl Meter {
     /// A callback starts.
     pub(crate) fn begin(&mut self, callback: &'static str) {
-        self.current = CallbackCosts::new(callback);
-        self.current.invocations = 1;
+        // Reset in place: the host-call list keeps its capacity, so a
+        // callback allocates nothing to be counted.
+        let current = &mut self.current;
+        current.callback = callback;
+        current.invocations = 1;
+        current.host_calls.clear();
+        current.bytes_to_guest = 0;
+        current.bytes_from_guest = 0;
+        current.guest_allocations = 0;
         self.reads_mark = guest_reads();
     }
 

@@ -69,7 +69,7 @@ pub(super) fn verify_signature(args: &[u8]) -> Result<Vec<u8>, Status> {
     // empty key object, which fails at the verification's initialisation.
     let key = match (der.is_empty(), pem.is_empty()) {
         (false, true) => import_der(der),
-        (true, false) => import_pem(&pem),
+        (true, false) => pem_block(&pem, "PUBLIC KEY").and_then(|der| import_der(&der)),
         _ => return Err(Status::BadArgument),
     }
     .unwrap_or(PublicKey::Other);
@@ -99,10 +99,7 @@ pub(super) fn sign(args: &[u8]) -> Result<Vec<u8>, Status> {
     let pem = string_field(&fields, 4)?;
     let key = match (der.is_empty(), pem.is_empty()) {
         (false, true) => import_private_der(der),
-        (true, false) => pem_rfc7468::decode_vec(pem.trim().as_bytes())
-            .ok()
-            .filter(|(label, _)| *label == "PRIVATE KEY")
-            .and_then(|(_, der)| import_private_der(&der)),
+        (true, false) => pem_block(&pem, "PRIVATE KEY").and_then(|der| import_private_der(&der)),
         _ => return Err(Status::BadArgument),
     };
     let signed = match (hash(&hash_name), key) {
@@ -233,10 +230,12 @@ fn import_der(der: &[u8]) -> Option<PublicKey> {
     Some(PublicKey::Other)
 }
 
-/// `PEM_read_bio_PUBKEY`: a `PUBLIC KEY` block holding SubjectPublicKeyInfo.
-fn import_pem(pem: &str) -> Option<PublicKey> {
-    let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes()).ok()?;
-    (label == "PUBLIC KEY").then(|| import_der(&der)).flatten()
+/// The DER inside a PEM block with `label` (`PUBLIC KEY` holds a
+/// SubjectPublicKeyInfo, as `PEM_read_bio_PUBKEY` reads it; `PRIVATE KEY`
+/// a PKCS#8 key).
+fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
+    let (found, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes()).ok()?;
+    (found == label).then_some(der)
 }
 
 fn verify(key: &PublicKey, hash: Hash, signature: &[u8], text: &[u8]) -> Result<(), String> {

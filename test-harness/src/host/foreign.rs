@@ -7,7 +7,7 @@
 
 use wasmtime::Caller;
 
-use super::{Host, allocate, enter, read, split, unimplemented, write_bytes, write_u32};
+use super::{Host, enter, place, read, split, unimplemented, write_u32};
 use crate::abi::Status;
 
 type Ret = wasmtime::Result<i32>;
@@ -126,20 +126,14 @@ fn write_results(
         Ok(results) => (Status::Ok, results),
         Err(status) => (status, Vec::new()),
     };
-    let mut address = 0;
-    if ret_ptr != 0 && !results.is_empty() {
-        match allocate(caller, results.len())? {
-            Some(at) => address = at,
+    let address = if ret_ptr == 0 {
+        0
+    } else {
+        match place(caller, &results)? {
+            Some(address) => address,
             None => return Ok(Status::InvalidMemoryAccess.code()),
         }
-        let Some((mem, host)) = split(caller) else {
-            return Ok(Status::InvalidMemoryAccess.code());
-        };
-        host.meter.copied_to_guest(results.len());
-        if !write_bytes(mem, address as i32, &results) {
-            return Ok(Status::InvalidMemoryAccess.code());
-        }
-    }
+    };
     let Some((mem, _)) = split(caller) else {
         return Ok(Status::InvalidMemoryAccess.code());
     };

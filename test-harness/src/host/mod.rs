@@ -446,26 +446,35 @@ pub(crate) fn copy_out(
     ptr_ptr: i32,
     size_ptr: i32,
 ) -> wasmtime::Result<Status> {
-    let ptr = if bytes.is_empty() {
-        0
-    } else {
-        match allocate(caller, bytes.len())? {
-            Some(ptr) => ptr,
-            None => return Ok(Status::InvalidMemoryAccess),
-        }
-    };
-    let Some((mem, host)) = split(caller) else {
+    let Some(ptr) = place(caller, bytes)? else {
         return Ok(Status::InvalidMemoryAccess);
     };
-    host.meter.copied_to_guest(bytes.len());
-    let ok = (bytes.is_empty() || write_bytes(mem, ptr as i32, bytes))
-        && write_u32(mem, ptr_ptr, ptr)
-        && write_u32(mem, size_ptr, bytes.len() as u32);
+    let Some((mem, _)) = split(caller) else {
+        return Ok(Status::InvalidMemoryAccess);
+    };
+    let ok = write_u32(mem, ptr_ptr, ptr) && write_u32(mem, size_ptr, bytes.len() as u32);
     Ok(if ok {
         Status::Ok
     } else {
         Status::InvalidMemoryAccess
     })
+}
+
+/// Copies `bytes` into one allocation of exactly their size in guest memory
+/// and answers its address: 0 for an empty value, without calling the
+/// allocator; `None` when the allocation or the copy fails.
+pub(crate) fn place(caller: &mut Caller<'_, Host>, bytes: &[u8]) -> wasmtime::Result<Option<u32>> {
+    if bytes.is_empty() {
+        return Ok(Some(0));
+    }
+    let Some(ptr) = allocate(caller, bytes.len())? else {
+        return Ok(None);
+    };
+    let Some((mem, host)) = split(caller) else {
+        return Ok(None);
+    };
+    host.meter.copied_to_guest(bytes.len());
+    Ok(write_bytes(mem, ptr as i32, bytes).then_some(ptr))
 }
 
 /// Calls the guest allocator; `None` when it has none or answers 0.
