@@ -1,7 +1,8 @@
 //! JWT verification natively, as the auth filter's logic runs it (parse,
 //! verify the signature against a JWKS, check the claims), and per request
 //! through the auth filter's wasm module in the harness, cold (the
-//! verified-token cache off: every request verifies) and cached. RS256
+//! verified-token cache off: every request verifies, through the host's
+//! `verify_signature` and in the module) and cached. RS256
 //! (2048-bit), ES256 and ES384, side by side in one run; and ECDSA
 //! verification through our JWS layer (`auth::jwk::P256Key` and kin) beside
 //! the `p256` and `p384` crates called directly, on the same signatures.
@@ -117,7 +118,9 @@ fn verify(c: &mut Criterion) {
         group.bench_function(format!("{alg} parse+verify+claims"), |b| {
             b.iter(|| {
                 let parsed = Token::parse(black_box(&token), 8192).expect("parses");
-                parsed.verify(&jwks, 8).expect("verifies");
+                parsed
+                    .verify(&jwks, 8, &mut auth::InModule)
+                    .expect("verifies");
                 rules.check(&parsed, NOW).expect("claims hold");
             });
         });
@@ -136,20 +139,29 @@ fn in_harness(c: &mut Criterion) {
             (":authority", "api.example"),
             ("authorization", bearer.as_str()),
         ];
-        for (cache, size) in [("cold", 0), ("cached", 1024)] {
+        // "cold": the signature through the harness's `verify_signature`
+        // (native RustCrypto, as Envoy's is native BoringSSL); "cold, in
+        // module": a host without it, so the module's wasm RustCrypto.
+        for (cache, size, host_verifies) in [
+            ("cold", 0, true),
+            ("cold, in module", 0, false),
+            ("cached", 1024, true),
+        ] {
             let config = json!({
                 "jwt_providers": [{"name": "main", "issuer": "https://issuer.example",
                                     "audiences": ["api"], "local_jwks": jwks}],
                 "rules": [{"require": {"jwt": "main"}}],
                 "token_cache_size": size
             });
-            let mut vm = Plugin::builder(harness_fixtures::AUTH)
+            let mut builder = Plugin::builder(harness_fixtures::AUTH)
                 .runtime(&runtime)
-                .configuration(config.to_string())
-                .build()
-                .unwrap()
-                .start()
-                .unwrap();
+                .configuration(config.to_string());
+            if !host_verifies {
+                builder = builder.foreign_function("verify_signature", |_| {
+                    Err(proxy_wasm_harness::Status::NotFound)
+                });
+            }
+            let mut vm = builder.build().unwrap().start().unwrap();
             group.bench_function(format!("{alg} request, {cache}"), |b| {
                 b.iter(|| {
                     let mut stream = vm.http_stream();

@@ -92,3 +92,10 @@ pub use upstream::{
     CallOutcome, GrpcCall, GrpcReply, GrpcUpstream, HttpCall, HttpResponse, Upstream,
 };
 pub use vm::Vm;
+
+/// Envoy's crypto foreign functions as the harness answers a module's
+/// `proxy_call_foreign_function`, callable directly: a filter's logic,
+/// tested natively, gets the answers Envoy 1.40 would give it.
+pub mod foreign_functions {
+    pub use crate::host::{sign, verify_signature};
+}

@@ -10,7 +10,9 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use filter_common::headers::HeaderMap;
-use filter_common::proxy::{ProxyHost, count, counter, read_map, send_local_reply, write_changes};
+use filter_common::proxy::{
+    ProxyHost, call_foreign_function, count, counter, read_map, send_local_reply, write_changes,
+};
 use filter_common::request::{Request, split_query};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
@@ -21,6 +23,7 @@ use crate::answer::{apply, reply, strip_outputs};
 use crate::config::{BodySettings, Config, JwksSource, Provider, RemoteJwks};
 use crate::policy::{AuthzAnswer, Caches, Decision, Env, Keys, Method, Need, Verdict, evaluate};
 use crate::remote::RemoteState;
+use crate::signature::{self, SignatureHost, Verifier};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -64,6 +67,63 @@ impl Metrics {
     }
 }
 
+/// The proxy's `verify_signature`, when its self-test passed at configure,
+/// with a counter for each verifier (`auth.jwt.signatures.host` and
+/// `.module`: one per signature checked, so a host that stopped offering
+/// it shows).
+#[derive(Debug)]
+struct ProxySignatures {
+    offered: bool,
+    by_host: Option<u32>,
+    by_module: Option<u32>,
+}
+
+impl ProxySignatures {
+    /// Runs the self-test (only when some provider verifies JWTs) and logs
+    /// the choice once.
+    fn detect(config: &Config) -> Self {
+        let mut signatures = Self {
+            offered: true,
+            by_host: None,
+            by_module: None,
+        };
+        if config.providers.is_empty() {
+            signatures.offered = false;
+            return signatures;
+        }
+        signatures.by_host = counter("auth.jwt.signatures.host");
+        signatures.by_module = counter("auth.jwt.signatures.module");
+        match signature::self_test(&mut signatures) {
+            Ok(()) => info!(
+                "auth: JWT signatures RS256/384/512 and ES256/384/512 are verified by the \
+                 host's verify_signature; the others in the module"
+            ),
+            Err(why) => {
+                signatures.offered = false;
+                info!("auth: every JWT signature is verified in the module: {why}");
+            }
+        }
+        signatures
+    }
+}
+
+impl SignatureHost for ProxySignatures {
+    fn offers_verify_signature(&self) -> bool {
+        self.offered
+    }
+
+    fn verify_signature(&mut self, arguments: &[u8]) -> Result<Vec<u8>, u32> {
+        call_foreign_function("verify_signature", arguments).map_err(|status| status.0)
+    }
+
+    fn checked(&mut self, by: Verifier) {
+        count(match by {
+            Verifier::Host => self.by_host,
+            Verifier::Module => self.by_module,
+        });
+    }
+}
+
 fn method_index(m: Method) -> usize {
     Method::ALL.iter().position(|x| *x == m).unwrap_or(0)
 }
@@ -74,6 +134,7 @@ struct State {
     metrics: Metrics,
     remote: Vec<RemoteState>,
     caches: Caches,
+    signatures: ProxySignatures,
 }
 
 type Shared = Rc<RefCell<State>>;
@@ -149,11 +210,13 @@ impl RootContext for Root {
                     .map(|_| RemoteState::default())
                     .collect();
                 let caches = Caches::new(config.token_cache_size);
+                let signatures = ProxySignatures::detect(&config);
                 self.state = Some(Rc::new(RefCell::new(State {
                     config,
                     metrics: Metrics::define(),
                     remote,
                     caches,
+                    signatures,
                 })));
                 if has_remote {
                     self.set_tick_period(Duration::from_secs(1));
@@ -380,6 +443,7 @@ struct StreamEnv<'a> {
     providers: &'a [Provider],
     remote: &'a mut [RemoteState],
     caches: &'a mut Caches,
+    signatures: &'a mut ProxySignatures,
     now_ms: u64,
     fetched: &'a [usize],
     authz: Option<&'a AuthzAnswer>,
@@ -425,6 +489,10 @@ impl Env for StreamEnv<'_> {
 
     fn caches(&mut self) -> &mut Caches {
         self.caches
+    }
+
+    fn signatures(&mut self) -> Option<&mut dyn SignatureHost> {
+        Some(self.signatures)
     }
 }
 
@@ -505,6 +573,7 @@ impl Stream {
                 providers: &state.config.providers,
                 remote: &mut state.remote,
                 caches: &mut state.caches,
+                signatures: &mut state.signatures,
                 now_ms: now_ms(),
                 fetched: &self.fetched,
                 authz: self.authz.as_ref(),

@@ -110,6 +110,39 @@ pub struct Jwk {
     /// The only algorithm the key may verify, when the set says so.
     pub alg: Option<Alg>,
     pub material: Material,
+    /// The key as SubjectPublicKeyInfo DER, the form the proxy's
+    /// `verify_signature` takes: RSA and EC keys only, encoded once here
+    /// rather than per request.
+    pub spki: Option<Vec<u8>>,
+}
+
+impl Jwk {
+    pub fn new(kid: Option<String>, alg: Option<Alg>, material: Material) -> Self {
+        let spki = material.spki();
+        Self {
+            kid,
+            alg,
+            material,
+            spki,
+        }
+    }
+}
+
+impl Material {
+    /// SubjectPublicKeyInfo DER for RSA and EC keys.
+    fn spki(&self) -> Option<Vec<u8>> {
+        use rsa::pkcs8::EncodePublicKey as _;
+        let document = match self {
+            Self::Rsa(key) => key.to_public_key_der(),
+            Self::P256(key) => p256::PublicKey::from(&key.0).to_public_key_der(),
+            Self::P384(key) => p384::PublicKey::from(&key.0).to_public_key_der(),
+            Self::P521(key) => p521::PublicKey::from_affine(*key.0.as_affine())
+                .ok()?
+                .to_public_key_der(),
+            Self::Ed25519(_) | Self::Secret(_) => return None,
+        };
+        document.ok().map(rsa::pkcs8::Document::into_vec)
+    }
 }
 
 /// The shortest `oct` key accepted at all (HS256's hash length).
@@ -262,7 +295,7 @@ fn parse_key(key: &Value) -> Result<Result<Jwk, String>, String> {
     {
         return Err(format!("`alg` does not fit a `{kty}` key"));
     }
-    Ok(Ok(Jwk { kid, alg, material }))
+    Ok(Ok(Jwk::new(kid, alg, material)))
 }
 
 /// A coordinate of exactly `len` bytes (RFC 7518 §6.2.1.2).
@@ -317,6 +350,15 @@ macro_rules! ec_key {
                 $krate::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
                     .ok()
                     .map(Self)
+            }
+
+            /// A JWS signature (`r ‖ s`) as DER, the encoding BoringSSL
+            /// verifies; `None` when it is not a valid `r ‖ s` on this
+            /// curve (wrong length, `r` or `s` zero or not below the order).
+            pub fn der_signature(signature: &[u8]) -> Option<Vec<u8>> {
+                $krate::ecdsa::Signature::from_slice(signature)
+                    .ok()
+                    .map(|s| s.to_der().as_bytes().to_vec())
             }
 
             /// Whether `signature` (`r ‖ s`) signs `message`.

@@ -6,12 +6,9 @@
 
 use std::fmt;
 
+use crate::jwk::{Alg, Jwks, decode_base64url};
+use crate::signature::{self, SignatureHost};
 use filter_common::value::{Map, Value};
-use hmac::{Hmac, Mac};
-use rsa::signature::Verifier;
-use sha2::{Sha256, Sha384, Sha512};
-
-use crate::jwk::{Alg, Jwks, Material, decode_base64url};
 
 /// Why a token is refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,7 +231,15 @@ impl<'a> Token<'a> {
     /// `max_keys_without_kid` keys that fit its `alg`, in the set's order:
     /// each try of a P-521 or 4096-bit RSA key costs milliseconds in wasm,
     /// and an unauthenticated caller chooses how many tries a token costs.
-    pub fn verify(&self, jwks: &Jwks, max_keys_without_kid: usize) -> Result<(), JwtError> {
+    ///
+    /// `host` checks the signatures it can (Envoy's `verify_signature`);
+    /// the module checks the rest.
+    pub fn verify(
+        &self,
+        jwks: &Jwks,
+        max_keys_without_kid: usize,
+        host: &mut dyn SignatureHost,
+    ) -> Result<(), JwtError> {
         let limit = if self.kid.is_some() {
             usize::MAX
         } else {
@@ -252,67 +257,12 @@ impl<'a> Token<'a> {
             return Err(JwtError::NoMatchingKey);
         }
         let input = self.signing_input.as_bytes();
-        if candidates.any(|key| verify_signature(self.alg, &key.material, input, &self.signature)) {
+        if candidates.any(|key| signature::verify(self.alg, key, input, &self.signature, host)) {
             Ok(())
         } else {
             Err(JwtError::VerificationFailed)
         }
     }
-}
-
-/// The JWS layer (RFC 7515 §5.2 step 8, RFC 7518 §3): whether `signature`
-/// signs `input` under `alg` with `material`. A key of the wrong kind for
-/// `alg` never verifies. The Wycheproof vectors run through here.
-pub fn verify_signature(alg: Alg, material: &Material, input: &[u8], signature: &[u8]) -> bool {
-    match (alg, material) {
-        (Alg::Hs256, Material::Secret(k)) => hmac::<Hmac<Sha256>>(k, input, signature),
-        (Alg::Hs384, Material::Secret(k)) => hmac::<Hmac<Sha384>>(k, input, signature),
-        (Alg::Hs512, Material::Secret(k)) => hmac::<Hmac<Sha512>>(k, input, signature),
-        (Alg::Rs256, Material::Rsa(k)) => pkcs1::<Sha256>(k, input, signature),
-        (Alg::Rs384, Material::Rsa(k)) => pkcs1::<Sha384>(k, input, signature),
-        (Alg::Rs512, Material::Rsa(k)) => pkcs1::<Sha512>(k, input, signature),
-        (Alg::Ps256, Material::Rsa(k)) => pss::<Sha256>(k, input, signature),
-        (Alg::Ps384, Material::Rsa(k)) => pss::<Sha384>(k, input, signature),
-        (Alg::Ps512, Material::Rsa(k)) => pss::<Sha512>(k, input, signature),
-        (Alg::Es256, Material::P256(k)) => k.verify(input, signature),
-        (Alg::Es384, Material::P384(k)) => k.verify(input, signature),
-        (Alg::Es512, Material::P521(k)) => k.verify(input, signature),
-        (Alg::EdDsa, Material::Ed25519(k)) => <[u8; 64]>::try_from(signature).is_ok_and(|s| {
-            k.verify_strict(input, &ed25519_dalek::Signature::from_bytes(&s))
-                .is_ok()
-        }),
-        _ => false,
-    }
-}
-
-/// HMAC, compared in constant time (`verify_slice`).
-fn hmac<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8], signature: &[u8]) -> bool {
-    <M as hmac::digest::KeyInit>::new_from_slice(key).is_ok_and(|mut mac| {
-        mac.update(input);
-        mac.verify_slice(signature).is_ok()
-    })
-}
-
-fn pkcs1<D>(key: &rsa::RsaPublicKey, input: &[u8], signature: &[u8]) -> bool
-where
-    D: sha2::Digest + rsa::pkcs8::AssociatedOid,
-{
-    rsa::pkcs1v15::Signature::try_from(signature).is_ok_and(|s| {
-        rsa::pkcs1v15::VerifyingKey::<D>::new(key.clone())
-            .verify(input, &s)
-            .is_ok()
-    })
-}
-
-fn pss<D>(key: &rsa::RsaPublicKey, input: &[u8], signature: &[u8]) -> bool
-where
-    D: sha2::Digest + sha2::digest::FixedOutputReset,
-{
-    rsa::pss::Signature::try_from(signature).is_ok_and(|s| {
-        rsa::pss::VerifyingKey::<D>::new(key.clone())
-            .verify(input, &s)
-            .is_ok()
-    })
 }
 
 /// What a provider requires of a verified token's claims.

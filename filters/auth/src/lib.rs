@@ -24,8 +24,10 @@ pub mod jwk;
 pub mod jwt;
 pub mod policy;
 pub mod remote;
+pub mod signature;
 pub mod source;
 
 pub use config::Config;
 pub use jwk::{Alg, Jwks};
-pub use jwt::{JwtError, Requirements, Token, verify_signature};
+pub use jwt::{JwtError, Requirements, Token};
+pub use signature::{InModule, SignatureHost, verify_signature};

@@ -18,6 +18,7 @@ use crate::basic::{BasicError, parse_authorization};
 use crate::config::{Config, JwksSource, Provider, Require, Rule};
 use crate::jwk::Jwks;
 use crate::jwt::{JwtError, Times, Token};
+use crate::signature::{InModule, SignatureHost};
 use crate::source::{single, split_list};
 
 /// An authentication method, for counters, logs and challenges.
@@ -85,6 +86,11 @@ pub trait Env {
     /// The external authorization answer for this request, once there is one.
     fn authz(&self) -> Option<&AuthzAnswer>;
     fn caches(&mut self) -> &mut Caches;
+    /// The proxy's signature verification; `None` (the default, for an
+    /// environment without a proxy): every signature in the module.
+    fn signatures(&mut self) -> Option<&mut dyn SignatureHost> {
+        None
+    }
 }
 
 /// Per-VM caches of credentials already verified.
@@ -670,7 +676,7 @@ fn jwt<H: Host, E: Env>(
             }
         },
     };
-    let verified_with = match token.verify(&jwks, provider.max_keys_without_kid) {
+    let verified_with = match verify(&token, &jwks, provider, env) {
         Ok(()) => generation,
         Err(JwtError::NoMatchingKey) if matches!(provider.jwks, JwksSource::Remote(_)) => {
             // The issuer may have rotated its keys: refetch (the proxy
@@ -683,7 +689,7 @@ fn jwt<H: Host, E: Env>(
                     });
                 }
                 Keys::Ready(fresh, g) if g != generation => {
-                    match token.verify(&fresh, provider.max_keys_without_kid) {
+                    match verify(&token, &fresh, provider, env) {
                         Ok(()) => g,
                         Err(e) => return Ok(bad(e)),
                     }
@@ -744,6 +750,21 @@ fn jwt<H: Host, E: Env>(
         jwts: vec![jwt],
         ..Passed::default()
     }))
+}
+
+/// Verifies `token`'s signature with the environment's signature
+/// verification, else the module's.
+fn verify<E: Env>(
+    token: &Token<'_>,
+    jwks: &Jwks,
+    provider: &Provider,
+    env: &mut E,
+) -> Result<(), JwtError> {
+    let max = provider.max_keys_without_kid;
+    match env.signatures() {
+        Some(host) => token.verify(jwks, max, host),
+        None => token.verify(jwks, max, &mut InModule),
+    }
 }
 
 fn ext_authz<E: Env>(config: &Config, env: &mut E) -> Result<Authn, Need> {

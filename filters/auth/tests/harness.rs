@@ -14,7 +14,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{KEY, jwks, token};
+use common::{KEY, jwks, signing, token};
 
 const FAR: u64 = 4_102_444_800;
 
@@ -616,4 +616,111 @@ fn debug_lines_cross_only_when_the_host_logs_debug() {
             .count();
         assert_eq!(logged as u32, lines, "{level:?}");
     }
+}
+
+/// RS*/ES* signatures go through the host's `verify_signature` when its
+/// self-test passes at configure, and stay in the module on a host without
+/// it (one answering NOT_FOUND, as a proxy without the function does): the
+/// choice is logged once, each signature is counted by who checked it, and
+/// both give every token the same answer.
+#[test]
+fn signatures_go_through_verify_signature_when_the_host_has_it() {
+    let config = json!({
+        "jwt_providers": [{"name": "main", "issuer": "https://issuer.example",
+            "local_jwks": signing::jwks_json()}],
+        "rules": [{"require": {"jwt": "main"}}],
+        // Every request verifies.
+        "token_cache_size": 0
+    });
+    let claims = json!({"iss": "https://issuer.example", "sub": "alice", "exp": FAR});
+    let algs = [
+        ("RS256", "rsa"),
+        ("RS384", "rsa"),
+        ("RS512", "rsa"),
+        ("ES256", "p256"),
+        ("ES384", "p384"),
+        ("ES512", "p521"),
+        ("PS256", "rsa"),
+        ("EdDSA", "ed"),
+        ("HS256", "hs"),
+    ];
+    let mut tokens = Vec::new();
+    for (alg, kid) in algs {
+        let valid = signing::token_with(&json!({"alg": alg, "kid": kid}), &claims, alg);
+        // One bit of the signature changed (in `r` for ECDSA, which stays
+        // a valid scalar): a forgery.
+        let (input, signature) = valid.rsplit_once('.').unwrap();
+        let mut forged = signature.as_bytes().to_vec();
+        forged[10] = if forged[10] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        tokens.push((alg, valid.clone()));
+        tokens.push((alg, format!("{input}.{forged}")));
+    }
+    let mut answers = Vec::new();
+    for host_has_it in [true, false] {
+        let mut builder = Plugin::builder(harness_fixtures::AUTH).configuration(config.to_string());
+        if !host_has_it {
+            builder = builder.foreign_function("verify_signature", |_| {
+                Err(proxy_wasm_harness::Status::NotFound)
+            });
+        }
+        let mut vm = builder.build().and_then(|p| p.start()).unwrap();
+        let logs: Vec<String> = vm.take_logs().into_iter().map(|l| l.message).collect();
+        let choice: Vec<&String> = logs
+            .iter()
+            .filter(|l| l.contains("JWT signature"))
+            .collect();
+        assert_eq!(choice.len(), 1, "{logs:?}");
+        if host_has_it {
+            assert!(
+                choice[0].contains("verified by the host's verify_signature"),
+                "{choice:?}"
+            );
+        } else {
+            assert!(
+                choice[0].contains("in the module") && choice[0].contains("NOT_FOUND"),
+                "{choice:?}"
+            );
+        }
+        let statuses: Vec<(&str, u16)> = tokens
+            .iter()
+            .map(|(alg, token)| {
+                let bearer = format!("Bearer {token}");
+                (*alg, status(&mut vm, get(&[("authorization", &bearer)])))
+            })
+            .collect();
+        let by_host = counter(&vm, "auth.jwt.signatures.host");
+        let by_module = counter(&vm, "auth.jwt.signatures.module");
+        if host_has_it {
+            // Six algorithms, a valid and a forged token each.
+            assert_eq!((by_host, by_module), (12, 6));
+        } else {
+            assert_eq!((by_host, by_module), (0, 18));
+        }
+        // An uncached RS256 request crosses once for its signature.
+        let mut stream = vm.http_stream();
+        let bearer = format!("Bearer {}", tokens[0].1);
+        stream
+            .send_request_headers(get(&[("authorization", &bearer)]), true)
+            .unwrap();
+        let costs = stream.finish().unwrap().costs.remove(0);
+        let foreign = costs
+            .host_calls()
+            .into_iter()
+            .find(|(name, _)| *name == "proxy_call_foreign_function")
+            .map_or(0, |(_, n)| n);
+        assert_eq!(foreign, u32::from(host_has_it), "{costs}");
+        answers.push(statuses);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "both verifiers give the same answers"
+    );
+    let expected: Vec<u16> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, _)| if i % 2 == 0 { 200 } else { 401 })
+        .collect();
+    let got: Vec<u16> = answers[0].iter().map(|(_, s)| *s).collect();
+    assert_eq!(got, expected, "{:?}", answers[0]);
 }

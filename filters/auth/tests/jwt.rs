@@ -2,125 +2,29 @@
 //! suite is refused with Envoy's answers, claim checks honour clock skew and
 //! lifetimes, key sets are parsed strictly, and 10,000 random or mutated
 //! tokens never panic and never verify.
+//!
+//! Every signature is checked both ways, in the module and through Envoy's
+//! `verify_signature` as the harness answers it (for RS*/ES*), and both
+//! verdicts must agree.
 
-use auth::{Jwks, JwtError, Requirements, Token};
-use hmac::{Hmac, Mac};
+use auth::{Alg, InModule, Jwks, JwtError, Requirements, SignatureHost, Token};
+use hmac::Hmac;
 use rand_chacha_03::ChaCha20Rng;
 use rand_chacha_03::rand_core::{RngCore, SeedableRng};
-use rsa::signature::{RandomizedSigner, SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
-use sha2::{Sha256, Sha384, Sha512};
-use std::sync::OnceLock;
+use sha2::Sha256;
+
+mod common;
+
+use common::Envoy;
+use common::signing::{jwks_json, keys, mac, rsa_jwk, sign, token_with};
 
 const NOW: u64 = 1_800_000_000;
 const MAX: usize = 8192;
 
-/// Test keys, generated once from a fixed seed.
-struct Keys {
-    rsa: rsa::RsaPrivateKey,
-    p256: p256::ecdsa::SigningKey,
-    p384: p384::ecdsa::SigningKey,
-    p521: p521::ecdsa::SigningKey,
-    ed25519: ed25519_dalek::SigningKey,
-    secret: Vec<u8>,
-}
-
-fn keys() -> &'static Keys {
-    static KEYS: OnceLock<Keys> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let mut rng = ChaCha20Rng::seed_from_u64(7);
-        Keys {
-            rsa: rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap(),
-            p256: p256::ecdsa::SigningKey::random(&mut rng),
-            p384: p384::ecdsa::SigningKey::random(&mut rng),
-            p521: p521::ecdsa::SigningKey::random(&mut rng),
-            ed25519: ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
-            secret: b"a-shared-hmac-secret-of-64-bytes-so-hs384-and-hs512-may-use-it!!".to_vec(),
-        }
-    })
-}
-
-fn rsa_jwk(kid: &str) -> Value {
-    let public = keys().rsa.to_public_key();
-    json!({"kty": "RSA", "kid": kid, "n": encode(&public.n().to_bytes_be()), "e": encode(&public.e().to_bytes_be())})
-}
-
 fn jwks() -> Jwks {
-    let k = keys();
-    let p256 = k.p256.verifying_key().to_encoded_point(false);
-    let p384 = k.p384.verifying_key().to_encoded_point(false);
-    let p521 = p521::ecdsa::VerifyingKey::from(&k.p521).to_encoded_point(false);
-    let set = json!({"keys": [
-        rsa_jwk("rsa"),
-        {"kty": "EC", "kid": "p256", "crv": "P-256", "x": encode(p256.x().unwrap()), "y": encode(p256.y().unwrap())},
-        {"kty": "EC", "kid": "p384", "crv": "P-384", "x": encode(p384.x().unwrap()), "y": encode(p384.y().unwrap())},
-        {"kty": "EC", "kid": "p521", "crv": "P-521", "x": encode(p521.x().unwrap()), "y": encode(p521.y().unwrap())},
-        {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": encode(k.ed25519.verifying_key().as_bytes())},
-        {"kty": "oct", "kid": "hs", "k": encode(&k.secret)},
-    ]});
-    Jwks::parse(set.to_string().as_bytes()).unwrap()
-}
-
-fn sign(alg: &str, input: &[u8]) -> Vec<u8> {
-    let k = keys();
-    let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let hmac = |mac: &mut dyn FnMut(&[u8]) -> Vec<u8>| mac(input);
-    match alg {
-        "HS256" => hmac(&mut |i| mac::<Hmac<Sha256>>(&k.secret, i)),
-        "HS384" => hmac(&mut |i| mac::<Hmac<Sha384>>(&k.secret, i)),
-        "HS512" => hmac(&mut |i| mac::<Hmac<Sha512>>(&k.secret, i)),
-        "RS256" => rsa::pkcs1v15::SigningKey::<Sha256>::new(k.rsa.clone())
-            .sign(input)
-            .to_vec(),
-        "RS384" => rsa::pkcs1v15::SigningKey::<Sha384>::new(k.rsa.clone())
-            .sign(input)
-            .to_vec(),
-        "RS512" => rsa::pkcs1v15::SigningKey::<Sha512>::new(k.rsa.clone())
-            .sign(input)
-            .to_vec(),
-        "PS256" => rsa::pss::SigningKey::<Sha256>::new(k.rsa.clone())
-            .sign_with_rng(&mut rng, input)
-            .to_vec(),
-        "PS384" => rsa::pss::SigningKey::<Sha384>::new(k.rsa.clone())
-            .sign_with_rng(&mut rng, input)
-            .to_vec(),
-        "PS512" => rsa::pss::SigningKey::<Sha512>::new(k.rsa.clone())
-            .sign_with_rng(&mut rng, input)
-            .to_vec(),
-        "ES256" => {
-            let s: p256::ecdsa::Signature = k.p256.sign(input);
-            s.to_bytes().to_vec()
-        }
-        "ES384" => {
-            let s: p384::ecdsa::Signature = k.p384.sign(input);
-            s.to_bytes().to_vec()
-        }
-        "ES512" => {
-            let s: p521::ecdsa::Signature = k.p521.sign(input);
-            s.to_bytes().to_vec()
-        }
-        "EdDSA" => ed25519_dalek::Signer::sign(&k.ed25519, input)
-            .to_bytes()
-            .to_vec(),
-        _ => Vec::new(),
-    }
-}
-
-fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], input: &[u8]) -> Vec<u8> {
-    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key).unwrap();
-    mac.update(input);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// A compact token with this header and payload, signed as `alg` says.
-fn token_with(header: &Value, claims: &Value, alg: &str) -> String {
-    let input = format!(
-        "{}.{}",
-        encode(header.to_string().as_bytes()),
-        encode(claims.to_string().as_bytes())
-    );
-    format!("{input}.{}", encode(&sign(alg, input.as_bytes())))
+    Jwks::parse(jwks_json().to_string().as_bytes()).unwrap()
 }
 
 fn claims() -> Value {
@@ -143,10 +47,19 @@ fn requirements() -> Requirements {
     }
 }
 
-/// Parse, verify and check, as the filter will.
+/// Verifies `token` in the module and through the host; both must give
+/// the same verdict.
+fn verify(token: &Token<'_>, set: &Jwks) -> Result<(), JwtError> {
+    let in_module = token.verify(set, 8, &mut InModule);
+    let through_host = token.verify(set, 8, &mut Envoy::default());
+    assert_eq!(in_module, through_host, "the two verifiers disagree");
+    in_module
+}
+
+/// Parse, verify (both ways) and check, as the filter will.
 fn check(text: &str) -> Result<Token<'_>, JwtError> {
     let token = Token::parse(text, MAX)?;
-    token.verify(&jwks(), 8)?;
+    verify(&token, &jwks())?;
     requirements().check(&token, NOW)?;
     Ok(token)
 }
@@ -179,6 +92,76 @@ fn every_algorithm_signs_and_verifies() {
         let no_kid = token_with(&json!({"alg": alg}), &claims(), alg);
         assert!(check(&no_kid).is_ok(), "{alg} without kid");
     }
+}
+
+#[test]
+fn rs_and_es_go_through_the_host_the_others_stay_in_the_module() {
+    let set = jwks();
+    for (alg, kid) in [
+        ("HS256", "hs"),
+        ("RS256", "rsa"),
+        ("RS384", "rsa"),
+        ("RS512", "rsa"),
+        ("PS256", "rsa"),
+        ("ES256", "p256"),
+        ("ES384", "p384"),
+        ("ES512", "p521"),
+        ("EdDSA", "ed"),
+    ] {
+        let text = token(alg, kid);
+        let token = Token::parse(&text, MAX).unwrap();
+        let mut envoy = Envoy::default();
+        token.verify(&set, 8, &mut envoy).unwrap();
+        let by_host = matches!(
+            token.alg,
+            Alg::Rs256 | Alg::Rs384 | Alg::Rs512 | Alg::Es256 | Alg::Es384 | Alg::Es512
+        );
+        assert_eq!(envoy.checked, usize::from(by_host), "{alg}");
+        // A forged signature is refused by the host too.
+        let (input, signature) = text.rsplit_once('.').unwrap();
+        let mut forged = signature.as_bytes().to_vec();
+        forged[4] = if forged[4] == b'A' { b'B' } else { b'A' };
+        let forged = format!("{input}.{}", String::from_utf8(forged).unwrap());
+        let token = Token::parse(&forged, MAX).unwrap();
+        assert_eq!(
+            verify(&token, &set),
+            Err(JwtError::VerificationFailed),
+            "{alg}"
+        );
+    }
+}
+
+#[test]
+fn the_self_test_passes_on_envoy_and_says_why_elsewhere() {
+    auth::signature::self_test(&mut Envoy::default()).unwrap();
+    let missing = auth::signature::self_test(&mut InModule).unwrap_err();
+    assert!(missing.contains("NOT_FOUND"), "{missing}");
+
+    /// A host that accepts every signature must not be trusted.
+    struct Yes;
+    impl SignatureHost for Yes {
+        fn offers_verify_signature(&self) -> bool {
+            true
+        }
+        fn verify_signature(&mut self, _: &[u8]) -> Result<Vec<u8>, u32> {
+            Ok(vec![0x08, 0x01]) // VerifySignatureResult { result: true }
+        }
+    }
+    let yes = auth::signature::self_test(&mut Yes).unwrap_err();
+    assert!(yes.contains("forged"), "{yes}");
+
+    /// A host answering something else entirely.
+    struct Garbage;
+    impl SignatureHost for Garbage {
+        fn offers_verify_signature(&self) -> bool {
+            true
+        }
+        fn verify_signature(&mut self, _: &[u8]) -> Result<Vec<u8>, u32> {
+            Ok(vec![0xff, 0xff, 0xff])
+        }
+    }
+    let garbage = auth::signature::self_test(&mut Garbage).unwrap_err();
+    assert!(garbage.contains("not a VerifySignatureResult"), "{garbage}");
 }
 
 #[test]
@@ -216,7 +199,7 @@ fn the_attack_suite_is_refused() {
             encode(&mac::<Hmac<Sha256>>(&secret, signing_input.as_bytes()))
         );
         let parsed = Token::parse(&forged, MAX).unwrap();
-        assert_eq!(parsed.verify(&rsa_only, 8), Err(JwtError::NoMatchingKey));
+        assert_eq!(verify(&parsed, &rsa_only), Err(JwtError::NoMatchingKey));
     }
 
     // A key whose JWK pins another algorithm is not used for this one.
@@ -228,7 +211,7 @@ fn the_attack_suite_is_refused() {
     .unwrap();
     let hs256 = token_with(&json!({"alg": "HS256"}), &claims(), "HS256");
     assert_eq!(
-        Token::parse(&hs256, MAX).unwrap().verify(&pinned, 8),
+        verify(&Token::parse(&hs256, MAX).unwrap(), &pinned),
         Err(JwtError::NoMatchingKey)
     );
 
@@ -513,7 +496,7 @@ fn ten_thousand_random_and_mutated_tokens_never_panic_or_verify() {
                 .collect()
         };
         if let Ok(token) = Token::parse(&text, MAX)
-            && token.verify(&set, 8).is_ok()
+            && verify(&token, &set).is_ok()
             && rules.check(&token, NOW).is_ok()
         {
             verified += 1;

@@ -39,6 +39,14 @@ unsafe extern "C" {
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_log_level(return_level: *mut u32) -> u32;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
     fn proxy_set_property(
         path_data: *const u8,
         path_size: usize,
@@ -122,6 +130,36 @@ pub fn write_changes(map: MapType, changes: &[Change]) -> usize {
         }
     }
     refused
+}
+
+/// Calls a foreign function the host registers (Envoy's
+/// `verify_signature`, say): its results, empty when it returned none. The
+/// SDK's `call_foreign_function` panics on a status it does not list (a
+/// host answering UNIMPLEMENTED), which would kill the VM.
+///
+/// # Errors
+///
+/// The host's status when it is not OK (NOT_FOUND: no such function).
+pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Result<Vec<u8>, HostStatus> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: live slices read by the host during the call; the results,
+    // when any, are `size` bytes the host allocated in our memory through
+    // the SDK's allocator, which pass to us as in `read_map`.
+    unsafe {
+        status(proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        ))?;
+        if data.is_null() {
+            return Ok(Vec::new());
+        }
+        Ok(Vec::from_raw_parts(data, size, size))
+    }
 }
 
 /// Sets a one-segment property (Envoy stores it as filter state

@@ -58,7 +58,13 @@ enum Hash {
     Sha512,
 }
 
-pub(super) fn verify_signature(args: &[u8]) -> Result<Vec<u8>, Status> {
+/// Envoy's `verify_signature`: encoded `VerifySignatureArguments` in, an
+/// encoded `VerifySignatureResult` out.
+///
+/// # Errors
+///
+/// `BadArgument` when the arguments do not parse or name no key or both.
+pub fn verify_signature(args: &[u8]) -> Result<Vec<u8>, Status> {
     let fields = decode_message(args).ok_or(Status::BadArgument)?;
     let hash_name = string_field(&fields, 1)?;
     let der = bytes_field(&fields, 2);
@@ -90,7 +96,12 @@ enum PrivateKey {
     P521,
 }
 
-pub(super) fn sign(args: &[u8]) -> Result<Vec<u8>, Status> {
+/// Envoy's `sign`: encoded `SignArguments` in, an encoded `SignResult` out.
+///
+/// # Errors
+///
+/// `BadArgument` as Envoy answers it; `Unimplemented` for a P-521 key.
+pub fn sign(args: &[u8]) -> Result<Vec<u8>, Status> {
     const NO_KEY: &str = "Invalid key type: private key required for signing operation.";
     let fields = decode_message(args).ok_or(Status::BadArgument)?;
     let hash_name = string_field(&fields, 1)?;

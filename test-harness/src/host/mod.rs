@@ -12,6 +12,8 @@ mod queues;
 mod shared;
 mod wasi;
 
+pub use crypto::{sign, verify_signature};
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

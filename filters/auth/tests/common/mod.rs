@@ -1,7 +1,12 @@
 //! HS256 test credentials and requests shared by the auth filter's tests
-//! (each test binary uses a part of it).
+//! (each test binary uses a part of it), and Envoy's `verify_signature` as
+//! the harness answers it.
 #![allow(dead_code)]
 
+pub(crate) mod signing;
+
+use auth::SignatureHost;
+use auth::signature::Verifier;
 use filter_common::headers::HeaderMap;
 use filter_common::request::{Request, TableHost};
 use hmac::{Hmac, Mac};
@@ -30,7 +35,7 @@ pub(crate) fn token(claims: &serde_json::Value) -> String {
 }
 
 /// Base64url without padding, as JWS writes it.
-fn encode(bytes: &[u8]) -> String {
+pub(crate) fn encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -49,4 +54,28 @@ pub(crate) fn request(path: &str, headers: &[(&str, &str)]) -> Request<TableHost
             .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec())),
     );
     Request::new(HeaderMap::new(entries), TableHost::default())
+}
+
+/// Envoy's `verify_signature`, as the harness answers it (measured against
+/// Envoy 1.40 by the ABI probe); counts the signatures it checked.
+#[derive(Default)]
+pub(crate) struct Envoy {
+    pub(crate) checked: usize,
+}
+
+impl SignatureHost for Envoy {
+    fn offers_verify_signature(&self) -> bool {
+        true
+    }
+
+    fn verify_signature(&mut self, arguments: &[u8]) -> Result<Vec<u8>, u32> {
+        proxy_wasm_harness::foreign_functions::verify_signature(arguments)
+            .map_err(|status| status as u32)
+    }
+
+    fn checked(&mut self, by: Verifier) {
+        if by == Verifier::Host {
+            self.checked += 1;
+        }
+    }
 }
