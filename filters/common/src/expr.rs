@@ -176,6 +176,11 @@ impl Expr {
         Self { tests }
     }
 
+    /// Whether the condition holds for every request (it tests nothing).
+    pub fn is_always(&self) -> bool {
+        self.tests.is_empty()
+    }
+
     /// Whether the request meets every member.
     pub fn matches<H: Host>(&self, request: &Request<H>) -> bool {
         self.tests.iter().all(|t| t.matches(request))

@@ -42,6 +42,26 @@ pub struct Config {
     pub(crate) scopes: Vec<(ScopeMatch, Policy)>,
     /// Call Envoy's `clear_route_cache` after changing request headers.
     pub clear_route_cache: bool,
+    /// The writes of a configuration that does the same to every request
+    /// (see [`FixedWrites`]); `None` when the maps must be read, or when
+    /// `minimal_writes` asks for only what changes to be written.
+    pub fixed: Option<FixedWrites>,
+}
+
+/// A configuration that makes the same writes to every request and
+/// response (rules without conditions that only `set` literal values and
+/// `remove` names, no scopes, CORS or replacement responses) writes them
+/// without reading the header maps: a map read is Envoy's most expensive
+/// host call (docs/performance.md), and Envoy's native `header_mutation`
+/// writes the same way. A `set` of a value the header already has, or a
+/// `remove` of an absent header, is then still a write (for request
+/// headers Envoy clears its route cache on every write, ABI 0.2.1).
+#[derive(Debug, Default)]
+pub struct FixedWrites {
+    pub request: Vec<filter_common::headers::Change>,
+    pub response: Vec<filter_common::headers::Change>,
+    /// Rules applied to each request (every rule: none has a condition).
+    pub rules: usize,
 }
 
 /// What applies to a request: the global policy or a scope's.
@@ -157,6 +177,7 @@ impl Config {
             "custom_responses",
             "scopes",
             "clear_route_cache",
+            "minimal_writes",
         ];
         let Some(f) = Fields::new(value, "", KNOWN, problems) else {
             return Config::default();
@@ -183,11 +204,17 @@ impl Config {
             };
             scopes.push((matcher, Policy::decode(&s, problems)));
         }
-        Config {
+        let minimal_writes = f.flag("minimal_writes", problems);
+        let mut config = Config {
             default,
             scopes,
             clear_route_cache: f.flag("clear_route_cache", problems),
+            fixed: None,
+        };
+        if !minimal_writes {
+            config.fixed = config.fixed_writes();
         }
+        config
     }
 
     /// How many rules the configuration holds, over all scopes.

@@ -1,6 +1,8 @@
 //! The proxy-wasm glue: one root context holding the compiled
 //! configuration, one HTTP context per stream. Each callback reads the
-//! host's map once, runs the logic, and writes back only what changed.
+//! host's map once, runs the logic, and writes back only what changed; a
+//! configuration whose writes are the same for every request
+//! ([`crate::config::FixedWrites`]) writes them without reading.
 
 use std::rc::Rc;
 
@@ -78,6 +80,7 @@ impl RootContext for Root {
             config: Rc::clone(&self.config),
             metrics: self.metrics,
             request: None,
+            fixed_applied: false,
             decision: Decision::default(),
             replied: false,
         }))
@@ -93,6 +96,9 @@ struct Stream {
     metrics: Metrics,
     /// The request as forwarded, for response-side templates.
     request: Option<Request<ProxyHost>>,
+    /// The configuration's fixed writes were made to this request (the
+    /// maps are then never read).
+    fixed_applied: bool,
     decision: Decision,
     /// This filter answered the stream itself; its own reply passes back
     /// through the filter and must be left alone.
@@ -110,6 +116,15 @@ impl Stream {
         Action::Pause
     }
 
+    /// After request-header writes, when configured to.
+    fn clear_route_cache(&self) {
+        if self.config.clear_route_cache
+            && let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None)
+        {
+            debug!("header-transform: clear_route_cache unavailable ({status:?})");
+        }
+    }
+
     fn write(&self, map: MapType, changes: &[filter_common::headers::Change]) {
         let refused = write_changes(map, changes);
         if refused > 0 {
@@ -123,6 +138,15 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(fixed) = &self.config.fixed {
+            self.write(MapType::HttpRequestHeaders, &fixed.request);
+            if !fixed.request.is_empty() {
+                self.clear_route_cache();
+            }
+            add(self.metrics.rules_applied, fixed.rules);
+            self.fixed_applied = true;
+            return Action::Continue;
+        }
         let mut request = Request::new(read_map(MapType::HttpRequestHeaders), ProxyHost);
         let decision = self.config.on_request(&mut request);
         if let Some(reply) = &decision.reply {
@@ -136,11 +160,8 @@ impl HttpContext for Stream {
                 warn!("header-transform: cannot set property {property} ({status:?})");
             }
         }
-        if self.config.clear_route_cache
-            && !decision.writes.is_empty()
-            && let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None)
-        {
-            debug!("header-transform: clear_route_cache unavailable ({status:?})");
+        if !decision.writes.is_empty() {
+            self.clear_route_cache();
         }
         add(self.metrics.rules_applied, decision.rules_applied());
         self.request = Some(request);
@@ -162,6 +183,10 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(fixed) = self.config.fixed.as_ref().filter(|_| self.fixed_applied) {
+            self.write(MapType::HttpResponseHeaders, &fixed.response);
+            return Action::Continue;
+        }
         // No request seen (the proxy answered before this filter ran) or
         // our own reply coming back: nothing to do.
         let Some(request) = self.request.as_ref().filter(|_| !self.replied) else {

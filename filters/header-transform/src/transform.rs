@@ -8,7 +8,9 @@ use filter_common::request::{Host, Request};
 use filter_common::scope;
 use filter_common::template::{Template, Vars};
 
-use crate::config::{AppendAction, Config, Cors, Dedupe, HeaderOp, Policy, Removal, Rule};
+use crate::config::{
+    AppendAction, Config, Cors, Dedupe, FixedWrites, HeaderOp, Policy, Removal, Rule,
+};
 
 /// What the request side decided, kept for the response side.
 #[derive(Debug, Default)]
@@ -237,6 +239,61 @@ impl Config {
             .chain(self.scopes.iter().map(|(_, p)| p))
             .flat_map(|p| &p.rules)
             .any(|r| !r.request_trailers.is_empty() || !r.response_trailers.is_empty())
+    }
+}
+
+impl Config {
+    /// The writes every request and response get, when they do not depend
+    /// on the request (see [`FixedWrites`]): in the rules' order, each
+    /// `set` a replace and each `remove` a remove, as Envoy applies them.
+    pub(crate) fn fixed_writes(&self) -> Option<FixedWrites> {
+        let policy = &self.default;
+        if !self.scopes.is_empty() || policy.cors.is_some() || !policy.custom_responses.is_empty() {
+            return None;
+        }
+        let mut fixed = FixedWrites {
+            rules: policy.rules.len(),
+            ..FixedWrites::default()
+        };
+        for rule in &policy.rules {
+            let unconditional = rule.when.is_always()
+                && rule.query.is_empty()
+                && rule.to_filter_state.is_empty()
+                && rule.request_trailers.is_empty()
+                && rule.response_trailers.is_empty();
+            if !unconditional {
+                return None;
+            }
+            for (ops, writes) in [
+                (&rule.request_headers, &mut fixed.request),
+                (&rule.response_headers, &mut fixed.response),
+            ] {
+                for op in ops {
+                    writes.push(fixed_write(op)?);
+                }
+            }
+        }
+        Some(fixed)
+    }
+}
+
+/// An operation whose write does not depend on the map: a `set` of a
+/// literal value (an empty one only when kept, as [`apply`] has it) or the
+/// `remove` of a name.
+fn fixed_write(op: &HeaderOp) -> Option<Change> {
+    match op {
+        HeaderOp::Put {
+            name,
+            value,
+            action: AppendAction::OverwriteIfExistsOrAdd,
+            keep_empty,
+        } => {
+            let value = value.literal()?;
+            (!value.is_empty() || *keep_empty)
+                .then(|| Change::Replace(name.clone(), value.to_vec()))
+        }
+        HeaderOp::Remove(Removal::Name(name)) => Some(Change::Remove(name.clone())),
+        _ => None,
     }
 }
 

@@ -287,41 +287,154 @@ fn ten_thousand_random_requests_never_trap() {
 /// Envoy (docs/performance.md, "Host calls in Envoy").
 #[test]
 fn the_header_job_makes_exactly_these_host_calls() {
-    let mut vm = vm(r#"{"rules": [{"name": "job",
+    const JOB: &str = r#"{"rules": [{"name": "job",
         "request_headers": [{"set": {"name": "x-edge", "value": "bench"}},
                             {"remove": {"name": "x-internal-debug"}}],
         "response_headers": [{"set": {"name": "x-content-type-options", "value": "nosniff"}},
-                             {"remove": {"name": "x-powered-by"}}]}]}"#);
-    let mut stream = vm.http_stream();
-    let mut request = REQUEST.to_vec();
-    request.push(("x-internal-debug", "1"));
-    stream.send_request_headers(request, true).unwrap();
-    stream
-        .send_response_headers([(":status", "200"), ("x-powered-by", "php")], false)
-        .unwrap();
-    stream.send_response_body("ok", true).unwrap();
-    let exchange = stream.finish().unwrap();
-    let costs = &exchange.costs[0];
-    let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
-    assert_eq!(
-        callbacks,
-        [
-            "proxy_on_context_create",
-            "proxy_on_request_headers",
-            "proxy_on_response_headers",
-            "proxy_on_delete",
-        ],
-        "no body, log or done callback: {costs}"
-    );
-    assert_eq!(
-        costs.host_calls(),
-        [
-            ("proxy_get_header_map_pairs", 2),
-            ("proxy_replace_header_map_value", 2),
-            ("proxy_remove_header_map_value", 2),
-            // The rule's counter, once per request it applies to.
-            ("proxy_increment_metric", 1),
-        ],
-        "{costs}"
-    );
+                             {"remove": {"name": "x-powered-by"}}]}]"#;
+    // The job's writes are the same for every request: made without
+    // reading the maps. With `minimal_writes` each map is read once and
+    // only what changes is written.
+    for (config, host_calls) in [
+        (
+            format!("{JOB}}}"),
+            vec![
+                ("proxy_replace_header_map_value", 2),
+                ("proxy_remove_header_map_value", 2),
+                ("proxy_increment_metric", 1),
+            ],
+        ),
+        (
+            format!(r#"{JOB}, "minimal_writes": true}}"#),
+            vec![
+                ("proxy_get_header_map_pairs", 2),
+                ("proxy_replace_header_map_value", 2),
+                ("proxy_remove_header_map_value", 2),
+                ("proxy_increment_metric", 1),
+            ],
+        ),
+    ] {
+        let mut vm = vm(&config);
+        let mut stream = vm.http_stream();
+        let mut request = REQUEST.to_vec();
+        request.push(("x-internal-debug", "1"));
+        stream.send_request_headers(request, true).unwrap();
+        stream
+            .send_response_headers([(":status", "200"), ("x-powered-by", "php")], false)
+            .unwrap();
+        stream.send_response_body("ok", true).unwrap();
+        let exchange = stream.finish().unwrap();
+        assert_eq!(exchange.upstream_request.header("x-edge"), Some("bench"));
+        assert_eq!(exchange.upstream_request.header("x-internal-debug"), None);
+        assert_eq!(
+            exchange
+                .downstream_response
+                .header("x-content-type-options"),
+            Some("nosniff")
+        );
+        assert_eq!(exchange.downstream_response.header("x-powered-by"), None);
+        let costs = &exchange.costs[0];
+        let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
+        assert_eq!(
+            callbacks,
+            [
+                "proxy_on_context_create",
+                "proxy_on_request_headers",
+                "proxy_on_response_headers",
+                "proxy_on_delete",
+            ],
+            "no body, log or done callback: {costs}"
+        );
+        // The rule's counter, once per request it applies to.
+        assert_eq!(costs.host_calls(), host_calls, "{config}: {costs}");
+        assert_eq!(
+            vm.metric("header_transform.rules_applied"),
+            Some(proxy_wasm_harness::Metric::Counter(1))
+        );
+    }
+}
+
+/// A configuration with fixed writes (made without reading the maps) leaves
+/// every request and response exactly as reading first and writing only
+/// what changed does (`minimal_writes`): 500 random requests and responses,
+/// with and without the headers the rules touch, repeated or not (compared
+/// as HTTP compares header blocks: each name's lines in order).
+#[test]
+fn fixed_writes_end_where_minimal_writes_end() {
+    let rules = r#""rules": [
+        {"request_headers": [{"set": {"name": "x-edge", "value": "bench"}},
+                             {"remove": {"name": "x-drop"}},
+                             {"set": {"name": "x-again", "value": "1"}},
+                             {"remove": {"name": "x-again"}}],
+         "response_headers": [{"remove": {"name": "server"}},
+                              {"set": {"name": "x-frame-options", "value": "DENY"}}]},
+        {"request_headers": [{"set": {"name": "x-edge", "value": "second"}},
+                             {"set": {"name": "x-empty", "value": "", "keep_empty_value": true}}]}]"#;
+    let mut fixed = vm(&format!("{{{rules}}}"));
+    let mut minimal = vm(&format!(r#"{{{rules}, "minimal_writes": true}}"#));
+    let known = [
+        "x-edge",
+        "x-drop",
+        "x-again",
+        "x-empty",
+        "server",
+        "x-frame-options",
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for i in 0..500 {
+        let mut request: Vec<(String, Vec<u8>)> = REQUEST
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        let mut response = vec![(":status".to_owned(), b"200".to_vec())];
+        for _ in 0..rng.next_u32() % 8 {
+            request.push((header_name(&mut rng, &known), header_value(&mut rng)));
+            response.push((header_name(&mut rng, &known), header_value(&mut rng)));
+        }
+        if i % 3 == 0 {
+            // Already as the rules leave it.
+            request.push(("x-edge".into(), b"second".to_vec()));
+            response.push(("x-frame-options".into(), b"DENY".to_vec()));
+        }
+        let mut ends = Vec::new();
+        for vm in [&mut fixed, &mut minimal] {
+            let mut stream = vm.http_stream();
+            stream.send_request_headers(request.clone(), true).unwrap();
+            stream
+                .send_response_headers(response.clone(), true)
+                .unwrap();
+            let exchange = stream.finish().unwrap();
+            ends.push((
+                fields(exchange.upstream_request.headers.as_ref()),
+                fields(exchange.downstream_response.headers.as_ref()),
+            ));
+        }
+        assert!(
+            ends[0] == ends[1],
+            "request {i}: the two ways end differently:\n{:?}\n{:?}",
+            ends[0],
+            ends[1]
+        );
+        let (upstream, _) = &ends[0];
+        assert_eq!(
+            upstream.get(b"x-edge".as_slice()),
+            Some(&vec![b"second".to_vec()]),
+            "request {i}"
+        );
+    }
+}
+
+/// Each field's lines in order, by name: what HTTP makes of a header block
+/// (RFC 9110 §5.3: the order of different names carries no meaning).
+fn fields(
+    headers: Option<&proxy_wasm_harness::HeaderMap>,
+) -> std::collections::BTreeMap<Vec<u8>, Vec<Vec<u8>>> {
+    let mut fields = std::collections::BTreeMap::<Vec<u8>, Vec<Vec<u8>>>::new();
+    for (name, value) in headers.into_iter().flat_map(|h| h.iter()) {
+        fields
+            .entry(name.to_vec())
+            .or_default()
+            .push(value.to_vec());
+    }
+    fields
 }

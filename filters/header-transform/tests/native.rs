@@ -507,3 +507,48 @@ fn bad_configurations_report_every_problem_with_its_path() {
         assert_eq!(problems(json), *want, "{json}");
     }
 }
+
+/// Which configurations write without reading the maps: unconditional
+/// `set`s of literal values and `remove`s of names only; anything that
+/// depends on the request, or `minimal_writes`, reads.
+#[test]
+fn only_request_independent_configurations_have_fixed_writes() {
+    let fixed = |json: &str| Config::parse(json.as_bytes()).unwrap().fixed;
+    let job = fixed(
+        r#"{"rules": [{"request_headers": [{"set": {"name": "x-a", "value": "1"}}, {"remove": {"name": "x-b"}}],
+                       "response_headers": [{"remove": {"name": "server"}}]},
+                      {"response_headers": [{"set": {"name": "x-c", "value": "", "keep_empty_value": true}}]}]}"#,
+    )
+    .expect("fixed writes");
+    assert_eq!(
+        job.request,
+        [
+            Change::Replace("x-a".into(), b"1".to_vec()),
+            Change::Remove("x-b".into())
+        ]
+    );
+    assert_eq!(
+        job.response,
+        [
+            Change::Remove("server".into()),
+            Change::Replace("x-c".into(), Vec::new())
+        ]
+    );
+    assert_eq!(job.rules, 2);
+    for reads in [
+        r#"{"rules": [{"request_headers": [{"set": {"name": "x-a", "value": "1"}}]}], "minimal_writes": true}"#,
+        r#"{"rules": [{"when": {"path": {"prefix": "/api"}}, "request_headers": [{"set": {"name": "x-a", "value": "1"}}]}]}"#,
+        r#"{"rules": [{"request_headers": [{"set": {"name": "x-a", "value": "%PATH%"}}]}]}"#,
+        r#"{"rules": [{"request_headers": [{"add": {"name": "x-a", "value": "1"}}]}]}"#,
+        r#"{"rules": [{"request_headers": [{"set": {"name": "x-a", "value": ""}}]}]}"#,
+        r#"{"rules": [{"request_headers": [{"remove": {"prefix": "x-"}}]}]}"#,
+        r#"{"rules": [{"request_headers": [{"rename": {"from": "x-a", "to": "x-b"}}]}]}"#,
+        r#"{"rules": [{"query": [{"remove": {"name": "debug"}}]}]}"#,
+        r#"{"rules": [{"response_trailers": [{"remove": {"name": "x-a"}}]}]}"#,
+        r#"{"rules": [], "cors": {"allow_origins": ["https://a.example"]}}"#,
+        r#"{"rules": [], "custom_responses": [{"on_status": ["404"], "body": "gone"}]}"#,
+        r#"{"scopes": [{"match": {"routes": ["r"]}, "rules": []}]}"#,
+    ] {
+        assert!(fixed(reads).is_none(), "{reads}");
+    }
+}
