@@ -26,6 +26,7 @@ const TOP: &[&str] = &[
     "rules",
     "default",
     "scopes",
+    "clear_route_cache",
 ];
 const ACTIONS: &[&str] = &["cluster", "split", "rewrite", "redirect", "respond", "deny"];
 const RULE: &[&str] = &[
@@ -42,6 +43,10 @@ pub struct Config {
     pub(crate) scopes: Vec<(ScopeMatch, Policy)>,
     /// Every enabled rule's name, indexed by [`Rule::id`], for counters.
     pub rule_names: Vec<String>,
+    /// Call the `clear_route_cache` foreign function after changing request
+    /// headers, for hosts that do not clear the route cache on a write
+    /// (Envoy does, for this module's ABI 0.2.1).
+    pub clear_route_cache: bool,
 }
 
 /// The rules and default of the global policy or of one scope.
@@ -148,6 +153,7 @@ impl Config {
             global: Policy::default(),
             scopes: Vec::new(),
             rule_names: Vec::new(),
+            clear_route_cache: false,
         };
         let Some(f) = Fields::new(value, "", TOP, problems) else {
             return config;
@@ -170,6 +176,7 @@ impl Config {
         if let Some(v) = f.value("client_ip") {
             config.client_ip = ClientIpSource::decode(v, &f.at("client_ip"), problems);
         }
+        config.clear_route_cache = f.flag("clear_route_cache", problems);
         config.global = Policy::decode(&f, "", &mut names, problems);
         let scopes_at = f.at("scopes");
         for (i, scope) in f.list("scopes", problems).iter().enumerate() {

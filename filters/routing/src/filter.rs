@@ -147,7 +147,10 @@ impl HttpContext for Stream {
             count(metrics.errors);
             warn!("routing: the host refused {refused} header writes");
         }
-        if let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None) {
+        // Envoy already cleared the route cache on the write (ABI 0.2.1).
+        if config.clear_route_cache
+            && let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None)
+        {
             debug!("routing: clear_route_cache unavailable ({status:?})");
         }
         Action::Continue

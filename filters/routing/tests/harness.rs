@@ -290,9 +290,32 @@ fn the_routing_job_makes_exactly_these_host_calls() {
         [
             ("proxy_get_header_map_pairs", 1),
             ("proxy_increment_metric", 1),
+            // Envoy clears the route cache on this write (ABI 0.2.1): no
+            // `clear_route_cache` call unless configured.
             ("proxy_replace_header_map_value", 1),
-            ("proxy_call_foreign_function", 1),
         ],
         "{costs}"
     );
+}
+
+/// `clear_route_cache: true` adds the explicit clear after a change, for
+/// hosts that do not clear on a write; nothing when nothing changed.
+#[test]
+fn clear_route_cache_calls_the_foreign_function_only_when_asked() {
+    let rules = r#""rules": [{"match": {"path": {"prefix": "/api"}}, "cluster": "api"}]"#;
+    for (extra, explicit) in [("", 0), (r#", "clear_route_cache": true"#, 1)] {
+        let mut vm = vm(&format!("{{{rules}{extra}}}"));
+        for (path, changed) in [("/api/x", true), ("/web", false)] {
+            let mut stream = vm.http_stream();
+            stream.send_request_headers(get(path, &[]), true).unwrap();
+            let costs = stream.finish().unwrap().costs.remove(0);
+            let foreign = costs
+                .host_calls()
+                .into_iter()
+                .find(|(name, _)| *name == "proxy_call_foreign_function")
+                .map_or(0, |(_, n)| n);
+            let expected = if changed { explicit } else { 0 };
+            assert_eq!(foreign, expected, "{extra} {path}: {costs}");
+        }
+    }
 }
