@@ -42,6 +42,7 @@ impl From<&TestResult> for Expect {
     }
 }
 
+#[derive(Clone)]
 struct Case {
     name: String,
     alg: &'static str,
@@ -395,4 +396,229 @@ fn the_vectors_pass_on_the_wasm32_build() {
         .find_map(|l| l.strip_prefix("verdicts "))
         .unwrap_or_else(|| panic!("no verdicts logged: {logs:?}"));
     check(&cases, verdicts, "wasm32");
+}
+
+/// The RSA PKCS#1 v1.5 and ECDSA cases, the ones the filter sends to the
+/// host, as the vector module's configuration.
+fn host_cases(cases: &[Case]) -> (Vec<Case>, Value) {
+    let chosen: Vec<Case> = cases
+        .iter()
+        .filter(|c| c.alg.starts_with("RS") || c.alg.starts_with("ES"))
+        .cloned()
+        .collect();
+    let list: Vec<Value> = chosen
+        .iter()
+        .map(|c| json!({"alg": c.alg, "jwk": c.jwk, "msg": STANDARD.encode(&c.msg), "sig": STANDARD.encode(&c.sig)}))
+        .collect();
+    (chosen, json!({"through_host": true, "cases": list}))
+}
+
+/// What the vector module logged: the verdicts and how many signatures
+/// went to the host; the self-test must have passed.
+fn host_run(logs: &[String], build: &str) -> (String, usize) {
+    assert!(
+        logs.iter().any(|l| l.ends_with("self-test passed")),
+        "{build}: the self-test did not pass: {logs:?}"
+    );
+    let verdicts = logs
+        .iter()
+        .find_map(|l| l.split_once("verdicts ").map(|(_, v)| v.to_owned()))
+        .unwrap_or_else(|| panic!("{build}: no verdicts logged"));
+    let checked = logs
+        .iter()
+        .find_map(|l| {
+            l.split_once("host checked ")
+                .and_then(|(_, n)| n.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{build}: no host count logged"));
+    (verdicts, checked)
+}
+
+#[test]
+fn the_vectors_pass_through_verify_signature_on_the_wasm32_build() {
+    let (cases, config) = host_cases(&all_cases());
+    let plugin = Plugin::builder(harness_fixtures::AUTH_JWS_VECTORS)
+        .configuration(serde_json::to_vec(&config).unwrap())
+        .callback_deadline(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let mut vm = plugin.start().unwrap();
+    let logs: Vec<String> = vm.take_logs().into_iter().map(|l| l.message).collect();
+    let (verdicts, checked) = host_run(&logs, "wasm32, the harness's verify_signature");
+    check_host_cases(
+        &cases,
+        &verdicts,
+        checked,
+        "wasm32, the harness's verify_signature",
+    );
+}
+
+/// The same module in a real Envoy 1.40: every RSA PKCS#1 v1.5 and ECDSA
+/// vector through BoringSSL, via the filter's key and signature
+/// conversions, must get the vectors' verdict and the module's own.
+/// Needs the Envoy `cargo xtask test` installs; skipped (loudly) without
+/// it, failed when `XTASK_REQUIRE_TOOLS` says it must be there.
+#[test]
+fn the_vectors_pass_through_envoys_verify_signature() {
+    let Some(envoy) = envoy::binary() else {
+        assert!(
+            std::env::var_os("XTASK_REQUIRE_TOOLS").is_none(),
+            "Envoy is required (XTASK_REQUIRE_TOOLS is set) but target/envoy-venv/bin/envoy is missing"
+        );
+        eprintln!(
+            "SKIPPED: no Envoy at target/envoy-venv/bin/envoy (`cargo xtask envoy` installs it)"
+        );
+        return;
+    };
+    let (cases, config) = host_cases(&all_cases());
+    let logs = envoy::configure(
+        &envoy,
+        harness_fixtures::AUTH_JWS_VECTORS,
+        &config.to_string(),
+        "host checked ",
+    );
+    let (verdicts, checked) = host_run(&logs, "Envoy 1.40's verify_signature");
+    check_host_cases(&cases, &verdicts, checked, "Envoy 1.40's verify_signature");
+}
+
+/// Host-path verdicts: the vectors' verdicts, the module's own on every
+/// case, and most of them checked by the host.
+fn check_host_cases(cases: &[Case], verdicts: &str, checked: usize, build: &str) {
+    assert_eq!(verdicts.chars().count(), cases.len(), "{build}");
+    let native: String = cases.iter().map(native_verdict).collect();
+    let differ: Vec<&str> = cases
+        .iter()
+        .zip(native.chars().zip(verdicts.chars()))
+        .filter(|(_, (a, b))| a != b)
+        .map(|(case, _)| case.name.as_str())
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{build}: the host and the module disagree on {differ:?}"
+    );
+    check(cases, verdicts, build);
+    assert!(
+        checked > 1000,
+        "{build}: only {checked} signatures went to the host"
+    );
+    eprintln!("{build}: {checked} signatures checked by the host");
+}
+
+/// One Envoy 1.40 with the vector module as an HTTP filter: its
+/// configuration runs at start-up, its log lines go to Envoy's log.
+mod envoy {
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// `target/envoy-venv/bin/envoy`, where `cargo xtask` installs it.
+    pub(super) fn binary() -> Option<PathBuf> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/envoy-venv/bin/envoy");
+        path.is_file().then_some(path)
+    }
+
+    /// Starts Envoy with `module` configured with `configuration`, waits for
+    /// a log line holding `last` (or two minutes), stops it, and returns the
+    /// module's log lines.
+    pub(super) fn configure(
+        envoy: &Path,
+        module: &str,
+        configuration: &str,
+        last: &str,
+    ) -> Vec<String> {
+        let work =
+            std::env::temp_dir().join(format!("auth-wycheproof-envoy-{}", std::process::id()));
+        std::fs::create_dir_all(&work).unwrap();
+        let listener = free_port();
+        let admin = free_port();
+        let config = format!(
+            r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+static_resources:
+  listeners:
+  - address: {{socket_address: {{address: 127.0.0.1, port_value: {listener}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: vectors
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /}}
+                direct_response: {{status: 200}}
+          http_filters:
+          - name: vectors
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: vectors
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{}'
+                vm_config:
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: {module}}}}}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#,
+            configuration.replace('\'', "''")
+        );
+        let file = work.join("envoy.yaml");
+        std::fs::write(&file, config).unwrap();
+        let log = work.join("envoy.log");
+        let mut child = Command::new(envoy)
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+            ])
+            .args(["--component-log-level", "wasm:info"])
+            .arg("-c")
+            .arg(&file)
+            .arg("--log-path")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let text = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let exited = child.try_wait().unwrap().is_some();
+            if text.contains(last) || exited || started.elapsed() > Duration::from_secs(120) {
+                break text;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        let lines: Vec<String> = text
+            .lines()
+            // `... wasm log: <message>` (`wasm log <root id>: ` with a root id).
+            .filter_map(|l| {
+                l.split_once("wasm log")
+                    .and_then(|(_, m)| m.split_once(": "))
+            })
+            .map(|(_, m)| m.to_owned())
+            .collect();
+        assert!(
+            !lines.is_empty(),
+            "Envoy logged nothing from the module: {text}"
+        );
+        let _ = std::fs::remove_dir_all(&work);
+        lines
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    }
 }
