@@ -213,6 +213,10 @@ pub(super) enum Field<'a> {
 
 /// A protobuf message's fields (varint, 64-bit, length-delimited, 32-bit
 /// wire types), or `None` when it does not parse, as `ParseFromString`.
+/// Read field by field rather than through prost (which the auth filter
+/// uses to write these messages): C++'s parser, which Envoy runs, keeps a
+/// field whose wire type does not match its declaration as an unknown
+/// field and parses on, where prost refuses the message.
 pub(super) fn decode_message(mut bytes: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
     let mut fields = Vec::new();
     while !bytes.is_empty() {
