@@ -704,12 +704,11 @@ fn signatures_go_through_verify_signature_when_the_host_has_it() {
             .send_request_headers(get(&[("authorization", &bearer)]), true)
             .unwrap();
         let costs = stream.finish().unwrap().costs.remove(0);
-        let foreign = costs
-            .host_calls()
-            .into_iter()
-            .find(|(name, _)| *name == "proxy_call_foreign_function")
-            .map_or(0, |(_, n)| n);
-        assert_eq!(foreign, u32::from(host_has_it), "{costs}");
+        assert_eq!(
+            costs.host_calls_to("proxy_call_foreign_function"),
+            u32::from(host_has_it),
+            "{costs}"
+        );
         answers.push(statuses);
     }
     assert_eq!(

@@ -273,19 +273,25 @@ fn all_cases() -> Vec<Case> {
 }
 
 /// The filter's verdict on one case, as the vector module computes it:
-/// `1` verified, `0` refused, `k` key refused.
-fn native_verdict(case: &Case) -> char {
+/// `1` verified, `0` refused, `k` key refused; checked in the module, or
+/// with `host` as the filter checks it in a proxy with `verify_signature`.
+fn verdict(case: &Case, host: Option<&mut Envoy>) -> char {
     let Some(alg) = Alg::parse(case.alg) else {
         return 'x';
     };
     let Ok(jwks) = Jwks::parse(case.jwk.to_string().as_bytes()) else {
         return 'k';
     };
-    let verified = jwks
-        .keys
-        .iter()
-        .any(|key| verify_signature(alg, &key.material, &case.msg, &case.sig));
+    let mut keys = jwks.keys.iter();
+    let verified = match host {
+        Some(host) => keys.any(|key| signature::verify(alg, key, &case.msg, &case.sig, host)),
+        None => keys.any(|key| verify_signature(alg, &key.material, &case.msg, &case.sig)),
+    };
     if verified { '1' } else { '0' }
+}
+
+fn native_verdict(case: &Case) -> char {
+    verdict(case, None)
 }
 
 /// The filter's verdict with Envoy's `verify_signature` as the harness
@@ -295,19 +301,7 @@ fn host_verdicts(cases: &[Case]) -> (String, usize) {
     let mut envoy = Envoy::default();
     let verdicts = cases
         .iter()
-        .map(|case| {
-            let Some(alg) = Alg::parse(case.alg) else {
-                return 'x';
-            };
-            let Ok(jwks) = Jwks::parse(case.jwk.to_string().as_bytes()) else {
-                return 'k';
-            };
-            let verified = jwks
-                .keys
-                .iter()
-                .any(|key| signature::verify(alg, key, &case.msg, &case.sig, &mut envoy));
-            if verified { '1' } else { '0' }
-        })
+        .map(|case| verdict(case, Some(&mut envoy)))
         .collect();
     (verdicts, envoy.checked)
 }

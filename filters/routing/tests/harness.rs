@@ -309,13 +309,12 @@ fn clear_route_cache_calls_the_foreign_function_only_when_asked() {
             let mut stream = vm.http_stream();
             stream.send_request_headers(get(path, &[]), true).unwrap();
             let costs = stream.finish().unwrap().costs.remove(0);
-            let foreign = costs
-                .host_calls()
-                .into_iter()
-                .find(|(name, _)| *name == "proxy_call_foreign_function")
-                .map_or(0, |(_, n)| n);
             let expected = if changed { explicit } else { 0 };
-            assert_eq!(foreign, expected, "{extra} {path}: {costs}");
+            assert_eq!(
+                costs.host_calls_to("proxy_call_foreign_function"),
+                expected,
+                "{extra} {path}: {costs}"
+            );
         }
     }
 }
