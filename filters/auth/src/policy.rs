@@ -96,10 +96,13 @@ pub trait Env {
 /// Per-VM caches of credentials already verified.
 #[derive(Debug, Default)]
 pub struct Caches {
-    /// SHA-256(provider ‖ token) → the token as it passed.
-    pub tokens: Bounded<Rc<CachedToken>>,
+    /// A keyed hash of (provider, token) → the token as it passed.
+    pub tokens: Bounded<u64, Rc<CachedToken>>,
     /// SHA-256(user ‖ 0 ‖ password) → basic user index (slow hashes only).
-    pub basic: Bounded<usize>,
+    pub basic: Bounded<[u8; 32], usize>,
+    /// The token cache's hash key, random per VM (SipHash: an attacker who
+    /// does not know it cannot aim tokens at one entry).
+    keys: std::collections::hash_map::RandomState,
 }
 
 impl Caches {
@@ -107,20 +110,30 @@ impl Caches {
         Self {
             tokens: Bounded::new(token_capacity),
             basic: Bounded::new(256),
+            keys: std::collections::hash_map::RandomState::new(),
         }
+    }
+
+    /// Where `provider`'s `token` is kept: a SipHash of both, not a
+    /// SHA-256 (which was a third of a cached request's work in the
+    /// harness); a hit is confirmed by comparing the whole token
+    /// ([`CachedToken::is`]).
+    fn token_key(&self, provider: usize, token: &[u8]) -> u64 {
+        use std::hash::BuildHasher as _;
+        self.keys.hash_one((provider, token))
     }
 }
 
 /// A map with at most `capacity` entries; when full an arbitrary entry
 /// makes room (no ordering kept: cheap, and an attacker cannot pin entries).
 #[derive(Debug)]
-pub struct Bounded<V> {
-    map: HashMap<[u8; 32], V>,
+pub struct Bounded<K, V> {
+    map: HashMap<K, V>,
     capacity: usize,
 }
 
 /// Empty, and keeping nothing (capacity 0).
-impl<V> Default for Bounded<V> {
+impl<K, V> Default for Bounded<K, V> {
     fn default() -> Self {
         Self {
             map: HashMap::new(),
@@ -129,7 +142,7 @@ impl<V> Default for Bounded<V> {
     }
 }
 
-impl<V: Clone> Bounded<V> {
+impl<K: std::hash::Hash + Eq + Copy, V: Clone> Bounded<K, V> {
     pub fn new(capacity: usize) -> Self {
         Self {
             map: HashMap::new(),
@@ -137,11 +150,11 @@ impl<V: Clone> Bounded<V> {
         }
     }
 
-    pub fn get(&self, key: &[u8; 32]) -> Option<V> {
+    pub fn get(&self, key: &K) -> Option<V> {
         self.map.get(key).cloned()
     }
 
-    pub fn insert(&mut self, key: [u8; 32], value: V) {
+    pub fn insert(&mut self, key: K, value: V) {
         if self.capacity == 0 {
             return;
         }
@@ -173,15 +186,25 @@ pub struct VerifiedJwt {
 }
 
 /// A token that passed every check but the time ones, as the cache keeps
-/// it: a repeat costs a SHA-256 and a lookup, then the time checks; no
-/// base64, JSON or signature work.
+/// it: a repeat costs a keyed hash, a lookup and a constant-time compare,
+/// then the time checks; no base64, JSON or signature work.
 #[derive(Debug)]
 pub struct CachedToken {
+    /// The token itself, compared whole on a hit.
+    token: Box<[u8]>,
     /// The key-set generation it was verified with (a new set re-verifies).
     generation: u64,
     times: Times,
     identity: Option<String>,
     jwt: VerifiedJwt,
+}
+
+impl CachedToken {
+    /// Whether this entry is `provider`'s `token` (constant time in the
+    /// token's bytes: a near miss takes as long as a far one).
+    fn is(&self, provider: usize, token: &[u8]) -> bool {
+        self.jwt.provider == provider && bool::from(self.token.as_ref().ct_eq(token))
+    }
 }
 
 /// What passed authentication brings to the request.
@@ -618,11 +641,13 @@ fn jwt<H: Host, E: Env>(
             ));
         }
     };
-    let mut hasher = Sha256::new();
-    hasher.update(index.to_le_bytes());
-    hasher.update(&text);
-    let cache_key: [u8; 32] = hasher.finalize().into();
-    if let Some(hit) = env.caches().tokens.get(&cache_key) {
+    let cache_key = env.caches().token_key(index, &text);
+    if let Some(hit) = env
+        .caches()
+        .tokens
+        .get(&cache_key)
+        .filter(|hit| hit.is(index, &text))
+    {
         let current = match &provider.jwks {
             JwksSource::Local(_) => Some(0),
             JwksSource::Remote(_) => match env.keys(index, false) {
@@ -738,6 +763,7 @@ fn jwt<H: Host, E: Env>(
     env.caches().tokens.insert(
         cache_key,
         Rc::new(CachedToken {
+            token: text.as_bytes().into(),
             generation: verified_with,
             times,
             identity: identity.clone(),

@@ -542,3 +542,37 @@ fn a_cached_token_still_expires_and_keeps_its_identity() {
     let later = evaluate(&c, &r, &mut env).unwrap().decision;
     assert!(refused_with(&later, "Jwt is expired"), "{later:?}");
 }
+
+/// The token cache answers only for the very token it verified: after a
+/// valid token is cached, the same token with one byte changed (in the
+/// payload or the signature) is verified afresh and refused, and is not
+/// cached.
+#[test]
+fn a_cache_hit_needs_the_whole_token() {
+    let c = jwt_config(json!({"name": "p", "local_jwks": jwks()})).unwrap();
+    let valid = token(&json!({"sub": "a", "exp": 1_800_000_600u64}));
+    let mut env = Clock(1_800_000_000, Caches::new(4));
+    let allow = |text: &str, env: &mut Clock| {
+        let bearer = format!("Bearer {text}");
+        evaluate(&c, &request("/o", &[("authorization", &bearer)]), env)
+            .unwrap()
+            .decision
+    };
+    assert!(matches!(allow(&valid, &mut env), Decision::Allow(_)));
+    assert_eq!(env.1.tokens.len(), 1);
+    let (input, signature) = valid.rsplit_once('.').unwrap();
+    let flip = |s: &str, at: usize| {
+        let mut b = s.as_bytes().to_vec();
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    for forged in [
+        format!("{input}.{}", flip(signature, 3)),
+        format!("{}.{signature}", flip(input, input.len() - 3)),
+    ] {
+        let answer = allow(&forged, &mut env);
+        assert!(matches!(answer, Decision::Unauthorized(_)), "{answer:?}");
+    }
+    assert_eq!(env.1.tokens.len(), 1, "nothing forged was cached");
+    assert!(matches!(allow(&valid, &mut env), Decision::Allow(_)));
+}
