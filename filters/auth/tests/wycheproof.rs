@@ -367,19 +367,25 @@ fn the_vectors_pass_on_the_wasm32_build() {
         .iter()
         .map(|c| json!({"alg": c.alg, "jwk": c.jwk, "msg": STANDARD.encode(&c.msg), "sig": STANDARD.encode(&c.sig)}))
         .collect();
-    let plugin = Plugin::builder(harness_fixtures::AUTH_JWS_VECTORS)
-        .configuration(serde_json::to_vec(&config).unwrap())
-        // Thousands of signatures in one `on_configure`.
-        .callback_deadline(Duration::from_secs(600))
-        .build()
-        .unwrap();
-    let mut vm = plugin.start().unwrap();
-    let logs: Vec<String> = vm.take_logs().into_iter().map(|l| l.message).collect();
+    let logs = vector_module_logs(&json!(config));
     let verdicts = logs
         .iter()
         .find_map(|l| l.strip_prefix("verdicts "))
         .unwrap_or_else(|| panic!("no verdicts logged: {logs:?}"));
     check(&cases, verdicts, "wasm32");
+}
+
+/// Starts the vector module in the harness with `config` and returns what
+/// it logged.
+fn vector_module_logs(config: &Value) -> Vec<String> {
+    let plugin = Plugin::builder(harness_fixtures::AUTH_JWS_VECTORS)
+        .configuration(serde_json::to_vec(config).unwrap())
+        // Thousands of signatures in one `on_configure`.
+        .callback_deadline(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let mut vm = plugin.start().unwrap();
+    vm.take_logs().into_iter().map(|l| l.message).collect()
 }
 
 /// The RSA PKCS#1 v1.5 and ECDSA cases, the ones the filter sends to the
@@ -421,13 +427,7 @@ fn host_run(logs: &[String], build: &str) -> (String, usize) {
 #[test]
 fn the_vectors_pass_through_verify_signature_on_the_wasm32_build() {
     let (cases, config) = host_cases(&all_cases());
-    let plugin = Plugin::builder(harness_fixtures::AUTH_JWS_VECTORS)
-        .configuration(serde_json::to_vec(&config).unwrap())
-        .callback_deadline(Duration::from_secs(600))
-        .build()
-        .unwrap();
-    let mut vm = plugin.start().unwrap();
-    let logs: Vec<String> = vm.take_logs().into_iter().map(|l| l.message).collect();
+    let logs = vector_module_logs(&config);
     let (verdicts, checked) = host_run(&logs, "wasm32, the harness's verify_signature");
     check_host_cases(
         &cases,
