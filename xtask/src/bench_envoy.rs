@@ -8,7 +8,13 @@
 //! machine hits all of them alike), after a warm-up. Reported: medians over
 //! the rounds of requests/s and of wrk's p50 and p99 latency, ratios to the
 //! filter-less baseline and to the native equivalent, and the added cost
-//! per request (1/rps − 1/rps_baseline, at one worker). Memory: each front
+//! per request (1/rps − 1/rps_baseline, at one worker). Because wrk, the
+//! backend and the front share the machine's cores, req/s also moves with
+//! how they are scheduled; so each round also reads the front Envoy's own
+//! CPU time (the sum of its threads' `/proc/PID/task/*/schedstat` run time)
+//! and divides it by the requests wrk completed: CPU µs per request, whose
+//! difference to the baseline's is the filter's CPU cost with the other
+//! processes taken out. Memory: each front
 //! Envoy's heap (`/memory`) after the runs, next to the baseline's, and
 //! each module's linear memory in the harness after 10,000 requests.
 //!
@@ -74,6 +80,8 @@ struct Measured {
     rps: Vec<f64>,
     p50_us: Vec<f64>,
     p99_us: Vec<f64>,
+    /// The front Envoy's CPU time per completed request, per round (µs).
+    cpu_us: Vec<f64>,
     heap_bytes: Option<u64>,
     /// From spawning Envoy to its admin `/ready` answering 200 (listeners
     /// initialised, every wasm module compiled and its VMs configured).
@@ -181,8 +189,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 format!("{:.1}", 1e6 / median(&r.rps) - 1e6 / b)
             });
             let crossings = r.crossings_us.map_or("—".to_owned(), |c| format!("{c:.1}"));
+            let base_cpu = variants
+                .iter()
+                .position(|b| b.name == "none")
+                .map(|i| median(&results[i].cpu_us));
+            let cpu = median(&r.cpu_us);
+            let added_cpu = base_cpu.map_or("—".to_owned(), |b| format!("{:.1}", cpu - b));
             println!(
-                "{:<24} {:>9.0} req/s  added {added:>6} µs  crossings est. {crossings:>5} µs  p50 {:>7.0} µs  p99 {:>7.0} µs  start {:>5.0} ms",
+                "{:<24} {:>9.0} req/s  added {added:>6} µs  cpu {cpu:>6.1} µs/req  added cpu {added_cpu:>6} µs  crossings est. {crossings:>5} µs  p50 {:>7.0} µs  p99 {:>7.0} µs  start {:>5.0} ms",
                 v.name,
                 median(&r.rps),
                 median(&r.p50_us),
@@ -236,7 +250,7 @@ fn measure(
 ) -> Result<Vec<Measured>, String> {
     let mut results = vec![Measured::default(); variants.len()];
     let mut procs = Vec::new();
-    procs.push(start_envoy(envoy, work, "backend", &backend_config(), 0)?.0);
+    let backend = start_envoy(envoy, work, "backend", &backend_config(), 0)?.0;
     // One at a time, so each start is timed on an otherwise idle machine.
     for (i, v) in variants.iter().enumerate() {
         let config = front_config(v, FRONT_PORT + i as u16, ADMIN_PORT + i as u16);
@@ -257,11 +271,21 @@ fn measure(
     }
     for round in 1..=rounds {
         for (i, v) in variants.iter().enumerate() {
-            let (rps, p50, p99) = wrk(FRONT_PORT + i as u16, seconds, token)?;
+            let pid = procs[i].0.id();
+            let cpu_before = cpu_ns(pid);
+            let run = wrk(FRONT_PORT + i as u16, seconds, token)?;
+            let (rps, p50, p99) = (run.rps, run.p50_us, run.p99_us);
+            let cpu = match (cpu_before, cpu_ns(pid)) {
+                (Some(a), Some(b)) if run.requests > 0 => {
+                    b.saturating_sub(a) as f64 / 1e3 / run.requests as f64
+                }
+                _ => return Err(format!("{}: cannot read its CPU time", v.name)),
+            };
             eprintln!(
-                "xtask: round {round} {:<22} {rps:>9.0} req/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs",
+                "xtask: round {round} {:<22} {rps:>9.0} req/s  cpu {cpu:>6.1} µs/req  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs",
                 v.name
             );
+            results[i].cpu_us.push(cpu);
             results[i].rps.push(rps);
             results[i].p50_us.push(p50);
             results[i].p99_us.push(p99);
@@ -271,7 +295,23 @@ fn measure(
         r.heap_bytes = heap(ADMIN_PORT + i as u16);
     }
     drop(procs);
+    drop(backend);
     Ok(results)
+}
+
+/// CPU time (ns) every thread of process `pid` has run so far: the first
+/// field of each `/proc/PID/task/TID/schedstat` (nanoseconds, unlike
+/// `/proc/PID/stat`'s 10 ms ticks).
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        // A thread that exits between the listing and the read is skipped.
+        if let Ok(text) = fs::read_to_string(task.path().join("schedstat")) {
+            total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
 }
 
 /// What the auth crate's `mint` example prints for `args` (its fixed test
@@ -719,8 +759,18 @@ fn get(port: u16, path: &str, token: &str) -> Result<u16, String> {
     }
 }
 
-/// wrk against `port`: (requests/s, p50 µs, p99 µs).
-fn wrk(port: u16, seconds: u64, token: &str) -> Result<(f64, f64, f64), String> {
+/// What one wrk run measured.
+#[derive(Debug, PartialEq)]
+struct WrkRun {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    /// Requests completed in the run.
+    requests: u64,
+}
+
+/// One wrk run against `port`.
+fn wrk(port: u16, seconds: u64, token: &str) -> Result<WrkRun, String> {
     let out = Command::new("wrk")
         .args(["-t1", "-c16", "--latency"])
         .arg(format!("-d{seconds}s"))
@@ -738,7 +788,7 @@ fn wrk(port: u16, seconds: u64, token: &str) -> Result<(f64, f64, f64), String> 
     parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))
 }
 
-fn parse_wrk(text: &str) -> Option<(f64, f64, f64)> {
+fn parse_wrk(text: &str) -> Option<WrkRun> {
     let field = |prefix: &str| {
         text.lines()
             .map(str::trim)
@@ -755,8 +805,19 @@ fn parse_wrk(text: &str) -> Option<(f64, f64, f64)> {
             _ => return None,
         })
     };
-    let rps = field("Requests/sec:")?.parse().ok()?;
-    Some((rps, micros(field("50%")?)?, micros(field("99%")?)?))
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(WrkRun {
+        rps: field("Requests/sec:")?.parse().ok()?,
+        p50_us: micros(field("50%")?)?,
+        p99_us: micros(field("99%")?)?,
+        requests,
+    })
 }
 
 /// Bytes the Envoy on `admin` has allocated (`/memory`).
@@ -851,6 +912,17 @@ impl Report<'_> {
         Some((1.0 / self.rps(name)? - 1.0 / base) * 1e6)
     }
 
+    /// The front Envoy's median CPU µs per request.
+    fn cpu_us(&self, name: &str) -> Option<f64> {
+        let i = self.variants.iter().position(|v| v.name == name)?;
+        Some(median(&self.results[i].cpu_us))
+    }
+
+    /// CPU µs per request added to the baseline's.
+    fn added_cpu_us(&self, name: &str) -> Option<f64> {
+        Some(self.cpu_us(name)? - self.cpu_us("none")?)
+    }
+
     fn json(&self) -> Value {
         json!({
             "envoy": self.envoy_version,
@@ -859,7 +931,7 @@ impl Report<'_> {
             "rounds": self.rounds,
             "variants": self.variants.iter().zip(self.results).map(|(v, r)| json!({
                 "name": v.name, "group": v.group, "rps": r.rps, "p50_us": r.p50_us,
-                "p99_us": r.p99_us, "heap_bytes": r.heap_bytes, "start_ms": r.start_ms,
+                "p99_us": r.p99_us, "cpu_us_per_request": r.cpu_us, "heap_bytes": r.heap_bytes, "start_ms": r.start_ms,
             })).collect::<Vec<_>>(),
             "harness_pages": self.harness_pages.iter().map(|(n, a, b)| json!({
                 "filter": n, "after_start": a, "after_10000_requests": b,
@@ -875,13 +947,16 @@ impl Report<'_> {
              front Envoy per variant with `--concurrency 1`, a second Envoy as the backend \
              (direct response), `wrk -t1 -c16`, variants interleaved round by round; medians \
              of the rounds. \"Added\" is the cost per request at one worker \
-             (1/rps − 1/rps<sub>none</sub>). \"Start\" is one sample per variant, from \
+             (1/rps − 1/rps<sub>none</sub>). \"CPU\" is the front Envoy's own CPU time \
+             (all its threads, from `/proc`) per completed request, and \"added CPU\" its \
+             difference to `none`'s: the filter's cost with wrk and the backend, which share \
+             the cores, taken out. \"Start\" is one sample per variant, from \
              spawning Envoy to its admin `/ready` answering 200 (wasm modules compiled, \
              their VMs started and configured), the Envoys started one at a time.\n",
             self.seconds, self.rounds, self.machine, self.envoy_version
         );
         let base = self.rps("none").unwrap_or(f64::NAN);
-        s.push_str("| Variant | Group | req/s | vs none | added µs/req | crossings µs (harness est.) | vs native | p50 µs | p99 µs | Envoy heap MiB | start ms |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| Variant | Group | req/s | vs none | added µs/req | CPU µs/req | added CPU µs | crossings µs (harness est.) | vs native | p50 µs | p99 µs | Envoy heap MiB | start ms |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (v, r) in self.variants.iter().zip(self.results) {
             let rps = median(&r.rps);
             let native = v
@@ -890,12 +965,16 @@ impl Report<'_> {
                 .map_or("—".to_owned(), |n| format!("{:.0} %", rps / n * 100.0));
             let _ = writeln!(
                 s,
-                "| `{}` | {} | {:.0} | {:.1} % | {} | {} | {native} | {:.0} | {:.0} | {} | {:.0} |",
+                "| `{}` | {} | {:.0} | {:.1} % | {} | {:.1} | {} | {} | {native} | {:.0} | {:.0} | {} | {:.0} |",
                 v.name,
                 v.group,
                 rps,
                 rps / base * 100.0,
                 self.added_us(v.name)
+                    .filter(|_| v.name != "none")
+                    .map_or("—".into(), |a| format!("{a:.1}")),
+                median(&r.cpu_us),
+                self.added_cpu_us(v.name)
                     .filter(|_| v.name != "none")
                     .map_or("—".into(), |a| format!("{a:.1}")),
                 r.crossings_us.map_or("—".into(), |c| format!("{c:.1}")),
@@ -918,22 +997,44 @@ impl Report<'_> {
                 _ => "n/a".into(),
             }
         };
+        let cpu_ratio = |ours: &str, theirs: &str| -> String {
+            match (self.added_cpu_us(ours), self.added_cpu_us(theirs)) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+                _ => "n/a".into(),
+            }
+        };
+        // At one busy worker, req/s is 1 / (CPU per request).
+        let cpu_share = |ours: &str, theirs: &str| -> String {
+            match (self.cpu_us(ours), self.cpu_us(theirs)) {
+                (Some(a), Some(b)) if a > 0.0 => format!("{:.0} %", b / a * 100.0),
+                _ => "n/a".into(),
+            }
+        };
+        let micros = |v: Option<f64>| v.map_or("n/a".into(), |a| format!("{a:.1} µs"));
         let _ = writeln!(
             s,
-            "\n| Target (issue 26) | Measured |\n|---|---|\n\
-             | headers: added cost ≤ 1.0× Lua's | {} |\n\
-             | auth JWT RS256, caches on: ≥ 80 % of `jwt_authn`'s req/s | {} |\n\
-             | auth JWT RS256, caches off: ≥ 70 % of `jwt_authn`'s req/s | {} |\n\
-             | routing: added cost ≤ 1.0× Lua's | {} |\n\
-             | (context) the minimal wasm filter's added cost, the proxy-wasm floor | {} µs |\n\
-             | (context) header-transform's added cost over `header_mutation`'s | {} |",
+            "\n| Target (issue 26) | by req/s | by the front's CPU |\n|---|---|---|\n\
+             | headers: added cost ≤ 1.0× Lua's | {} | {} |\n\
+             | auth JWT RS256, caches on: ≥ 80 % of `jwt_authn`'s req/s | {} | {} |\n\
+             | auth JWT RS256, caches off: ≥ 70 % of `jwt_authn`'s req/s | {} | {} |\n\
+             | routing: added cost ≤ 1.0× Lua's | {} | {} |\n\
+             | (context) the minimal wasm filter's added cost, the proxy-wasm floor | {} | {} |\n\
+             | (context) Lua's added cost for the header job | {} | {} |\n\
+             | (context) header-transform's added cost over `header_mutation`'s | {} | {} |",
             ratio("header-transform", "lua-headers"),
+            cpu_ratio("header-transform", "lua-headers"),
             share("auth-jwt", "jwt_authn"),
+            cpu_share("auth-jwt", "jwt_authn"),
             share("auth-jwt-nocache", "jwt_authn-nocache"),
+            cpu_share("auth-jwt-nocache", "jwt_authn-nocache"),
             ratio("routing", "lua-routing"),
-            self.added_us("wasm-minimal")
-                .map_or("n/a".into(), |a| format!("{a:.1}")),
+            cpu_ratio("routing", "lua-routing"),
+            micros(self.added_us("wasm-minimal")),
+            micros(self.added_cpu_us("wasm-minimal")),
+            micros(self.added_us("lua-headers")),
+            micros(self.added_cpu_us("lua-headers")),
             ratio("header-transform", "header_mutation"),
+            cpu_ratio("header-transform", "header_mutation"),
         );
         s.push_str("\nLinear memory of each module in the harness (64 KiB pages), started with its example configuration, then after 10,000 requests:\n\n| Filter | after start | after 10,000 requests |\n|---|---|---|\n");
         for (name, before, after) in self.harness_pages {
@@ -1032,7 +1133,15 @@ mod tests {
     #[test]
     fn wrk_output_is_read_in_its_units() {
         let text = "Running 2s test\n  Latency Distribution\n     50%  652.00us\n     75%  1.00ms\n     90%    1.10ms\n     99%    1.21ms\n  1000 requests in 2.00s\nRequests/sec:  23232.12\nTransfer/sec: 1MB\n";
-        assert_eq!(parse_wrk(text), Some((23232.12, 652.0, 1210.0)));
+        assert_eq!(
+            parse_wrk(text),
+            Some(WrkRun {
+                rps: 23232.12,
+                p50_us: 652.0,
+                p99_us: 1210.0,
+                requests: 1000
+            })
+        );
         assert_eq!(parse_wrk("nothing"), None);
     }
 
