@@ -16,9 +16,11 @@ use crate::error::{Error, Result};
 use crate::http::{
     Exchange, HttpStream, Owner, close, is_grpc_request, local_reply_headers, reset_state,
 };
-use crate::stream::{Direction, Frame, LocalResponse, Message, Out, Progress, SharedFilterState};
+use crate::stream_state::{
+    Direction, Frame, LocalResponse, Message, Out, Progress, SharedFilterState,
+};
 use crate::upstream::CallOutcome;
-use crate::vm::Vm;
+use crate::vm::{self, Vm};
 
 /// Several VMs applied to one stream in order, as the HTTP filters of one
 /// Envoy listener: `Chain::new([auth.start()?, routing.start()?])`. Each VM
@@ -106,7 +108,7 @@ impl Chain {
     /// When a callback traps or raises a harness error.
     pub fn advance_time(&mut self, by: Duration) -> Result<()> {
         let open = mem::take(&mut self.open);
-        let result = advance(&mut self.vms, by, &mut |vms| pump_all(vms, &open));
+        let result = vm::advance(&mut self.vms, by, &mut |vms| pump_all(vms, &open));
         self.open = open;
         result
     }
@@ -131,7 +133,7 @@ impl Chain {
     /// Lets everything due now happen, moving frames along the chain.
     pub(crate) fn run(&mut self) -> Result<()> {
         let open = mem::take(&mut self.open);
-        let result = settle(&mut self.vms, &mut |vms| pump_all(vms, &open));
+        let result = vm::settle(&mut self.vms, &mut |vms| pump_all(vms, &open));
         self.open = open;
         result
     }
@@ -146,50 +148,6 @@ fn pump_all(vms: &mut [Vm], open: &[Box<[u32]>]) -> Result<()> {
         pump(vms, ids)?;
     }
     Ok(())
-}
-
-/// Delivers everything due now in every VM until nothing moves.
-fn settle(vms: &mut [Vm], pump: &mut dyn FnMut(&mut [Vm]) -> Result<()>) -> Result<()> {
-    loop {
-        pump(vms)?;
-        let mut moved = false;
-        for vm in vms.iter_mut() {
-            moved |= vm.fire_due()?;
-        }
-        if !moved {
-            return Ok(());
-        }
-    }
-}
-
-/// Moves the VMs' clocks together by `by`, stopping at every instant an
-/// event falls due in any of them.
-pub(crate) fn advance(
-    vms: &mut [Vm],
-    by: Duration,
-    pump: &mut dyn FnMut(&mut [Vm]) -> Result<()>,
-) -> Result<()> {
-    let mut left = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-    loop {
-        settle(vms, pump)?;
-        let next = vms.iter().filter_map(Vm::until_next_event).min();
-        match next {
-            // Everything due now was delivered, so the step is never 0.
-            Some(step) if step <= left => {
-                let step = step.max(1);
-                for vm in vms.iter_mut() {
-                    vm.elapse(step);
-                }
-                left -= step.min(left);
-            }
-            _ => {
-                for vm in vms.iter_mut() {
-                    vm.elapse(left);
-                }
-                return settle(vms, pump);
-            }
-        }
-    }
 }
 
 /// Moves what each filter let out of a stream to the next filter, and acts

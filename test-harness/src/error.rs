@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::host::LogEntry;
+use crate::log::LogEntry;
 
 /// Result alias for the harness.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

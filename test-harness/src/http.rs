@@ -14,9 +14,9 @@ use crate::error::{Error, Result};
 use crate::headers::HeaderMap;
 use crate::host::{Deferred, Phase};
 use crate::properties;
-use crate::stream::{
+use crate::stream_state::{
     Direction, Frame, HttpStreamState, LocalResponse, Message, Out, Part, Progress,
-    SharedFilterState, Stage, Stop,
+    SharedFilterState, Stage, Stop, http_to_grpc_status,
 };
 use crate::vm::Vm;
 
@@ -478,7 +478,7 @@ pub(crate) fn reset_state(state: &mut HttpStreamState) {
     close(&mut state.response);
 }
 
-pub(crate) fn close(flow: &mut crate::stream::Flow) {
+pub(crate) fn close(flow: &mut crate::stream_state::Flow) {
     flow.closed = true;
     flow.stopped = None;
     flow.stage = Stage::Idle;
@@ -527,18 +527,6 @@ pub(crate) fn local_reply_headers(response: &LocalResponse, grpc_request: bool) 
 /// What Envoy percent-encodes in `grpc-message`: everything outside
 /// `' '..='~'`, and `%` itself.
 const GRPC_MESSAGE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
-
-/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
-pub(crate) fn http_to_grpc_status(http: u32) -> u32 {
-    match http {
-        400 => 13,
-        401 => 16,
-        403 => 7,
-        404 => 12,
-        429 | 502 | 503 | 504 => 14,
-        _ => 2,
-    }
-}
 
 /// Whether Envoy treats a request as gRPC (`Grpc::Common::isGrpcRequestHeaders`):
 /// its `content-type` is `application/grpc`, or that followed by `+` or `;`.

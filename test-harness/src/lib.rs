@@ -65,11 +65,15 @@ mod error;
 mod headers;
 mod host;
 mod http;
+mod log;
 mod plugin;
+mod process;
 mod properties;
 mod runtime;
-mod stream;
+mod settings;
+mod stream_state;
 mod tcp;
+mod tcp_state;
 mod upstream;
 mod vm;
 
@@ -78,16 +82,19 @@ pub use chain::Chain;
 pub use costs::{CallbackCosts, CostModel, Costs};
 pub use error::{Error, Result};
 pub use headers::HeaderMap;
-pub use host::{LogEntry, Metric};
 pub use http::{Exchange, HttpStream};
+pub use log::LogEntry;
 pub use plugin::{
-    DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_START_TIME_UNIX_SECS, ForeignFunction,
-    Plugin, PluginBuilder,
+    DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_START_TIME_UNIX_SECS, Plugin,
+    PluginBuilder,
 };
+pub use process::Metric;
 pub use properties::value as property;
 pub use runtime::Runtime;
-pub use stream::{LocalResponse, Message, Progress};
-pub use tcp::{PeerType, TcpConnection, TcpExchange};
+pub use settings::ForeignFunction;
+pub use stream_state::{LocalResponse, Message, Progress};
+pub use tcp::{TcpConnection, TcpExchange};
+pub use tcp_state::PeerType;
 pub use upstream::{
     CallOutcome, GrpcCall, GrpcReply, GrpcUpstream, HttpCall, HttpResponse, Upstream,
 };

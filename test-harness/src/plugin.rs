@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::properties;
 use crate::runtime::Runtime;
+use crate::settings::{ForeignFunction, PluginSettings};
 use crate::upstream::{GrpcUpstream, Upstream};
 use crate::vm::Vm;
 
@@ -22,45 +23,6 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
 pub const DEFAULT_CALLBACK_DEADLINE: Duration = Duration::from_secs(5);
 /// Where the virtual clock starts: 2026-01-01T00:00:00Z.
 pub const DEFAULT_START_TIME_UNIX_SECS: u64 = 1_767_225_600;
-
-/// Everything about a plugin that is not the module itself.
-#[derive(Debug, Clone)]
-pub(crate) struct PluginSettings {
-    pub(crate) name: String,
-    pub(crate) root_id: String,
-    pub(crate) vm_id: String,
-    pub(crate) configuration: Vec<u8>,
-    pub(crate) vm_configuration: Vec<u8>,
-    pub(crate) environment: Vec<(String, String)>,
-    /// Shared by every VM until a test changes one VM's (copy on write).
-    pub(crate) properties: Arc<HashMap<Vec<u8>, Vec<u8>>>,
-    pub(crate) log_level: LogLevel,
-    pub(crate) memory_limit: usize,
-    pub(crate) callback_deadline: Duration,
-    pub(crate) seed: u64,
-    pub(crate) start_time_ns: u64,
-    pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
-    pub(crate) grpc_upstreams: Arc<HashMap<String, GrpcUpstream>>,
-    pub(crate) foreign_functions: HashMap<String, ForeignFunction>,
-    /// Filter-state keys accepted by `set_envoy_filter_state` besides the
-    /// ones Envoy registers.
-    pub(crate) filter_state_keys: Vec<String>,
-    /// `PluginConfig.allow_on_headers_stop_iteration`.
-    pub(crate) allow_on_headers_stop_iteration: bool,
-}
-
-type ForeignFn = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, Status> + Send + Sync;
-
-/// A host function the plugin can call with `proxy_call_foreign_function`:
-/// arguments in, results or a status out.
-#[derive(Clone)]
-pub struct ForeignFunction(pub(crate) Arc<ForeignFn>);
-
-impl std::fmt::Debug for ForeignFunction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ForeignFunction")
-    }
-}
 
 /// Callback exports the harness calls, with their signature per ABI version
 /// (parameters, results; all i32).

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use crate::headers::{HeaderMap, encode_pairs};
-use crate::plugin::PluginSettings;
-use crate::stream::{Flow, HttpStreamState, Stage, Stop};
+use crate::settings::PluginSettings;
+use crate::stream_state::{Flow, HttpStreamState, Stage, Stop};
 
 /// Encoders for property values, as Envoy serialises them.
 pub mod value {
@@ -227,7 +227,9 @@ fn response_property(stream: &HttpStreamState, rest: &[&[u8]]) -> Option<Vec<u8>
             };
             let status = from(flow.trailers())
                 .or_else(|| from(flow.headers()))
-                .unwrap_or_else(|| i64::from(crate::http::http_to_grpc_status(code as u32)));
+                .unwrap_or_else(|| {
+                    i64::from(crate::stream_state::http_to_grpc_status(code as u32))
+                });
             Some(value::int(status))
         }
         [b"size"] => Some(value::int(sent)),

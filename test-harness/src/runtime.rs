@@ -1,10 +1,8 @@
-//! The engine and linker plugins are compiled with, and the state Envoy
-//! keeps process-wide (shared data, metrics).
+//! The engine and linker plugins are compiled with, and the handle to the
+//! process-wide state (`process`) their VMs share.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -13,118 +11,12 @@ use wasmtime::{
 };
 
 use crate::error::{Error, Result};
-use crate::host::{self, Host, Metric};
+use crate::host::{self, Host};
+use crate::process::{Metric, SharedState};
 
 /// How often the engine's epoch advances; callback deadlines are counted in
 /// these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
-
-/// Shared key-value data of one vm_id: key → (value, cas).
-pub(crate) type SharedData = HashMap<Vec<u8>, (Vec<u8>, u32)>;
-
-/// Shared queues of a runtime: by (vm_id, name), tokens never 0.
-#[derive(Debug, Default)]
-pub(crate) struct Queues {
-    by_name: HashMap<(String, String), u32>,
-    queues: HashMap<u32, Queue>,
-    next_token: u32,
-    /// Tokens with new items, by the VM (uid) to tell.
-    ready: HashMap<u64, Vec<u32>>,
-}
-
-#[derive(Debug)]
-struct Queue {
-    items: VecDeque<Vec<u8>>,
-    /// The VM that registered the queue last.
-    owner: u64,
-}
-
-impl Queues {
-    pub(crate) fn register(&mut self, vm_id: &str, name: &str, owner: u64) -> u32 {
-        let key = (vm_id.to_owned(), name.to_owned());
-        if let Some(token) = self.by_name.get(&key) {
-            if let Some(queue) = self.queues.get_mut(token) {
-                queue.owner = owner;
-            }
-            return *token;
-        }
-        self.next_token += 1;
-        let token = self.next_token;
-        self.by_name.insert(key, token);
-        self.queues.insert(
-            token,
-            Queue {
-                items: VecDeque::new(),
-                owner,
-            },
-        );
-        token
-    }
-
-    pub(crate) fn resolve(&self, vm_id: &str, name: &str) -> Option<u32> {
-        self.by_name
-            .get(&(vm_id.to_owned(), name.to_owned()))
-            .copied()
-    }
-
-    /// Adds an item; returns the VM to tell, or `None` for an unknown token.
-    pub(crate) fn enqueue(&mut self, token: u32, item: Vec<u8>) -> Option<u64> {
-        let queue = self.queues.get_mut(&token)?;
-        queue.items.push_back(item);
-        Some(queue.owner)
-    }
-
-    /// `None` for an unknown token, `Some(None)` when empty.
-    pub(crate) fn dequeue(&mut self, token: u32) -> Option<Option<Vec<u8>>> {
-        self.queues.get_mut(&token).map(|q| q.items.pop_front())
-    }
-
-    pub(crate) fn notify(&mut self, owner: u64, token: u32) {
-        self.ready.entry(owner).or_default().push(token);
-    }
-
-    pub(crate) fn take_ready(&mut self, owner: u64) -> Vec<u32> {
-        self.ready.remove(&owner).unwrap_or_default()
-    }
-}
-
-/// Shared data by vm_id, metrics by name, shared queues.
-#[derive(Debug)]
-pub(crate) struct SharedState {
-    data: Mutex<HashMap<String, SharedData>>,
-    pub(crate) next_cas: AtomicU32,
-    metrics: Mutex<HashMap<String, Metric>>,
-    queues: Mutex<Queues>,
-    next_vm_uid: AtomicU64,
-}
-
-impl SharedState {
-    fn new() -> Self {
-        Self {
-            data: Mutex::new(HashMap::new()),
-            next_cas: AtomicU32::new(1),
-            metrics: Mutex::new(HashMap::new()),
-            queues: Mutex::new(Queues::default()),
-            next_vm_uid: AtomicU64::new(1),
-        }
-    }
-
-    pub(crate) fn lock_queues(&self) -> MutexGuard<'_, Queues> {
-        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn new_vm_uid(&self) -> u64 {
-        self.next_vm_uid.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn lock_data(&self) -> MutexGuard<'_, HashMap<String, SharedData>> {
-        self.data.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn lock_metrics(&self) -> MutexGuard<'_, HashMap<String, Metric>> {
-        self.metrics.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 /// A wasm engine with every host function linked. Cheap to clone; plugins
 /// built on one runtime share its shared data and metrics, as every plugin

@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::{Extern, Instance, Store, Trap, TypedFunc, WasmBacktrace, WasmParams, WasmResults};
 
 use crate::abi::{AbiVersion, LogLevel};
-use crate::chain;
 use crate::error::{Error, Result};
-use crate::host::{CalloutEvent, Deferred, Host, HostTrap, LogEntry, Metric, PendingCall, Phase};
+use crate::host::{CalloutEvent, Deferred, Host, HostTrap, PendingCall, Phase};
+use crate::log::LogEntry;
 use crate::plugin::{PluginInner, callback_index};
+use crate::process::Metric;
 use crate::properties;
 use crate::runtime::EPOCH_TICK;
 use crate::upstream::{CallOutcome, GrpcCall, GrpcUpstream, HttpCall, HttpResponse, Upstream};
@@ -398,7 +399,7 @@ impl Vm {
     ///
     /// When a callback traps or raises a harness error.
     pub fn advance_time(&mut self, by: Duration) -> Result<()> {
-        chain::advance(std::slice::from_mut(self), by, &mut |_| Ok(()))
+        advance(std::slice::from_mut(self), by, &mut |_| Ok(()))
     }
 
     /// Nanoseconds until the next tick or callout event, if any.
@@ -827,5 +828,49 @@ fn classify(
         message,
         panic: guest_message,
         backtrace,
+    }
+}
+
+/// Delivers everything due now in every VM until nothing moves.
+pub(crate) fn settle(vms: &mut [Vm], pump: &mut dyn FnMut(&mut [Vm]) -> Result<()>) -> Result<()> {
+    loop {
+        pump(vms)?;
+        let mut moved = false;
+        for vm in vms.iter_mut() {
+            moved |= vm.fire_due()?;
+        }
+        if !moved {
+            return Ok(());
+        }
+    }
+}
+
+/// Moves the VMs' clocks together by `by`, stopping at every instant an
+/// event falls due in any of them.
+pub(crate) fn advance(
+    vms: &mut [Vm],
+    by: Duration,
+    pump: &mut dyn FnMut(&mut [Vm]) -> Result<()>,
+) -> Result<()> {
+    let mut left = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+    loop {
+        settle(vms, pump)?;
+        let next = vms.iter().filter_map(Vm::until_next_event).min();
+        match next {
+            // Everything due now was delivered, so the step is never 0.
+            Some(step) if step <= left => {
+                let step = step.max(1);
+                for vm in vms.iter_mut() {
+                    vm.elapse(step);
+                }
+                left -= step.min(left);
+            }
+            _ => {
+                for vm in vms.iter_mut() {
+                    vm.elapse(left);
+                }
+                return settle(vms, pump);
+            }
+        }
     }
 }

@@ -3,12 +3,10 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{Host, copy_out, enter, lifecycle::configuring, split, write_u32};
+use super::{Host, Ret, copy_out, enter, lifecycle::configuring, split, status, write_u32};
 use crate::abi::{AbiVersion, BufferType, MapType, Status};
 use crate::headers::{HeaderMap, decode_pairs};
-use crate::stream::{Direction, Flow, HttpStreamState, Stage, Stop};
-
-type Ret = wasmtime::Result<i32>;
+use crate::stream_state::{Direction, Flow, HttpStreamState, Stage, Stop};
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap(
@@ -50,10 +48,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_get_buffer_status", proxy_get_buffer_status)?;
     linker.func_wrap("env", "proxy_set_buffer_bytes", proxy_set_buffer_bytes)?;
     Ok(())
-}
-
-fn status(s: Status) -> Ret {
-    Ok(s.code())
 }
 
 fn http_map(map: MapType) -> Option<(Direction, bool)> {

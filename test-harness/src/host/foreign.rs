@@ -7,10 +7,8 @@
 
 use wasmtime::Caller;
 
-use super::{Host, enter, place, read, split, unimplemented, write_u32};
+use super::{Host, Ret, enter, place, read, split, unimplemented, write_u32};
 use crate::abi::Status;
-
-type Ret = wasmtime::Result<i32>;
 
 /// Keys of the filter-state object factories Envoy 1.40 registers that build
 /// their object from a string, with how each one checks its value. A key

@@ -5,12 +5,10 @@ use std::time::Duration;
 
 use wasmtime::{Caller, Linker};
 
-use super::{CalloutEvent, Host, enter, split, write_u32};
+use super::{CalloutEvent, Host, Ret, enter, split, status, write_u32};
 use crate::abi::Status;
 use crate::headers::{HeaderMap, decode_pairs};
 use crate::upstream::{GrpcCall, GrpcReply};
-
-type Ret = wasmtime::Result<i32>;
 
 /// gRPC status a unary call without an answer closes with at its timeout.
 const DEADLINE_EXCEEDED: u32 = 4;
@@ -22,10 +20,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_grpc_cancel", proxy_grpc_cancel)?;
     linker.func_wrap("env", "proxy_grpc_close", proxy_grpc_close)?;
     Ok(())
-}
-
-fn status(s: Status) -> Ret {
-    Ok(s.code())
 }
 
 /// Reads (cluster, service, method, metadata) from guest memory.

@@ -5,12 +5,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use wasmtime::{Caller, Linker};
 
-use super::{CalloutEvent, Host, enter, split, write_u32};
+use super::{CalloutEvent, Host, Ret, enter, split, write_u32};
 use crate::abi::Status;
 use crate::headers::{HeaderMap, decode_pairs};
 use crate::upstream::{CallOutcome, HttpCall, HttpResponse};
-
-type Ret = wasmtime::Result<i32>;
 
 /// Callout tokens are tagged by kind in the low two bits (HTTP 0, gRPC call
 /// 1, gRPC stream 2) and step by 4, as in Envoy; the first HTTP token is 4.

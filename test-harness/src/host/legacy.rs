@@ -3,11 +3,9 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{Host, Phase, copy_out, enter, lifecycle::continue_http};
+use super::{Host, Phase, Ret, copy_out, enter, lifecycle::continue_http};
 use crate::abi::Status;
-use crate::stream::Direction;
-
-type Ret = wasmtime::Result<i32>;
+use crate::stream_state::Direction;
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_get_configuration", proxy_get_configuration)?;

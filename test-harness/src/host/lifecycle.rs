@@ -3,12 +3,12 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{Deferred, Host, Phase, copy_out, enter, read, split, write_u32, write_u64};
+use super::{
+    Deferred, Host, Phase, Ret, copy_out, enter, read, split, status, write_u32, write_u64,
+};
 use crate::abi::{LogLevel, Status, StreamType};
 use crate::headers::{HeaderMap, decode_pairs};
-use crate::stream::{Direction, LocalResponse};
-
-type Ret = wasmtime::Result<i32>;
+use crate::stream_state::{Direction, LocalResponse};
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_done", proxy_done)?;
@@ -45,10 +45,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_continue_stream", proxy_continue_stream)?;
     linker.func_wrap("env", "proxy_close_stream", proxy_close_stream)?;
     Ok(())
-}
-
-fn status(s: Status) -> Ret {
-    Ok(s.code())
 }
 
 /// Finishes a root context that answered false from `proxy_on_done`.

@@ -24,25 +24,19 @@ use wasmtime::{Caller, Linker, Memory, ResourceLimiter, TypedFunc};
 use crate::abi::{AbiVersion, LogLevel, Status};
 use crate::costs::{Costs, Meter};
 use crate::headers::HeaderMap;
-use crate::plugin::PluginSettings;
+use crate::log::LogEntry;
+use crate::process::SharedState;
 use crate::properties;
-use crate::runtime::SharedState;
-use crate::stream::{Direction, HttpStreamState, LocalResponse};
-use crate::tcp::TcpState;
+use crate::settings::PluginSettings;
+use crate::stream_state::{Direction, HttpStreamState, LocalResponse};
+use crate::tcp_state::TcpState;
 use crate::upstream::{GrpcCall, GrpcUpstream, HttpCall, HttpResponse, Upstream};
 
-pub use shared::Metric;
+/// What every host function returns: a status code, or a trap.
+type Ret = wasmtime::Result<i32>;
 
-/// A log line the plugin wrote (`proxy_log`, or stdout/stderr via WASI).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LogEntry {
-    /// Level; WASI stdout logs at info and stderr at error, as in Envoy.
-    pub level: LogLevel,
-    /// The message (lossy UTF-8).
-    pub message: String,
-    /// The context that was active (or effective) when it was written.
-    pub context_id: u32,
+fn status(s: Status) -> Ret {
+    Ok(s.code())
 }
 
 /// What the guest is doing now, for the rules that depend on it.

@@ -4,10 +4,8 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{Deferred, Host, copy_out, enter, split, write_u32};
+use super::{Deferred, Host, Ret, copy_out, enter, split, status, write_u32};
 use crate::abi::Status;
-
-type Ret = wasmtime::Result<i32>;
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap(
@@ -31,10 +29,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         proxy_dequeue_shared_queue,
     )?;
     Ok(())
-}
-
-fn status(s: Status) -> Ret {
-    Ok(s.code())
 }
 
 /// Registers (or re-opens) the queue `name` of this VM's vm_id; the caller

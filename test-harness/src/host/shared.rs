@@ -4,22 +4,9 @@ use std::sync::atomic::Ordering;
 
 use wasmtime::{Caller, Linker};
 
-use super::{Host, copy_out, enter, read, split, write_u32, write_u64};
+use super::{Host, Ret, copy_out, enter, read, split, status, write_u32, write_u64};
 use crate::abi::{MetricType, Status};
-
-type Ret = wasmtime::Result<i32>;
-
-/// A metric's value, shared by every VM of a runtime (Envoy's stats are
-/// process-wide by name).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Metric {
-    /// A counter's total.
-    Counter(u64),
-    /// A gauge's current value.
-    Gauge(u64),
-    /// Every value recorded in a histogram, in order.
-    Histogram(Vec<u64>),
-}
+use crate::process::Metric;
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_get_shared_data", proxy_get_shared_data)?;
@@ -29,10 +16,6 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     linker.func_wrap("env", "proxy_record_metric", proxy_record_metric)?;
     linker.func_wrap("env", "proxy_get_metric", proxy_get_metric)?;
     Ok(())
-}
-
-fn status(s: Status) -> Ret {
-    Ok(s.code())
 }
 
 fn proxy_get_shared_data(

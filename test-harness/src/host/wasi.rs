@@ -7,10 +7,8 @@
 use rand_core::RngCore;
 use wasmtime::{Caller, Linker};
 
-use super::{Host, slice, split, write_bytes, write_u32, write_u64};
+use super::{Host, Ret, slice, split, write_bytes, write_u32, write_u64};
 use crate::abi::{LogLevel, errno};
-
-type Ret = wasmtime::Result<i32>;
 
 /// Envoy refuses to fill more than 64 KiB of randomness at once.
 const MAX_RANDOM_BYTES: usize = 64 * 1024;

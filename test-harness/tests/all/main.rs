@@ -12,6 +12,7 @@ mod chains;
 mod costs;
 mod envoy_ffi;
 mod grpc;
+mod layers;
 mod malformed;
 mod queues_ffi;
 mod sdk_filter;

@@ -309,3 +309,15 @@ impl HttpStreamState {
         }
     }
 }
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+pub(crate) fn http_to_grpc_status(http: u32) -> u32 {
+    match http {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}

@@ -1,0 +1,48 @@
+//! Everything about a plugin that is not the module itself, as its VMs
+//! read it: configuration, properties, limits, upstreams, foreign functions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::abi::{LogLevel, Status};
+use crate::upstream::{GrpcUpstream, Upstream};
+
+/// Everything about a plugin that is not the module itself.
+#[derive(Debug, Clone)]
+pub(crate) struct PluginSettings {
+    pub(crate) name: String,
+    pub(crate) root_id: String,
+    pub(crate) vm_id: String,
+    pub(crate) configuration: Vec<u8>,
+    pub(crate) vm_configuration: Vec<u8>,
+    pub(crate) environment: Vec<(String, String)>,
+    /// Shared by every VM until a test changes one VM's (copy on write).
+    pub(crate) properties: Arc<HashMap<Vec<u8>, Vec<u8>>>,
+    pub(crate) log_level: LogLevel,
+    pub(crate) memory_limit: usize,
+    pub(crate) callback_deadline: Duration,
+    pub(crate) seed: u64,
+    pub(crate) start_time_ns: u64,
+    pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
+    pub(crate) grpc_upstreams: Arc<HashMap<String, GrpcUpstream>>,
+    pub(crate) foreign_functions: HashMap<String, ForeignFunction>,
+    /// Filter-state keys accepted by `set_envoy_filter_state` besides the
+    /// ones Envoy registers.
+    pub(crate) filter_state_keys: Vec<String>,
+    /// `PluginConfig.allow_on_headers_stop_iteration`.
+    pub(crate) allow_on_headers_stop_iteration: bool,
+}
+
+type ForeignFn = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, Status> + Send + Sync;
+
+/// A host function the plugin can call with `proxy_call_foreign_function`:
+/// arguments in, results or a status out.
+#[derive(Clone)]
+pub struct ForeignFunction(pub(crate) Arc<ForeignFn>);
+
+impl std::fmt::Debug for ForeignFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ForeignFunction")
+    }
+}
