@@ -14,13 +14,18 @@
 //! CPU time (the sum of its threads' `/proc/PID/task/*/schedstat` run time)
 //! and divides it by the requests wrk completed: CPU µs per request, whose
 //! difference to the baseline's is the filter's CPU cost with the other
-//! processes taken out. Memory: each front
+//! processes taken out. With `--profile`, `perf record -e cpu-clock`
+//! samples the front during each round and the CPU per request is split by
+//! where it ran: Envoy's own code, the kernel, libc, and code V8 or LuaJIT
+//! generated (`[JIT]`: the wasm module's compiled code and V8's call
+//! wrappers). Memory: each front
 //! Envoy's heap (`/memory`) after the runs, next to the baseline's, and
 //! each module's linear memory in the harness after 10,000 requests.
 //!
 //! Writes `target/bench-envoy/results.json`, `docs/bench-envoy.svg` and the
 //! section of `docs/performance.md` between its `bench-envoy` markers.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::net::TcpStream;
@@ -82,6 +87,9 @@ struct Measured {
     p99_us: Vec<f64>,
     /// The front Envoy's CPU time per completed request, per round (µs).
     cpu_us: Vec<f64>,
+    /// With `--profile`: per round, each code region's share of the
+    /// front's CPU samples (region → fraction).
+    profile: Vec<BTreeMap<String, f64>>,
     heap_bytes: Option<u64>,
     /// From spawning Envoy to its admin `/ready` answering 200 (listeners
     /// initialised, every wasm module compiled and its VMs configured).
@@ -89,6 +97,57 @@ struct Measured {
     /// A wasm variant's crossings per request, counted in the harness and
     /// priced with `CostModel::envoy_1_40` (µs).
     crossings_us: Option<f64>,
+}
+
+impl Measured {
+    /// With `--profile`: the median over the rounds of each code region's
+    /// CPU µs per request (its share of the samples × the round's CPU).
+    fn cpu_by_region(&self) -> BTreeMap<String, f64> {
+        let mut rounds: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for (shares, cpu) in self.profile.iter().zip(&self.cpu_us) {
+            for (region, share) in shares {
+                rounds.entry(region.clone()).or_default().push(share * cpu);
+            }
+        }
+        rounds.into_iter().map(|(r, v)| (r, median(&v))).collect()
+    }
+}
+
+/// The code regions of a profile, in the order the reports show them.
+const REGIONS: [&str; 5] = ["envoy", "kernel", "libc", "JIT", "other"];
+
+/// A profile table: each variant's CPU µs per request by code region.
+fn profile_table(variants: &[Variant], results: &[Measured]) -> String {
+    if results.iter().all(|r| r.profile.is_empty()) {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\nWhere the front's CPU goes (`--profile`: `perf record -e cpu-clock` during each round; \
+         µs per request, medians): `envoy` is Envoy's own code (its HTTP path, the proxy-wasm \
+         host, V8's runtime, Lua), `JIT` the code V8 or LuaJIT generated (a wasm module's \
+         compiled functions and V8's call wrappers), `kernel` the sockets.\n\n\
+         | Variant | envoy | kernel | libc | JIT | other | total |\n|---|---|---|---|---|---|---|\n",
+    );
+    for (v, r) in variants.iter().zip(results) {
+        let regions = r.cpu_by_region();
+        let cell = |name: &str| {
+            regions
+                .get(name)
+                .map_or("0.0".into(), |x| format!("{x:.1}"))
+        };
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} | {:.1} |",
+            v.name,
+            cell(REGIONS[0]),
+            cell(REGIONS[1]),
+            cell(REGIONS[2]),
+            cell(REGIONS[3]),
+            cell(REGIONS[4]),
+            regions.values().sum::<f64>()
+        );
+    }
+    s
 }
 
 pub(crate) fn median(values: &[f64]) -> f64 {
@@ -106,6 +165,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mut rounds = 3usize;
     let mut only: Option<Vec<String>> = None;
     let mut host_calls = false;
+    let mut profile = false;
     let mut before: Option<PathBuf> = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -118,6 +178,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             "--seconds" => seconds = number("--seconds")?,
             "--rounds" => rounds = usize::try_from(number("--rounds")?).unwrap_or(3),
             "--host-calls" => host_calls = true,
+            "--profile" => profile = true,
             "--before" => {
                 before = Some(PathBuf::from(
                     args.next().ok_or("--before needs a folder of modules")?,
@@ -134,6 +195,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if !ensure_debian_package("wrk", "wrk") {
         return Err("`wrk` is missing and could not be installed (Debian package wrk)".into());
     }
+    if profile && !ensure_debian_package("perf", "linux-perf") {
+        return Err("--profile needs `perf` (Debian package linux-perf)".into());
+    }
     if !root().join("dist/auth.wasm").is_file() {
         crate::dist::run(&[])?;
     }
@@ -142,7 +206,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let (jwks, token) = jwt_material()?;
     if host_calls {
         let variants = crate::host_calls::variants(&work)?;
-        let results = measure(&envoy, &work, &variants, seconds, rounds, &token)?;
+        let results = measure(&envoy, &work, &variants, seconds, rounds, &token, false)?;
         let rps: Vec<Vec<f64>> = results.into_iter().map(|r| r.rps).collect();
         return crate::host_calls::report(
             &variants,
@@ -171,7 +235,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         variants.retain(|v| names.iter().any(|n| n == v.name));
     }
 
-    let mut results = measure(&envoy, &work, &variants, seconds, rounds, &token)?;
+    let mut results = measure(&envoy, &work, &variants, seconds, rounds, &token, profile)?;
     for (v, r) in variants.iter().zip(results.iter_mut()) {
         if let Some((module, config)) = &v.harness {
             r.crossings_us = Some(crossing_estimate(module, config, &token)?);
@@ -204,6 +268,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 r.start_ms
             );
         }
+        print!("{}", profile_table(&variants, &results));
         return Ok(());
     }
 
@@ -247,6 +312,7 @@ fn measure(
     seconds: u64,
     rounds: usize,
     token: &str,
+    profile: bool,
 ) -> Result<Vec<Measured>, String> {
     let mut results = vec![Measured::default(); variants.len()];
     let mut procs = Vec::new();
@@ -273,7 +339,14 @@ fn measure(
         for (i, v) in variants.iter().enumerate() {
             let pid = procs[i].0.id();
             let cpu_before = cpu_ns(pid);
+            let samples = work.join(format!("{}.perf", v.name));
+            let perf = profile
+                .then(|| sample_cpu(pid, seconds, &samples))
+                .transpose()?;
             let run = wrk(FRONT_PORT + i as u16, seconds, token)?;
+            if let Some(perf) = perf {
+                results[i].profile.push(cpu_shares(perf, &samples)?);
+            }
             let (rps, p50, p99) = (run.rps, run.p50_us, run.p99_us);
             let cpu = match (cpu_before, cpu_ns(pid)) {
                 (Some(a), Some(b)) if run.requests > 0 => {
@@ -297,6 +370,64 @@ fn measure(
     drop(procs);
     drop(backend);
     Ok(results)
+}
+
+/// Starts sampling process `pid`'s CPU for `seconds` into `file`.
+fn sample_cpu(pid: u32, seconds: u64, file: &Path) -> Result<Child, String> {
+    Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "-F", "1000", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(file)
+        .args(["--", "sleep"])
+        .arg(seconds.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run perf: {e}"))
+}
+
+/// Waits for `perf`, then each code region's share of the samples in
+/// `file` (`perf report --sort dso`).
+fn cpu_shares(mut perf: Child, file: &Path) -> Result<BTreeMap<String, f64>, String> {
+    perf.wait().map_err(|e| format!("perf record: {e}"))?;
+    let out = Command::new("perf")
+        .args(["report", "--stdio", "-n", "--sort", "dso", "-i"])
+        .arg(file)
+        .output()
+        .map_err(|e| format!("cannot run perf report: {e}"))?;
+    let shares = parse_dso_report(&String::from_utf8_lossy(&out.stdout));
+    if shares.is_empty() {
+        return Err(format!("perf recorded no samples in {}", file.display()));
+    }
+    Ok(shares)
+}
+
+/// `perf report -n --sort dso` lines (`  53.85%  4074  envoy`) as region →
+/// fraction of all samples, the region named as the docs name it.
+fn parse_dso_report(text: &str) -> BTreeMap<String, f64> {
+    let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let mut words = line.split_whitespace();
+        let (Some(_percent), Some(samples), Some(dso)) = (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let Ok(samples) = samples.parse::<f64>() else {
+            continue;
+        };
+        let region = match dso {
+            "envoy" => "envoy",
+            "[kernel.kallsyms]" => "kernel",
+            "[JIT]" => "JIT",
+            d if d.starts_with("libc.") => "libc",
+            _ => "other",
+        };
+        *counts.entry(region.to_owned()).or_default() += samples;
+    }
+    let total: f64 = counts.values().sum();
+    counts.values_mut().for_each(|c| *c /= total);
+    counts
 }
 
 /// CPU time (ns) every thread of process `pid` has run so far: the first
@@ -931,7 +1062,8 @@ impl Report<'_> {
             "rounds": self.rounds,
             "variants": self.variants.iter().zip(self.results).map(|(v, r)| json!({
                 "name": v.name, "group": v.group, "rps": r.rps, "p50_us": r.p50_us,
-                "p99_us": r.p99_us, "cpu_us_per_request": r.cpu_us, "heap_bytes": r.heap_bytes, "start_ms": r.start_ms,
+                "p99_us": r.p99_us, "cpu_us_per_request": r.cpu_us,
+                "cpu_us_by_region": r.cpu_by_region(), "heap_bytes": r.heap_bytes, "start_ms": r.start_ms,
             })).collect::<Vec<_>>(),
             "harness_pages": self.harness_pages.iter().map(|(n, a, b)| json!({
                 "filter": n, "after_start": a, "after_10000_requests": b,
@@ -1036,6 +1168,7 @@ impl Report<'_> {
             ratio("header-transform", "header_mutation"),
             cpu_ratio("header-transform", "header_mutation"),
         );
+        s.push_str(&profile_table(self.variants, self.results));
         s.push_str("\nLinear memory of each module in the harness (64 KiB pages), started with its example configuration, then after 10,000 requests:\n\n| Filter | after start | after 10,000 requests |\n|---|---|---|\n");
         for (name, before, after) in self.harness_pages {
             let _ = writeln!(s, "| {name} | {before} | {after} |");
@@ -1143,6 +1276,19 @@ mod tests {
             })
         );
         assert_eq!(parse_wrk("nothing"), None);
+    }
+
+    #[test]
+    fn a_dso_report_is_read_as_shares_by_region() {
+        let text = "# Samples: 100\n#\n    50.00%    50  envoy\n    30.00%    30  [kernel.kallsyms]\n     \
+                    15.00%    15  [JIT] tid 23405\n     4.00%     4  libc.so.6\n     1.00%     1  libm.so.6\n";
+        let shares = parse_dso_report(text);
+        assert_eq!(shares["envoy"], 0.5);
+        assert_eq!(shares["kernel"], 0.3);
+        assert_eq!(shares["JIT"], 0.15);
+        assert_eq!(shares["libc"], 0.04);
+        assert_eq!(shares["other"], 0.01);
+        assert!(parse_dso_report("# nothing\n").is_empty());
     }
 
     #[test]

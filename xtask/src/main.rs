@@ -51,13 +51,15 @@ Tasks:
                        fmt check, clippy -D warnings, doc tests, every scenario
                        compared between the harness and a real Envoy, then every
                        test (cargo-nextest when installed, else cargo test)
-  bench-envoy [--seconds N] [--rounds N] [--only VARIANT,...] [--before DIR]
+  bench-envoy [--seconds N] [--rounds N] [--only VARIANT,...] [--before DIR] [--profile]
                        our filters in a real Envoy against Envoy's own (header_mutation,
                        Lua, jwt_authn, static routes) under wrk; writes docs/performance.md's
                        bench-envoy section and docs/bench-envoy.svg (installs envoy, wrk);
                        --only runs a subset and only prints its medians;
                        --before DIR adds each of our variants again with DIR's modules
-                       (`<variant>-before`), side by side in the same run
+                       (`<variant>-before`), side by side in the same run;
+                       --profile samples each front with perf (linux-perf) and splits
+                       its CPU per request by code: Envoy, kernel, libc, JIT
   bench-envoy --host-calls [--seconds N] [--rounds N]
                        what each host call and callback costs in Envoy, with the cost
                        probe; writes docs/performance.md's host-calls section
