@@ -4,9 +4,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use constant_time_eq::constant_time_eq;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 /// A stored password hash.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,12 +70,12 @@ impl PasswordHash {
     /// Whether `password` has this hash; digests compare in constant time.
     pub fn verify(&self, password: &[u8]) -> bool {
         match self {
-            Self::Sha1(digest) => bool::from(Sha1::digest(password).as_slice().ct_eq(digest)),
+            Self::Sha1(digest) => constant_time_eq(Sha1::digest(password).as_slice(), digest),
             Self::SaltedSha256 { digest, salt } => {
                 let mut hasher = Sha256::new();
                 hasher.update(password);
                 hasher.update(salt);
-                bool::from(hasher.finalize().as_slice().ct_eq(digest))
+                constant_time_eq(hasher.finalize().as_slice(), digest)
             }
             Self::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
         }

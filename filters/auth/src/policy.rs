@@ -7,12 +7,12 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use constant_time_eq::constant_time_eq;
 use filter_common::headers::is_field_value;
 use filter_common::reply::LocalReply;
 use filter_common::request::{Host, Request};
 use filter_common::value::{Map, Value};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::basic::{BasicError, parse_authorization};
 use crate::config::{Config, JwksSource, Provider, Require, Rule};
@@ -203,7 +203,7 @@ impl CachedToken {
     /// Whether this entry is `provider`'s `token` (constant time in the
     /// token's bytes: a near miss takes as long as a far one).
     fn is(&self, provider: usize, token: &[u8]) -> bool {
-        self.jwt.provider == provider && bool::from(self.token.as_ref().ct_eq(token))
+        self.jwt.provider == provider && constant_time_eq(&self.token, token)
     }
 }
 
@@ -596,7 +596,7 @@ fn api_key<H: Host>(config: &Config, request: &Request<H>) -> Authn {
     // Every key is compared, in constant time, so timing tells nothing.
     let mut consumer = None;
     for (stored, owner) in &config.api_key.keys {
-        if bool::from(stored.ct_eq(&digest)) {
+        if constant_time_eq(stored, &digest) {
             consumer = Some(*owner);
         }
     }
