@@ -68,7 +68,7 @@ impl fmt::Display for LogLevel {
 
 /// `proxy_action_t`: what a stream callback returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Action {
+pub(crate) enum Action {
     Continue,
     Pause,
 }
@@ -87,7 +87,7 @@ impl Action {
 
 /// `proxy_map_type_t`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MapType {
+pub(crate) enum MapType {
     HttpRequestHeaders = 0,
     HttpRequestTrailers = 1,
     HttpResponseHeaders = 2,
@@ -116,7 +116,7 @@ impl MapType {
 
 /// `proxy_buffer_type_t`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BufferType {
+pub(crate) enum BufferType {
     HttpRequestBody = 0,
     HttpResponseBody = 1,
     DownstreamData = 2,
@@ -147,7 +147,7 @@ impl BufferType {
 
 /// `proxy_stream_type_t` (0.2.0+).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StreamType {
+pub(crate) enum StreamType {
     HttpRequest = 0,
     HttpResponse = 1,
     Downstream = 2,
@@ -168,7 +168,7 @@ impl StreamType {
 
 /// `proxy_metric_type_t`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MetricType {
+pub(crate) enum MetricType {
     Counter = 0,
     Gauge = 1,
     Histogram = 2,

@@ -77,7 +77,7 @@ mod tcp_state;
 mod upstream;
 mod vm;
 
-pub use abi::{AbiVersion, Action, BufferType, LogLevel, MapType, MetricType, Status, StreamType};
+pub use abi::{AbiVersion, LogLevel, Status};
 pub use chain::Chain;
 pub use costs::{CallbackCosts, CostModel, Costs};
 pub use error::{Error, Result};
