@@ -50,18 +50,7 @@ impl Filter {
 
 /// Every `cdylib` package whose manifest lies under `filters/`.
 pub(crate) fn discover() -> Result<Vec<Filter>, String> {
-    let output = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1"])
-        .output()
-        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("cargo metadata printed bad JSON: {e}"))?;
+    let metadata = crate::workspace::metadata()?;
     let filters_dir = root().join("filters");
     let mut filters = Vec::new();
     for package in metadata["packages"].as_array().into_iter().flatten() {

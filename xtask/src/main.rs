@@ -22,6 +22,7 @@ mod toolchain;
 mod validate;
 mod wasm_opt;
 mod wasmplugin;
+mod workspace;
 
 use std::process::ExitCode;
 

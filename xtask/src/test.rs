@@ -15,6 +15,10 @@ const REQUIRED_TOOLS: &[(&str, &str)] =
 pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> {
     ensure_wasm_target()?;
     if lint {
+        let problems = crate::workspace::dependency_problems(&crate::workspace::metadata()?);
+        if !problems.is_empty() {
+            return Err(problems.join("\n"));
+        }
         ensure_component("rustfmt", "fmt")?;
         ensure_component("clippy", "clippy")?;
         exec(cargo().args(["fmt", "--all", "--", "--check"]))?;
