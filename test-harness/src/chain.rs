@@ -44,7 +44,7 @@ impl Chain {
     pub fn new(vms: impl IntoIterator<Item = Vm>) -> Result<Self> {
         let vms: Vec<Vm> = vms.into_iter().collect();
         if vms.is_empty() {
-            return Err(Error::InvalidState("a chain needs at least one VM".into()));
+            return Err(Error::invalid_state("a chain needs at least one VM"));
         }
         Ok(Self {
             vms,
@@ -119,13 +119,13 @@ impl Chain {
     ///
     /// # Errors
     ///
-    /// As [`Vm::answer_http_call`]; [`Error::InvalidState`] for a `k` past
+    /// As [`Vm::answer_http_call`]; [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) for a `k` past
     /// the chain.
     pub fn answer_http_call(&mut self, k: usize, token: u32, outcome: CallOutcome) -> Result<()> {
         let vm = self
             .vms
             .get_mut(k)
-            .ok_or_else(|| Error::InvalidState(format!("the chain has no VM {k}")))?;
+            .ok_or_else(|| Error::invalid_state(format!("the chain has no VM {k}")))?;
         vm.schedule_answer(token, outcome)?;
         self.run()
     }

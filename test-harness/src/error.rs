@@ -8,12 +8,169 @@ use crate::log::LogEntry;
 /// Result alias for the harness.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong loading or running a plugin. Each variant
-/// says what happened in words a filter author can act on; the `Display`
-/// text is meant for test output, not for matching.
+/// Everything that can go wrong loading or running a plugin: its `Display`
+/// says what happened in words a filter author can act on (meant for test
+/// output, not for matching); [`Error::kind`] says which kind of failure it
+/// is, and the accessors give its parts (the callback, the plugin's logs,
+/// a trap's message and backtrace...).
 #[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(Box<Repr>);
+
+/// Which kind of failure an [`Error`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Error {
+pub enum ErrorKind {
+    /// The `.wasm` file could not be read.
+    Io,
+    /// The bytes are not a valid WebAssembly module.
+    InvalidModule,
+    /// The module declares no proxy-wasm ABI version Envoy knows.
+    MissingAbiVersion,
+    /// The module exports no linear memory named `memory`.
+    MissingMemory,
+    /// The module exports neither `malloc` nor `proxy_on_memory_allocate`.
+    MissingAllocator,
+    /// A known export has the wrong signature for the module's ABI version.
+    BadExport,
+    /// The module imports something no proxy-wasm host provides.
+    Link,
+    /// Instantiation failed (for example a trap in a start function).
+    Instantiate,
+    /// `proxy_on_vm_start` returned false.
+    VmStartFailed,
+    /// `proxy_on_configure` returned false.
+    ConfigurationRejected,
+    /// The guest trapped; the VM is not used again.
+    Trap,
+    /// A callback ran past its deadline; the VM is not used again.
+    Timeout,
+    /// The guest grew its memory past the limit and trapped.
+    MemoryLimit,
+    /// The harness found a problem during a callback (an unimplemented
+    /// host function, say).
+    Harness,
+    /// The VM trapped earlier and is not used again.
+    Poisoned,
+    /// The test drove the harness in an order it does not allow.
+    InvalidState,
+    /// The wasm engine could not be set up.
+    Engine,
+}
+
+impl Error {
+    /// Which kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match &*self.0 {
+            Repr::Io { .. } => ErrorKind::Io,
+            Repr::InvalidModule { .. } => ErrorKind::InvalidModule,
+            Repr::MissingAbiVersion => ErrorKind::MissingAbiVersion,
+            Repr::MissingMemory => ErrorKind::MissingMemory,
+            Repr::MissingAllocator => ErrorKind::MissingAllocator,
+            Repr::BadExport { .. } => ErrorKind::BadExport,
+            Repr::Link { .. } => ErrorKind::Link,
+            Repr::Instantiate { .. } => ErrorKind::Instantiate,
+            Repr::VmStartFailed { .. } => ErrorKind::VmStartFailed,
+            Repr::ConfigurationRejected { .. } => ErrorKind::ConfigurationRejected,
+            Repr::Trap { .. } => ErrorKind::Trap,
+            Repr::Timeout { .. } => ErrorKind::Timeout,
+            Repr::MemoryLimit { .. } => ErrorKind::MemoryLimit,
+            Repr::Harness { .. } => ErrorKind::Harness,
+            Repr::Poisoned { .. } => ErrorKind::Poisoned,
+            Repr::InvalidState(_) => ErrorKind::InvalidState,
+            Repr::Engine(_) => ErrorKind::Engine,
+        }
+    }
+
+    /// The callback that failed (trap, timeout, memory limit, harness
+    /// problem), as the ABI names it: `proxy_on_request_headers`, say.
+    pub fn callback(&self) -> Option<&str> {
+        match &*self.0 {
+            Repr::Trap { callback, .. }
+            | Repr::Timeout { callback, .. }
+            | Repr::MemoryLimit { callback, .. }
+            | Repr::Harness { callback, .. } => Some(callback),
+            _ => None,
+        }
+    }
+
+    /// What the plugin logged before refusing to start or rejecting its
+    /// configuration; empty for other kinds.
+    pub fn logs(&self) -> &[LogEntry] {
+        match &*self.0 {
+            Repr::VmStartFailed { logs } | Repr::ConfigurationRejected { logs } => logs,
+            _ => &[],
+        }
+    }
+
+    /// A trap's message (`unreachable`, an out-of-bounds access...).
+    pub fn trap_message(&self) -> Option<&str> {
+        match &*self.0 {
+            Repr::Trap { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The panic message the plugin logged (or wrote to stderr) before it
+    /// trapped, or the message it trapped with past the memory limit.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &*self.0 {
+            Repr::Trap { panic, .. } => panic.as_deref(),
+            Repr::MemoryLimit { guest_message, .. } => guest_message.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A trap's wasm backtrace, when the module has names for it.
+    pub fn backtrace(&self) -> Option<&str> {
+        match &*self.0 {
+            Repr::Trap { backtrace, .. } => backtrace.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A timed-out callback's deadline.
+    pub fn deadline(&self) -> Option<Duration> {
+        match &*self.0 {
+            Repr::Timeout { deadline, .. } => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    /// A refused memory growth: (bytes requested, the limit).
+    pub fn memory(&self) -> Option<(usize, usize)> {
+        match &*self.0 {
+            Repr::MemoryLimit {
+                requested, limit, ..
+            } => Some((*requested, *limit)),
+            _ => None,
+        }
+    }
+
+    /// The problems the harness found during a callback.
+    pub fn problems(&self) -> &[String] {
+        match &*self.0 {
+            Repr::Harness { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+
+    /// An error for misuse of the harness by code built on it (a runner,
+    /// a proxy): `message` says what was asked out of order.
+    pub fn invalid_state(message: impl Into<String>) -> Self {
+        Repr::InvalidState(message.into()).into()
+    }
+}
+
+impl From<Repr> for Error {
+    fn from(repr: Repr) -> Self {
+        Self(Box::new(repr))
+    }
+}
+
+/// The error's parts, by kind.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Repr {
     /// The `.wasm` file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

@@ -99,7 +99,7 @@ impl Vm {
 
     pub(crate) fn state(&mut self, id: u32) -> Result<&mut HttpStreamState> {
         self.store.data_mut().streams.get_mut(&id).ok_or_else(|| {
-            Error::InvalidState(format!("stream {id} is finished or does not exist"))
+            Error::invalid_state(format!("stream {id} is finished or does not exist"))
         })
     }
 
@@ -120,14 +120,14 @@ impl Vm {
         }
         let flow = state.flow_mut(dir);
         match (&frame, flow.input_headers, flow.input_ended) {
-            (_, _, true) => return Err(Error::InvalidState(format!("the {side} already ended"))),
+            (_, _, true) => return Err(Error::invalid_state(format!("the {side} already ended"))),
             (Frame::Headers(..), true, _) => {
-                return Err(Error::InvalidState(format!(
+                return Err(Error::invalid_state(format!(
                     "{side} headers were already sent"
                 )));
             }
             (Frame::Data(..) | Frame::Trailers(_), false, _) => {
-                return Err(Error::InvalidState(format!(
+                return Err(Error::invalid_state(format!(
                     "send the {side} headers first"
                 )));
             }
@@ -468,7 +468,7 @@ impl Vm {
             .data_mut()
             .streams
             .remove(&id)
-            .ok_or_else(|| Error::InvalidState(format!("stream {id} does not exist")))
+            .ok_or_else(|| Error::invalid_state(format!("stream {id} does not exist")))
     }
 }
 
@@ -595,7 +595,7 @@ impl HttpStream<'_> {
             .into_iter()
             .find(|name| !headers.contains(name))
         {
-            return Err(Error::InvalidState(format!(
+            return Err(Error::invalid_state(format!(
                 "a request without `{missing}`: Envoy never hands a filter one (its codec answers \
                  400 first); build requests with proxy_wasm_harness::envoy::request_headers"
             )));

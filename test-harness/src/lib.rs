@@ -80,7 +80,7 @@ mod vm;
 pub use abi::{AbiVersion, LogLevel, Status};
 pub use chain::Chain;
 pub use costs::{CallbackCosts, CostModel, Costs};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use headers::HeaderMap;
 pub use http::{Exchange, HttpStream};
 pub use log::LogEntry;

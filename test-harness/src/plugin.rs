@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::{ExternType, InstancePre, Module, ModuleExport, ValType};
 
 use crate::abi::{AbiVersion, LogLevel, Status};
-use crate::error::{Error, Result};
+use crate::error::{Repr, Result};
 use crate::host::Host;
 use crate::properties;
 use crate::runtime::Runtime;
@@ -114,9 +114,9 @@ impl Plugin {
     ///
     /// # Errors
     ///
-    /// [`Error::ConfigurationRejected`] or [`Error::VmStartFailed`] with the
-    /// plugin's logs when it refuses; [`Error::Trap`], [`Error::Timeout`] or
-    /// [`Error::MemoryLimit`] when it misbehaves.
+    /// [`ErrorKind::ConfigurationRejected`](crate::ErrorKind::ConfigurationRejected) or [`ErrorKind::VmStartFailed`](crate::ErrorKind::VmStartFailed) with the
+    /// plugin's logs when it refuses; [`ErrorKind::Trap`](crate::ErrorKind::Trap), [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) or
+    /// [`ErrorKind::MemoryLimit`](crate::ErrorKind::MemoryLimit) when it misbehaves.
     pub fn start(&self) -> Result<Vm> {
         Vm::start(&self.inner, self.inner.settings.start_time_ns)
     }
@@ -319,9 +319,9 @@ impl PluginBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`], [`Error::InvalidModule`], [`Error::MissingAbiVersion`],
-    /// [`Error::MissingMemory`], [`Error::MissingAllocator`],
-    /// [`Error::BadExport`] or [`Error::Link`].
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io), [`ErrorKind::InvalidModule`](crate::ErrorKind::InvalidModule), [`ErrorKind::MissingAbiVersion`](crate::ErrorKind::MissingAbiVersion),
+    /// [`ErrorKind::MissingMemory`](crate::ErrorKind::MissingMemory), [`ErrorKind::MissingAllocator`](crate::ErrorKind::MissingAllocator),
+    /// [`ErrorKind::BadExport`](crate::ErrorKind::BadExport) or [`ErrorKind::Link`](crate::ErrorKind::Link).
     pub fn build(self) -> Result<Plugin> {
         let runtime = match self.runtime {
             Some(runtime) => runtime,
@@ -329,7 +329,7 @@ impl PluginBuilder {
         };
         let bytes = match self.source {
             Source::File(path) => {
-                std::fs::read(&path).map_err(|source| Error::Io { path, source })?
+                std::fs::read(&path).map_err(|source| Repr::Io { path, source })?
             }
             Source::Bytes(bytes) => bytes,
         };
@@ -340,29 +340,29 @@ impl PluginBuilder {
         } else {
             Module::new(runtime.engine(), &bytes)
         }
-        .map_err(|e| Error::InvalidModule {
+        .map_err(|e| Repr::InvalidModule {
             reason: format!("{e:#}"),
         })?;
         let abi = module
             .exports()
             .find_map(|e| AbiVersion::from_marker(e.name()))
-            .ok_or(Error::MissingAbiVersion)?;
+            .ok_or(Repr::MissingAbiVersion)?;
         let memory_export = match module.get_export("memory") {
             Some(ExternType::Memory(_)) => module.get_export_index("memory"),
             _ => None,
         }
-        .ok_or(Error::MissingMemory)?;
+        .ok_or(Repr::MissingMemory)?;
         let exports = resolve_exports(&module, abi)?;
         let has_allocator = ["malloc", "proxy_on_memory_allocate"]
             .iter()
             .any(|name| exports[callback_index(name)].is_some());
         if !has_allocator {
-            return Err(Error::MissingAllocator);
+            return Err(Repr::MissingAllocator.into());
         }
         let pre = runtime
             .linker()
             .instantiate_pre(&module)
-            .map_err(|e| Error::Link {
+            .map_err(|e| Repr::Link {
                 reason: format!("{e:#}"),
             })?;
         Ok(Plugin {
@@ -421,7 +421,7 @@ fn resolve_exports(module: &Module, abi: AbiVersion) -> Result<Exports> {
                     vec!["i32"; r].join(", ")
                 )
             };
-            return Err(Error::BadExport {
+            return Err(Repr::BadExport {
                 name: (*name).to_owned(),
                 expected: signature(params, *results),
                 found: match &ty {
@@ -429,7 +429,8 @@ fn resolve_exports(module: &Module, abi: AbiVersion) -> Result<Exports> {
                     other => format!("{other:?}"),
                 },
                 abi,
-            });
+            }
+            .into());
         }
         *slot = module.get_export_index(name);
     }

@@ -10,7 +10,7 @@ use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, Linker, OptLevel, PoolingAllocationConfig,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Repr, Result};
 use crate::host::{self, Host};
 use crate::process::{Metric, SharedState};
 
@@ -81,9 +81,9 @@ impl Runtime {
         if std::env::var_os("PROXY_WASM_HARNESS_PERF_MAP").is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config).map_err(|e| Error::Engine(e.to_string()))?;
+        let engine = Engine::new(&config).map_err(|e| Repr::Engine(e.to_string()))?;
         let mut linker = Linker::new(&engine);
-        host::add_to_linker(&mut linker).map_err(|e| Error::Engine(e.to_string()))?;
+        host::add_to_linker(&mut linker).map_err(|e| Repr::Engine(e.to_string()))?;
         spawn_epoch_ticker(&engine);
         Ok(Self {
             inner: Arc::new(RuntimeInner {

@@ -50,7 +50,7 @@ impl Vm {
             .data_mut()
             .tcp
             .get_mut(&id)
-            .ok_or_else(|| Error::InvalidState(format!("connection {id} is finished")))
+            .ok_or_else(|| Error::invalid_state(format!("connection {id} is finished")))
     }
 
     fn tcp_data(
@@ -66,8 +66,8 @@ impl Vm {
         }
         let flow = state.flow_mut(downstream);
         if flow.end_of_stream {
-            return Err(Error::InvalidState(
-                "that side of the connection already ended".into(),
+            return Err(Error::invalid_state(
+                "that side of the connection already ended",
             ));
         }
         flow.buffer.extend_from_slice(data);
@@ -176,7 +176,7 @@ impl Vm {
             .data_mut()
             .tcp
             .remove(&id)
-            .ok_or_else(|| Error::InvalidState(format!("connection {id} does not exist")))?;
+            .ok_or_else(|| Error::invalid_state(format!("connection {id} does not exist")))?;
         Ok(TcpExchange {
             to_upstream: state.downstream.sent,
             to_client: state.upstream.sent,

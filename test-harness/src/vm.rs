@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::{Extern, Instance, Store, Trap, TypedFunc, WasmBacktrace, WasmParams, WasmResults};
 
 use crate::abi::{AbiVersion, LogLevel};
-use crate::error::{Error, Result};
+use crate::error::{Error, Repr, Result};
 use crate::host::{CalloutEvent, Deferred, Host, HostTrap, PendingCall, Phase};
 use crate::log::LogEntry;
 use crate::plugin::{PluginInner, callback_index};
@@ -172,7 +172,7 @@ impl Vm {
         let instance = plugin
             .pre
             .instantiate(&mut store)
-            .map_err(|e| Error::Instantiate {
+            .map_err(|e| Repr::Instantiate {
                 reason: format!("{e:#}"),
             })?;
         let memory = instance
@@ -239,9 +239,10 @@ impl Vm {
                 f.call(s, (id, size))
             })?;
             if ok == 0 {
-                return Err(Error::VmStartFailed {
+                return Err(Repr::VmStartFailed {
                     logs: self.store.data().logs[mark..].to_vec(),
-                });
+                }
+                .into());
             }
         }
         if let Some(f) = self.callback(|c| &mut c.on_configure) {
@@ -250,9 +251,10 @@ impl Vm {
                 f.call(s, (id, size))
             })?;
             if ok == 0 {
-                return Err(Error::ConfigurationRejected {
+                return Err(Repr::ConfigurationRejected {
                     logs: self.store.data().logs[mark..].to_vec(),
-                });
+                }
+                .into());
             }
         }
         self.flush_deferred()
@@ -274,7 +276,7 @@ impl Vm {
 
     /// Calls into the guest with the deadline armed and the context set;
     /// turns traps into [`Error`]s and poisons the VM, and turns harness
-    /// problems raised during the call into [`Error::Harness`].
+    /// problems raised during the call into [`ErrorKind::Harness`](crate::ErrorKind::Harness).
     pub(crate) fn invoke<R>(
         &mut self,
         callback: &'static str,
@@ -283,9 +285,10 @@ impl Vm {
         call: impl FnOnce(&mut Store<Host>) -> wasmtime::Result<R>,
     ) -> Result<R> {
         if let Some(cause) = &self.poisoned {
-            return Err(Error::Poisoned {
+            return Err(Repr::Poisoned {
                 cause: cause.clone(),
-            });
+            }
+            .into());
         }
         let mark = {
             let host = self.store.data_mut();
@@ -312,15 +315,16 @@ impl Vm {
         host.effective = None;
         match result {
             Ok(value) if host.problems.is_empty() => Ok(value),
-            Ok(_) => Err(Error::Harness {
+            Ok(_) => Err(Repr::Harness {
                 callback: callback.into(),
                 problems: mem::take(&mut host.problems),
-            }),
+            }
+            .into()),
             Err(err) => {
                 let deadline = self.plugin.settings.callback_deadline;
                 let error = classify(callback, &err, host, mark, deadline);
                 self.poisoned = Some(error.to_string());
-                Err(error)
+                Err(error.into())
             }
         }
     }
@@ -623,7 +627,7 @@ impl Vm {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidState`] when no deferred call has this token (it was
+    /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) when no deferred call has this token (it was
     /// answered already) or the outcome is not an answer; otherwise as
     /// [`Vm::advance_time`].
     pub fn answer_http_call(&mut self, token: u32, outcome: CallOutcome) -> Result<()> {
@@ -638,14 +642,14 @@ impl Vm {
             CallOutcome::Respond(response) => Some(response),
             CallOutcome::Reset => None,
             CallOutcome::NoResponse | CallOutcome::Deferred => {
-                return Err(Error::InvalidState(
-                    "answer a deferred call with a response or a reset".into(),
+                return Err(Error::invalid_state(
+                    "answer a deferred call with a response or a reset",
                 ));
             }
         };
         let host = self.store.data_mut();
         let Some(index) = host.deferred_calls.iter().position(|t| *t == token) else {
-            return Err(Error::InvalidState(format!(
+            return Err(Error::invalid_state(format!(
                 "no deferred HTTP call with token {token} is waiting for an answer"
             )));
         };
@@ -785,11 +789,11 @@ fn classify(
     host: &mut Host,
     mark: usize,
     deadline: Duration,
-) -> Error {
+) -> Repr {
     let callback = callback.to_owned();
     let backtrace = err.downcast_ref::<WasmBacktrace>().map(|b| b.to_string());
     if let Some(HostTrap(message)) = err.downcast_ref::<HostTrap>() {
-        return Error::Trap {
+        return Repr::Trap {
             callback,
             message: message.clone(),
             panic: None,
@@ -797,7 +801,7 @@ fn classify(
         };
     }
     if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-        return Error::Timeout { callback, deadline };
+        return Repr::Timeout { callback, deadline };
     }
     // The SDK logs a panic at CRITICAL; Rust's std writes panics and
     // allocation failures to stderr (ERROR logs), a line per write.
@@ -812,7 +816,7 @@ fn classify(
     let guest_message =
         (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(5)..].join(" | "));
     if let Some(requested) = host.limiter.refused.take() {
-        return Error::MemoryLimit {
+        return Repr::MemoryLimit {
             callback,
             requested,
             limit: host.limiter.limit,
@@ -823,7 +827,7 @@ fn classify(
         Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
     };
-    Error::Trap {
+    Repr::Trap {
         callback,
         message,
         panic: guest_message,

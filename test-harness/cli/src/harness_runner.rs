@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use proxy_wasm_harness::envoy::{self, Codec};
 use proxy_wasm_harness::{
-    CallOutcome, Chain, Costs, Error, GrpcReply, GrpcUpstream, HeaderMap, HttpResponse, HttpStream,
-    LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
+    CallOutcome, Chain, Costs, ErrorKind, GrpcReply, GrpcUpstream, HeaderMap, HttpResponse,
+    HttpStream, LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
 };
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
@@ -54,14 +54,24 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
         // depends on the time (an expired token) agrees.
         match plugin.start_at(SystemTime::now()) {
             Ok(vm) => vms.push(vm),
-            Err(Error::ConfigurationRejected { logs } | Error::VmStartFailed { logs }) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConfigurationRejected | ErrorKind::VmStartFailed
+                ) =>
+            {
                 return Ok(Outcome::Rejected {
-                    logs: logs.iter().map(line).collect(),
+                    logs: e.logs().iter().map(line).collect(),
                 });
             }
             // A VM that fails while it starts (a trap, a callback past its
             // deadline, memory past the limit) is a plugin Envoy refuses.
-            Err(e @ (Error::Trap { .. } | Error::Timeout { .. } | Error::MemoryLimit { .. })) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Trap | ErrorKind::Timeout | ErrorKind::MemoryLimit
+                ) =>
+            {
                 return Ok(Outcome::Rejected {
                     logs: vec![LogLine {
                         level: Level::Critical,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use proxy_wasm_harness::{Error, LogLevel, Progress, Status};
+use proxy_wasm_harness::{ErrorKind, LogLevel, Progress, Status};
 
 use crate::guest::{self, RET_LEN, RET_PTR, WILD, get, result, returned, u32_at, u64_at};
 
@@ -292,13 +292,13 @@ fn an_unimplemented_host_call_answers_unimplemented_and_fails_the_test() {
         .send_request_headers(get("/"), true)
         .unwrap_err();
     assert_eq!(result(&vm, 0), Status::Unimplemented as u32);
-    match &err {
-        Error::Harness { callback, problems } => {
-            assert_eq!(callback, "proxy_on_request_headers");
-            assert!(problems[0].contains("expr_create"), "{problems:?}");
-        }
-        other => panic!("expected a harness error, got {other}"),
-    }
+    assert_eq!(err.kind(), ErrorKind::Harness, "{err}");
+    assert_eq!(err.callback(), Some("proxy_on_request_headers"));
+    assert!(
+        err.problems()[0].contains("expr_create"),
+        "{:?}",
+        err.problems()
+    );
     assert!(
         vm.poisoned().is_none(),
         "the guest itself did nothing wrong"
@@ -327,18 +327,13 @@ fn only_logging_and_wasi_may_run_while_the_module_starts() {
     .unwrap()
     .start()
     .unwrap_err();
-    match err {
-        Error::Trap {
-            callback, message, ..
-        } => {
-            assert_eq!(callback, "_initialize");
-            assert!(
-                message.contains("proxy_get_property") && message.contains("starting"),
-                "{message}"
-            );
-        }
-        other => panic!("expected a trap, got {other}"),
-    }
+    assert_eq!(err.kind(), ErrorKind::Trap, "{err}");
+    assert_eq!(err.callback(), Some("_initialize"));
+    let message = err.trap_message().unwrap_or_default();
+    assert!(
+        message.contains("proxy_get_property") && message.contains("starting"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -382,7 +377,7 @@ fn configuration_rejected_carries_the_plugins_logs() {
     .start()
     .unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, Error::ConfigurationRejected { .. }), "{text}");
+    assert_eq!(err.kind(), ErrorKind::ConfigurationRejected, "{text}");
     assert!(
         text.contains("rejected its configuration")
             && text.contains("field `x`: expected a number"),

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use proxy_wasm_harness::{Error, LogLevel, Plugin, Progress};
+use proxy_wasm_harness::{ErrorKind, LogLevel, Plugin, Progress};
 
 fn plugin() -> &'static Plugin {
     static PLUGIN: OnceLock<Plugin> = OnceLock::new();
@@ -207,7 +207,7 @@ fn a_rejected_configuration_fails_start_with_the_plugins_log() {
         .unwrap()
         .start()
         .unwrap_err();
-    assert!(matches!(err, Error::ConfigurationRejected { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::ConfigurationRejected, "{err}");
     assert!(
         err.to_string().contains("rejecting configuration: reject"),
         "{err}"
@@ -221,26 +221,19 @@ fn a_panic_is_a_trap_with_its_message_and_the_vm_is_retired() {
         .http_stream()
         .send_request_headers(request("/", &[("x-fixture-panic", "1")]), true)
         .unwrap_err();
-    match &err {
-        Error::Trap {
-            callback, panic, ..
-        } => {
-            assert_eq!(callback, "proxy_on_request_headers");
-            assert!(
-                panic
-                    .as_deref()
-                    .unwrap_or_default()
-                    .contains("fixture panic requested"),
-                "{err}"
-            );
-        }
-        other => panic!("expected a trap, got {other}"),
-    }
+    assert_eq!(err.kind(), ErrorKind::Trap, "{err}");
+    assert_eq!(err.callback(), Some("proxy_on_request_headers"));
+    assert!(
+        err.panic_message()
+            .unwrap_or_default()
+            .contains("fixture panic requested"),
+        "{err}"
+    );
     let again = vm
         .http_stream()
         .send_request_headers(request("/", &[]), true)
         .unwrap_err();
-    assert!(matches!(again, Error::Poisoned { .. }), "{again}");
+    assert_eq!(again.kind(), ErrorKind::Poisoned, "{again}");
     // Another VM of the same plugin is unaffected.
     let mut fresh = plugin().start().unwrap();
     assert_eq!(
@@ -264,7 +257,7 @@ fn a_non_utf8_header_value_crashes_the_sdk_getter_as_it_would_in_envoy() {
         .http_stream()
         .send_request_headers(headers, true)
         .unwrap_err();
-    assert!(matches!(err, Error::Trap { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Trap, "{err}");
     assert!(err.to_string().to_lowercase().contains("utf"), "{err}");
 }
 
@@ -279,7 +272,7 @@ fn an_endless_loop_in_a_real_filter_is_interrupted() {
         .http_stream()
         .send_request_headers(request("/", &[("x-fixture-loop", "1")]), true)
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
 }
 
 #[test]
@@ -293,23 +286,14 @@ fn a_huge_allocation_hits_the_memory_limit() {
         .http_stream()
         .send_request_headers(request("/", &[("x-fixture-alloc", "200000000")]), true)
         .unwrap_err();
-    match &err {
-        Error::MemoryLimit {
-            limit,
-            guest_message,
-            ..
-        } => {
-            assert_eq!(*limit, 64 << 20);
-            assert!(
-                guest_message
-                    .as_deref()
-                    .unwrap_or_default()
-                    .contains("memory allocation"),
-                "{err}"
-            );
-        }
-        other => panic!("expected a memory-limit error, got {other}"),
-    }
+    assert_eq!(err.kind(), ErrorKind::MemoryLimit, "{err}");
+    assert_eq!(err.memory().map(|(_, limit)| limit), Some(64 << 20));
+    assert!(
+        err.panic_message()
+            .unwrap_or_default()
+            .contains("memory allocation"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -198,9 +198,7 @@ impl Driver {
         let id = self.id;
         self.op(|chain| match chain.stream(id) {
             Some(mut stream) => f(&mut stream),
-            None => Err(proxy_wasm_harness::Error::InvalidState(
-                "the stream ended".into(),
-            )),
+            None => Err(proxy_wasm_harness::Error::invalid_state("the stream ended")),
         })
     }
 

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use proxy_wasm_harness::{CallOutcome, Chain, Error, HttpCall, HttpResponse, LogEntry, Plugin};
+use proxy_wasm_harness::{
+    CallOutcome, Chain, Error, ErrorKind, HttpCall, HttpResponse, LogEntry, Plugin,
+};
 use tokio::sync::watch;
 
 use super::config::{Loaded, Target};
@@ -258,7 +260,7 @@ impl Worker {
 }
 
 fn classify(error: Error, poisoned: bool) -> OpError {
-    if poisoned || matches!(error, Error::Trap { .. } | Error::Poisoned { .. }) {
+    if poisoned || matches!(error.kind(), ErrorKind::Trap | ErrorKind::Poisoned) {
         OpError::Trapped(format!("trap: {error}"))
     } else {
         OpError::Harness(error.to_string())
