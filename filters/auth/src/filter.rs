@@ -21,8 +21,9 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::answer::{apply, reply, strip_outputs};
 use crate::config::{BodySettings, Config, JwksSource, Provider, RemoteJwks};
+use crate::ext_authz;
 use crate::policy::{AuthzAnswer, Caches, Decision, Env, Keys, Method, Need, Verdict, evaluate};
-use crate::remote::RemoteState;
+use crate::remote::{RemoteState, SharedData};
 use crate::signature::{self, SignatureHost, Verifier};
 
 proxy_wasm::main! {{
@@ -146,13 +147,18 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The shared-data key of a provider's key set: the same URL means the
-/// same keys, whichever plugin fetched them.
-fn shared_key(remote: &RemoteJwks) -> String {
-    format!(
-        "auth.jwks:{}:{}{}",
-        remote.cluster, remote.authority, remote.path
-    )
+/// The proxy's shared data, for the key sets' sharing protocol
+/// ([`crate::remote`]).
+struct ProxyShared;
+
+impl SharedData for ProxyShared {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
 }
 
 struct Root {
@@ -248,12 +254,7 @@ impl RootContext for Root {
             let Some(rs) = state.remote.get_mut(i) else {
                 continue;
             };
-            if rs.sync_due(now) {
-                let (stored, _) =
-                    hostcalls::get_shared_data(&shared_key(&remote)).unwrap_or((None, None));
-                rs.sync(stored.as_deref(), now);
-            }
-            if !rs.refresh_due(&remote, now) || !take_lock(&remote, now) {
+            if !rs.start_refresh(&mut ProxyShared, &remote, now) {
                 continue;
             }
             match dispatch_fetch(&remote) {
@@ -289,36 +290,6 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
-}
-
-/// The cross-VM fetch lock of a set: a deadline in shared data. Held while
-/// a VM fetches, and after a failed fetch until its retry time, so the
-/// other VMs back off too and serve the keys they have.
-fn lock_key(remote: &RemoteJwks) -> String {
-    format!("{}.lock", shared_key(remote))
-}
-
-fn lock_deadline(remote: &RemoteJwks) -> (u64, Option<u32>) {
-    let (held, cas) = hostcalls::get_shared_data(&lock_key(remote)).unwrap_or((None, None));
-    let deadline = held
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(0);
-    (deadline, cas)
-}
-
-/// Takes the lock (compare-and-swap) unless another VM holds it.
-fn take_lock(remote: &RemoteJwks, now: u64) -> bool {
-    let (deadline, cas) = lock_deadline(remote);
-    if deadline > now {
-        return false;
-    }
-    let until = now.saturating_add(remote.timeout_ms).to_string();
-    hostcalls::set_shared_data(&lock_key(remote), Some(until.as_bytes()), cas).is_ok()
-}
-
-fn set_lock(remote: &RemoteJwks, until: u64) {
-    let _ = hostcalls::set_shared_data(&lock_key(remote), Some(until.to_string().as_bytes()), None);
 }
 
 /// Asks for a key set. The SDK registers the call with the context running
@@ -380,23 +351,18 @@ fn finish_fetch(state: &mut State, provider: usize, body_size: usize) {
         return;
     };
     let now = now_ms();
-    match rs.fetched(&remote, body.as_deref().map_err(Clone::clone), now) {
-        Ok(stored) => {
-            let keys = rs.held.as_ref().map_or(0, |h| h.jwks.keys.len());
-            info!(
-                "auth: fetched JWKS from cluster {} ({keys} keys)",
-                remote.cluster
-            );
-            if let Err(status) =
-                hostcalls::set_shared_data(&shared_key(&remote), Some(&stored), None)
-            {
-                warn!("auth: could not share the JWKS ({status:?})");
-            }
-            set_lock(&remote, 0);
-        }
+    match rs.finish_fetch(
+        &mut ProxyShared,
+        &remote,
+        body.as_deref().map_err(Clone::clone),
+        now,
+    ) {
+        Ok(keys) => info!(
+            "auth: fetched JWKS from cluster {} ({keys} keys)",
+            remote.cluster
+        ),
         Err(problem) => {
             count(state.metrics.jwks_failures);
-            set_lock(&remote, rs.retry_at_ms);
             let stale = if rs.held.is_some() {
                 "; keeping the previous keys"
             } else {
@@ -462,25 +428,13 @@ impl Env for StreamEnv<'_> {
         let Some(rs) = self.remote.get_mut(provider) else {
             return Keys::Failed;
         };
-        if rs.sync_due(self.now_ms) {
-            let (stored, _) =
-                hostcalls::get_shared_data(&shared_key(remote)).unwrap_or((None, None));
-            rs.sync(stored.as_deref(), self.now_ms);
-        }
-        let keys = rs.keys(
+        rs.keys_shared(
+            &mut ProxyShared,
             remote,
             self.now_ms,
             unknown_kid,
             self.fetched.contains(&provider),
-        );
-        match (keys, &rs.held) {
-            // Another VM is fetching, or backing off after a failure: serve
-            // the keys this VM has rather than fetch as well.
-            (Keys::Fetch, Some(held)) if !take_lock(remote, self.now_ms) => {
-                Keys::Ready(Rc::clone(&held.jwks), held.fetched_at_ms)
-            }
-            (keys, _) => keys,
-        }
+        )
     }
 
     fn authz(&self) -> Option<&AuthzAnswer> {
@@ -642,37 +596,16 @@ impl Stream {
                         }
                     }
                 }
-                let headers = self.request.as_ref()?;
-                let path = format!(
-                    "{}{}",
-                    settings.path_prefix,
-                    String::from_utf8_lossy(&headers.get(":path").unwrap_or_default())
-                );
-                let method = String::from_utf8_lossy(&headers.get(":method").unwrap_or_default())
-                    .into_owned();
-                let mut forwarded: Vec<(String, String)> = Vec::new();
-                for name in &settings.forward_headers {
-                    for value in headers.values(name) {
-                        if let Ok(v) = std::str::from_utf8(value) {
-                            forwarded.push((name.clone(), v.to_owned()));
-                        }
-                    }
-                }
-                let mut call: Vec<(&str, &str)> = vec![
-                    (":method", &method),
-                    (":path", &path),
-                    (":authority", &settings.authority),
-                ];
-                call.extend(forwarded.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                // Read only when the service wants the body (above).
                 let body = match &self.body {
-                    Body::Read(bytes, partial) => {
-                        // Envoy's ext_authz says whether the body was cut.
-                        call.push(("x-envoy-auth-partial-body", bool_text(*partial)));
-                        Some(bytes.as_slice())
-                    }
+                    Body::Read(bytes, partial) => Some((bytes.as_slice(), *partial)),
                     _ => None,
                 };
+                let headers = ext_authz::call_headers(settings, self.request.as_ref()?, body);
+                let call: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let body = body.map(|(bytes, _)| bytes);
                 let result = self.dispatch_http_call(
                     &settings.cluster,
                     call,
@@ -838,41 +771,13 @@ impl Context for Stream {
 }
 
 fn read_authz_answer(body_size: usize) -> AuthzAnswer {
-    let headers = read_map(MapType::HttpCallResponseHeaders);
-    let Some(status) = headers
-        .get(":status")
-        .and_then(|s| String::from_utf8(s).ok())
-        .and_then(|s| s.parse::<u16>().ok())
-    else {
-        return AuthzAnswer::Error;
-    };
-    let plain: Vec<(String, Vec<u8>)> = headers
-        .into_entries()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with(':'))
-        .collect();
-    if status == 200 {
-        return AuthzAnswer::Allowed(plain);
-    }
-    // 502/503/504: the service could not be reached or did not answer in
-    // time (Envoy answers a failed or timed-out callout with its own 503 or
-    // 504): no decision, so an error (status_on_error, or fail open).
-    if matches!(status, 502..=504) {
-        return AuthzAnswer::Error;
-    }
-    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    AuthzAnswer::Denied {
-        status,
-        headers: plain,
-        body,
-    }
-}
-
-fn bool_text(b: bool) -> &'static str {
-    if b { "true" } else { "false" }
+    let headers = read_map(MapType::HttpCallResponseHeaders).into_entries();
+    ext_authz::answer(headers, || {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    })
 }
 
 impl HttpContext for Stream {

@@ -16,6 +16,7 @@
 pub mod answer;
 pub mod basic;
 pub mod config;
+pub mod ext_authz;
 // The proxy-wasm glue (its `main!` exports the module's entry points); off
 // only for modules that embed the logic, such as the JWS vector runner.
 #[cfg(all(target_arch = "wasm32", feature = "filter"))]

@@ -3,6 +3,12 @@
 //! every worker VM of the plugin reads it instead of fetching its own. A
 //! failed fetch keeps the old keys (stale, but better than refusing every
 //! token) and retries with exponential back-off.
+//!
+//! The VMs agree through a fetch lock, also in shared data: a deadline,
+//! taken by compare-and-swap, held while one VM fetches and after a failed
+//! fetch until its retry time, so the others back off too and serve the
+//! keys they have. [`SharedData`] is the proxy's shared data; the glue
+//! implements it with host calls, tests with a map.
 
 use std::rc::Rc;
 
@@ -35,7 +41,117 @@ pub struct RemoteState {
 /// How often a VM looks at shared data for a set another VM fetched.
 pub const SYNC_EVERY_MS: u64 = 1000;
 
+/// The proxy's data shared by the plugin's VMs (`proxy_get_shared_data`,
+/// `proxy_set_shared_data`).
+pub trait SharedData {
+    /// A key's value and its compare-and-swap token.
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Stores `value` if `cas` is still the key's token (`None`: whatever
+    /// it is); false when another VM wrote first or the store failed.
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+}
+
+/// The shared-data key of a provider's key set: the same URL means the
+/// same keys, whichever plugin fetched them.
+pub fn shared_key(remote: &RemoteJwks) -> String {
+    format!(
+        "auth.jwks:{}:{}{}",
+        remote.cluster, remote.authority, remote.path
+    )
+}
+
+fn lock_key(remote: &RemoteJwks) -> String {
+    format!("{}.lock", shared_key(remote))
+}
+
+/// Takes the fetch lock until `now_ms` + the fetch timeout, unless another
+/// VM holds it (its deadline is still ahead) or takes it first.
+fn take_lock(shared: &mut dyn SharedData, remote: &RemoteJwks, now_ms: u64) -> bool {
+    let (held, cas) = shared.get(&lock_key(remote));
+    let deadline = held
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0);
+    if deadline > now_ms {
+        return false;
+    }
+    let until = now_ms.saturating_add(remote.timeout_ms).to_string();
+    shared.set(&lock_key(remote), until.as_bytes(), cas)
+}
+
+/// Holds the lock until `until_ms` (0 releases it).
+fn hold_lock(shared: &mut dyn SharedData, remote: &RemoteJwks, until_ms: u64) {
+    let _ = shared.set(&lock_key(remote), until_ms.to_string().as_bytes(), None);
+}
+
 impl RemoteState {
+    /// The keys a request verifies with, or whether it fetches, with the
+    /// other VMs in view: a set one of them fetched is taken from shared
+    /// data first, and when another VM holds the fetch lock the keys this
+    /// VM has are served instead of fetching as well.
+    pub fn keys_shared(
+        &mut self,
+        shared: &mut dyn SharedData,
+        remote: &RemoteJwks,
+        now_ms: u64,
+        unknown_kid: bool,
+        fetched: bool,
+    ) -> Keys {
+        self.sync_from(shared, remote, now_ms);
+        match (self.keys(remote, now_ms, unknown_kid, fetched), &self.held) {
+            (Keys::Fetch, Some(held)) if !take_lock(shared, remote, now_ms) => {
+                Keys::Ready(Rc::clone(&held.jwks), held.fetched_at_ms)
+            }
+            (keys, _) => keys,
+        }
+    }
+
+    /// Whether the root's timer starts a refresh now: one is due (see
+    /// [`Self::refresh_due`]) and this VM took the fetch lock.
+    pub fn start_refresh(
+        &mut self,
+        shared: &mut dyn SharedData,
+        remote: &RemoteJwks,
+        now_ms: u64,
+    ) -> bool {
+        self.sync_from(shared, remote, now_ms);
+        self.refresh_due(remote, now_ms) && take_lock(shared, remote, now_ms)
+    }
+
+    /// Records a finished fetch (see [`Self::fetched`]) and tells the other
+    /// VMs: the new set goes to shared data and the lock is released; after
+    /// a failure the lock is held until this VM's retry time, so every VM
+    /// backs off. Returns the number of keys, or the problem.
+    pub fn finish_fetch(
+        &mut self,
+        shared: &mut dyn SharedData,
+        remote: &RemoteJwks,
+        result: Result<&[u8], String>,
+        now_ms: u64,
+    ) -> Result<usize, String> {
+        match self.fetched(remote, result, now_ms) {
+            Ok(stored) => {
+                if !shared.set(&shared_key(remote), &stored, None) {
+                    log::warn!("auth: could not share the JWKS");
+                }
+                hold_lock(shared, remote, 0);
+                Ok(self.held.as_ref().map_or(0, |h| h.jwks.keys.len()))
+            }
+            Err(problem) => {
+                hold_lock(shared, remote, self.retry_at_ms);
+                Err(problem)
+            }
+        }
+    }
+
+    /// Reads shared data for a set another VM fetched, when a read is due.
+    fn sync_from(&mut self, shared: &dyn SharedData, remote: &RemoteJwks, now_ms: u64) {
+        if self.sync_due(now_ms) {
+            let (stored, _) = shared.get(&shared_key(remote));
+            self.sync(stored.as_deref(), now_ms);
+        }
+    }
+
     /// The keys to verify with, or whether to fetch. `fetched` says this
     /// request already fetched once (it never fetches twice).
     pub fn keys(&self, remote: &RemoteJwks, now_ms: u64, unknown_kid: bool, fetched: bool) -> Keys {
@@ -258,5 +374,147 @@ mod tests {
         // An older copy never replaces a newer one.
         b.sync(Some(&encode_stored(10, JWKS)), 7000);
         assert_eq!(b.held.as_ref().unwrap().fetched_at_ms, 5000);
+    }
+
+    /// Shared data as the proxy keeps it: a value and a CAS token per key,
+    /// the token bumped on every write.
+    #[derive(Default)]
+    struct Shared(std::collections::HashMap<String, (Vec<u8>, u32)>);
+
+    impl SharedData for Shared {
+        fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            self.0
+                .get(key)
+                .map_or((None, None), |(v, cas)| (Some(v.clone()), Some(*cas)))
+        }
+
+        fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+            let current = self.0.get(key).map(|(_, c)| *c);
+            if cas.is_some() && cas != current {
+                return false;
+            }
+            let next = current.unwrap_or(0) + 1;
+            self.0.insert(key.to_owned(), (value.to_vec(), next));
+            true
+        }
+    }
+
+    /// Two VMs holding the set fetched at `at`.
+    fn two_vms_holding(shared: &mut Shared, r: &RemoteJwks, at: u64) -> (RemoteState, RemoteState) {
+        let mut a = RemoteState::default();
+        a.finish_fetch(shared, r, Ok(JWKS), at).unwrap();
+        let mut b = RemoteState::default();
+        assert!(matches!(
+            b.keys_shared(shared, r, at, false, false),
+            Keys::Ready(_, g) if g == at
+        ));
+        (a, b)
+    }
+
+    #[test]
+    fn one_vm_fetches_an_expired_set_while_the_others_serve_theirs() {
+        let r = remote();
+        let mut shared = Shared::default();
+        let (mut a, mut b) = two_vms_holding(&mut shared, &r, 1000);
+        let expired = 1000 + 10_000;
+        assert!(matches!(
+            a.keys_shared(&mut shared, &r, expired, false, false),
+            Keys::Fetch
+        ));
+        assert!(
+            matches!(
+                b.keys_shared(&mut shared, &r, expired, false, false),
+                Keys::Ready(_, 1000)
+            ),
+            "B serves its keys while A holds the lock"
+        );
+        // A's fetch lands: shared, the lock released, and B takes the new
+        // set from shared data at its next read instead of fetching.
+        assert_eq!(
+            a.finish_fetch(&mut shared, &r, Ok(JWKS), expired + 5),
+            Ok(1)
+        );
+        let later = expired + 5 + SYNC_EVERY_MS;
+        assert!(matches!(
+            b.keys_shared(&mut shared, &r, later, false, false),
+            Keys::Ready(_, g) if g == expired + 5
+        ));
+    }
+
+    #[test]
+    fn a_failed_fetch_holds_every_vm_back_until_the_retry_time() {
+        // A retry later than the fetch timeout, so the lock's extension shows.
+        let r = RemoteJwks {
+            retry_initial_ms: 3000,
+            ..remote()
+        };
+        let mut shared = Shared::default();
+        let (mut a, mut b) = two_vms_holding(&mut shared, &r, 1000);
+        let expired = 11_000;
+        assert!(matches!(
+            a.keys_shared(&mut shared, &r, expired, false, false),
+            Keys::Fetch
+        ));
+        assert_eq!(
+            a.finish_fetch(&mut shared, &r, Err("status 500".into()), expired),
+            Err("status 500".into())
+        );
+        let retry = a.retry_at_ms;
+        assert_eq!(retry, expired + r.retry_initial_ms);
+        // The fetch timeout is long past, but the lock now lasts until the
+        // retry time: B serves its stale keys rather than fetch.
+        let before_retry = retry - 1;
+        assert!(before_retry > expired + r.timeout_ms - 1);
+        assert!(matches!(
+            b.keys_shared(&mut shared, &r, before_retry, false, false),
+            Keys::Ready(_, 1000)
+        ));
+        assert!(matches!(
+            b.keys_shared(&mut shared, &r, retry, false, false),
+            Keys::Fetch
+        ));
+    }
+
+    #[test]
+    fn a_lock_whose_fetch_never_finished_expires_with_the_fetch_timeout() {
+        let r = remote();
+        let mut shared = Shared::default();
+        let (mut a, mut b) = two_vms_holding(&mut shared, &r, 1000);
+        let expired = 11_000;
+        assert!(matches!(
+            a.keys_shared(&mut shared, &r, expired, false, false),
+            Keys::Fetch
+        ));
+        // A's VM died mid-fetch: B waits out the fetch timeout, then fetches.
+        assert!(matches!(
+            b.keys_shared(&mut shared, &r, expired + r.timeout_ms - 1, false, false),
+            Keys::Ready(..)
+        ));
+        assert!(matches!(
+            b.keys_shared(&mut shared, &r, expired + r.timeout_ms, false, false),
+            Keys::Fetch
+        ));
+    }
+
+    #[test]
+    fn only_one_timer_starts_a_refresh() {
+        let r = remote();
+        let mut shared = Shared::default();
+        let (mut a, mut b) = two_vms_holding(&mut shared, &r, 1000);
+        let due = 1000 + 8000;
+        assert!(a.start_refresh(&mut shared, &r, due));
+        assert!(!b.start_refresh(&mut shared, &r, due));
+    }
+
+    #[test]
+    fn the_lock_is_taken_by_compare_and_swap() {
+        let r = remote();
+        let mut shared = Shared::default();
+        // B read the free lock, then A took it: B's write carries a stale
+        // token and fails, so only A fetches.
+        let (_, stale) = shared.get(&lock_key(&r));
+        assert!(take_lock(&mut shared, &r, 100));
+        assert!(!shared.set(&lock_key(&r), b"200", stale.or(Some(0))));
+        assert!(!take_lock(&mut shared, &r, 100));
     }
 }
