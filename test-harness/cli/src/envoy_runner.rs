@@ -20,11 +20,11 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::chunked::{self, OutBody};
-use crate::harness_runner::{ROUTE_NAME, VIRTUAL_HOST_NAME, plugin_name, text};
+use crate::harness_runner::{ROUTE_NAME, VIRTUAL_HOST_NAME};
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
 use crate::scenario::{
     BACKEND, Failure, HeaderLines, Level, Loaded, Protocol, ResponseSpec, Scenario, Step,
-    UpstreamSpec, lines, route_metadata_entry,
+    UpstreamSpec, lines, route_metadata_entry, text,
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -260,7 +260,7 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, 
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                 "config": {
-                    "name": plugin_name(filter.name.as_deref(), i),
+                    "name": filter.plugin_name(i),
                     "root_id": filter.root_id.clone().unwrap_or_default(),
                     "configuration": string_value(text(filter.configuration.as_ref())),
                     "allow_on_headers_stop_iteration": filter.allow_on_headers_stop_iteration,

@@ -7,13 +7,13 @@ use std::time::{Duration, SystemTime};
 use proxy_wasm_harness::envoy::{self, Codec};
 use proxy_wasm_harness::{
     CallOutcome, Chain, Costs, ErrorKind, GrpcReply, GrpcUpstream, HeaderMap, HttpResponse,
-    HttpStream, LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
+    HttpStream, LogEntry, LogLevel, Progress, Runtime, Upstream,
 };
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
 use crate::scenario::{
-    BACKEND, Failure, HeaderLines, Level, Loaded, Protocol, ResponseSpec, Scenario, UpstreamSpec,
-    lines,
+    BACKEND, Failure, HeaderLines, Level, Loaded, Protocol, ResponseSpec, RouteTo, Scenario,
+    UpstreamSpec, lines, route_by_header,
 };
 
 /// Route and virtual host names both runners use unless the scenario sets
@@ -30,20 +30,18 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
     let scenario = &loaded.scenario;
     let runtime = Runtime::new().map_err(|e| e.to_string())?;
     let mut vms = Vec::new();
+    // The route's names as the Envoy runner's bootstrap has them, unless the
+    // scenario sets its own.
+    let mut properties = std::collections::BTreeMap::from([
+        ("xds.route_name".to_owned(), ROUTE_NAME.to_owned()),
+        (
+            "xds.virtual_host_name".to_owned(),
+            VIRTUAL_HOST_NAME.to_owned(),
+        ),
+    ]);
+    properties.extend(scenario.properties.clone());
     for (i, (filter, module)) in scenario.filters.iter().zip(&loaded.modules).enumerate() {
-        let mut builder = Plugin::builder(module)
-            .runtime(&runtime)
-            .name(plugin_name(filter.name.as_deref(), i))
-            .root_id(filter.root_id.clone().unwrap_or_default())
-            .vm_id(filter.vm_id.clone().unwrap_or_default())
-            .configuration(text(filter.configuration.as_ref()))
-            .vm_configuration(text(filter.vm_config.as_ref()))
-            .allow_on_headers_stop_iteration(filter.allow_on_headers_stop_iteration)
-            .property("xds.route_name", ROUTE_NAME)
-            .property("xds.virtual_host_name", VIRTUAL_HOST_NAME);
-        for (path, value) in &scenario.properties {
-            builder = builder.property(path, value.as_bytes().to_vec());
-        }
+        let mut builder = filter.plugin_builder(module, i, &runtime, &properties);
         for (name, spec) in &scenario.upstreams {
             builder = builder
                 .upstream(name.clone(), upstream(spec))
@@ -385,15 +383,17 @@ fn invalid_header(headers: Option<&HeaderMap>) -> Option<String> {
 /// The cluster Envoy's route sends the request to: `backend`, or with
 /// `clusters` the one `cluster_header` names (`None`: no such cluster).
 fn route(scenario: &Scenario, headers: Option<&HeaderMap>) -> Option<String> {
+    // Without clusters, the Envoy config has no `cluster_header` route.
     if scenario.clusters.is_empty() {
         return Some(BACKEND.to_owned());
     }
-    match headers.and_then(|h| h.get(&scenario.cluster_header)) {
-        None => Some(BACKEND.to_owned()),
-        Some(name) if name == BACKEND || scenario.clusters.iter().any(|c| c == name) => {
-            Some(name.to_owned())
-        }
-        Some(_) => None,
+    let named = headers.and_then(|h| h.get(&scenario.cluster_header));
+    match route_by_header(named, |name| {
+        name == BACKEND || scenario.clusters.iter().any(|c| c == name)
+    }) {
+        RouteTo::Default => Some(BACKEND.to_owned()),
+        RouteTo::Cluster(name) => Some(name.to_owned()),
+        RouteTo::NoCluster => None,
     }
 }
 
@@ -454,19 +454,6 @@ fn plain(headers: Option<&HeaderMap>) -> Headers {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-pub(crate) fn plugin_name(name: Option<&str>, index: usize) -> String {
-    name.map_or_else(|| format!("filter-{index}"), str::to_owned)
-}
-
-/// Configuration bytes: a string as is, anything else as JSON text.
-pub(crate) fn text(value: Option<&serde_json::Value>) -> String {
-    match value {
-        None => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
 }
 
 fn line(entry: &LogEntry) -> LogLine {

@@ -215,7 +215,71 @@ pub(crate) enum HeaderValues {
     Many(Vec<String>),
 }
 
-/// Every `(name, value)` line, a list's values in order.
+impl FilterSpec {
+    /// The harness plugin for this filter, the `index`th of its chain, set up
+    /// as Envoy's PluginConfig and VmConfig set it up (name, root and VM ids,
+    /// both configurations, `allow_on_headers_stop_iteration`), with the
+    /// chain's host `properties`. One conversion for the scenario runner and
+    /// `serve`.
+    pub(crate) fn plugin_builder(
+        &self,
+        module: &Path,
+        index: usize,
+        runtime: &proxy_wasm_harness::Runtime,
+        properties: &BTreeMap<String, String>,
+    ) -> proxy_wasm_harness::PluginBuilder {
+        let mut builder = proxy_wasm_harness::Plugin::builder(module)
+            .runtime(runtime)
+            .name(self.plugin_name(index))
+            .root_id(self.root_id.clone().unwrap_or_default())
+            .vm_id(self.vm_id.clone().unwrap_or_default())
+            .configuration(text(self.configuration.as_ref()))
+            .vm_configuration(text(self.vm_config.as_ref()))
+            .allow_on_headers_stop_iteration(self.allow_on_headers_stop_iteration);
+        for (path, value) in properties {
+            builder = builder.property(path, value.as_bytes().to_vec());
+        }
+        builder
+    }
+
+    /// The plugin's name: as given, or `filter-<index>`.
+    pub(crate) fn plugin_name(&self, index: usize) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("filter-{index}"))
+    }
+}
+
+/// Configuration bytes: a string as is, anything else as JSON text.
+pub(crate) fn text(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Where an Envoy route with `cluster_header` sends a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouteTo<'a> {
+    /// No such header: the route's default.
+    Default,
+    /// The cluster the header names.
+    Cluster(&'a str),
+    /// The header names no cluster: Envoy's router answers 503.
+    NoCluster,
+}
+
+/// Where the `cluster_header` value `named` routes, `exists` saying which
+/// clusters there are. One rule for the scenario runner and `serve`.
+pub(crate) fn route_by_header(named: Option<&str>, exists: impl Fn(&str) -> bool) -> RouteTo<'_> {
+    match named {
+        None => RouteTo::Default,
+        Some(name) if exists(name) => RouteTo::Cluster(name),
+        Some(_) => RouteTo::NoCluster,
+    }
+}
+
 pub(crate) fn lines(headers: &HeaderLines) -> impl Iterator<Item = (&str, &str)> {
     headers.iter().flat_map(|(name, values)| {
         let values: Vec<&str> = match values {

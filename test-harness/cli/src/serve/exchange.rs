@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::body::{self, Aborted, ChannelBody, Item};
 use super::upstream::{self, harness_map};
 use super::worker::{Live, OpError, Worker};
+use crate::scenario::{RouteTo, route_by_header};
 
 /// Headers Envoy's codec consumes rather than passing to filters (RFC 9110
 /// §7.6.1 hop-by-hop headers).
@@ -296,9 +297,12 @@ impl Driver {
         };
         if self.upstream.is_none() {
             let generation = &self.live.generation;
-            let target = match headers.get(&generation.cluster_header) {
-                None => Some(generation.upstream.clone()),
-                Some(name) => generation.clusters.get(name).cloned(),
+            let named = headers.get(&generation.cluster_header);
+            let target = match route_by_header(named, |name| generation.clusters.contains_key(name))
+            {
+                RouteTo::Default => Some(generation.upstream.clone()),
+                RouteTo::Cluster(name) => generation.clusters.get(name).cloned(),
+                RouteTo::NoCluster => None,
             };
             // A request that ended with its headers goes without a body
             // (no chunked framing), as Envoy sends it.

@@ -19,7 +19,6 @@ use tokio::sync::watch;
 
 use super::config::{Loaded, Target};
 use super::upstream;
-use crate::harness_runner::plugin_name;
 
 /// One version of the chain: the plugins built from one reading of the
 /// configuration and its modules.
@@ -47,18 +46,8 @@ impl Generation {
         let mut plugins = Vec::new();
         let mut names = Vec::new();
         for (i, (filter, module)) in config.filters.iter().zip(&loaded.modules).enumerate() {
-            let name = plugin_name(filter.name.as_deref(), i);
-            let mut builder = Plugin::builder(module)
-                .runtime(runtime)
-                .name(name.clone())
-                .root_id(filter.root_id.clone().unwrap_or_default())
-                .vm_id(filter.vm_id.clone().unwrap_or_default())
-                .configuration(crate::harness_runner::text(filter.configuration.as_ref()))
-                .vm_configuration(crate::harness_runner::text(filter.vm_config.as_ref()))
-                .allow_on_headers_stop_iteration(filter.allow_on_headers_stop_iteration);
-            for (path, value) in &config.properties {
-                builder = builder.property(path, value.as_bytes().to_vec());
-            }
+            let name = filter.plugin_name(i);
+            let mut builder = filter.plugin_builder(module, i, runtime, &config.properties);
             for upstream in loaded.callouts.keys() {
                 builder =
                     builder.upstream(upstream.clone(), proxy_wasm_harness::Upstream::deferred());
