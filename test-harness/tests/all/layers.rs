@@ -63,7 +63,7 @@ fn uses(src: &Path) -> Vec<(String, String, usize, String)> {
             if relative == "lib.rs" || !relative.ends_with(".rs") {
                 continue;
             }
-            // `host/fields.rs` belongs to `host`; `vm.rs` is `vm`.
+            // `host/fields.rs` belongs to `host`, `vm/clock.rs` to `vm`; `http.rs` is `http`.
             let module = relative
                 .split('/')
                 .next()
