@@ -58,19 +58,18 @@
 //! [wasmtime]: https://docs.rs/wasmtime
 
 mod abi;
-mod chain;
 mod costs;
 pub mod envoy;
 mod error;
 mod headers;
 mod host;
-mod http;
 mod log;
 mod plugin;
 mod process;
 mod properties;
 mod runtime;
 mod settings;
+mod stream;
 mod stream_state;
 mod tcp;
 mod tcp_state;
@@ -78,11 +77,9 @@ mod upstream;
 mod vm;
 
 pub use abi::{AbiVersion, LogLevel, Status};
-pub use chain::Chain;
 pub use costs::{CallbackCosts, CostModel, Costs};
 pub use error::{Error, ErrorKind, Result};
 pub use headers::HeaderMap;
-pub use http::{Exchange, HttpStream};
 pub use log::LogEntry;
 pub use plugin::{
     DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_START_TIME_UNIX_SECS, Plugin,
@@ -92,6 +89,7 @@ pub use process::Metric;
 pub use properties::value as property;
 pub use runtime::Runtime;
 pub use settings::ForeignFunction;
+pub use stream::{Chain, Exchange, HttpStream};
 pub use stream_state::{LocalResponse, Message, Progress};
 pub use tcp::{TcpConnection, TcpExchange};
 pub use tcp_state::PeerType;

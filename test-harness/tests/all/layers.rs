@@ -33,12 +33,12 @@ const LAYERS: &[&[&str]] = &[
     // A plugin and its running VMs (start, guarded guest calls, the clock).
     &["plugin", "vm"],
     // Envoy's stream semantics: one filter's steps, the chain, TCP.
-    &["http", "chain", "tcp"],
+    &["stream", "tcp"],
 ];
 
 /// What `src/host/` must never use: the host answers calls from the state
 /// it owns, it never calls up into stream, VM or plugin logic.
-const ABOVE_HOST: &[&str] = &["runtime", "plugin", "vm", "http", "chain", "tcp"];
+const ABOVE_HOST: &[&str] = &["runtime", "plugin", "vm", "stream", "tcp"];
 
 /// (module, file, line number, module it uses) for every `crate::x` outside
 /// comments, and `lib.rs`'s own `mod` lines skipped.

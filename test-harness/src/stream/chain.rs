@@ -12,10 +12,10 @@
 use std::mem;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::http::{
+use super::{
     Exchange, HttpStream, Owner, close, is_grpc_request, local_reply_headers, reset_state,
 };
+use crate::error::{Error, Result};
 use crate::stream_state::{
     Direction, Frame, LocalResponse, Message, Out, Progress, SharedFilterState,
 };
