@@ -1,13 +1,19 @@
 //! One filter's steps through a stream, as Envoy's filter manager takes
-//! them. A frame from the client or the upstream is `feed`-ed to the first
-//! filter (or `relay`-ed from the filter before it in a chain); `accept`
-//! queues it while the direction is paused, else `deliver`s it to the
-//! filter's callback; what the callback returns decides `pass` (the frame
-//! goes on, or stays buffered for a paused direction); `forward` takes what
-//! passed out to the next filter; `resume` is the filter continuing a
-//! paused direction, which delivers what waited (`deliver_pending`);
-//! `pump_own` runs the work host calls deferred; `local_reply`, `reset`
-//! and `end_stream` end it.
+//! them:
+//!
+//! - `feed`: a frame from the test (client or upstream), checked to be in
+//!   HTTP order, then handed on as `relay` hands on a frame from the
+//!   previous filter of a chain or from a local reply;
+//! - `accept`: holds the frame while the direction is stopped at headers or
+//!   trailers (Envoy buffers what follows), else `deliver`s it;
+//! - `deliver`: runs the filter's callback for the frame; what it returns
+//!   stops the direction or lets the frame `pass`;
+//! - `pass`: lets what the filter held go on (to the next filter, or out),
+//!   then `deliver_pending` delivers the frames that waited;
+//! - `forward`: what passed, as the frame the next filter receives;
+//! - `resume`: the filter continued a stopped direction (`pass` again);
+//! - `pump_own`: local replies and resets a VM's own streams left;
+//! - `local_reply`, `reset`, `log_stream`, `end_stream`: how a stream ends.
 
 use std::mem;
 
@@ -111,6 +117,8 @@ impl Vm {
         self.flush_deferred()
     }
 
+    /// Runs the filter's callback for `frame` (creating its context first),
+    /// then stops the direction or lets the frame pass, as it returned.
     fn deliver(&mut self, id: u32, dir: Direction, frame: Frame) -> Result<()> {
         // Envoy creates a filter's context at its request headers; a response
         // reaching a filter that never saw them (a later filter of a chain
@@ -269,6 +277,8 @@ impl Vm {
         self.deliver_pending(id, dir)
     }
 
+    /// Delivers the frames that waited while the direction was stopped,
+    /// until it stops again.
     fn deliver_pending(&mut self, id: u32, dir: Direction) -> Result<()> {
         loop {
             let flow = self.state(id)?.flow_mut(dir);
@@ -311,6 +321,7 @@ impl Vm {
         })
     }
 
+    /// The filter continued a stopped direction: what it held goes on.
     pub(crate) fn resume(&mut self, id: u32, dir: Direction) -> Result<()> {
         let Ok(state) = self.state(id) else {
             return Ok(());
