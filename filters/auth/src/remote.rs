@@ -411,16 +411,21 @@ mod tests {
         (a, b)
     }
 
+    /// `vm` finds its set expired at `at` and fetches (taking the lock).
+    fn starts_fetching(vm: &mut RemoteState, shared: &mut Shared, r: &RemoteJwks, at: u64) {
+        assert!(matches!(
+            vm.keys_shared(shared, r, at, false, false),
+            Keys::Fetch
+        ));
+    }
+
     #[test]
     fn one_vm_fetches_an_expired_set_while_the_others_serve_theirs() {
         let r = remote();
         let mut shared = Shared::default();
         let (mut a, mut b) = two_vms_holding(&mut shared, &r, 1000);
         let expired = 1000 + 10_000;
-        assert!(matches!(
-            a.keys_shared(&mut shared, &r, expired, false, false),
-            Keys::Fetch
-        ));
+        starts_fetching(&mut a, &mut shared, &r, expired);
         assert!(
             matches!(
                 b.keys_shared(&mut shared, &r, expired, false, false),
@@ -451,10 +456,7 @@ mod tests {
         let mut shared = Shared::default();
         let (mut a, mut b) = two_vms_holding(&mut shared, &r, 1000);
         let expired = 11_000;
-        assert!(matches!(
-            a.keys_shared(&mut shared, &r, expired, false, false),
-            Keys::Fetch
-        ));
+        starts_fetching(&mut a, &mut shared, &r, expired);
         assert_eq!(
             a.finish_fetch(&mut shared, &r, Err("status 500".into()), expired),
             Err("status 500".into())
@@ -481,10 +483,7 @@ mod tests {
         let mut shared = Shared::default();
         let (mut a, mut b) = two_vms_holding(&mut shared, &r, 1000);
         let expired = 11_000;
-        assert!(matches!(
-            a.keys_shared(&mut shared, &r, expired, false, false),
-            Keys::Fetch
-        ));
+        starts_fetching(&mut a, &mut shared, &r, expired);
         // A's VM died mid-fetch: B waits out the fetch timeout, then fetches.
         assert!(matches!(
             b.keys_shared(&mut shared, &r, expired + r.timeout_ms - 1, false, false),
