@@ -244,25 +244,25 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if only.is_some() {
         // A subset is for trying a change: medians printed, the committed
         // report left alone.
+        let subset = Report {
+            variants: &variants,
+            results: &results,
+            harness_pages: &[],
+            seconds,
+            rounds,
+            envoy_version: String::new(),
+            machine: String::new(),
+        };
+        let micros = |v: Option<f64>| v.map_or("—".to_owned(), |a| format!("{a:.1}"));
         for (v, r) in variants.iter().zip(&results) {
-            let base = variants
-                .iter()
-                .position(|b| b.name == "none")
-                .map(|i| median(&results[i].rps));
-            let added = base.map_or("—".to_owned(), |b| {
-                format!("{:.1}", 1e6 / median(&r.rps) - 1e6 / b)
-            });
-            let crossings = r.crossings_us.map_or("—".to_owned(), |c| format!("{c:.1}"));
-            let base_cpu = variants
-                .iter()
-                .position(|b| b.name == "none")
-                .map(|i| median(&results[i].cpu_us));
-            let cpu = median(&r.cpu_us);
-            let added_cpu = base_cpu.map_or("—".to_owned(), |b| format!("{:.1}", cpu - b));
             println!(
-                "{:<24} {:>9.0} req/s  added {added:>6} µs  cpu {cpu:>6.1} µs/req  added cpu {added_cpu:>6} µs  crossings est. {crossings:>5} µs  p50 {:>7.0} µs  p99 {:>7.0} µs  start {:>5.0} ms",
+                "{:<24} {:>9.0} req/s  added {:>6} µs  cpu {:>6.1} µs/req  added cpu {:>6} µs  crossings est. {:>5} µs  p50 {:>7.0} µs  p99 {:>7.0} µs  start {:>5.0} ms",
                 v.name,
                 median(&r.rps),
+                micros(subset.added_us(v.name)),
+                median(&r.cpu_us),
+                micros(subset.added_cpu_us(v.name)),
+                micros(r.crossings_us),
                 median(&r.p50_us),
                 median(&r.p99_us),
                 r.start_ms

@@ -31,7 +31,7 @@ pub(crate) fn metadata() -> Result<Value, String> {
 /// Every dependency that breaks the rule, in words.
 pub(crate) fn dependency_problems(metadata: &Value) -> Vec<String> {
     let filters_dir = root().join("filters");
-    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    let packages: &[Value] = metadata["packages"].as_array().map_or(&[], Vec::as_slice);
     let name = |p: &Value| p["name"].as_str().unwrap_or_default().to_owned();
     let filter_packages: Vec<String> = packages
         .iter()
@@ -41,7 +41,7 @@ pub(crate) fn dependency_problems(metadata: &Value) -> Vec<String> {
         .map(name)
         .collect();
     let mut problems = Vec::new();
-    for package in &packages {
+    for package in packages {
         let this = name(package);
         for dep in package["dependencies"].as_array().into_iter().flatten() {
             let used = dep["name"].as_str().unwrap_or_default();

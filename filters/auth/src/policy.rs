@@ -102,7 +102,7 @@ pub struct Caches {
     pub basic: Bounded<[u8; 32], usize>,
     /// The token cache's hash key, random per VM (SipHash: an attacker who
     /// does not know it cannot aim tokens at one entry).
-    keys: std::collections::hash_map::RandomState,
+    hash_key: std::collections::hash_map::RandomState,
 }
 
 impl Caches {
@@ -110,7 +110,7 @@ impl Caches {
         Self {
             tokens: Bounded::new(token_capacity),
             basic: Bounded::new(256),
-            keys: std::collections::hash_map::RandomState::new(),
+            hash_key: std::collections::hash_map::RandomState::new(),
         }
     }
 
@@ -120,7 +120,7 @@ impl Caches {
     /// ([`CachedToken::is`]).
     fn token_key(&self, provider: usize, token: &[u8]) -> u64 {
         use std::hash::BuildHasher as _;
-        self.keys.hash_one((provider, token))
+        self.hash_key.hash_one((provider, token))
     }
 }
 
