@@ -40,6 +40,29 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// Every level, lowest first.
+    pub const ALL: [Self; 6] = [
+        Self::Trace,
+        Self::Debug,
+        Self::Info,
+        Self::Warn,
+        Self::Error,
+        Self::Critical,
+    ];
+
+    /// The level's name: `trace`, `debug`, `info`, `warn`, `error`,
+    /// `critical`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::Critical => "critical",
+        }
+    }
+
     pub(crate) fn from_abi(value: u32) -> Option<Self> {
         Some(match value {
             0 => Self::Trace,
@@ -55,14 +78,26 @@ impl LogLevel {
 
 impl fmt::Display for LogLevel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Trace => "trace",
-            Self::Debug => "debug",
-            Self::Info => "info",
-            Self::Warn => "warn",
-            Self::Error => "error",
-            Self::Critical => "critical",
-        })
+        f.write_str(self.name())
+    }
+}
+
+/// A level by [`LogLevel::name`], or `warning` (Envoy's log spells
+/// `warn` so).
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        if name == "warning" {
+            return Ok(Self::Warn);
+        }
+        Self::ALL
+            .into_iter()
+            .find(|level| level.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|l| l.name()).collect();
+                format!("unknown log level `{name}` (one of {})", names.join(", "))
+            })
     }
 }
 

@@ -28,22 +28,18 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::net::TcpStream;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use harness_envoy::{Bootstrap, Cluster, Envoy, HttpFilter, Listener, Options, Route, WasmFilter};
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
 use crate::envoy::ensure_envoy;
-use crate::envoy_config::static_cluster;
-use crate::http;
 use crate::toolchain::{cargo, ensure_debian_package, root};
 
-const BACKEND_PORT: u16 = 19000;
-const FRONT_PORT: u16 = 19100;
-const ADMIN_PORT: u16 = 19200;
 /// Every request: a path the last of ten routing rules matches, a header
 /// the header jobs remove, and a token the auth variants verify.
 const PATH: &str = "/svc9/items";
@@ -56,10 +52,10 @@ pub(crate) struct Variant {
     group: &'static str,
     /// What it is measured against (its native equivalent), by name.
     native: Option<&'static str>,
-    /// `http_filters` entries before the router, as YAML.
-    filters: String,
-    /// Extra routes (routing variants), as YAML list items.
-    routes: Option<String>,
+    /// The filters before the router.
+    filters: Vec<HttpFilter>,
+    /// Routes before the default one (to the backend).
+    routes: Vec<Route>,
     /// A wasm filter's module and configuration, to count its crossings
     /// in the harness for the same request.
     harness: Option<(PathBuf, Value)>,
@@ -67,13 +63,13 @@ pub(crate) struct Variant {
 
 impl Variant {
     /// A variant with no native equivalent and the default route.
-    pub(crate) fn new(name: &'static str, group: &'static str, filters: String) -> Self {
+    pub(crate) fn new(name: &'static str, group: &'static str, filters: Vec<HttpFilter>) -> Self {
         Self {
             name,
             group,
             native: None,
             filters,
-            routes: None,
+            routes: Vec::new(),
             harness: None,
         }
     }
@@ -315,35 +311,37 @@ fn measure(
     profile: bool,
 ) -> Result<Vec<Measured>, String> {
     let mut results = vec![Measured::default(); variants.len()];
-    let mut procs = Vec::new();
-    let backend = start_envoy(envoy, work, "backend", &backend_config(), 0)?.0;
+    let mut fronts = Vec::new();
+    let (backend, _) = start_envoy(envoy, work, "backend", &backend_config())?;
+    let backend_addr = listener(&backend)?;
     // One at a time, so each start is timed on an otherwise idle machine.
     for (i, v) in variants.iter().enumerate() {
-        let config = front_config(v, FRONT_PORT + i as u16, ADMIN_PORT + i as u16);
-        let (proc, started) = start_envoy(envoy, work, v.name, &config, ADMIN_PORT + i as u16)?;
+        let (front, started) = start_envoy(envoy, work, v.name, &front_config(v, backend_addr))?;
         results[i].start_ms = started.as_secs_f64() * 1e3;
-        procs.push(proc);
+        let addr = listener(&front)?;
+        fronts.push((front, addr));
     }
     // Every front answers 200 through its filter before anything is timed.
-    for (i, v) in variants.iter().enumerate() {
-        let status = get(FRONT_PORT + i as u16, PATH, token)?;
+    for (v, (_, addr)) in variants.iter().zip(&fronts) {
+        let status = get(*addr, PATH, token)?;
         if status != 200 {
             return Err(format!("{}: a request got {status}, not 200", v.name));
         }
     }
     eprintln!("xtask: warm-up, then {rounds} round(s) of {seconds} s per variant");
-    for (i, _) in variants.iter().enumerate() {
-        wrk(FRONT_PORT + i as u16, 2, token)?;
+    for (_, addr) in &fronts {
+        wrk(*addr, 2, token)?;
     }
     for round in 1..=rounds {
         for (i, v) in variants.iter().enumerate() {
-            let pid = procs[i].0.id();
+            let (front, addr) = &fronts[i];
+            let pid = front.pid();
             let cpu_before = cpu_ns(pid);
             let samples = work.join(format!("{}.perf", v.name));
             let perf = profile
                 .then(|| sample_cpu(pid, seconds, &samples))
                 .transpose()?;
-            let run = wrk(FRONT_PORT + i as u16, seconds, token)?;
+            let run = wrk(*addr, seconds, token)?;
             if let Some(perf) = perf {
                 results[i].profile.push(cpu_shares(perf, &samples)?);
             }
@@ -364,10 +362,10 @@ fn measure(
             results[i].p99_us.push(p99);
         }
     }
-    for (i, r) in results.iter_mut().enumerate() {
-        r.heap_bytes = heap(ADMIN_PORT + i as u16);
+    for (r, (front, _)) in results.iter_mut().zip(&fronts) {
+        r.heap_bytes = heap(front);
     }
-    drop(procs);
+    drop(fronts);
     drop(backend);
     Ok(results)
 }
@@ -488,63 +486,46 @@ fn jwt_material() -> Result<(String, String), String> {
     Ok((jwks, token))
 }
 
-pub(crate) fn wasm_filter(name: &str, path: &Path, configuration: &Value) -> String {
-    let configuration = configuration.to_string().replace('\'', "''");
-    format!(
-        "      - name: {name}
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-          config:
-            name: {name}
-            failure_policy: FAIL_CLOSED
-            configuration:
-              \"@type\": type.googleapis.com/google.protobuf.StringValue
-              value: '{configuration}'
-            vm_config:
-              runtime: envoy.wasm.runtime.v8
-              code: {{local: {{filename: {}}}}}
-",
-        path.display()
-    )
-}
-
-fn lua_filter(code: &str) -> String {
-    let code: String = code
-        .lines()
-        .map(|l| format!("              {l}\n"))
-        .collect();
-    format!(
-        "      - name: envoy.filters.http.lua
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
-          default_source_code:
-            inline_string: |
-{code}"
+/// Our filter `name` loading `module` with `configuration`, failing closed.
+pub(crate) fn wasm_filter(name: &str, module: &Path, configuration: &Value) -> HttpFilter {
+    HttpFilter::wasm(
+        WasmFilter::new(name, module)
+            .failure_policy("FAIL_CLOSED")
+            .configuration(configuration.to_string()),
     )
 }
 
 /// Envoy's `jwt_authn` with one provider `bench` (issuer and audience
 /// `bench`) required on every path, its token cache on or off.
-pub(crate) fn jwt_authn_filter(jwks: &str, cache: bool) -> String {
-    let cache = if cache {
-        "\n              jwt_cache_config: {jwt_cache_size: 100}"
-    } else {
-        ""
-    };
-    let jwks = jwks.replace('\'', "''");
-    format!(
-        "      - name: envoy.filters.http.jwt_authn
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-          providers:
-            bench:
-              issuer: bench
-              audiences: [bench]
-              local_jwks: {{inline_string: '{jwks}'}}{cache}
-          rules:
-          - match: {{prefix: /}}
-            requires: {{provider_name: bench}}
-"
+pub(crate) fn jwt_authn_filter(jwks: &str, cache: bool) -> HttpFilter {
+    let mut provider = json!({
+        "issuer": "bench",
+        "audiences": ["bench"],
+        "local_jwks": {"inline_string": jwks},
+    });
+    if cache {
+        provider["jwt_cache_config"] = json!({"jwt_cache_size": 100});
+    }
+    HttpFilter::typed(
+        "envoy.filters.http.jwt_authn",
+        "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        json!({
+            "providers": {"bench": provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
+        }),
+    )
+}
+
+/// Envoy's `header_mutation` doing the header job.
+fn header_mutation_filter() -> HttpFilter {
+    let overwrite = |key: &str, value: &str| json!({"append": {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}});
+    HttpFilter::typed(
+        "envoy.filters.http.header_mutation",
+        "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+        json!({"mutations": {
+            "request_mutations": [overwrite("x-edge", "bench"), {"remove": "x-internal-debug"}],
+            "response_mutations": [overwrite("x-content-type-options", "nosniff"), {"remove": "x-powered-by"}],
+        }}),
     )
 }
 
@@ -619,13 +600,11 @@ function envoy_on_request(handle)
 end"
         )
     };
-    let static_routes: String = prefixes()
+    let static_routes: Vec<Route> = prefixes()
         .iter()
-        .map(|(p, c)| {
-            format!("          - match: {{prefix: \"{p}\"}}\n            route: {{cluster: {c}}}\n")
-        })
+        .map(|(p, c)| Route::to_cluster(p, *c))
         .collect();
-    let header_routes = "          - match: {prefix: /, headers: [{name: x-route-cluster, present_match: true}]}\n            route: {cluster_header: x-route-cluster}\n".to_owned();
+    let header_routes = vec![Route::by_cluster_header("x-route-cluster")];
     let minimal = PathBuf::from(harness_fixtures::MINIMAL_FILTER);
     let harnessed = [
         ("wasm-minimal", minimal.clone(), json!({})),
@@ -639,38 +618,118 @@ end"
         ("routing", dist.join("routing.wasm"), routing_config.clone()),
     ];
     let mut list = vec![
-        Variant { name: "none", group: "baseline", native: None, filters: String::new(), routes: None, harness: None },
-        Variant { name: "wasm-minimal", group: "headers", native: None,
-            filters: wasm_filter("minimal", &minimal, &json!({})), routes: None, harness: None },
-        Variant { name: "header-transform", group: "headers", native: Some("header_mutation"),
-            filters: wasm_filter("header-transform", &dist.join("header-transform.wasm"), &header_config), routes: None, harness: None },
-        Variant { name: "lua-headers", group: "headers", native: Some("header_mutation"),
-            filters: lua_filter(HEADER_JOB_LUA), routes: None, harness: None },
-        Variant { name: "header_mutation", group: "headers", native: None,
-            filters: "      - name: envoy.filters.http.header_mutation
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-          mutations:
-            request_mutations:
-            - append: {header: {key: x-edge, value: bench}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
-            - remove: x-internal-debug
-            response_mutations:
-            - append: {header: {key: x-content-type-options, value: nosniff}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
-            - remove: x-powered-by
-".to_owned(), routes: None, harness: None },
-        Variant { name: "auth-jwt", group: "auth", native: Some("jwt_authn"),
-            filters: wasm_filter("auth", &dist.join("auth.wasm"), &auth_config(1024)), routes: None, harness: None },
-        Variant { name: "jwt_authn", group: "auth", native: None, filters: jwt_authn_filter(jwks, true), routes: None, harness: None },
-        Variant { name: "auth-jwt-nocache", group: "auth", native: Some("jwt_authn-nocache"),
-            filters: wasm_filter("auth", &dist.join("auth.wasm"), &auth_config(0)), routes: None, harness: None },
-        Variant { name: "jwt_authn-nocache", group: "auth", native: None, filters: jwt_authn_filter(jwks, false), routes: None, harness: None },
-        Variant { name: "routing", group: "routing", native: Some("static-routes"),
-            filters: wasm_filter("routing", &dist.join("routing.wasm"), &routing_config),
-            routes: Some(header_routes.clone()), harness: None },
-        Variant { name: "lua-routing", group: "routing", native: Some("static-routes"),
-            filters: lua_filter(&lua_routing), routes: Some(header_routes), harness: None },
-        Variant { name: "static-routes", group: "routing", native: None, filters: String::new(),
-            routes: Some(static_routes), harness: None },
+        Variant {
+            name: "none",
+            group: "baseline",
+            native: None,
+            filters: Vec::new(),
+            routes: Vec::new(),
+            harness: None,
+        },
+        Variant {
+            name: "wasm-minimal",
+            group: "headers",
+            native: None,
+            filters: vec![wasm_filter("minimal", &minimal, &json!({}))],
+            routes: Vec::new(),
+            harness: None,
+        },
+        Variant {
+            name: "header-transform",
+            group: "headers",
+            native: Some("header_mutation"),
+            filters: vec![wasm_filter(
+                "header-transform",
+                &dist.join("header-transform.wasm"),
+                &header_config,
+            )],
+            routes: Vec::new(),
+            harness: None,
+        },
+        Variant {
+            name: "lua-headers",
+            group: "headers",
+            native: Some("header_mutation"),
+            filters: vec![HttpFilter::lua(HEADER_JOB_LUA)],
+            routes: Vec::new(),
+            harness: None,
+        },
+        Variant {
+            name: "header_mutation",
+            group: "headers",
+            native: None,
+            filters: vec![header_mutation_filter()],
+            routes: Vec::new(),
+            harness: None,
+        },
+        Variant {
+            name: "auth-jwt",
+            group: "auth",
+            native: Some("jwt_authn"),
+            filters: vec![wasm_filter(
+                "auth",
+                &dist.join("auth.wasm"),
+                &auth_config(1024),
+            )],
+            routes: Vec::new(),
+            harness: None,
+        },
+        Variant {
+            name: "jwt_authn",
+            group: "auth",
+            native: None,
+            filters: vec![jwt_authn_filter(jwks, true)],
+            routes: Vec::new(),
+            harness: None,
+        },
+        Variant {
+            name: "auth-jwt-nocache",
+            group: "auth",
+            native: Some("jwt_authn-nocache"),
+            filters: vec![wasm_filter(
+                "auth",
+                &dist.join("auth.wasm"),
+                &auth_config(0),
+            )],
+            routes: Vec::new(),
+            harness: None,
+        },
+        Variant {
+            name: "jwt_authn-nocache",
+            group: "auth",
+            native: None,
+            filters: vec![jwt_authn_filter(jwks, false)],
+            routes: Vec::new(),
+            harness: None,
+        },
+        Variant {
+            name: "routing",
+            group: "routing",
+            native: Some("static-routes"),
+            filters: vec![wasm_filter(
+                "routing",
+                &dist.join("routing.wasm"),
+                &routing_config,
+            )],
+            routes: header_routes.clone(),
+            harness: None,
+        },
+        Variant {
+            name: "lua-routing",
+            group: "routing",
+            native: Some("static-routes"),
+            filters: vec![HttpFilter::lua(lua_routing)],
+            routes: header_routes,
+            harness: None,
+        },
+        Variant {
+            name: "static-routes",
+            group: "routing",
+            native: None,
+            filters: Vec::new(),
+            routes: static_routes,
+            harness: None,
+        },
     ];
     for (name, module, config) in harnessed {
         if let Some(v) = list.iter_mut().find(|v| v.name == name) {
@@ -731,7 +790,6 @@ fn crossing_estimate(module: &Path, config: &Value, token: &str) -> Result<f64, 
 /// module from `DIR` (a `dist/` of another commit or another build profile)
 /// and named `<variant>-before`, so before and after run side by side.
 fn twins(variants: &[Variant], dir: &Path) -> Result<Vec<Variant>, String> {
-    let dist = root().join("dist").display().to_string();
     let dir = fs::canonicalize(dir).map_err(|e| format!("--before {}: {e}", dir.display()))?;
     let mut out = Vec::new();
     for v in variants {
@@ -742,148 +800,88 @@ fn twins(variants: &[Variant], dir: &Path) -> Result<Vec<Variant>, String> {
             "auth-jwt-nocache" => "auth-jwt-nocache-before",
             _ => continue,
         };
+        let Some((module, config)) = &v.harness else {
+            continue;
+        };
+        let (Some(file), Some(stem)) = (module.file_name(), module.file_stem()) else {
+            continue;
+        };
+        let module = dir.join(file);
         out.push(Variant {
             name,
             group: v.group,
             native: v.native,
-            filters: v.filters.replace(&dist, &dir.display().to_string()),
+            filters: vec![wasm_filter(&stem.to_string_lossy(), &module, config)],
             routes: v.routes.clone(),
-            harness: v
-                .harness
-                .as_ref()
-                .and_then(|(module, config)| Some((dir.join(module.file_name()?), config.clone()))),
+            harness: Some((module, config.clone())),
         });
     }
     Ok(out)
 }
 
-/// A listener on 127.0.0.1:`port` with one HTTP connection manager:
-/// `routes` (route list items) and `filters` (`http_filters` items before
-/// the router), both written at the indentation of a top-level list.
-pub(crate) fn http_listener(port: u16, routes: &str, filters: &str) -> String {
-    let indent = |yaml: &str| -> String { yaml.lines().map(|l| format!("    {l}\n")).collect() };
-    format!(
-        "  - address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: [\"*\"]
-              routes:
-{routes}          http_filters:
-{filters}          - name: envoy.filters.http.router
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-",
-        routes = indent(routes),
-        filters = indent(filters),
+/// The backend: answers every request itself, 200 `ok`.
+fn backend_config() -> Bootstrap {
+    Bootstrap::new().listener(
+        Listener::new(LISTENER)
+            .stat_prefix("bench")
+            .route(Route::direct("/", 200, "ok")),
     )
 }
 
-fn backend_config() -> String {
-    let routes = "          - match: {prefix: /}
-            direct_response: {status: 200, body: {inline_string: ok}}
-";
-    format!(
-        "static_resources:\n  listeners:\n{}",
-        http_listener(BACKEND_PORT, routes, "")
-    )
-}
-
-fn front_config(v: &Variant, port: u16, admin: u16) -> String {
-    let routes = format!(
-        "{}          - match: {{prefix: /}}\n            route: {{cluster: backend}}\n",
-        v.routes.as_deref().unwrap_or_default()
-    );
-    let clusters: String = ["backend", "blue", "green"]
-        .into_iter()
-        .map(|name| static_cluster(name, usize::from(BACKEND_PORT)))
-        .collect();
-    format!(
-        "admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-static_resources:
-  listeners:
-{}  clusters:
-{clusters}",
-        http_listener(port, &routes, &v.filters)
-    )
-}
-
-/// A running Envoy, stopped on drop.
-pub(crate) struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// A front: the variant's filters and routes, then the default route to
+/// the backend; every cluster a route names points at the backend.
+fn front_config(v: &Variant, backend: SocketAddr) -> Bootstrap {
+    let mut listener = Listener::new(LISTENER).stat_prefix("bench");
+    for filter in &v.filters {
+        listener = listener.filter(filter.clone());
     }
+    for route in &v.routes {
+        listener = listener.route(route.clone());
+    }
+    let mut bootstrap =
+        Bootstrap::new().listener(listener.route(Route::to_cluster("/", "backend")));
+    for name in ["backend", "blue", "green"] {
+        bootstrap = bootstrap.cluster(Cluster::new(name, backend));
+    }
+    bootstrap
 }
 
+/// The bench's listener, in every Envoy it starts.
+pub(crate) const LISTENER: &str = "bench";
+
+/// Starts Envoy on `bootstrap` (one worker, warnings only), its files in
+/// `work/<name>.*`; returns it once ready, with the time that took.
 pub(crate) fn start_envoy(
     envoy: &Path,
     work: &Path,
     name: &str,
-    config: &str,
-    admin: u16,
-) -> Result<(Proc, Duration), String> {
-    let file = work.join(format!("{name}.yaml"));
-    fs::write(&file, config).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    let log = fs::File::create(work.join(format!("{name}.log")))
-        .map_err(|e| format!("cannot create a log: {e}"))?;
+    bootstrap: &Bootstrap,
+) -> Result<(Envoy, Duration), String> {
     let spawned = Instant::now();
-    let child = Command::new(envoy)
-        .args([
-            "--concurrency",
-            "1",
-            "--log-level",
-            "warn",
-            "--disable-hot-restart",
-        ])
-        .arg("-c")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start envoy: {e}"))?;
-    let mut proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // The backend has no admin endpoint: its listener is its readiness.
-        let ready = if admin == 0 {
-            TcpStream::connect(("127.0.0.1", BACKEND_PORT)).is_ok()
-        } else {
-            http::get(admin, "/ready", &[]).is_ok_and(|(status, _)| status == 200)
-        };
-        if ready {
-            return Ok((proc, spawned.elapsed()));
-        }
-        if let Ok(Some(status)) = proc.0.try_wait() {
-            return Err(format!(
-                "envoy for {name} exited ({status}); see target/bench-envoy/{name}.log"
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("envoy for {name} did not start in 30 s"));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut process = Envoy::start(envoy, work, name, bootstrap, &Options::default())?;
+    harness_envoy::block_on(process.ready(Duration::from_secs(30)))?
+        .map_err(|e| format!("envoy for {name}: {e}"))?;
+    Ok((process, spawned.elapsed()))
 }
 
-/// Status of one request to the front on `port`.
-fn get(port: u16, path: &str, token: &str) -> Result<u16, String> {
+/// The address of `envoy`'s [`LISTENER`].
+pub(crate) fn listener(envoy: &Envoy) -> Result<SocketAddr, String> {
+    harness_envoy::block_on(envoy.listener(LISTENER))?
+}
+
+/// Status of one request to the front at `addr`.
+fn get(addr: SocketAddr, path: &str, token: &str) -> Result<u16, String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     let authorization = format!("Bearer {token}");
     loop {
-        let answer = http::get(port, path, &[("authorization", authorization.as_str())]);
+        let answer = harness_envoy::block_on(harness_envoy::get(
+            addr,
+            path,
+            &[("authorization", authorization.as_str())],
+        ))?;
         match answer {
             // 503 while the listener's clusters warm up.
-            Ok((code, _)) if code != 503 || Instant::now() > deadline => return Ok(code),
+            Ok(r) if r.status != 503 || Instant::now() > deadline => return Ok(r.status),
             Err(e) if Instant::now() > deadline => return Err(format!("no answer: {e}")),
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
@@ -900,8 +898,8 @@ struct WrkRun {
     requests: u64,
 }
 
-/// One wrk run against `port`.
-fn wrk(port: u16, seconds: u64, token: &str) -> Result<WrkRun, String> {
+/// One wrk run against `addr`.
+fn wrk(addr: SocketAddr, seconds: u64, token: &str) -> Result<WrkRun, String> {
     let out = Command::new("wrk")
         .args(["-t1", "-c16", "--latency"])
         .arg(format!("-d{seconds}s"))
@@ -909,12 +907,12 @@ fn wrk(port: u16, seconds: u64, token: &str) -> Result<WrkRun, String> {
         .arg(format!("authorization: Bearer {token}"))
         .arg("-H")
         .arg("x-internal-debug: 1")
-        .arg(format!("http://127.0.0.1:{port}{PATH}"))
+        .arg(format!("http://{addr}{PATH}"))
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if let Some(line) = text.lines().find(|l| l.contains("Non-2xx")) {
-        return Err(format!("port {port}: wrk saw failures: {}", line.trim()));
+        return Err(format!("{addr}: wrk saw failures: {}", line.trim()));
     }
     parse_wrk(&text).ok_or_else(|| format!("cannot read wrk's output:\n{text}"))
 }
@@ -951,10 +949,12 @@ fn parse_wrk(text: &str) -> Option<WrkRun> {
     })
 }
 
-/// Bytes the Envoy on `admin` has allocated (`/memory`).
-fn heap(admin: u16) -> Option<u64> {
-    let (_, body) = http::get(admin, "/memory", &[]).ok()?;
-    let value: Value = serde_json::from_slice(&body).ok()?;
+/// Bytes `envoy` has allocated (its admin `/memory`).
+fn heap(envoy: &Envoy) -> Option<u64> {
+    let body = harness_envoy::block_on(envoy.admin_get("/memory"))
+        .ok()?
+        .ok()?;
+    let value: Value = serde_json::from_str(&body).ok()?;
     value["allocated"].as_str()?.parse().ok()
 }
 
@@ -1000,11 +1000,7 @@ fn harness_memory(token: &str) -> Result<Vec<(String, u64, u64)>, String> {
 }
 
 fn envoy_version(envoy: &Path) -> String {
-    Command::new(envoy)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
+    harness_envoy::binary::version(envoy).unwrap_or_default()
 }
 
 pub(crate) fn machine() -> String {
@@ -1297,8 +1293,8 @@ mod tests {
             name,
             group,
             native: None,
-            filters: String::new(),
-            routes: None,
+            filters: Vec::new(),
+            routes: Vec::new(),
             harness: None,
         };
         let variants = [variant("none", "baseline"), variant("routing", "routing")];

@@ -4,11 +4,13 @@
 //! the module and runs its `on_configure` (`cargo xtask test` checks both).
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+
+use harness_envoy::{Bootstrap, Cluster, HttpFilter, Listener, Route, WasmFilter};
 
 use crate::filters::Filter;
-use crate::toolchain::{exec, root};
+use crate::toolchain::root;
 
 /// The whole chain's file (`envoy/<CHAIN_NAME>.yaml`), and its filters in
 /// `http_filters` order: authenticate, then route, then transform headers.
@@ -51,7 +53,10 @@ pub(crate) fn render_whole_chain(filters: &[Filter]) -> Option<Result<String, St
 }
 
 fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, String> {
-    let mut http_filters = String::new();
+    let mut listener = Listener::new("ingress")
+        .port(10000)
+        .route_config("local")
+        .virtual_host("backend");
     let mut configs = Vec::new();
     let mut sources = Vec::new();
     for filter in chain {
@@ -60,28 +65,13 @@ fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, Stri
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-        // Single-quoted YAML: a quote inside is doubled.
-        let configuration = value.to_string().replace('\'', "''");
         let name = &filter.package;
-        http_filters.push_str(&format!(
-            "          - name: {name}
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: {name}
-                root_id: {name}
-                # Fail closed: when the VM cannot serve, requests get a 503
-                # instead of bypassing the filter (failure_policy replaces
-                # the deprecated fail_open; never set both).
-                failure_policy: FAIL_CLOSED
-                configuration:
-                  \"@type\": type.googleapis.com/google.protobuf.StringValue
-                  value: '{configuration}'
-                vm_config:
-                  vm_id: {name}
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{local: {{filename: dist/{name}.wasm}}}}
-"
+        listener = listener.filter(HttpFilter::wasm(
+            WasmFilter::new(name, format!("dist/{name}.wasm"))
+                .root_id(name)
+                .vm_id(name)
+                .failure_policy("FAIL_CLOSED")
+                .configuration(value.to_string()),
         ));
         sources.push(format!(
             "filters/{}/config/example.json",
@@ -93,7 +83,17 @@ fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, Stri
         ));
         configs.push((name.as_str(), value));
     }
-    let (routes, clusters) = cluster_parts(&configs);
+    let (route, clusters) = cluster_parts(&configs);
+    if let Some(route) = route {
+        listener = listener.route(route);
+    }
+    let mut bootstrap = Bootstrap::new()
+        .admin_port(9901)
+        .listener(listener.route(Route::to_cluster("/", "backend").named("default")))
+        .cluster(Cluster::new("backend", loopback(8080)));
+    for cluster in clusters {
+        bootstrap = bootstrap.cluster(cluster);
+    }
     let plural = if sources.len() == 1 {
         "The plugin configuration is"
     } else {
@@ -105,41 +105,11 @@ fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, Stri
 # Run from the repository root after `cargo xtask dist`:
 #   envoy -c envoy/{file}.yaml
 # {plural} {sources}.
-admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 9901}}}}
-static_resources:
-  listeners:
-  - name: ingress
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 10000}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            name: local
-            virtual_hosts:
-            - name: backend
-              domains: [\"*\"]
-              routes:{routes}
-              - name: default
-                match: {{prefix: /}}
-                route: {{cluster: backend}}
-          http_filters:
-{http_filters}          - name: envoy.filters.http.router
-            typed_config:
-              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: 8080}}}}}}
-{clusters}",
+# Each filter fails closed: when its VM cannot serve, requests get a 503
+# instead of bypassing it (failure_policy replaces the deprecated
+# fail_open; never set both).
+{}",
+        bootstrap.to_yaml()?,
         sources = sources.join(", "),
     ))
 }
@@ -148,52 +118,30 @@ static_resources:
 /// the auth filter's JWKS and authorization services): one static cluster
 /// per name on 127.0.0.1:8081 and up, and with the routing filter a route
 /// that follows its cluster header when the filter set it.
-fn cluster_parts(configs: &[(&str, serde_json::Value)]) -> (String, String) {
+fn cluster_parts(configs: &[(&str, serde_json::Value)]) -> (Option<Route>, Vec<Cluster>) {
     let mut names = Vec::new();
     for (_, config) in configs {
         collect_clusters(config, &mut names);
     }
     names.sort();
     names.dedup();
-    if names.is_empty() {
-        return (String::new(), String::new());
-    }
     let routing = configs.iter().find(|(name, _)| *name == "routing");
-    let header = routing
-        .and_then(|(_, c)| c["cluster_header"].as_str())
-        .unwrap_or("x-route-cluster");
-    let routes = if routing.is_none() {
-        String::new()
-    } else {
-        format!(
-            "
-              # The filter sets {header}; Envoy re-routes on it.
-              - name: by-cluster-header
-                match: {{prefix: /, headers: [{{name: {header}, present_match: true}}]}}
-                route: {{cluster_header: {header}}}"
-        )
-    };
+    let route = routing.map(|(_, config)| {
+        let header = config["cluster_header"]
+            .as_str()
+            .unwrap_or("x-route-cluster");
+        Route::by_cluster_header(header).named("by-cluster-header")
+    });
     let clusters = names
         .iter()
-        .enumerate()
-        .map(|(i, name)| static_cluster(name, 8081 + i))
+        .zip(8081..)
+        .map(|(name, port)| Cluster::new(name, loopback(port)))
         .collect();
-    (routes, clusters)
+    (route, clusters)
 }
 
-/// A `clusters` list item: `name`, one endpoint on 127.0.0.1:`port`.
-pub(crate) fn static_cluster(name: &str, port: usize) -> String {
-    format!(
-        "  - name: {name}
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
-"
-    )
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 fn collect_clusters(value: &serde_json::Value, out: &mut Vec<String>) {
@@ -232,14 +180,8 @@ pub(crate) fn check(filters: &[Filter], envoy: &Path) -> Result<(), String> {
                 "{file} differs from what `cargo xtask dist` generates: copy dist/envoy/{name}.yaml over it"
             ));
         }
-        exec(Command::new(envoy).current_dir(root()).args([
-            "--mode",
-            "validate",
-            "--log-level",
-            "warn",
-            "-c",
-            &file,
-        ]))?;
+        eprintln!("xtask: envoy --mode validate -c {file}");
+        harness_envoy::binary::validate(envoy, &root(), Path::new(&file))?;
     }
     Ok(())
 }

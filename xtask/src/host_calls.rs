@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use harness_envoy::HttpFilter;
 use serde_json::json;
 
 use crate::bench_envoy::{Variant, median, wasm_filter};
@@ -88,21 +89,21 @@ pub(crate) fn variants(work: &Path) -> Result<Vec<Variant>, String> {
     fs::write(&pruned_path, pruned)
         .map_err(|e| format!("cannot write {}: {e}", pruned_path.display()))?;
     let mut out = vec![
-        Variant::new("none", "baseline", String::new()),
+        Variant::new("none", "baseline", Vec::new()),
         Variant::new(
             "cost-none",
             "host-calls",
-            wasm_filter("probe", &probe, &json!({"call": "none"})),
+            vec![wasm_filter("probe", &probe, &json!({"call": "none"}))],
         ),
         Variant::new(
             "cost-none-pruned",
             "host-calls",
-            wasm_filter("probe", &pruned_path, &json!({"call": "none"})),
+            vec![wasm_filter("probe", &pruned_path, &json!({"call": "none"}))],
         ),
     ];
     // Twenty probes on one stream: a callback's cost, and a stream
     // context's, stand well above the noise only when multiplied.
-    let chain = |path: &Path| -> String {
+    let chain = |path: &Path| -> Vec<HttpFilter> {
         (0..CHAIN)
             .map(|i| wasm_filter(&format!("probe{i}"), path, &json!({"call": "none"})))
             .collect()
@@ -117,7 +118,11 @@ pub(crate) fn variants(work: &Path) -> Result<Vec<Variant>, String> {
         out.push(Variant::new(
             name,
             "host-calls",
-            wasm_filter("probe", &probe, &json!({"call": call, "repeat": REPEAT})),
+            vec![wasm_filter(
+                "probe",
+                &probe,
+                &json!({"call": call, "repeat": REPEAT}),
+            )],
         ));
     }
     Ok(out)

@@ -6,18 +6,18 @@
 //! README lists are expected here, each with its reason; any other fails
 //! `cargo xtask test`.
 
-use std::fs;
+use std::net::SocketAddr;
 use std::path::Path;
 
+use harness_envoy::{Bootstrap, Listener, Route};
 use serde_json::json;
 
-use crate::bench_envoy::{http_listener, jwt_authn_filter, mint, now, start_envoy, wasm_filter};
-use crate::http;
+use crate::bench_envoy::{jwt_authn_filter, mint, now, start_envoy, wasm_filter};
 use crate::toolchain::root;
 
-const JWT_AUTHN_PORT: u16 = 19400;
-const OURS_PORT: u16 = 19401;
-const ADMIN_PORT: u16 = 19402;
+/// The listener behind Envoy's `jwt_authn`, and the one behind ours.
+const JWT_AUTHN: &str = "jwt_authn";
+const OURS: &str = "ours";
 
 /// A case: its name, the token (`None`: no `Authorization`), and, where
 /// the filters answer differently on purpose, why.
@@ -110,15 +110,16 @@ fn cases() -> Result<Vec<Case>, String> {
 /// The answer, and the whole `WWW-Authenticate` value for the log (the
 /// realm differs by design: the request URL there, the configured realm
 /// here).
-fn answer(port: u16, token: Option<&str>) -> Result<(Answer, String), String> {
+fn answer(addr: SocketAddr, token: Option<&str>) -> Result<(Answer, String), String> {
     let authorization = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = authorization
         .as_deref()
         .map(|a| ("authorization", a))
         .into_iter()
         .collect();
-    let (status, head, body) = http::get_with_headers(port, "/", &headers)?;
-    let challenge = head
+    let response = harness_envoy::block_on(harness_envoy::get(addr, "/", &headers))??;
+    let challenge = response
+        .headers
         .iter()
         .find(|(k, _)| k == "www-authenticate")
         .map_or(String::new(), |(_, v)| v.clone());
@@ -127,8 +128,8 @@ fn answer(port: u16, token: Option<&str>) -> Result<(Answer, String), String> {
         Some(rest.get(..rest.find('"')?)?.to_owned())
     });
     let answer = Answer {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        status: response.status,
+        body: response.text(),
         error,
     };
     Ok((answer, challenge))
@@ -158,23 +159,22 @@ pub(crate) fn check(envoy: &Path) -> Result<(), String> {
         "rules": [{"require": {"jwt": "bench"}}]
     });
     // The bench's provider: issuer and audience `bench`, no cache.
-    let jwt_authn = jwt_authn_filter(&jwks, false);
-    let routes = "          - match: {prefix: /}
-            direct_response: {status: 200, body: {inline_string: ok}}
-";
-    let config = format!(
-        "admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: {ADMIN_PORT}}}}}\n\
-         static_resources:\n  listeners:\n{}{}",
-        http_listener(JWT_AUTHN_PORT, routes, &jwt_authn),
-        http_listener(OURS_PORT, routes, &wasm_filter("auth", &module, &ours)),
-    );
+    let behind = |name: &str, filter| {
+        Listener::new(name)
+            .filter(filter)
+            .route(Route::direct("/", 200, "ok"))
+    };
+    let bootstrap = Bootstrap::new()
+        .listener(behind(JWT_AUTHN, jwt_authn_filter(&jwks, false)))
+        .listener(behind(OURS, wasm_filter("auth", &module, &ours)));
     let work = root().join("target/jwt-authn-agreement");
-    fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
-    let _envoy = start_envoy(envoy, &work, "envoy", &config, ADMIN_PORT)?.0;
+    let envoy = start_envoy(envoy, &work, "envoy", &bootstrap)?.0;
+    let theirs_at = harness_envoy::block_on(envoy.listener(JWT_AUTHN))??;
+    let ours_at = harness_envoy::block_on(envoy.listener(OURS))??;
     let mut unexplained = Vec::new();
     for case in cases()? {
-        let (theirs, their_challenge) = answer(JWT_AUTHN_PORT, case.token.as_deref())?;
-        let (mine, my_challenge) = answer(OURS_PORT, case.token.as_deref())?;
+        let (theirs, their_challenge) = answer(theirs_at, case.token.as_deref())?;
+        let (mine, my_challenge) = answer(ours_at, case.token.as_deref())?;
         let verdict = match (theirs == mine, case.differs) {
             (true, None) => "agree".to_owned(),
             (true, Some(_)) => "agree (a documented difference did not show)".to_owned(),

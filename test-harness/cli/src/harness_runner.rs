@@ -12,8 +12,8 @@ use proxy_wasm_harness::{
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
 use crate::scenario::{
-    BACKEND, Failure, HeaderLines, Level, Loaded, Protocol, ResponseSpec, RouteTo, Scenario,
-    UpstreamSpec, lines, route_by_header,
+    BACKEND, Failure, HeaderLines, Loaded, Protocol, ResponseSpec, RouteTo, Scenario, UpstreamSpec,
+    lines, route_by_header,
 };
 
 /// Route and virtual host names both runners use unless the scenario sets
@@ -72,7 +72,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             {
                 return Ok(Outcome::Rejected {
                     logs: vec![LogLine {
-                        level: Level::Critical,
+                        level: LogLevel::Critical,
                         message: e.to_string(),
                     }],
                 });
@@ -458,14 +458,7 @@ fn plain(headers: Option<&HeaderMap>) -> Headers {
 
 fn line(entry: &LogEntry) -> LogLine {
     LogLine {
-        level: match entry.level {
-            LogLevel::Trace => Level::Trace,
-            LogLevel::Debug => Level::Debug,
-            LogLevel::Info => Level::Info,
-            LogLevel::Warn => Level::Warn,
-            LogLevel::Error => Level::Error,
-            _ => Level::Critical,
-        },
+        level: entry.level,
         message: entry.message.clone(),
     }
 }

@@ -142,7 +142,7 @@ fn test(args: &TestArgs) -> ExitCode {
         }
     };
     let envoy = if args.envoy || args.compare {
-        match envoy_runner::find_envoy(args.envoy_bin.as_deref()) {
+        match harness_envoy::binary::find(args.envoy_bin.as_deref(), std::path::Path::new(".")) {
             Ok(bin) => Some(bin),
             Err(e) => {
                 eprintln!("error: {e}");

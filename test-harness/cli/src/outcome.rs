@@ -4,10 +4,11 @@
 
 use std::fmt;
 
+use proxy_wasm_harness::LogLevel;
 use regex::Regex;
 
 use crate::scenario::{
-    BackendExpect, CallExpect, ClientExpect, Expect, HeaderExpect, Level, Loaded, LogExpect,
+    BackendExpect, CallExpect, ClientExpect, Expect, HeaderExpect, Loaded, LogExpect,
 };
 
 /// A header list as received, names lower-cased.
@@ -50,7 +51,7 @@ pub(crate) enum ClientResult {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LogLine {
-    pub(crate) level: Level,
+    pub(crate) level: LogLevel,
     pub(crate) message: String,
 }
 

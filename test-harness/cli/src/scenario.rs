@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use proxy_wasm_harness::LogLevel;
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -412,35 +413,32 @@ pub(crate) struct HeaderExpect {
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogExpect {
     /// `trace`, `debug`, `info`, `warn`, `error` or `critical`; any when absent.
-    #[serde(default)]
-    pub(crate) level: Option<Level>,
+    #[serde(default, deserialize_with = "level::deserialize")]
+    #[schemars(schema_with = "level::schema")]
+    pub(crate) level: Option<LogLevel>,
     pub(crate) contains: String,
     /// The line must not appear.
     #[serde(default)]
     pub(crate) absent: bool,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Level {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Critical,
-}
+/// A log line's level in a scenario: the harness's [`LogLevel`] by name.
+mod level {
+    use proxy_wasm_harness::LogLevel;
+    use schemars::{Schema, SchemaGenerator, json_schema};
+    use serde::{Deserialize, Deserializer};
 
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Trace => "trace",
-            Self::Debug => "debug",
-            Self::Info => "info",
-            Self::Warn => "warn",
-            Self::Error => "error",
-            Self::Critical => "critical",
-        })
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<LogLevel>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|name| name.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+
+    pub(super) fn schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = LogLevel::ALL.iter().map(|l| l.name()).collect();
+        json_schema!({"anyOf": [{"type": "string", "enum": names}, {"type": "null"}]})
     }
 }
 
