@@ -4,15 +4,15 @@
 //! verified-token cache off: every request verifies, through the host's
 //! `verify_signature` and in the module) and cached. RS256
 //! (2048-bit), ES256 and ES384, side by side in one run; and ECDSA
-//! verification through our JWS layer (`auth::jwk::P256Key` and kin) beside
+//! verification through our JWS layer (`jose::jwk::P256Key` and kin) beside
 //! the `p256` and `p384` crates called directly, on the same signatures.
 //!
 //! `cargo bench -p proxy-wasm-benches --bench jwt`
 
 use std::hint::black_box;
 
-use auth::{Jwks, Requirements, Token};
 use criterion::{Criterion, criterion_group, criterion_main};
+use jose::{Jwks, Requirements, Token};
 use proxy_wasm_harness::{Plugin, Progress, Runtime};
 use rand_chacha_03::ChaCha20Rng;
 use rand_chacha_03::rand_core::SeedableRng;
@@ -101,8 +101,8 @@ fn ecdsa(c: &mut Criterion) {
             });
         }};
     }
-    side_by_side!("P-256", p256, auth::jwk::P256Key);
-    side_by_side!("P-384", p384, auth::jwk::P384Key);
+    side_by_side!("P-256", p256, jose::jwk::P256Key);
+    side_by_side!("P-384", p384, jose::jwk::P384Key);
     group.finish();
 }
 
@@ -119,7 +119,7 @@ fn verify(c: &mut Criterion) {
             b.iter(|| {
                 let parsed = Token::parse(black_box(&token), 8192).expect("parses");
                 parsed
-                    .verify(&jwks, 8, &mut auth::InModule)
+                    .verify(&jwks, 8, &mut jose::InModule)
                     .expect("verifies");
                 rules.check(&parsed, NOW).expect("claims hold");
             });

@@ -2,13 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 use crate::toolchain::{WASM_TARGET, cargo, exec, root};
 
 /// Cargo profile the filters ship with (size-tuned, see the root Cargo.toml).
 pub(crate) const PROFILE: &str = "wasm-release";
-
-/// The library every filter shares (`filters/common`).
-pub(crate) const SHARED_LIBRARY: &str = "filter-common";
 
 /// The most a shipped module may weigh unless its manifest says otherwise
 /// (`[package.metadata.dist] size_cap_kb`), in kB of 1,000 bytes: a cap
@@ -48,13 +47,17 @@ impl Filter {
     }
 }
 
-/// Every `cdylib` package whose manifest lies under `filters/`.
-pub(crate) fn discover() -> Result<Vec<Filter>, String> {
+/// Every package whose manifest lies under `filters/`, and whether it
+/// builds a `cdylib` (a filter) or not (a library the filters share).
+fn packages_under_filters() -> Result<Vec<(Value, bool)>, String> {
     let metadata = crate::workspace::metadata()?;
     let filters_dir = root().join("filters");
-    let mut filters = Vec::new();
+    let mut out = Vec::new();
     for package in metadata["packages"].as_array().into_iter().flatten() {
         let manifest = Path::new(package["manifest_path"].as_str().unwrap_or_default());
+        if !manifest.starts_with(&filters_dir) {
+            continue;
+        }
         let is_cdylib = package["targets"]
             .as_array()
             .into_iter()
@@ -66,7 +69,29 @@ pub(crate) fn discover() -> Result<Vec<Filter>, String> {
                     .flatten()
                     .any(|c| c == "cdylib")
             });
-        if is_cdylib && manifest.starts_with(&filters_dir) {
+        out.push((package.clone(), is_cdylib));
+    }
+    Ok(out)
+}
+
+/// The libraries under `filters/` (`filter-common`, `jose`): what the
+/// filters share, linted for wasm32 with them.
+pub(crate) fn libraries() -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = packages_under_filters()?
+        .into_iter()
+        .filter(|(_, is_cdylib)| !is_cdylib)
+        .map(|(package, _)| package["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Every `cdylib` package whose manifest lies under `filters/`.
+pub(crate) fn discover() -> Result<Vec<Filter>, String> {
+    let mut filters = Vec::new();
+    for (package, is_cdylib) in packages_under_filters()? {
+        let manifest = Path::new(package["manifest_path"].as_str().unwrap_or_default());
+        if is_cdylib {
             filters.push(Filter {
                 package: package["name"].as_str().unwrap_or_default().to_owned(),
                 dir: manifest.parent().map(Path::to_path_buf).unwrap_or_default(),

@@ -32,13 +32,10 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
         ]))?;
         // The filters' proxy-wasm glue only exists for wasm32: lint it there.
         let mut wasm_clippy = cargo();
-        wasm_clippy.args([
-            "clippy",
-            "--target",
-            WASM_TARGET,
-            "--package",
-            filters::SHARED_LIBRARY,
-        ]);
+        wasm_clippy.args(["clippy", "--target", WASM_TARGET]);
+        for library in filters::libraries()? {
+            wasm_clippy.args(["--package", &library]);
+        }
         for filter in filters::discover()? {
             wasm_clippy.args(["--package", &filter.package]);
         }

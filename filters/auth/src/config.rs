@@ -12,9 +12,9 @@ use filter_common::value::Value;
 use sha2::{Digest, Sha256};
 
 use crate::basic::PasswordHash;
-use crate::jwk::Jwks;
-use crate::jwt::Requirements;
 use crate::source::Source;
+use jose::jwk::Jwks;
+use jose::jwt::Requirements;
 
 /// The header the authenticated identity goes to unless configured.
 pub const DEFAULT_IDENTITY_HEADER: &str = "x-auth-identity";

@@ -24,7 +24,7 @@ use crate::config::{BodySettings, Config, JwksSource, Provider, RemoteJwks};
 use crate::ext_authz;
 use crate::policy::{AuthzAnswer, Caches, Decision, Env, Keys, Method, Need, Verdict, evaluate};
 use crate::remote::{RemoteState, SharedData};
-use crate::signature::{self, SignatureHost, Verifier};
+use jose::signature::{self, SignatureHost, Verifier};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);

@@ -1,7 +1,8 @@
 //! The auth filter: basic auth, API keys, JWT with local and remote JWKS,
 //! external authorization, consumers and policies. The logic is plain Rust
 //! tested natively ([`Config`], [`policy::evaluate`], [`answer`],
-//! [`remote`]); the proxy-wasm glue lives in `filter` (wasm32 only). The
+//! [`remote`]); the proxy-wasm glue lives in `filter` (wasm32 only). Tokens,
+//! key sets and signatures are the `jose` crate's (`filters/jose`). The
 //! configuration is documented in this crate's README.
 #![cfg_attr(
     not(test),
@@ -17,18 +18,11 @@ pub mod answer;
 pub mod basic;
 pub mod config;
 pub mod ext_authz;
-// The proxy-wasm glue (its `main!` exports the module's entry points); off
-// only for modules that embed the logic, such as the JWS vector runner.
-#[cfg(all(target_arch = "wasm32", feature = "filter"))]
+// The proxy-wasm glue (its `main!` exports the module's entry points).
+#[cfg(target_arch = "wasm32")]
 mod filter;
-pub mod jwk;
-pub mod jwt;
 pub mod policy;
 pub mod remote;
-pub mod signature;
 pub mod source;
 
 pub use config::Config;
-pub use jwk::{Alg, Jwks};
-pub use jwt::{JwtError, Requirements, Token};
-pub use signature::{InModule, SignatureHost, verify_signature};

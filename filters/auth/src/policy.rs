@@ -16,10 +16,10 @@ use sha2::{Digest, Sha256};
 
 use crate::basic::{BasicError, parse_authorization};
 use crate::config::{Config, JwksSource, Provider, Require, Rule};
-use crate::jwk::Jwks;
-use crate::jwt::{JwtError, Times, Token};
-use crate::signature::{InModule, SignatureHost};
 use crate::source::{single, split_list};
+use jose::jwk::Jwks;
+use jose::jwt::{JwtError, Times, Token};
+use jose::signature::{InModule, SignatureHost};
 
 /// An authentication method, for counters, logs and challenges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

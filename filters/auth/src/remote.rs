@@ -13,8 +13,8 @@
 use std::rc::Rc;
 
 use crate::config::RemoteJwks;
-use crate::jwk::Jwks;
 use crate::policy::Keys;
+use jose::jwk::Jwks;
 
 /// Keys a VM holds for one provider.
 #[derive(Debug, Clone)]

@@ -1,11 +1,11 @@
-//! Our JWS ECDSA layer (`auth::jwk::P256Key` and its kin: JWK coordinates
+//! Our JWS ECDSA layer (`jose::jwk::P256Key` and its kin: JWK coordinates
 //! to a key, `r ‖ s` to a signature) against the RustCrypto `p256`, `p384`
 //! and `p521` crates used directly: keys those crates make are accepted and
 //! points off the curve refused alike; their signatures verify; and every
 //! mutated signature, message, out-of-range scalar, misshapen length and
 //! high-`s` form gets the same answer from both.
 
-use auth::jwk::{P256Key, P384Key, P521Key};
+use jose::jwk::{P256Key, P384Key, P521Key};
 use rand_chacha_03::ChaCha20Rng;
 use rand_chacha_03::rand_core::{RngCore, SeedableRng};
 

@@ -7,8 +7,8 @@
 //! `verify_signature` as the harness answers it (for RS*/ES*), and both
 //! verdicts must agree.
 
-use auth::{Alg, InModule, Jwks, JwtError, Requirements, SignatureHost, Token};
 use hmac::Hmac;
+use jose::{Alg, InModule, Jwks, JwtError, Requirements, SignatureHost, Token};
 use rand_chacha_03::ChaCha20Rng;
 use rand_chacha_03::rand_core::{RngCore, SeedableRng};
 use rsa::traits::PublicKeyParts;
@@ -133,8 +133,8 @@ fn rs_and_es_go_through_the_host_the_others_stay_in_the_module() {
 
 #[test]
 fn the_self_test_passes_on_envoy_and_says_why_elsewhere() {
-    auth::signature::self_test(&mut Envoy::default()).unwrap();
-    let missing = auth::signature::self_test(&mut InModule).unwrap_err();
+    jose::signature::self_test(&mut Envoy::default()).unwrap();
+    let missing = jose::signature::self_test(&mut InModule).unwrap_err();
     assert!(missing.contains("NOT_FOUND"), "{missing}");
 
     /// A host that accepts every signature must not be trusted.
@@ -147,7 +147,7 @@ fn the_self_test_passes_on_envoy_and_says_why_elsewhere() {
             Ok(vec![0x08, 0x01]) // VerifySignatureResult { result: true }
         }
     }
-    let yes = auth::signature::self_test(&mut Yes).unwrap_err();
+    let yes = jose::signature::self_test(&mut Yes).unwrap_err();
     assert!(yes.contains("forged"), "{yes}");
 
     /// A host answering something else entirely.
@@ -160,7 +160,7 @@ fn the_self_test_passes_on_envoy_and_says_why_elsewhere() {
             Ok(vec![0xff, 0xff, 0xff])
         }
     }
-    let garbage = auth::signature::self_test(&mut Garbage).unwrap_err();
+    let garbage = jose::signature::self_test(&mut Garbage).unwrap_err();
     assert!(garbage.contains("not a VerifySignatureResult"), "{garbage}");
 }
 
@@ -247,7 +247,7 @@ fn the_attack_suite_is_refused() {
 
     // A bad signature: one flipped byte, another key's signature, empty.
     let mut bytes =
-        auth::jwk::decode_base64url(valid.rsplit_once('.').unwrap().1.as_bytes()).unwrap();
+        jose::jwk::decode_base64url(valid.rsplit_once('.').unwrap().1.as_bytes()).unwrap();
     bytes[10] ^= 1;
     let flipped = format!("{input}.{}", encode(&bytes));
     assert_eq!(refused(&flipped), Some(JwtError::VerificationFailed));
@@ -296,7 +296,7 @@ fn the_attack_suite_is_refused() {
     // An ES256 signature in DER form (not JWS's r||s) is refused.
     let es = token("ES256", "p256");
     let (es_input, es_sig) = es.rsplit_once('.').unwrap();
-    let raw = auth::jwk::decode_base64url(es_sig.as_bytes()).unwrap();
+    let raw = jose::jwk::decode_base64url(es_sig.as_bytes()).unwrap();
     let der = p256::ecdsa::Signature::from_slice(&raw).unwrap().to_der();
     let der_token = format!("{es_input}.{}", encode(der.as_bytes()));
     assert_eq!(refused(&der_token), Some(JwtError::VerificationFailed));

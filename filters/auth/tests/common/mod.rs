@@ -5,11 +5,11 @@
 
 pub(crate) mod signing;
 
-use auth::SignatureHost;
-use auth::signature::Verifier;
 use filter_common::headers::HeaderMap;
 use filter_common::request::{Request, TableHost};
 use hmac::{Hmac, Mac};
+use jose::SignatureHost;
+use jose::signature::Verifier;
 use serde_json::json;
 use sha2::Sha256;
 
