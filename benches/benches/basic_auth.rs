@@ -13,8 +13,8 @@ use auth::Config;
 use auth::policy::{AuthzAnswer, Caches, Env, Keys, evaluate};
 use base64::Engine as _;
 use criterion::{Criterion, criterion_group, criterion_main};
-use filter_common::headers::HeaderMap;
-use filter_common::request::{Request, TableHost};
+use filter_proxy::headers::HeaderMap;
+use filter_proxy::request::{Request, TableHost};
 use serde_json::json;
 
 /// A fresh cache per request, so the right password is checked every time.

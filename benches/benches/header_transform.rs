@@ -8,8 +8,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use filter_common::headers::HeaderMap;
-use filter_common::request::{Request, TableHost};
+use filter_proxy::headers::HeaderMap;
+use filter_proxy::request::{Request, TableHost};
 use header_transform::Config;
 use proxy_wasm_benches::REQUEST;
 use proxy_wasm_harness::{Plugin, Runtime};

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use filter_common::request::TableHost;
+use filter_proxy::request::TableHost;
 use proxy_wasm_harness::{Plugin, Runtime};
 use routing::route::route_headers;
 use routing::{Config, Spreader};

@@ -4,9 +4,9 @@
 //! the identity and the configured token outputs, with any value the client
 //! sent in those headers removed first.
 
-use filter_common::reply::LocalReply;
-use filter_common::request::{Host, Request};
 use filter_common::value::{Map, Value};
+use filter_proxy::reply::LocalReply;
+use filter_proxy::request::{Host, Request};
 
 use crate::config::{Config, Require, Rule};
 use crate::policy::{Decision, Method, Passed, Refusal, claim, claim_text};

@@ -6,9 +6,9 @@ use std::rc::Rc;
 use filter_common::config::{Fields, Problems, check_header_name, decode_json, join, kind};
 use filter_common::expr::Expr;
 use filter_common::matcher::{Named, StringMatcher};
-use filter_common::net::ClientIpSource;
 use filter_common::scope::ScopeMatch;
 use filter_common::value::Value;
+use filter_proxy::client::ClientIpSource;
 use sha2::{Digest, Sha256};
 
 use crate::basic::PasswordHash;
@@ -239,7 +239,7 @@ fn decode(value: &Value, problems: &mut Problems) -> Config {
         config.identity_header = name.to_ascii_lowercase();
     }
     if let Some(v) = f.value("client_ip") {
-        config.client_ip = ClientIpSource::decode(v, &f.at("client_ip"), problems);
+        config.client_ip = filter_common::net::client_ip_source(v, &f.at("client_ip"), problems);
     }
     config.problem_details = f.flag("problem_details", problems);
     config.bypass_cors_preflight = f.bool("bypass_cors_preflight", problems).unwrap_or(true);

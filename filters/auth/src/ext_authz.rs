@@ -6,7 +6,7 @@
 //! time: Envoy answers such a callout itself), anything else denies. The
 //! glue only sends and reads.
 
-use filter_common::headers::HeaderMap;
+use filter_proxy::headers::HeaderMap;
 
 use crate::config::ExtAuthz;
 use crate::policy::AuthzAnswer;

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use filter_common::headers::HeaderMap;
-use filter_common::proxy::{
+use filter_proxy::headers::HeaderMap;
+use filter_proxy::proxy::{
     ProxyHost, call_foreign_function, count, counter, read_map, send_local_reply, write_changes,
 };
-use filter_common::request::{Request, split_query};
+use filter_proxy::request::{Request, split_query};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -184,7 +184,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        filter_common::proxy::follow_host_log_level();
+        filter_proxy::proxy::follow_host_log_level();
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {

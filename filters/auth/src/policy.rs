@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use constant_time_eq::constant_time_eq;
-use filter_common::headers::is_field_value;
-use filter_common::reply::LocalReply;
-use filter_common::request::{Host, Request};
 use filter_common::value::{Map, Value};
+use filter_proxy::headers::is_field_value;
+use filter_proxy::reply::LocalReply;
+use filter_proxy::request::{Host, Request};
 use sha2::{Digest, Sha256};
 
 use crate::basic::{BasicError, parse_authorization};

@@ -4,8 +4,8 @@
 
 use filter_common::config::{Fields, Problems, check_header_name};
 use filter_common::query::QueryOp;
-use filter_common::request::{Host, Request, form_decode, query_pairs, split_query};
 use filter_common::value::Value;
+use filter_proxy::request::{Host, Request, form_decode, query_pairs, split_query};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -210,8 +210,8 @@ fn without_cookie(line: &[u8], name: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use filter_common::headers::HeaderMap;
-    use filter_common::request::TableHost;
+    use filter_proxy::headers::HeaderMap;
+    use filter_proxy::request::TableHost;
 
     use super::*;
 

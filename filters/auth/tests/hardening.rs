@@ -6,7 +6,7 @@
 use auth::Config;
 use auth::answer::{apply, strip_outputs};
 use auth::policy::{AuthzAnswer, Caches, Decision, Env, Keys, evaluate};
-use filter_common::request::{Request, TableHost};
+use filter_proxy::request::{Request, TableHost};
 use serde_json::json;
 
 mod common;

@@ -8,7 +8,7 @@ use auth::Config;
 use auth::answer::{apply, reply, strip_outputs};
 use auth::policy;
 use auth::policy::{AuthzAnswer, Caches, Decision, Env, Keys, Method, Need, evaluate};
-use filter_common::request::{Request, TableHost};
+use filter_proxy::request::{Request, TableHost};
 use jose::Jwks;
 use serde_json::json;
 

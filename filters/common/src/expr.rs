@@ -20,7 +20,7 @@ use crate::config::{Fields, Problems, join};
 use crate::matcher::{HostPattern, Named, StringMatcher};
 use crate::net::Cidr;
 use crate::path::PathMatcher;
-use crate::request::{Host, Request};
+use filter_proxy::request::{Host, Request};
 
 const MEMBERS: &[&str] = &[
     "host",
@@ -218,8 +218,8 @@ impl Test {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::HeaderMap;
-    use crate::request::TableHost;
+    use filter_proxy::headers::HeaderMap;
+    use filter_proxy::request::TableHost;
 
     fn expr(json: &str) -> Result<Expr, Problems> {
         let mut p = Problems::default();

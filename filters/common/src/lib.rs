@@ -1,11 +1,9 @@
-//! What the toolkit's filters share, kept apart from proxy-wasm so it is
-//! tested natively:
+//! The filters' configuration toolkit, kept apart from proxy-wasm so it is
+//! tested natively (what they need at the proxy boundary, the request
+//! model, header maps and local replies, is `filter-proxy`'s):
 //!
 //! - [`config`]: typed configuration with every problem reported by JSON path;
-//! - [`headers`]: an in-memory header map and the minimal writes back to the host;
-//! - [`net`]: CIDR ranges and where the client IP comes from;
-//! - [`reply`]: local replies;
-//! - [`request`]: the request as rules see it, host properties read lazily;
+//! - [`net`]: CIDR ranges and decoding where the client IP comes from;
 //! - [`rewrite`]: Envoy's `regex_rewrite` (a regex and a `\1` substitution);
 //! - [`matcher`]: string matchers and host patterns;
 //! - [`path`]: path-separated prefixes and URI templates;
@@ -14,8 +12,7 @@
 //! - [`pattern`]: configured regexes (regex-lite within configure-time limits, over header bytes);
 //! - [`template`]: the `%OPERATOR%` value language;
 //! - [`scope`]: per-route scoping (route name, virtual host, host, path, route metadata);
-//! - [`value`]: JSON through serde_json into a tree (document order, names unique);
-//! - `proxy` (wasm32 only): reading and writing the host's maps without the SDK's panics, counters.
+//! - [`value`]: JSON through serde_json into a tree (document order, names unique).
 // Filters run inside the proxy, where a panic kills the VM: no unwrap,
 // expect, panic or unchecked indexing outside tests.
 #![cfg_attr(
@@ -30,16 +27,11 @@
 
 pub mod config;
 pub mod expr;
-pub mod headers;
 pub mod matcher;
 pub mod net;
 pub mod path;
 pub mod pattern;
-#[cfg(target_arch = "wasm32")]
-pub mod proxy;
 pub mod query;
-pub mod reply;
-pub mod request;
 pub mod rewrite;
 pub mod scope;
 pub mod template;

@@ -5,8 +5,8 @@
 use crate::value::Value;
 
 use crate::config::{Fields, Problems, join, tagged};
-use crate::request::{Host, Request, encode_query_component, form_decode, split_query};
 use crate::template::{Side, Template, Vars};
+use filter_proxy::request::{Host, Request, encode_query_component, form_decode, split_query};
 
 /// One edit, decoded from `{"set": {"name", "value"}}`,
 /// `{"add": {"name", "value"}}` or `{"remove": {"name"}}`.

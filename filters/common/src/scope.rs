@@ -7,7 +7,7 @@ use crate::value::Value;
 
 use crate::config::{Fields, Problems, join};
 use crate::matcher::HostPattern;
-use crate::request::{Host, Request};
+use filter_proxy::request::{Host, Request};
 
 /// A route metadata entry (`filter_metadata.<namespace>.<key>`), present or
 /// equal to `value`.
@@ -156,8 +156,8 @@ pub fn first_match<T, H: Host>(scopes: &[(ScopeMatch, T)], request: &Request<H>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::headers::HeaderMap;
-    use crate::request::TableHost;
+    use filter_proxy::headers::HeaderMap;
+    use filter_proxy::request::TableHost;
 
     fn compile(json: &str) -> Result<ScopeMatch, Problems> {
         let spec: Value = crate::value::parse(json.as_bytes()).unwrap();

@@ -21,8 +21,8 @@
 use std::fmt::Write as _;
 
 use crate::config::{Fields, Problems, check_header_name, check_header_value, join, kind};
-use crate::headers::HeaderMap;
-use crate::request::{Host, Request, strip_port};
+use filter_proxy::headers::HeaderMap;
+use filter_proxy::request::{Host, Request, strip_port};
 
 /// Where a template is rendered; response-only operators are refused on the
 /// request side at configure time.
@@ -341,7 +341,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::TableHost;
+    use filter_proxy::request::TableHost;
 
     fn request() -> Request<TableHost> {
         let headers = HeaderMap::new(vec![

@@ -58,8 +58,8 @@ pub struct Config {
 /// headers Envoy clears its route cache on every write, ABI 0.2.1).
 #[derive(Debug, Default)]
 pub struct FixedWrites {
-    pub request: Vec<filter_common::headers::Change>,
-    pub response: Vec<filter_common::headers::Change>,
+    pub request: Vec<filter_proxy::headers::Change>,
+    pub response: Vec<filter_proxy::headers::Change>,
     /// Rules applied to each request (every rule: none has a condition).
     pub rules: usize,
 }

@@ -6,17 +6,17 @@
 
 use std::rc::Rc;
 
-use filter_common::proxy::{
+use filter_proxy::proxy::{
     ProxyHost, add, count, counter, read_map, send_local_reply, set_property, write_changes,
 };
-use filter_common::request::Request;
+use filter_proxy::request::Request;
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
 use crate::config::Config;
-use filter_common::reply::LocalReply;
+use filter_proxy::reply::LocalReply;
 
 use crate::transform::Decision;
 
@@ -56,7 +56,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        filter_common::proxy::follow_host_log_level();
+        filter_proxy::proxy::follow_host_log_level();
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {
@@ -125,7 +125,7 @@ impl Stream {
         }
     }
 
-    fn write(&self, map: MapType, changes: &[filter_common::headers::Change]) {
+    fn write(&self, map: MapType, changes: &[filter_proxy::headers::Change]) {
         let refused = write_changes(map, changes);
         if refused > 0 {
             add(self.metrics.errors, refused);

@@ -20,5 +20,5 @@ mod filter;
 pub mod transform;
 
 pub use config::Config;
-pub use filter_common::reply::LocalReply;
+pub use filter_proxy::reply::LocalReply;
 pub use transform::{Decision, ResponseDecision};

@@ -2,11 +2,11 @@
 //! trailers. Pure: the glue reads the host's maps, calls these, and writes
 //! back the returned changes.
 
-use filter_common::headers::{Change, HeaderMap};
-use filter_common::reply::LocalReply;
-use filter_common::request::{Host, Request};
 use filter_common::scope;
 use filter_common::template::{Template, Vars};
+use filter_proxy::headers::{Change, HeaderMap};
+use filter_proxy::reply::LocalReply;
+use filter_proxy::request::{Host, Request};
 
 use crate::config::{
     AppendAction, Config, Cors, Dedupe, FixedWrites, HeaderOp, Policy, Removal, Rule,

@@ -1,8 +1,8 @@
 //! The filter's logic, natively: configuration problems and what each
 //! operation does to requests and responses.
 
-use filter_common::headers::{Change, HeaderMap};
-use filter_common::request::{Request, TableHost};
+use filter_proxy::headers::{Change, HeaderMap};
+use filter_proxy::request::{Request, TableHost};
 use header_transform::Config;
 
 fn config(json: &str) -> Config {

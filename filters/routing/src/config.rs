@@ -6,11 +6,11 @@ use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, decode_json, join, quoted_list, tagged,
 };
 use filter_common::expr::Expr;
-use filter_common::net::ClientIpSource;
 use filter_common::query::QueryOp;
 use filter_common::scope::ScopeMatch;
 use filter_common::template::{Side, Template};
 use filter_common::value::Value;
+use filter_proxy::client::ClientIpSource;
 
 use crate::rewrite::{HostRewrite, PathRewrite, is_authority};
 
@@ -174,7 +174,8 @@ impl Config {
             );
         }
         if let Some(v) = f.value("client_ip") {
-            config.client_ip = ClientIpSource::decode(v, &f.at("client_ip"), problems);
+            config.client_ip =
+                filter_common::net::client_ip_source(v, &f.at("client_ip"), problems);
         }
         config.clear_route_cache = f.flag("clear_route_cache", problems);
         config.global = Policy::decode(&f, "", &mut names, problems);

@@ -7,8 +7,8 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
-use filter_common::proxy::{ProxyHost, count, counter, read_map, send_local_reply, write_changes};
-use filter_common::request::Request;
+use filter_proxy::proxy::{ProxyHost, count, counter, read_map, send_local_reply, write_changes};
+use filter_proxy::request::Request;
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -70,7 +70,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        filter_common::proxy::follow_host_log_level();
+        filter_proxy::proxy::follow_host_log_level();
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match Config::parse(&bytes) {
             Ok(config) => {

@@ -2,11 +2,11 @@
 //! (else the default) acts. Forwarding actions edit the request in place;
 //! redirects and direct responses become a local reply.
 
-use filter_common::headers::HeaderMap;
-use filter_common::reply::LocalReply;
-use filter_common::request::{Host, Request, split_query, strip_port};
 use filter_common::scope::first_match;
 use filter_common::template::Vars;
+use filter_proxy::headers::HeaderMap;
+use filter_proxy::reply::LocalReply;
+use filter_proxy::request::{Host, Request, split_query, strip_port};
 
 use crate::config::{Action, Body, Config, Redirect, Respond, Rewrite, Split, Sticky, Upstream};
 

@@ -1,6 +1,6 @@
 //! The routing logic, natively: rules, actions and refused configurations.
 
-use filter_common::request::TableHost;
+use filter_proxy::request::TableHost;
 use routing::route::route_headers;
 use routing::{Config, ReplyKind, Spreader, Taken};
 

@@ -5,8 +5,8 @@
 
 pub(crate) mod signing;
 
-use filter_common::headers::HeaderMap;
-use filter_common::request::{Request, TableHost};
+use filter_proxy::headers::HeaderMap;
+use filter_proxy::request::{Request, TableHost};
 use hmac::{Hmac, Mac};
 use jose::SignatureHost;
 use jose::signature::Verifier;

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encode};
 
+use crate::client::{ClientIpSource, forwarded_for, parse_ip};
 use crate::headers::HeaderMap;
-use crate::net::{ClientIpSource, forwarded_for, parse_ip};
 
 /// What a filter needs from its host besides the header maps. The proxy-wasm
 /// glue implements it with host calls; native tests with a table.
