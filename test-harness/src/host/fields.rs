@@ -3,50 +3,25 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{Host, Ret, copy_out, enter, lifecycle::configuring, split, status, write_u32};
+use super::{Host, Ret, copy_out, lifecycle::configuring, split, status, write_u32};
 use crate::abi::{AbiVersion, BufferType, MapType, Status};
 use crate::headers::{HeaderMap, decode_pairs};
 use crate::stream_state::{Direction, Flow, HttpStreamState, Stage, Stop};
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        "env",
-        "proxy_get_header_map_size",
+    register!(
+        linker,
         proxy_get_header_map_size,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_get_header_map_pairs",
         proxy_get_header_map_pairs,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_set_header_map_pairs",
         proxy_set_header_map_pairs,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_get_header_map_value",
         proxy_get_header_map_value,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_add_header_map_value",
         proxy_add_header_map_value,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_replace_header_map_value",
         proxy_replace_header_map_value,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_remove_header_map_value",
         proxy_remove_header_map_value,
-    )?;
-    linker.func_wrap("env", "proxy_get_buffer_bytes", proxy_get_buffer_bytes)?;
-    linker.func_wrap("env", "proxy_get_buffer_status", proxy_get_buffer_status)?;
-    linker.func_wrap("env", "proxy_set_buffer_bytes", proxy_set_buffer_bytes)?;
+        proxy_get_buffer_bytes,
+        proxy_get_buffer_status,
+        proxy_set_buffer_bytes
+    );
     Ok(())
 }
 
@@ -68,26 +43,30 @@ fn read_map(host: &Host, map: MapType) -> Result<&HeaderMap, Status> {
     match map {
         MapType::HttpCallResponseHeaders => {
             return host
-                .call_response
+                .http
+                .response
                 .as_ref()
                 .map(|r| &r.headers)
                 .ok_or(Status::BadArgument);
         }
         MapType::GrpcCallInitialMetadata => {
             return host
-                .grpc_initial_metadata
+                .grpc
+                .initial_metadata
                 .as_ref()
                 .ok_or(Status::BadArgument);
         }
         MapType::GrpcCallTrailingMetadata => {
             return host
-                .grpc_trailing_metadata
+                .grpc
+                .trailing_metadata
                 .as_ref()
                 .ok_or(Status::BadArgument);
         }
         MapType::HttpCallResponseTrailers => {
             return host
-                .call_response
+                .http
+                .response
                 .as_ref()
                 .map(|r| &r.trailers)
                 .ok_or(Status::BadArgument);
@@ -174,7 +153,6 @@ fn map_type(value: i32) -> Option<MapType> {
 }
 
 fn proxy_get_header_map_size(mut caller: Caller<'_, Host>, map: i32, ret: i32) -> Ret {
-    enter(&mut caller, "proxy_get_header_map_size")?;
     let Some(map) = map_type(map) else {
         return status(Status::BadArgument);
     };
@@ -200,7 +178,6 @@ fn proxy_get_header_map_pairs(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_get_header_map_pairs")?;
     let Some(map) = map_type(map) else {
         return status(Status::BadArgument);
     };
@@ -215,7 +192,6 @@ fn proxy_get_header_map_pairs(
 /// Replaces the whole map; a malformed pairs buffer decodes to nothing and so
 /// clears the map, as in Envoy.
 fn proxy_set_header_map_pairs(mut caller: Caller<'_, Host>, map: i32, ptr: i32, len: i32) -> Ret {
-    enter(&mut caller, "proxy_set_header_map_pairs")?;
     let Some(map) = map_type(map) else {
         return status(Status::BadArgument);
     };
@@ -242,7 +218,6 @@ fn proxy_get_header_map_value(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_get_header_map_value")?;
     let Some(map) = map_type(map) else {
         return status(Status::BadArgument);
     };
@@ -307,7 +282,6 @@ fn proxy_add_header_map_value(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_add_header_map_value")?;
     edit_map(
         &mut caller,
         map,
@@ -325,7 +299,6 @@ fn proxy_replace_header_map_value(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_replace_header_map_value")?;
     edit_map(
         &mut caller,
         map,
@@ -341,7 +314,6 @@ fn proxy_remove_header_map_value(
     key_ptr: i32,
     key_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_remove_header_map_value")?;
     edit_map(&mut caller, map, (key_ptr, key_len), None, |m, k, _| {
         m.remove(k)
     })
@@ -369,7 +341,7 @@ fn buffer_bytes(host: &Host, buffer: BufferType) -> Result<&[u8], Status> {
         BufferType::HttpRequestBody => Ok(body(Direction::Request)),
         BufferType::HttpResponseBody => Ok(body(Direction::Response)),
         BufferType::VmConfiguration => Ok(host.settings.vm_configuration.as_slice()),
-        BufferType::GrpcCallMessage => Ok(host.grpc_message.as_deref().unwrap_or_default()),
+        BufferType::GrpcCallMessage => Ok(host.grpc.message.as_deref().unwrap_or_default()),
         BufferType::DownstreamData | BufferType::UpstreamData => {
             let downstream = buffer == BufferType::DownstreamData;
             Ok(host
@@ -386,7 +358,8 @@ fn buffer_bytes(host: &Host, buffer: BufferType) -> Result<&[u8], Status> {
                 .unwrap_or_default())
         }
         BufferType::HttpCallResponseBody => host
-            .call_response
+            .http
+            .response
             .as_ref()
             .map(|r| r.body.as_slice())
             .ok_or(Status::NotFound),
@@ -418,7 +391,6 @@ fn proxy_get_buffer_bytes(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_get_buffer_bytes")?;
     let Some(buffer) = BufferType::from_abi(buffer as u32) else {
         return status(Status::BadArgument);
     };
@@ -440,7 +412,6 @@ fn proxy_get_buffer_status(
     ret_len: i32,
     ret_flags: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_get_buffer_status")?;
     let Some(buffer) = BufferType::from_abi(buffer as u32) else {
         return status(Status::BadArgument);
     };
@@ -471,7 +442,6 @@ fn proxy_set_buffer_bytes(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_set_buffer_bytes")?;
     let Some(buffer) = BufferType::from_abi(buffer as u32) else {
         return status(Status::BadArgument);
     };

@@ -5,9 +5,9 @@
 //! A test may register its own under any name (`PluginBuilder::foreign_function`),
 //! which takes precedence.
 
-use wasmtime::Caller;
+use wasmtime::{Caller, Linker};
 
-use super::{Host, Ret, enter, place, read, split, unimplemented, write_u32};
+use super::{Host, Ret, place, read, split, unimplemented, write_u32};
 use crate::abi::Status;
 
 /// Keys of the filter-state object factories Envoy 1.40 registers that build
@@ -51,7 +51,12 @@ pub(crate) struct DeclaredProperty {
     pub(crate) readonly: bool,
 }
 
-pub(super) fn proxy_call_foreign_function(
+pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    register!(linker, proxy_call_foreign_function);
+    Ok(())
+}
+
+fn proxy_call_foreign_function(
     mut caller: Caller<'_, Host>,
     name_ptr: i32,
     name_len: i32,
@@ -60,7 +65,6 @@ pub(super) fn proxy_call_foreign_function(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_call_foreign_function")?;
     let (Some(name), Some(args)) = (
         read(&mut caller, name_ptr, name_len),
         read(&mut caller, args_ptr, args_len),

@@ -1,24 +1,59 @@
 //! gRPC callouts: unary calls and streams to the test's gRPC upstreams,
 //! with Envoy's tokens, checks and callback sequence.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{Caller, Linker};
 
-use super::{CalloutEvent, Host, Ret, enter, split, status, write_u32};
+use super::{CalloutEvent, Host, Ret, split, status, write_u32};
 use crate::abi::Status;
 use crate::headers::{HeaderMap, decode_pairs};
-use crate::upstream::{GrpcCall, GrpcReply};
+use crate::upstream::{GrpcCall, GrpcReply, GrpcUpstream};
 
 /// gRPC status a unary call without an answer closes with at its timeout.
 const DEADLINE_EXCEEDED: u32 = 4;
 
+/// The VM's gRPC callouts, this file's part of the store's state: the
+/// services it may call, the calls and streams opened, and what the
+/// callback being delivered may read.
+pub(crate) struct GrpcCallouts {
+    pub(crate) upstreams: Arc<HashMap<String, GrpcUpstream>>,
+    /// Next call and stream tokens (kinds 1 and 2, step 4).
+    pub(crate) next_tokens: [u32; 2],
+    pub(crate) calls: Vec<GrpcCall>,
+    /// Open calls and streams: token → index in `calls`, and whether
+    /// initial metadata was delivered.
+    pub(crate) open: HashMap<u32, (usize, bool)>,
+    pub(crate) message: Option<Vec<u8>>,
+    pub(crate) initial_metadata: Option<HeaderMap>,
+    pub(crate) trailing_metadata: Option<HeaderMap>,
+}
+
+impl GrpcCallouts {
+    pub(crate) fn new(upstreams: Arc<HashMap<String, GrpcUpstream>>) -> Self {
+        Self {
+            upstreams,
+            next_tokens: [1, 2],
+            calls: Vec::new(),
+            open: HashMap::new(),
+            message: None,
+            initial_metadata: None,
+            trailing_metadata: None,
+        }
+    }
+}
+
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "proxy_grpc_call", proxy_grpc_call)?;
-    linker.func_wrap("env", "proxy_grpc_stream", proxy_grpc_stream)?;
-    linker.func_wrap("env", "proxy_grpc_send", proxy_grpc_send)?;
-    linker.func_wrap("env", "proxy_grpc_cancel", proxy_grpc_cancel)?;
-    linker.func_wrap("env", "proxy_grpc_close", proxy_grpc_close)?;
+    register!(
+        linker,
+        proxy_grpc_call,
+        proxy_grpc_stream,
+        proxy_grpc_send,
+        proxy_grpc_cancel,
+        proxy_grpc_close
+    );
     Ok(())
 }
 
@@ -45,13 +80,13 @@ fn open(
     timeout: Option<Duration>,
 ) -> Result<u32, Status> {
     let (upstream, service, method, initial_metadata) = target;
-    if !host.grpc_upstreams.contains_key(&upstream) {
+    if !host.grpc.upstreams.contains_key(&upstream) {
         return Err(Status::ParseFailure);
     }
     let kind = usize::from(streaming);
-    host.next_grpc_tokens[kind] += 4;
-    let token = host.next_grpc_tokens[kind];
-    host.grpc_calls.push(GrpcCall {
+    host.grpc.next_tokens[kind] += 4;
+    let token = host.grpc.next_tokens[kind];
+    host.grpc.calls.push(GrpcCall {
         token,
         upstream,
         service,
@@ -63,18 +98,19 @@ fn open(
         closed: !streaming,
         cancelled: false,
     });
-    host.grpc_open
-        .insert(token, (host.grpc_calls.len() - 1, false));
+    host.grpc
+        .open
+        .insert(token, (host.grpc.calls.len() - 1, false));
     Ok(token)
 }
 
 /// Asks the upstream what it answers now, and schedules it.
 fn answer(host: &mut Host, token: u32) {
-    let Some(&(index, initial_sent)) = host.grpc_open.get(&token) else {
+    let Some(&(index, initial_sent)) = host.grpc.open.get(&token) else {
         return;
     };
-    let call = &host.grpc_calls[index];
-    let Some(upstream) = host.grpc_upstreams.get(&call.upstream).cloned() else {
+    let call = &host.grpc.calls[index];
+    let Some(upstream) = host.grpc.upstreams.get(&call.upstream).cloned() else {
         return;
     };
     let (reply, latency) = upstream.answer(call);
@@ -113,7 +149,7 @@ fn answer(host: &mut Host, token: u32) {
     } = reply;
     if let Some(metadata) = initial_metadata.filter(|_| !initial_sent) {
         host.schedule(token, latency, CalloutEvent::GrpcInitialMetadata(metadata));
-        host.grpc_open.insert(token, (index, true));
+        host.grpc.open.insert(token, (index, true));
     }
     for message in messages {
         host.schedule(token, latency, CalloutEvent::GrpcMessage(message));
@@ -142,7 +178,6 @@ fn proxy_grpc_call(
     timeout_ms: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_grpc_call")?;
     let parts = [
         (upstream_ptr, upstream_len),
         (service_ptr, service_len),
@@ -210,7 +245,6 @@ fn proxy_grpc_stream(
     metadata_len: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_grpc_stream")?;
     let parts = [
         (upstream_ptr, upstream_len),
         (service_ptr, service_len),
@@ -229,7 +263,6 @@ fn proxy_grpc_send(
     message_len: i32,
     end_stream: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_grpc_send")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -237,10 +270,10 @@ fn proxy_grpc_send(
         return status(Status::InvalidMemoryAccess);
     };
     let token = token as u32;
-    let Some(&(index, _)) = host.grpc_open.get(&token) else {
+    let Some(&(index, _)) = host.grpc.open.get(&token) else {
         return status(Status::NotFound);
     };
-    let call = &mut host.grpc_calls[index];
+    let call = &mut host.grpc.calls[index];
     if !call.streaming || call.closed {
         return status(Status::BadArgument);
     }
@@ -252,13 +285,12 @@ fn proxy_grpc_send(
 
 /// Cancels a call or stream: nothing more is delivered for it.
 fn proxy_grpc_cancel(mut caller: Caller<'_, Host>, token: i32) -> Ret {
-    enter(&mut caller, "proxy_grpc_cancel")?;
     let host = caller.data_mut();
     let token = token as u32;
-    let Some((index, _)) = host.grpc_open.remove(&token) else {
+    let Some((index, _)) = host.grpc.open.remove(&token) else {
         return status(Status::NotFound);
     };
-    host.grpc_calls[index].cancelled = true;
+    host.grpc.calls[index].cancelled = true;
     host.pending_calls.retain(|p| p.token != token);
     status(Status::Ok)
 }
@@ -266,20 +298,19 @@ fn proxy_grpc_cancel(mut caller: Caller<'_, Host>, token: i32) -> Ret {
 /// Closes a call (as a cancel) or half-closes a stream (the upstream may
 /// still answer).
 fn proxy_grpc_close(mut caller: Caller<'_, Host>, token: i32) -> Ret {
-    enter(&mut caller, "proxy_grpc_close")?;
     let host = caller.data_mut();
     let token = token as u32;
-    let Some(&(index, _)) = host.grpc_open.get(&token) else {
+    let Some(&(index, _)) = host.grpc.open.get(&token) else {
         return status(Status::NotFound);
     };
-    if !host.grpc_calls[index].streaming {
-        host.grpc_open.remove(&token);
-        host.grpc_calls[index].cancelled = true;
+    if !host.grpc.calls[index].streaming {
+        host.grpc.open.remove(&token);
+        host.grpc.calls[index].cancelled = true;
         host.pending_calls.retain(|p| p.token != token);
         return status(Status::Ok);
     }
-    if !host.grpc_calls[index].closed {
-        host.grpc_calls[index].closed = true;
+    if !host.grpc.calls[index].closed {
+        host.grpc.calls[index].closed = true;
         answer(host, token);
     }
     status(Status::Ok)

@@ -1,21 +1,47 @@
 //! `proxy_http_call`: Envoy's checks, type-tagged tokens, and answers from
 //! the test's upstreams delivered on the virtual clock.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use wasmtime::{Caller, Linker};
 
-use super::{CalloutEvent, Host, Ret, enter, split, write_u32};
+use super::{CalloutEvent, Host, Ret, split, write_u32};
 use crate::abi::Status;
 use crate::headers::{HeaderMap, decode_pairs};
-use crate::upstream::{CallOutcome, HttpCall, HttpResponse};
+use crate::upstream::{CallOutcome, HttpCall, HttpResponse, Upstream};
 
 /// Callout tokens are tagged by kind in the low two bits (HTTP 0, gRPC call
 /// 1, gRPC stream 2) and step by 4, as in Envoy; the first HTTP token is 4.
 const TOKEN_STEP: u32 = 4;
 
+/// The VM's HTTP callouts (`proxy_http_call`), this file's part of the
+/// store's state: the upstreams it may call, the calls made, and the
+/// answer being delivered.
+#[derive(Default)]
+pub(crate) struct HttpCallouts {
+    pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
+    pub(crate) next_token: u32,
+    /// Tokens of calls whose answer the driver delivers
+    /// ([`CallOutcome::Deferred`](crate::CallOutcome::Deferred)).
+    pub(crate) deferred: Vec<u32>,
+    pub(crate) made: Vec<HttpCall>,
+    /// The response being delivered (`proxy_on_http_call_response`).
+    pub(crate) response: Option<HttpResponse>,
+}
+
+impl HttpCallouts {
+    pub(crate) fn new(upstreams: Arc<HashMap<String, Upstream>>) -> Self {
+        Self {
+            upstreams,
+            ..Self::default()
+        }
+    }
+}
+
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "proxy_http_call", proxy_http_call)?;
+    register!(linker, proxy_http_call);
     Ok(())
 }
 
@@ -33,7 +59,6 @@ fn proxy_http_call(
     timeout_ms: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_http_call")?;
     let Some((mem, host)) = split(&mut caller) else {
         return Ok(Status::InvalidMemoryAccess.code());
     };
@@ -54,7 +79,7 @@ fn proxy_http_call(
     if !write_u32(mem, token_ptr, 0) {
         return Ok(Status::InvalidMemoryAccess.code());
     }
-    let Some(target) = host.upstreams.get(&upstream).cloned() else {
+    let Some(target) = host.http.upstreams.get(&upstream).cloned() else {
         return Ok(Status::BadArgument.code());
     };
     if [":method", ":path", ":authority"]
@@ -66,8 +91,8 @@ fn proxy_http_call(
     if !body.is_empty() {
         headers.replace("content-length", body.len().to_string());
     }
-    host.next_http_token += TOKEN_STEP;
-    let token = host.next_http_token;
+    host.http.next_token += TOKEN_STEP;
+    let token = host.http.next_token;
     let timeout = (timeout_ms != 0).then(|| Duration::from_millis(u64::from(timeout_ms as u32)));
     let call = HttpCall {
         token,
@@ -94,9 +119,9 @@ fn proxy_http_call(
     if let Some((delay, response)) = reply {
         host.schedule(token, delay, CalloutEvent::HttpResponse(response));
     } else if deferred {
-        host.deferred_calls.push(token);
+        host.http.deferred.push(token);
     }
-    host.http_calls.push(call);
+    host.http.made.push(call);
     Ok(if write_u32(mem, token_ptr, token) {
         Status::Ok
     } else {

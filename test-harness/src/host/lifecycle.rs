@@ -3,53 +3,42 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{
-    Deferred, Host, Phase, Ret, copy_out, enter, read, split, status, write_u32, write_u64,
-};
+use super::{Deferred, Host, Phase, Ret, copy_out, read, split, status, write_u32, write_u64};
 use crate::abi::{LogLevel, Status, StreamType};
 use crate::headers::{HeaderMap, decode_pairs};
 use crate::stream_state::{Direction, LocalResponse};
 
+/// The root context's tick (`proxy_set_tick_period_milliseconds`), this
+/// file's part of the store's state: its period (0: none) and when it is
+/// next due on the virtual monotonic clock.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Tick {
+    pub(crate) period_ns: u64,
+    pub(crate) next_ns: u64,
+}
+
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "proxy_done", proxy_done)?;
-    linker.func_wrap(
-        "env",
-        "proxy_set_effective_context",
+    register!(
+        linker,
+        proxy_done,
         proxy_set_effective_context,
-    )?;
-    linker.func_wrap("env", "proxy_log", proxy_log)?;
-    linker.func_wrap("env", "proxy_get_log_level", proxy_get_log_level)?;
-    linker.func_wrap(
-        "env",
-        "proxy_get_current_time_nanoseconds",
+        proxy_get_log_level,
         proxy_get_current_time_nanoseconds,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_set_tick_period_milliseconds",
         proxy_set_tick_period_milliseconds,
-    )?;
-    linker.func_wrap("env", "proxy_get_property", proxy_get_property)?;
-    linker.func_wrap("env", "proxy_set_property", proxy_set_property)?;
-    linker.func_wrap(
-        "env",
-        "proxy_call_foreign_function",
-        super::foreign::proxy_call_foreign_function,
-    )?;
-    linker.func_wrap("env", "proxy_get_status", proxy_get_status)?;
-    linker.func_wrap(
-        "env",
-        "proxy_send_local_response",
+        proxy_get_property,
+        proxy_set_property,
+        proxy_get_status,
         proxy_send_local_response,
-    )?;
-    linker.func_wrap("env", "proxy_continue_stream", proxy_continue_stream)?;
-    linker.func_wrap("env", "proxy_close_stream", proxy_close_stream)?;
+        proxy_continue_stream,
+        proxy_close_stream
+    );
+    // Not through `register!`: Envoy lets it run while the module starts.
+    linker.func_wrap("env", "proxy_log", proxy_log)?;
     Ok(())
 }
 
 /// Finishes a root context that answered false from `proxy_on_done`.
 fn proxy_done(mut caller: Caller<'_, Host>) -> Ret {
-    enter(&mut caller, "proxy_done")?;
     let host = caller.data_mut();
     if host.context() == host.root_id && host.root_pending_done {
         host.deferred.push(Deferred::RootDone);
@@ -59,7 +48,6 @@ fn proxy_done(mut caller: Caller<'_, Host>) -> Ret {
 }
 
 fn proxy_set_effective_context(mut caller: Caller<'_, Host>, context_id: i32) -> Ret {
-    enter(&mut caller, "proxy_set_effective_context")?;
     let host = caller.data_mut();
     let id = context_id as u32;
     if !host.is_context(id) {
@@ -86,7 +74,6 @@ fn proxy_log(mut caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32) -> Re
 }
 
 fn proxy_get_log_level(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
-    enter(&mut caller, "proxy_get_log_level")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -99,7 +86,6 @@ fn proxy_get_log_level(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
 }
 
 fn proxy_get_current_time_nanoseconds(mut caller: Caller<'_, Host>, ret: i32) -> Ret {
-    enter(&mut caller, "proxy_get_current_time_nanoseconds")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -114,10 +100,9 @@ fn proxy_get_current_time_nanoseconds(mut caller: Caller<'_, Host>, ret: i32) ->
 /// Sets the root context's tick period (0 disables); ticks fire as the test
 /// advances the virtual clock.
 fn proxy_set_tick_period_milliseconds(mut caller: Caller<'_, Host>, period_ms: i32) -> Ret {
-    enter(&mut caller, "proxy_set_tick_period_milliseconds")?;
     let host = caller.data_mut();
-    host.tick_period_ns = u64::from(period_ms as u32) * 1_000_000;
-    host.next_tick_ns = host.clock.monotonic_ns + host.tick_period_ns;
+    host.tick.period_ns = u64::from(period_ms as u32) * 1_000_000;
+    host.tick.next_ns = host.clock.monotonic_ns + host.tick.period_ns;
     status(Status::Ok)
 }
 
@@ -128,7 +113,6 @@ fn proxy_get_property(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_get_property")?;
     let Some(path) = read(&mut caller, path_ptr, path_len) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -151,7 +135,6 @@ fn proxy_set_property(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_set_property")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -184,7 +167,6 @@ fn proxy_get_status(
     msg_ptr: i32,
     msg_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_get_status")?;
     let (code, message) = caller.data().status.clone();
     let Some((mem, _)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
@@ -209,7 +191,6 @@ fn proxy_send_local_response(
     headers_len: i32,
     grpc_status: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_send_local_response")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -238,7 +219,6 @@ fn proxy_send_local_response(
 /// connection's downstream. Resuming a TCP upstream is UNIMPLEMENTED in
 /// Envoy itself, and the harness answers the same.
 fn proxy_continue_stream(mut caller: Caller<'_, Host>, stream_type: i32) -> Ret {
-    enter(&mut caller, "proxy_continue_stream")?;
     match StreamType::from_abi(stream_type as u32) {
         None => status(Status::BadArgument),
         Some(StreamType::HttpRequest) => continue_http(&mut caller, Direction::Request),
@@ -264,7 +244,6 @@ pub(super) fn continue_http(caller: &mut Caller<'_, Host>, dir: Direction) -> Re
 
 /// Resets an HTTP stream, or closes a TCP connection, after the call.
 fn proxy_close_stream(mut caller: Caller<'_, Host>, stream_type: i32) -> Ret {
-    enter(&mut caller, "proxy_close_stream")?;
     let Some(kind) = StreamType::from_abi(stream_type as u32) else {
         return status(Status::BadArgument);
     };

@@ -1,6 +1,15 @@
 //! The host side of the ABI: the state a VM's `Store` carries and the host
 //! functions, grouped as the spec groups them.
 
+/// Registers `proxy_*` host functions under `env`, each named once: its Rust
+/// name is its ABI name, and the wrapper [`HostFn::link`] puts around it
+/// counts the call and refuses it while the module starts ([`enter`]).
+macro_rules! register {
+    ($linker:expr, $($function:ident),+ $(,)?) => {
+        $( super::HostFn::link($function, $linker, stringify!($function))?; )+
+    };
+}
+
 mod crypto;
 mod fields;
 mod foreign;
@@ -30,7 +39,7 @@ use crate::properties;
 use crate::settings::PluginSettings;
 use crate::stream_state::{Direction, HttpStreamState, LocalResponse};
 use crate::tcp_state::TcpState;
-use crate::upstream::{GrpcCall, GrpcUpstream, HttpCall, HttpResponse, Upstream};
+use crate::upstream::HttpResponse;
 
 /// What every host function returns: a status code, or a trap.
 type Ret = wasmtime::Result<i32>;
@@ -180,15 +189,14 @@ pub(crate) struct Host {
     pub(crate) properties: Arc<HashMap<Vec<u8>, Vec<u8>>>,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) clock: Clock,
-    pub(crate) tick_period_ns: u64,
-    pub(crate) next_tick_ns: u64,
+    pub(crate) tick: lifecycle::Tick,
+    pub(crate) metrics: shared::Metrics,
+    pub(crate) http: http_call::HttpCallouts,
+    pub(crate) grpc: grpc::GrpcCallouts,
     /// The root context answered false from `proxy_on_done`.
     pub(crate) root_pending_done: bool,
     /// What `proxy_get_status` returns (set by callouts).
     pub(crate) status: (u32, Vec<u8>),
-    /// Metric ids this VM defined: id → name.
-    pub(crate) metric_ids: HashMap<u32, String>,
-    pub(crate) next_metric_ids: [u32; 3],
     /// Calls of the `clear_route_cache` foreign function and of 0.1.0's
     /// `proxy_clear_route_cache`.
     pub(crate) route_cache_clears: u32,
@@ -196,27 +204,8 @@ pub(crate) struct Host {
     pub(crate) declared_properties: HashMap<Vec<u8>, foreign::DeclaredProperty>,
     /// This VM's identity within its runtime (queue owners).
     pub(crate) vm_uid: u64,
-    pub(crate) upstreams: Arc<HashMap<String, Upstream>>,
-    pub(crate) next_http_token: u32,
     pub(crate) pending_calls: Vec<PendingCall>,
-    /// Tokens of HTTP calls whose answer the driver delivers
-    /// ([`CallOutcome::Deferred`](crate::CallOutcome::Deferred)).
-    pub(crate) deferred_calls: Vec<u32>,
-    pub(crate) http_calls: Vec<HttpCall>,
-    /// The callout response being delivered (`proxy_on_http_call_response`).
-    pub(crate) call_response: Option<HttpResponse>,
     pub(crate) next_event_seq: u64,
-    pub(crate) grpc_upstreams: Arc<HashMap<String, GrpcUpstream>>,
-    /// Next gRPC call and stream tokens (kinds 1 and 2, step 4).
-    pub(crate) next_grpc_tokens: [u32; 2],
-    pub(crate) grpc_calls: Vec<GrpcCall>,
-    /// Open gRPC calls and streams: token → index in `grpc_calls`, and
-    /// whether initial metadata was delivered.
-    pub(crate) grpc_open: HashMap<u32, (usize, bool)>,
-    /// What the gRPC callback being delivered may read.
-    pub(crate) grpc_message: Option<Vec<u8>>,
-    pub(crate) grpc_initial_metadata: Option<HeaderMap>,
-    pub(crate) grpc_trailing_metadata: Option<HeaderMap>,
     /// Guest calls made, by callback name (a few entries, scanned by the
     /// name's address: cheaper than hashing on every call).
     pub(crate) callback_counts: Vec<(&'static str, u64)>,
@@ -246,8 +235,10 @@ impl Host {
             monotonic_ns: 0,
         };
         Self {
-            upstreams: settings.upstreams.clone(),
-            grpc_upstreams: settings.grpc_upstreams.clone(),
+            http: http_call::HttpCallouts::new(settings.upstreams.clone()),
+            grpc: grpc::GrpcCallouts::new(settings.grpc_upstreams.clone()),
+            tick: lifecycle::Tick::default(),
+            metrics: shared::Metrics::default(),
             rng: ChaCha8Rng::seed_from_u64(settings.seed),
             limiter: MemoryLimiter {
                 limit: settings.memory_limit,
@@ -269,27 +260,13 @@ impl Host {
             tcp: BTreeMap::new(),
             properties,
             clock,
-            tick_period_ns: 0,
-            next_tick_ns: 0,
             root_pending_done: false,
             status: (0, Vec::new()),
-            metric_ids: HashMap::new(),
-            next_metric_ids: [0, 1, 2],
             route_cache_clears: 0,
             declared_properties: HashMap::new(),
             vm_uid,
-            next_http_token: 0,
             pending_calls: Vec::new(),
-            deferred_calls: Vec::new(),
-            http_calls: Vec::new(),
-            call_response: None,
             next_event_seq: 0,
-            next_grpc_tokens: [1, 2],
-            grpc_calls: Vec::new(),
-            grpc_open: HashMap::new(),
-            grpc_message: None,
-            grpc_initial_metadata: None,
-            grpc_trailing_metadata: None,
             callback_counts: Vec::new(),
             last_buffer: BTreeMap::new(),
             meter: Meter::default(),
@@ -496,6 +473,45 @@ pub(crate) fn enter(caller: &mut Caller<'_, Host>, function: &'static str) -> wa
     Ok(())
 }
 
+/// A `proxy_*` host function: `Fn(Caller, params…) -> Ret`, for any number
+/// of wasm parameters. [`register!`] registers one; the wrapper runs [`enter`]
+/// first, so the function body holds only what the call does.
+pub(crate) trait HostFn<Params>: Send + Sync + 'static {
+    fn link(self, linker: &mut Linker<Host>, name: &'static str) -> wasmtime::Result<()>;
+}
+
+macro_rules! host_fn_with {
+    ($($param:ident),*) => {
+        impl<F, $($param: wasmtime::WasmTy),*> HostFn<($($param,)*)> for F
+        where
+            F: Fn(Caller<'_, Host>, $($param),*) -> Ret + Send + Sync + 'static,
+        {
+            #[allow(non_snake_case)]
+            fn link(self, linker: &mut Linker<Host>, name: &'static str) -> wasmtime::Result<()> {
+                linker.func_wrap("env", name, move |mut caller: Caller<'_, Host>, $($param: $param),*| -> Ret {
+                    enter(&mut caller, name)?;
+                    self(caller, $($param),*)
+                })?;
+                Ok(())
+            }
+        }
+    };
+}
+
+host_fn_with!();
+host_fn_with!(A1);
+host_fn_with!(A1, A2);
+host_fn_with!(A1, A2, A3);
+host_fn_with!(A1, A2, A3, A4);
+host_fn_with!(A1, A2, A3, A4, A5);
+host_fn_with!(A1, A2, A3, A4, A5, A6);
+host_fn_with!(A1, A2, A3, A4, A5, A6, A7);
+host_fn_with!(A1, A2, A3, A4, A5, A6, A7, A8);
+host_fn_with!(A1, A2, A3, A4, A5, A6, A7, A8, A9);
+host_fn_with!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10);
+host_fn_with!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
+host_fn_with!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
+
 /// A host function this harness does not implement yet (called after
 /// [`enter`]): it answers UNIMPLEMENTED and records a harness error that
 /// fails the call.
@@ -514,6 +530,7 @@ pub(crate) fn unimplemented(
 pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     lifecycle::add_to_linker(linker)?;
     fields::add_to_linker(linker)?;
+    foreign::add_to_linker(linker)?;
     shared::add_to_linker(linker)?;
     http_call::add_to_linker(linker)?;
     grpc::add_to_linker(linker)?;

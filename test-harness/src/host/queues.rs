@@ -4,30 +4,17 @@
 
 use wasmtime::{Caller, Linker};
 
-use super::{Deferred, Host, Ret, copy_out, enter, split, status, write_u32};
+use super::{Deferred, Host, Ret, copy_out, split, status, write_u32};
 use crate::abi::Status;
 
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        "env",
-        "proxy_register_shared_queue",
+    register!(
+        linker,
         proxy_register_shared_queue,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_resolve_shared_queue",
         proxy_resolve_shared_queue,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_enqueue_shared_queue",
         proxy_enqueue_shared_queue,
-    )?;
-    linker.func_wrap(
-        "env",
-        "proxy_dequeue_shared_queue",
-        proxy_dequeue_shared_queue,
-    )?;
+        proxy_dequeue_shared_queue
+    );
     Ok(())
 }
 
@@ -39,7 +26,6 @@ fn proxy_register_shared_queue(
     name_len: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_register_shared_queue")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -66,7 +52,6 @@ fn proxy_resolve_shared_queue(
     name_len: i32,
     token_ptr: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_resolve_shared_queue")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -96,7 +81,6 @@ fn proxy_enqueue_shared_queue(
     value_ptr: i32,
     value_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_enqueue_shared_queue")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -124,7 +108,6 @@ fn proxy_dequeue_shared_queue(
     ret_ptr: i32,
     ret_len: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_dequeue_shared_queue")?;
     let item = caller.data().shared.lock_queues().dequeue(token as u32);
     match item {
         None => status(Status::NotFound),

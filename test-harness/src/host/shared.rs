@@ -1,20 +1,42 @@
 //! Shared key-value data (scoped by vm_id, across VMs) and metrics.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use wasmtime::{Caller, Linker};
 
-use super::{Host, Ret, copy_out, enter, read, split, status, write_u32, write_u64};
+use super::{Host, Ret, copy_out, read, split, status, write_u32, write_u64};
 use crate::abi::{MetricType, Status};
 use crate::process::Metric;
 
+/// The metrics this VM defined, this file's part of the store's state
+/// (their values are process-wide, in `SharedState`).
+pub(crate) struct Metrics {
+    /// id → name.
+    pub(crate) ids: HashMap<u32, String>,
+    /// The next id of each kind (counter, gauge, histogram; step 4).
+    pub(crate) next_ids: [u32; 3],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            ids: HashMap::new(),
+            next_ids: [0, 1, 2],
+        }
+    }
+}
+
 pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
-    linker.func_wrap("env", "proxy_get_shared_data", proxy_get_shared_data)?;
-    linker.func_wrap("env", "proxy_set_shared_data", proxy_set_shared_data)?;
-    linker.func_wrap("env", "proxy_define_metric", proxy_define_metric)?;
-    linker.func_wrap("env", "proxy_increment_metric", proxy_increment_metric)?;
-    linker.func_wrap("env", "proxy_record_metric", proxy_record_metric)?;
-    linker.func_wrap("env", "proxy_get_metric", proxy_get_metric)?;
+    register!(
+        linker,
+        proxy_get_shared_data,
+        proxy_set_shared_data,
+        proxy_define_metric,
+        proxy_increment_metric,
+        proxy_record_metric,
+        proxy_get_metric
+    );
     Ok(())
 }
 
@@ -26,7 +48,6 @@ fn proxy_get_shared_data(
     ret_len: i32,
     ret_cas: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_get_shared_data")?;
     let Some(key) = read(&mut caller, key_ptr, key_len) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -63,7 +84,6 @@ fn proxy_set_shared_data(
     value_len: i32,
     cas: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_set_shared_data")?;
     let Some((mem, host)) = split(&mut caller) else {
         return status(Status::InvalidMemoryAccess);
     };
@@ -94,7 +114,6 @@ fn proxy_define_metric(
     name_len: i32,
     ret_id: i32,
 ) -> Ret {
-    enter(&mut caller, "proxy_define_metric")?;
     let Some(kind) = MetricType::from_abi(metric_type as u32) else {
         return status(Status::BadArgument);
     };
@@ -106,11 +125,11 @@ fn proxy_define_metric(
     };
     let name = String::from_utf8_lossy(name).into_owned();
     // Ids are tagged by type in the low two bits and step by 4, as in Envoy.
-    let id = host.next_metric_ids[kind as usize];
+    let id = host.metrics.next_ids[kind as usize];
     if !write_u32(mem, ret_id, id) {
         return status(Status::InvalidMemoryAccess);
     }
-    host.next_metric_ids[kind as usize] += 4;
+    host.metrics.next_ids[kind as usize] += 4;
     host.shared
         .lock_metrics()
         .entry(name.clone())
@@ -119,7 +138,7 @@ fn proxy_define_metric(
             MetricType::Gauge => Metric::Gauge(0),
             MetricType::Histogram => Metric::Histogram(Vec::new()),
         });
-    host.metric_ids.insert(id, name);
+    host.metrics.ids.insert(id, name);
     status(Status::Ok)
 }
 
@@ -129,7 +148,7 @@ fn with_metric(
     f: impl FnOnce(&mut Metric) -> Status,
 ) -> Ret {
     let host = caller.data();
-    let Some(name) = host.metric_ids.get(&(id as u32)) else {
+    let Some(name) = host.metrics.ids.get(&(id as u32)) else {
         return status(Status::NotFound);
     };
     let mut metrics = host.shared.lock_metrics();
@@ -140,7 +159,6 @@ fn with_metric(
 }
 
 fn proxy_increment_metric(mut caller: Caller<'_, Host>, id: i32, delta: i64) -> Ret {
-    enter(&mut caller, "proxy_increment_metric")?;
     with_metric(&mut caller, id, |m| match m {
         Metric::Counter(v) if delta > 0 => {
             *v = v.wrapping_add(delta as u64);
@@ -155,7 +173,6 @@ fn proxy_increment_metric(mut caller: Caller<'_, Host>, id: i32, delta: i64) -> 
 }
 
 fn proxy_record_metric(mut caller: Caller<'_, Host>, id: i32, value: i64) -> Ret {
-    enter(&mut caller, "proxy_record_metric")?;
     let value = value as u64;
     with_metric(&mut caller, id, |m| {
         match m {
@@ -168,7 +185,6 @@ fn proxy_record_metric(mut caller: Caller<'_, Host>, id: i32, value: i64) -> Ret
 }
 
 fn proxy_get_metric(mut caller: Caller<'_, Host>, id: i32, ret: i32) -> Ret {
-    enter(&mut caller, "proxy_get_metric")?;
     let mut value = None;
     let result = with_metric(&mut caller, id, |m| match m {
         Metric::Counter(v) | Metric::Gauge(v) => {

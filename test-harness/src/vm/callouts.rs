@@ -12,12 +12,12 @@ use super::Vm;
 impl Vm {
     /// Every gRPC call and stream the plugin opened, in order.
     pub fn grpc_calls(&self) -> &[GrpcCall] {
-        &self.store.data().grpc_calls
+        &self.store.data().grpc.calls
     }
 
     /// Adds or replaces a gRPC upstream for calls from now on.
     pub fn set_grpc_upstream(&mut self, name: impl Into<String>, upstream: GrpcUpstream) {
-        Arc::make_mut(&mut self.store.data_mut().grpc_upstreams).insert(name.into(), upstream);
+        Arc::make_mut(&mut self.store.data_mut().grpc.upstreams).insert(name.into(), upstream);
     }
 
     pub(super) fn queue_ready(&mut self, token: u32) -> Result<()> {
@@ -32,7 +32,7 @@ impl Vm {
 
     /// Every `proxy_http_call` the plugin made, in order.
     pub fn http_calls(&self) -> &[HttpCall] {
-        &self.store.data().http_calls
+        &self.store.data().http.made
     }
 
     /// Answers a call its upstream left to the driver
@@ -61,12 +61,12 @@ impl Vm {
             }
         };
         let host = self.store.data_mut();
-        let Some(index) = host.deferred_calls.iter().position(|t| *t == token) else {
+        let Some(index) = host.http.deferred.iter().position(|t| *t == token) else {
             return Err(Error::invalid_state(format!(
                 "no deferred HTTP call with token {token} is waiting for an answer"
             )));
         };
-        host.deferred_calls.swap_remove(index);
+        host.http.deferred.swap_remove(index);
         host.schedule(token, Duration::ZERO, CalloutEvent::HttpResponse(response));
         Ok(())
     }
@@ -74,6 +74,6 @@ impl Vm {
     /// Adds or replaces an upstream for calls from now on (rotate a JWKS,
     /// take a service down, ...).
     pub fn set_upstream(&mut self, name: impl Into<String>, upstream: Upstream) {
-        Arc::make_mut(&mut self.store.data_mut().upstreams).insert(name.into(), upstream);
+        Arc::make_mut(&mut self.store.data_mut().http.upstreams).insert(name.into(), upstream);
     }
 }

@@ -24,7 +24,7 @@ impl Vm {
     /// Nanoseconds until the next tick or callout event, if any.
     pub(crate) fn until_next_event(&self) -> Option<u64> {
         let host = self.store.data();
-        let tick = (host.tick_period_ns > 0).then_some(host.next_tick_ns);
+        let tick = (host.tick.period_ns > 0).then_some(host.tick.next_ns);
         let call = host.pending_calls.iter().map(|p| p.due_ns).min();
         let next = match (tick, call) {
             (Some(t), Some(c)) => t.min(c),
@@ -45,8 +45,8 @@ impl Vm {
     pub(crate) fn fire_due(&mut self) -> Result<bool> {
         let mut ran = self.settle()?;
         let host = self.store.data_mut();
-        if host.tick_period_ns > 0 && host.next_tick_ns <= host.clock.monotonic_ns {
-            host.next_tick_ns = host.clock.monotonic_ns + host.tick_period_ns;
+        if host.tick.period_ns > 0 && host.tick.next_ns <= host.clock.monotonic_ns {
+            host.tick.next_ns = host.clock.monotonic_ns + host.tick.period_ns;
             let root = host.root_id;
             if let Some(f) = self.callback(|c| &mut c.on_tick) {
                 self.invoke("proxy_on_tick", root, Phase::Callback, |s| {
@@ -102,7 +102,7 @@ impl Vm {
             CalloutEvent::HttpResponse(response) => self.deliver_http_response(token, response),
             CalloutEvent::GrpcInitialMetadata(metadata) => {
                 let n = metadata.len() as i32;
-                self.store.data_mut().grpc_initial_metadata = Some(metadata);
+                self.store.data_mut().grpc.initial_metadata = Some(metadata);
                 self.call_root3(
                     |c| &mut c.on_grpc_receive_initial_metadata,
                     "proxy_on_grpc_receive_initial_metadata",
@@ -112,7 +112,7 @@ impl Vm {
             }
             CalloutEvent::GrpcMessage(message) => {
                 let size = message.len() as i32;
-                self.store.data_mut().grpc_message = Some(message);
+                self.store.data_mut().grpc.message = Some(message);
                 let result = self.call_root3(
                     |c| &mut c.on_grpc_receive,
                     "proxy_on_grpc_receive",
@@ -121,16 +121,16 @@ impl Vm {
                 );
                 // A unary call is over once its answer arrived.
                 let host = self.store.data_mut();
-                if let Some(&(index, _)) = host.grpc_open.get(&token)
-                    && !host.grpc_calls[index].streaming
+                if let Some(&(index, _)) = host.grpc.open.get(&token)
+                    && !host.grpc.calls[index].streaming
                 {
-                    host.grpc_open.remove(&token);
+                    host.grpc.open.remove(&token);
                 }
                 result
             }
             CalloutEvent::GrpcTrailingMetadata(metadata) => {
                 let n = metadata.len() as i32;
-                self.store.data_mut().grpc_trailing_metadata = Some(metadata);
+                self.store.data_mut().grpc.trailing_metadata = Some(metadata);
                 self.call_root3(
                     |c| &mut c.on_grpc_receive_trailing_metadata,
                     "proxy_on_grpc_receive_trailing_metadata",
@@ -141,7 +141,7 @@ impl Vm {
             CalloutEvent::GrpcClose(code, message) => {
                 let host = self.store.data_mut();
                 host.status = (code, message.into_bytes());
-                host.grpc_open.remove(&token);
+                host.grpc.open.remove(&token);
                 self.call_root3(
                     |c| &mut c.on_grpc_close,
                     "proxy_on_grpc_close",
@@ -151,10 +151,10 @@ impl Vm {
             }
         };
         let host = self.store.data_mut();
-        host.call_response = None;
-        host.grpc_message = None;
-        host.grpc_initial_metadata = None;
-        host.grpc_trailing_metadata = None;
+        host.http.response = None;
+        host.grpc.message = None;
+        host.grpc.initial_metadata = None;
+        host.grpc.trailing_metadata = None;
         // Envoy clears the status message after the callback but keeps the
         // code: `proxy_get_status` answers it in every later callback, on
         // any context, until the next callout sets another (measured in
@@ -194,7 +194,7 @@ impl Vm {
                 (0, 0, 0)
             }
         };
-        host.call_response = response;
+        host.http.response = response;
         let token = token as i32;
         match self.callback(|c| &mut c.on_http_call_response) {
             Some(f) => self.invoke(

@@ -226,7 +226,7 @@ impl Vm {
 
     /// The tick period the plugin set, if any.
     pub fn tick_period(&self) -> Option<Duration> {
-        let ns = self.store.data().tick_period_ns;
+        let ns = self.store.data().tick.period_ns;
         (ns > 0).then(|| Duration::from_nanos(ns))
     }
 
