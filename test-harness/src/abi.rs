@@ -264,4 +264,27 @@ pub(crate) mod errno {
     pub(crate) const NOENT: i32 = 44;
     pub(crate) const NOSYS: i32 = 52;
     pub(crate) const NOTSUP: i32 = 58;
+    /// What Envoy's stub for a restricted WASI capability answers.
+    pub(crate) const NOTCAPABLE: i32 = 76;
 }
+
+/// The WASI functions a capability restriction covers (cpp-host
+/// `FOR_ALL_WASI_FUNCTIONS`); the others the harness links are always
+/// allowed.
+pub(crate) const RESTRICTABLE_WASI: &[&str] = &[
+    "fd_write",
+    "fd_read",
+    "fd_seek",
+    "fd_close",
+    "fd_fdstat_get",
+    "environ_get",
+    "environ_sizes_get",
+    "args_get",
+    "args_sizes_get",
+    "clock_time_get",
+    "random_get",
+    "proc_exit",
+    "path_open",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+];

@@ -58,6 +58,7 @@
 //! [wasmtime]: https://docs.rs/wasmtime
 
 mod abi;
+pub mod capabilities;
 mod costs;
 pub mod envoy;
 mod error;

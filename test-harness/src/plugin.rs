@@ -1,7 +1,7 @@
 //! Loading a plugin: compile once, check it the way Envoy does, and keep
 //! everything needed to start VMs from it cheaply and in parallel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -179,6 +179,7 @@ impl PluginBuilder {
                 foreign_functions: HashMap::new(),
                 filter_state_keys: Vec::new(),
                 allow_on_headers_stop_iteration: false,
+                allowed_capabilities: None,
             },
         }
     }
@@ -315,6 +316,27 @@ impl PluginBuilder {
         self
     }
 
+    /// Envoy's `PluginConfig.capability_restriction_config`: only these
+    /// capabilities (host functions, WASI functions, `proxy_on_*`
+    /// callbacks, by ABI name) are allowed, as Envoy 1.40 enforces it. A
+    /// restricted host function answers `INTERNAL_FAILURE` (a restricted
+    /// WASI function errno 76, `ENOTCAPABLE`) and is listed by
+    /// [`Vm::restricted_calls`](crate::Vm::restricted_calls); a restricted
+    /// callback is never called, as if the module did not export it. An
+    /// empty list restricts nothing (Envoy treats an empty map so).
+    /// [`capabilities::required`](crate::capabilities::required) derives the
+    /// list a module needs.
+    #[must_use]
+    pub fn allowed_capabilities<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let names: HashSet<String> = names.into_iter().map(Into::into).collect();
+        self.settings.allowed_capabilities = (!names.is_empty()).then(|| Arc::new(names));
+        self
+    }
+
     /// Compiles and checks the module as Envoy would before starting it.
     ///
     /// # Errors
@@ -352,7 +374,17 @@ impl PluginBuilder {
             _ => None,
         }
         .ok_or(Repr::MissingMemory)?;
-        let exports = resolve_exports(&module, abi)?;
+        let mut exports = resolve_exports(&module, abi)?;
+        // Envoy looks a `proxy_on_*` callback up only when it is allowed
+        // (the allocator is looked up regardless).
+        for (slot, (name, _, _)) in exports.iter_mut().zip(CALLBACKS) {
+            if name.starts_with("proxy_on_")
+                && *name != "proxy_on_memory_allocate"
+                && !self.settings.allows(name)
+            {
+                *slot = None;
+            }
+        }
         let has_allocator = ["malloc", "proxy_on_memory_allocate"]
             .iter()
             .any(|name| exports[callback_index(name)].is_some());

@@ -1,7 +1,7 @@
 //! Everything about a plugin that is not the module itself, as its VMs
 //! read it: configuration, properties, limits, upstreams, foreign functions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,20 @@ pub(crate) struct PluginSettings {
     pub(crate) filter_state_keys: Vec<String>,
     /// `PluginConfig.allow_on_headers_stop_iteration`.
     pub(crate) allow_on_headers_stop_iteration: bool,
+    /// `PluginConfig.capability_restriction_config.allowed_capabilities`
+    /// (`None`: no restriction, as Envoy treats an empty map).
+    pub(crate) allowed_capabilities: Option<Arc<HashSet<String>>>,
+}
+
+impl PluginSettings {
+    /// Whether the capability `name` (a host function, a WASI function, a
+    /// `proxy_on_*` callback) is allowed: everything is when no
+    /// restriction is configured (cpp-host `capabilityAllowed`).
+    pub(crate) fn allows(&self, name: &str) -> bool {
+        self.allowed_capabilities
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(name))
+    }
 }
 
 type ForeignFn = dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, Status> + Send + Sync;

@@ -166,8 +166,12 @@ impl fmt::Display for Load {
 /// sample each of compiling and starting (a report, not a benchmark).
 pub(crate) fn check_module(bytes: &[u8], config: &[u8]) -> Result<Load, String> {
     let started = Instant::now();
+    // Under the capability restriction the ready configs ship with: a host
+    // call outside it fails the check.
+    let allowed = proxy_wasm_harness::capabilities::required(bytes).map_err(|e| e.to_string())?;
     let plugin = Plugin::builder_from_bytes(bytes.to_vec())
         .configuration(config.to_vec())
+        .allowed_capabilities(allowed)
         .build()
         .map_err(|e| e.to_string())?;
     let compile = started.elapsed();
@@ -193,6 +197,11 @@ pub(crate) fn check_module(bytes: &[u8], config: &[u8]) -> Result<Load, String> 
         stream.finish().map_err(|e| e.to_string())?;
         // Log lines would pile up in the harness, not in the module.
         vm.take_logs();
+    }
+    if let Some(call) = vm.restricted_calls().first() {
+        return Err(format!(
+            "it called {call}, outside the capabilities derived from its imports and exports"
+        ));
     }
     Ok(Load {
         compile,

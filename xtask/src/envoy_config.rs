@@ -66,11 +66,17 @@ fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, Stri
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
         let name = &filter.package;
+        let module = root().join(format!("dist/{name}.wasm"));
+        let bytes =
+            fs::read(&module).map_err(|e| format!("cannot read {}: {e}", module.display()))?;
+        let allowed = proxy_wasm_harness::capabilities::required(&bytes)
+            .map_err(|e| format!("{}: {e}", module.display()))?;
         listener = listener.filter(HttpFilter::wasm(
             WasmFilter::new(name, format!("dist/{name}.wasm"))
                 .root_id(name)
                 .vm_id(name)
                 .failure_policy("FAIL_CLOSED")
+                .allowed_capabilities(allowed)
                 .configuration(value.to_string()),
         ));
         sources.push(format!(
@@ -107,7 +113,9 @@ fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, Stri
 # {plural} {sources}.
 # Each filter fails closed: when its VM cannot serve, requests get a 503
 # instead of bypassing it (failure_policy replaces the deprecated
-# fail_open; never set both).
+# fail_open; never set both), and may use only the capabilities its module
+# imports and exports (`proxy-wasm-harness capabilities dist/<filter>.wasm`):
+# any other host call answers INTERNAL_FAILURE.
 {}",
         bootstrap.to_yaml()?,
         sources = sources.join(", "),

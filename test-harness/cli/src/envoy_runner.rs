@@ -189,11 +189,13 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Cluster>) -> Result<Boots
         let module = module
             .canonicalize()
             .map_err(|e| format!("{}: {e}", module.display()))?;
+        let allowed = filter.allowed_capabilities(&module)?;
         let mut wasm = WasmFilter::new(filter.plugin_name(i), module)
             .filter_name("envoy.filters.http.wasm")
             .configuration(text(filter.configuration.as_ref()))
             .vm_configuration(text(filter.vm_config.as_ref()))
-            .allow_on_headers_stop_iteration(filter.allow_on_headers_stop_iteration);
+            .allow_on_headers_stop_iteration(filter.allow_on_headers_stop_iteration)
+            .allowed_capabilities(allowed);
         if let Some(root_id) = &filter.root_id {
             wasm = wasm.root_id(root_id);
         }

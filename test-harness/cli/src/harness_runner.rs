@@ -41,7 +41,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
     ]);
     properties.extend(scenario.properties.clone());
     for (i, (filter, module)) in scenario.filters.iter().zip(&loaded.modules).enumerate() {
-        let mut builder = filter.plugin_builder(module, i, &runtime, &properties);
+        let mut builder = filter.plugin_builder(module, i, &runtime, &properties)?;
         for (name, spec) in &scenario.upstreams {
             builder = builder
                 .upstream(name.clone(), upstream(spec))

@@ -35,9 +35,22 @@ enum Command {
     Test(TestArgs),
     /// Prints the JSON Schema of scenario files.
     Schema,
+    /// Prints the `capability_restriction_config` that allows exactly what a
+    /// module needs: the `proxy_*` and WASI functions it imports and the
+    /// `proxy_on_*` callbacks it exports (for Envoy's `PluginConfig`).
+    Capabilities(CapabilitiesArgs),
     /// Runs a local dev proxy: real HTTP traffic through a filter chain in
     /// the harness, forwarded to an upstream URL, reloaded on change.
     Serve(serve::ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CapabilitiesArgs {
+    /// The wasm module.
+    module: std::path::PathBuf,
+    /// Print JSON instead of YAML.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +85,17 @@ struct TestArgs {
     /// as each test case's `system-out`).
     #[arg(long)]
     costs: bool,
+    /// `derived`: run every filter that sets no `capabilities` of its own
+    /// under the capability restriction derived from its module (what
+    /// `proxy-wasm-harness capabilities` prints), in both runners.
+    #[arg(long, value_enum)]
+    capabilities: Option<CapabilitiesDefault>,
+}
+
+/// The capability restriction `test --capabilities` gives filters.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CapabilitiesDefault {
+    Derived,
 }
 
 /// Lines of a plugin log section a failure report shows.
@@ -81,6 +105,52 @@ const SHOWN_LOG_LINES: usize = 40;
 enum Format {
     Text,
     Junit,
+}
+
+/// `capabilities MODULE`: the restriction block, as YAML (with a comment
+/// saying where it goes) or JSON.
+fn capabilities(args: &CapabilitiesArgs) -> ExitCode {
+    let names = std::fs::read(&args.module)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            proxy_wasm_harness::capabilities::required(&bytes).map_err(|e| e.to_string())
+        });
+    let names = match names {
+        Ok(names) => names,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.module.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let allowed: serde_json::Map<String, serde_json::Value> = names
+        .into_iter()
+        .map(|name| (name, serde_json::json!({})))
+        .collect();
+    let block =
+        serde_json::json!({"capability_restriction_config": {"allowed_capabilities": allowed}});
+    if args.json {
+        println!("{block:#}");
+        return ExitCode::SUCCESS;
+    }
+    match serde_yaml_ng::to_string(&block) {
+        Ok(yaml) => {
+            println!(
+                "# What {} needs: the proxy_* and WASI functions it imports and the\n\
+                 # proxy_on_* callbacks it exports. Goes in the wasm filter's PluginConfig\n\
+                 # (envoy.extensions.wasm.v3.PluginConfig, next to vm_config).",
+                args.module
+                    .file_name()
+                    .unwrap_or(args.module.as_os_str())
+                    .to_string_lossy()
+            );
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -99,6 +169,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Capabilities(args) => capabilities(&args),
         Command::Test(args) => test(&args),
         Command::Serve(args) => serve::run(&args),
     }
@@ -171,7 +242,16 @@ fn test(args: &TestArgs) -> ExitCode {
         let mut costs = None;
         let verdict = match scenario::load(file) {
             Err(e) => Verdict::Invalid(e.to_string()),
-            Ok(loaded) => {
+            Ok(mut loaded) => {
+                if let Some(CapabilitiesDefault::Derived) = args.capabilities {
+                    for filter in &mut loaded.scenario.filters {
+                        filter
+                            .capabilities
+                            .get_or_insert(scenario::Capabilities::Derived(
+                                scenario::Derived::Derived,
+                            ));
+                    }
+                }
                 let harness = (!args.envoy).then(|| harness_runner::run(&loaded));
                 let envoy = envoy
                     .as_ref()

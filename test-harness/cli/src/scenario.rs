@@ -93,6 +93,31 @@ pub(crate) struct FilterSpec {
     /// the headers lets the body still reach the filter.
     #[serde(default)]
     pub(crate) allow_on_headers_stop_iteration: bool,
+    /// Envoy's `PluginConfig.capability_restriction_config`: only these
+    /// capabilities (host functions, WASI functions and `proxy_on_*`
+    /// callbacks, by name) are allowed, in both runners; `derived`: exactly
+    /// what the module imports and exports (`proxy-wasm-harness
+    /// capabilities`). Absent: no restriction.
+    #[serde(default)]
+    pub(crate) capabilities: Option<Capabilities>,
+}
+
+/// A filter's capability restriction: `derived`, or the allowed names.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "`capabilities`: `derived` or a list of capability names"
+)]
+pub(crate) enum Capabilities {
+    Derived(Derived),
+    Listed(Vec<String>),
+}
+
+/// `derived`: what the module imports and exports.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Derived {
+    Derived,
 }
 
 /// An upstream for callouts: a canned answer or a failure.
@@ -228,7 +253,7 @@ impl FilterSpec {
         index: usize,
         runtime: &proxy_wasm_harness::Runtime,
         properties: &BTreeMap<String, String>,
-    ) -> proxy_wasm_harness::PluginBuilder {
+    ) -> Result<proxy_wasm_harness::PluginBuilder, String> {
         let mut builder = proxy_wasm_harness::Plugin::builder(module)
             .runtime(runtime)
             .name(self.plugin_name(index))
@@ -236,11 +261,26 @@ impl FilterSpec {
             .vm_id(self.vm_id.clone().unwrap_or_default())
             .configuration(text(self.configuration.as_ref()))
             .vm_configuration(text(self.vm_config.as_ref()))
-            .allow_on_headers_stop_iteration(self.allow_on_headers_stop_iteration);
+            .allow_on_headers_stop_iteration(self.allow_on_headers_stop_iteration)
+            .allowed_capabilities(self.allowed_capabilities(module)?);
         for (path, value) in properties {
             builder = builder.property(path, value.as_bytes().to_vec());
         }
-        builder
+        Ok(builder)
+    }
+
+    /// The capabilities the plugin is restricted to (empty: none).
+    pub(crate) fn allowed_capabilities(&self, module: &Path) -> Result<Vec<String>, String> {
+        match &self.capabilities {
+            None => Ok(Vec::new()),
+            Some(Capabilities::Listed(names)) => Ok(names.clone()),
+            Some(Capabilities::Derived(Derived::Derived)) => {
+                let bytes =
+                    std::fs::read(module).map_err(|e| format!("{}: {e}", module.display()))?;
+                proxy_wasm_harness::capabilities::required(&bytes)
+                    .map_err(|e| format!("{}: {e}", module.display()))
+            }
+        }
     }
 
     /// The plugin's name: as given, or `filter-<index>`.
@@ -830,6 +870,33 @@ mod tests {
         assert!(
             e.contains("regex.yaml:7:") && e.contains("invalid regular expression"),
             "{e}"
+        );
+        let e = error(
+            "caps.yaml",
+            "filters:\n  - wasm: fixture:sdk-filter\n    capabilities: derive\n",
+        );
+        assert!(
+            e.contains("caps.yaml:2:") && e.contains("`derived` or a list of capability names"),
+            "{e}"
+        );
+        let loaded = load(&write(
+            "caps-ok.yaml",
+            "filters:\n  - wasm: fixture:sdk-filter\n    capabilities: derived\n  - wasm: fixture:sdk-filter\n    capabilities: [proxy_log]\n",
+        ))
+        .unwrap();
+        let modules = &loaded.modules;
+        let derived = loaded.scenario.filters[0]
+            .allowed_capabilities(&modules[0])
+            .unwrap();
+        assert!(
+            derived.iter().any(|c| c == "proxy_on_request_headers"),
+            "{derived:?}"
+        );
+        assert_eq!(
+            loaded.scenario.filters[1]
+                .allowed_capabilities(&modules[1])
+                .unwrap(),
+            ["proxy_log"]
         );
         let e = error(
             "prop.yaml",

@@ -354,6 +354,7 @@ pub struct WasmFilter {
     vm_configuration: Option<String>,
     failure_policy: Option<String>,
     allow_on_headers_stop_iteration: Option<bool>,
+    allowed_capabilities: Vec<String>,
 }
 
 impl WasmFilter {
@@ -371,6 +372,7 @@ impl WasmFilter {
             vm_configuration: None,
             failure_policy: None,
             allow_on_headers_stop_iteration: None,
+            allowed_capabilities: Vec::new(),
         }
     }
 
@@ -424,6 +426,19 @@ impl WasmFilter {
         self
     }
 
+    /// `capability_restriction_config.allowed_capabilities`: only these
+    /// host functions, WASI functions and callbacks (empty: no
+    /// restriction, the field left out).
+    #[must_use]
+    pub fn allowed_capabilities<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_capabilities = names.into_iter().map(Into::into).collect();
+        self
+    }
+
     fn wire(&self) -> wire::Wasm {
         let string_value = |text: &String| wire::StringValue {
             type_url: STRING_VALUE,
@@ -436,6 +451,14 @@ impl WasmFilter {
                 root_id: self.root_id.clone(),
                 failure_policy: self.failure_policy.clone(),
                 allow_on_headers_stop_iteration: self.allow_on_headers_stop_iteration,
+                capability_restriction_config: (!self.allowed_capabilities.is_empty()).then(|| {
+                    let allowed: serde_json::Map<String, Value> = self
+                        .allowed_capabilities
+                        .iter()
+                        .map(|name| (name.clone(), json!({})))
+                        .collect();
+                    json!({"allowed_capabilities": allowed})
+                }),
                 configuration: self.configuration.as_ref().map(string_value),
                 vm_config: wire::VmConfig {
                     vm_id: self.vm_id.clone(),
@@ -621,6 +644,8 @@ mod wire {
         pub(super) failure_policy: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub(super) allow_on_headers_stop_iteration: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) capability_restriction_config: Option<Value>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub(super) configuration: Option<StringValue>,
         pub(super) vm_config: VmConfig,

@@ -60,6 +60,9 @@ fn proxy_set_effective_context(mut caller: Caller<'_, Host>, context_id: i32) ->
 fn proxy_log(mut caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32) -> Ret {
     // Allowed while the module starts, so counted without `enter`.
     caller.data_mut().meter.host_call("proxy_log");
+    if super::restricted(&mut caller, "proxy_log") {
+        return status(Status::InternalFailure);
+    }
     let Some(level) = LogLevel::from_abi(level as u32) else {
         return status(Status::BadArgument);
     };

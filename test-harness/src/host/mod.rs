@@ -216,6 +216,8 @@ pub(crate) struct Host {
     pub(crate) last_buffer: BTreeMap<u32, crate::abi::BufferType>,
     /// The running callback's crossings.
     pub(crate) meter: Meter,
+    /// Capabilities the module called outside its restriction, in order.
+    pub(crate) restricted_calls: Vec<&'static str>,
     /// Crossings of callbacks on contexts that are not HTTP streams (the
     /// root context, TCP connections).
     pub(crate) other_costs: Costs,
@@ -270,6 +272,7 @@ impl Host {
             callback_counts: Vec::new(),
             last_buffer: BTreeMap::new(),
             meter: Meter::default(),
+            restricted_calls: Vec::new(),
             other_costs: Costs::default(),
         }
     }
@@ -490,6 +493,9 @@ macro_rules! host_fn_with {
             fn link(self, linker: &mut Linker<Host>, name: &'static str) -> wasmtime::Result<()> {
                 linker.func_wrap("env", name, move |mut caller: Caller<'_, Host>, $($param: $param),*| -> Ret {
                     enter(&mut caller, name)?;
+                    if restricted(&mut caller, name) {
+                        return Ok(Status::InternalFailure.code());
+                    }
                     self(caller, $($param),*)
                 })?;
                 Ok(())
@@ -511,6 +517,21 @@ host_fn_with!(A1, A2, A3, A4, A5, A6, A7, A8, A9);
 host_fn_with!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10);
 host_fn_with!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
 host_fn_with!(A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11, A12);
+
+/// Whether `capability` is outside the plugin's capability restriction; if
+/// so it is recorded, and the caller answers as Envoy's stub does
+/// (`INTERNAL_FAILURE`, or `ENOTCAPABLE` for WASI), doing nothing else.
+/// Envoy logs "Attempted call to restricted … capability" in its own log,
+/// not the plugin's; the harness lists the call in
+/// [`Vm::restricted_calls`](crate::Vm::restricted_calls).
+pub(crate) fn restricted(caller: &mut Caller<'_, Host>, capability: &'static str) -> bool {
+    let host = caller.data_mut();
+    if host.settings.allows(capability) {
+        return false;
+    }
+    host.restricted_calls.push(capability);
+    true
+}
 
 /// A host function this harness does not implement yet (called after
 /// [`enter`]): it answers UNIMPLEMENTED and records a harness error that

@@ -8,7 +8,14 @@ use rand_core::RngCore;
 use wasmtime::{Caller, Linker};
 
 use super::{Host, Ret, slice, split, write_bytes, write_u32, write_u64};
-use crate::abi::{LogLevel, errno};
+use crate::abi::{LogLevel, RESTRICTABLE_WASI, errno};
+
+/// Whether `name` is a restrictable WASI function outside the plugin's
+/// capability restriction (then recorded; Envoy's stub answers
+/// `ENOTCAPABLE` and logs the attempt in its own log).
+fn restricted(caller: &mut Caller<'_, Host>, name: &'static str) -> bool {
+    RESTRICTABLE_WASI.contains(&name) && super::restricted(caller, name)
+}
 
 /// Envoy refuses to fill more than 64 KiB of randomness at once.
 const MAX_RANDOM_BYTES: usize = 64 * 1024;
@@ -17,6 +24,9 @@ macro_rules! stub {
     ($linker:expr, $module:expr, $name:literal, ($($t:ty),*), $errno:expr) => {
         $linker.func_wrap($module, $name, |mut c: Caller<'_, Host>, $(_: $t),*| -> Ret {
             c.data_mut().meter.host_call($name);
+            if restricted(&mut c, $name) {
+                return Ok(errno::NOTCAPABLE);
+            }
             Ok($errno)
         })?;
     };
@@ -37,6 +47,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             "fd_seek",
             |mut c: Caller<'_, Host>, _: i32, _: i64, _: i32, _: i32| -> Ret {
                 c.data_mut().meter.host_call("fd_seek");
+                if restricted(&mut c, "fd_seek") {
+                    return Ok(errno::NOTCAPABLE);
+                }
                 c.data_mut().log(LogLevel::Error, b"wasi_unstable fd_seek");
                 Ok(errno::SUCCESS)
             },
@@ -46,6 +59,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             "fd_close",
             |mut c: Caller<'_, Host>, _: i32| -> Ret {
                 c.data_mut().meter.host_call("fd_close");
+                if restricted(&mut c, "fd_close") {
+                    return Ok(errno::NOTCAPABLE);
+                }
                 c.data_mut().log(LogLevel::Error, b"wasi_unstable fd_close");
                 Ok(errno::SUCCESS)
             },
@@ -231,6 +247,9 @@ pub(super) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
 /// with one trailing newline removed, as Envoy does; other fds are BADF.
 fn fd_write(mut caller: Caller<'_, Host>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32) -> Ret {
     caller.data_mut().meter.host_call("fd_write");
+    if restricted(&mut caller, "fd_write") {
+        return Ok(errno::NOTCAPABLE);
+    }
     let level = match fd {
         1 => LogLevel::Info,
         2 => LogLevel::Error,
@@ -270,6 +289,9 @@ fn fd_write(mut caller: Caller<'_, Host>, fd: i32, iovs: i32, iovs_len: i32, nwr
 
 fn fd_fdstat_get(mut caller: Caller<'_, Host>, fd: i32, stat: i32) -> Ret {
     caller.data_mut().meter.host_call("fd_fdstat_get");
+    if restricted(&mut caller, "fd_fdstat_get") {
+        return Ok(errno::NOTCAPABLE);
+    }
     if fd != 1 && fd != 2 {
         return Ok(errno::BADF);
     }
@@ -288,6 +310,9 @@ fn fd_fdstat_get(mut caller: Caller<'_, Host>, fd: i32, stat: i32) -> Ret {
 
 fn environ_sizes_get(mut caller: Caller<'_, Host>, count_ptr: i32, size_ptr: i32) -> Ret {
     caller.data_mut().meter.host_call("environ_sizes_get");
+    if restricted(&mut caller, "environ_sizes_get") {
+        return Ok(errno::NOTCAPABLE);
+    }
     let Some((mem, host)) = split(&mut caller) else {
         return Ok(errno::FAULT);
     };
@@ -299,6 +324,9 @@ fn environ_sizes_get(mut caller: Caller<'_, Host>, count_ptr: i32, size_ptr: i32
 
 fn environ_get(mut caller: Caller<'_, Host>, array_ptr: i32, buf_ptr: i32) -> Ret {
     caller.data_mut().meter.host_call("environ_get");
+    if restricted(&mut caller, "environ_get") {
+        return Ok(errno::NOTCAPABLE);
+    }
     let Some((mem, host)) = split(&mut caller) else {
         return Ok(errno::FAULT);
     };
@@ -316,6 +344,9 @@ fn environ_get(mut caller: Caller<'_, Host>, array_ptr: i32, buf_ptr: i32) -> Re
 
 fn args_sizes_get(mut caller: Caller<'_, Host>, argc: i32, size: i32) -> Ret {
     caller.data_mut().meter.host_call("args_sizes_get");
+    if restricted(&mut caller, "args_sizes_get") {
+        return Ok(errno::NOTCAPABLE);
+    }
     let Some((mem, _)) = split(&mut caller) else {
         return Ok(errno::FAULT);
     };
@@ -328,6 +359,9 @@ fn args_sizes_get(mut caller: Caller<'_, Host>, argc: i32, size: i32) -> Ret {
 
 fn clock_time_get(mut caller: Caller<'_, Host>, clock: i32, _precision: i64, ret: i32) -> Ret {
     caller.data_mut().meter.host_call("clock_time_get");
+    if restricted(&mut caller, "clock_time_get") {
+        return Ok(errno::NOTCAPABLE);
+    }
     let Some((mem, host)) = split(&mut caller) else {
         return Ok(errno::FAULT);
     };
@@ -345,6 +379,9 @@ fn clock_time_get(mut caller: Caller<'_, Host>, clock: i32, _precision: i64, ret
 
 fn random_get(mut caller: Caller<'_, Host>, buf: i32, len: i32) -> Ret {
     caller.data_mut().meter.host_call("random_get");
+    if restricted(&mut caller, "random_get") {
+        return Ok(errno::NOTCAPABLE);
+    }
     let len = len as u32 as usize;
     if len > MAX_RANDOM_BYTES {
         return Ok(errno::INVAL);
@@ -366,6 +403,9 @@ fn random_get(mut caller: Caller<'_, Host>, buf: i32, len: i32) -> Ret {
 /// Envoy only logs `proc_exit`; the guest then usually traps on its own.
 fn proc_exit(mut caller: Caller<'_, Host>, code: i32) {
     caller.data_mut().meter.host_call("proc_exit");
+    if restricted(&mut caller, "proc_exit") {
+        return;
+    }
     let message = format!("wasi proc_exit({code})");
     caller.data_mut().log(LogLevel::Error, message.as_bytes());
 }

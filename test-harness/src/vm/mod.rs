@@ -286,6 +286,13 @@ impl Vm {
         self.store.data().route_cache_clears
     }
 
+    /// Capabilities the module called outside its restriction
+    /// ([`PluginBuilder::allowed_capabilities`](crate::PluginBuilder::allowed_capabilities)),
+    /// in order: each answered as Envoy's stub does.
+    pub fn restricted_calls(&self) -> &[&'static str] {
+        &self.store.data().restricted_calls
+    }
+
     /// Linear-memory size in 64 KiB pages (watch it for leaks).
     pub fn memory_pages(&self) -> u64 {
         self.store.data().memory.map_or(0, |m| m.size(&self.store))

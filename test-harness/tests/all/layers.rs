@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     // message before a filter sees it.
     &[
         "error",
+        "capabilities",
         "settings",
         "process",
         "stream_state",

@@ -8,6 +8,7 @@ mod abi_lifecycle;
 mod abi_shared;
 mod abi_wasi;
 mod callouts;
+mod capabilities;
 mod chains;
 mod costs;
 mod envoy_ffi;

@@ -47,7 +47,9 @@ impl Generation {
         let mut names = Vec::new();
         for (i, (filter, module)) in config.filters.iter().zip(&loaded.modules).enumerate() {
             let name = filter.plugin_name(i);
-            let mut builder = filter.plugin_builder(module, i, runtime, &config.properties);
+            let mut builder = filter
+                .plugin_builder(module, i, runtime, &config.properties)
+                .map_err(|e| format!("filter `{name}`: {e}"))?;
             for upstream in loaded.callouts.keys() {
                 builder =
                     builder.upstream(upstream.clone(), proxy_wasm_harness::Upstream::deferred());
