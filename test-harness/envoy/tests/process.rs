@@ -24,23 +24,27 @@ fn work(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 
+/// Starts `binary` on `bootstrap` in the work folder `name`; waits until it
+/// is ready or gave up.
+fn start(
+    binary: &Path,
+    name: &str,
+    bootstrap: &Bootstrap,
+) -> (Envoy, Result<std::net::SocketAddr, StartError>) {
+    let mut envoy = Envoy::start(binary, &work(name), "envoy", bootstrap, &Options::default())
+        .expect("spawned");
+    let ready = block_on(envoy.ready(Duration::from_secs(60))).expect("runtime");
+    (envoy, ready)
+}
+
 #[test]
 fn envoy_starts_on_free_ports_and_serves_its_listener() {
     let Some(binary) = envoy() else { return };
     let bootstrap = Bootstrap::new()
         .listener(Listener::new("one").route(Route::direct("/", 200, "first")))
         .listener(Listener::new("two").route(Route::direct("/", 201, "second")));
-    let mut envoy = Envoy::start(
-        &binary,
-        &work("serves"),
-        "envoy",
-        &bootstrap,
-        &Options::default(),
-    )
-    .expect("spawned");
-    let admin = block_on(envoy.ready(Duration::from_secs(60)))
-        .expect("runtime")
-        .expect("ready");
+    let (envoy, ready) = start(&binary, "serves", &bootstrap);
+    let admin = ready.expect("ready");
     assert_ne!(admin.port(), 0);
     for (listener, status, body) in [("one", 200, "first"), ("two", 201, "second")] {
         let addr = block_on(envoy.listener(listener))
@@ -67,15 +71,7 @@ fn a_module_envoy_cannot_load_ends_start_up_with_its_log() {
             .filter(HttpFilter::wasm(WasmFilter::new("broken", &missing)))
             .route(Route::direct("/", 200, "ok")),
     );
-    let mut envoy = Envoy::start(
-        &binary,
-        &work("refused"),
-        "envoy",
-        &bootstrap,
-        &Options::default(),
-    )
-    .expect("spawned");
-    match block_on(envoy.ready(Duration::from_secs(60))).expect("runtime") {
+    match start(&binary, "refused", &bootstrap).1 {
         Err(StartError::Exited { log }) => {
             assert!(log.contains("no-such-module.wasm"), "{log}");
         }
