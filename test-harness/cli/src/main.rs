@@ -122,12 +122,9 @@ fn capabilities(args: &CapabilitiesArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let allowed: serde_json::Map<String, serde_json::Value> = names
-        .into_iter()
-        .map(|name| (name, serde_json::json!({})))
-        .collect();
-    let block =
-        serde_json::json!({"capability_restriction_config": {"allowed_capabilities": allowed}});
+    let block = serde_json::json!({
+        "capability_restriction_config": harness_envoy::bootstrap::capability_restriction(&names)
+    });
     if args.json {
         println!("{block:#}");
         return ExitCode::SUCCESS;

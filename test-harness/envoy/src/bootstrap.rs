@@ -451,14 +451,8 @@ impl WasmFilter {
                 root_id: self.root_id.clone(),
                 failure_policy: self.failure_policy.clone(),
                 allow_on_headers_stop_iteration: self.allow_on_headers_stop_iteration,
-                capability_restriction_config: (!self.allowed_capabilities.is_empty()).then(|| {
-                    let allowed: serde_json::Map<String, Value> = self
-                        .allowed_capabilities
-                        .iter()
-                        .map(|name| (name.clone(), json!({})))
-                        .collect();
-                    json!({"allowed_capabilities": allowed})
-                }),
+                capability_restriction_config: (!self.allowed_capabilities.is_empty())
+                    .then(|| capability_restriction(&self.allowed_capabilities)),
                 configuration: self.configuration.as_ref().map(string_value),
                 vm_config: wire::VmConfig {
                     vm_id: self.vm_id.clone(),
@@ -469,6 +463,14 @@ impl WasmFilter {
             },
         }
     }
+}
+
+/// Envoy's `CapabilityRestrictionConfig` allowing exactly `names` (each
+/// mapped to an empty `SanitizationConfig`, which Envoy ignores).
+pub fn capability_restriction(names: &[String]) -> Value {
+    let allowed: serde_json::Map<String, Value> =
+        names.iter().map(|name| (name.clone(), json!({}))).collect();
+    json!({"allowed_capabilities": allowed})
 }
 
 /// A STATIC cluster with one endpoint.
