@@ -83,13 +83,13 @@ pub use error::{Error, ErrorKind, Result};
 pub use headers::HeaderMap;
 pub use log::LogEntry;
 pub use plugin::{
-    DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_START_TIME_UNIX_SECS, Plugin,
-    PluginBuilder,
+    DEFAULT_CALLBACK_DEADLINE, DEFAULT_MEMORY_LIMIT, DEFAULT_RELOAD_BASE_INTERVAL,
+    DEFAULT_START_TIME_UNIX_SECS, Plugin, PluginBuilder,
 };
 pub use process::Metric;
 pub use properties::value as property;
 pub use runtime::Runtime;
-pub use settings::ForeignFunction;
+pub use settings::{FailurePolicy, ForeignFunction};
 pub use stream::{Chain, Exchange, HttpStream};
 pub use stream_state::{LocalResponse, Message, Progress};
 pub use tcp::{TcpConnection, TcpExchange};

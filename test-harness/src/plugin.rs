@@ -13,7 +13,7 @@ use crate::error::{Repr, Result};
 use crate::host::Host;
 use crate::properties;
 use crate::runtime::Runtime;
-use crate::settings::{ForeignFunction, PluginSettings};
+use crate::settings::{FailurePolicy, ForeignFunction, PluginSettings};
 use crate::upstream::{GrpcUpstream, Upstream};
 use crate::vm::Vm;
 
@@ -21,6 +21,8 @@ use crate::vm::Vm;
 pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
 /// How long one callback may run before it is interrupted.
 pub const DEFAULT_CALLBACK_DEADLINE: Duration = Duration::from_secs(5);
+/// Envoy's default `reload_config.backoff.base_interval` for FAIL_RELOAD.
+pub const DEFAULT_RELOAD_BASE_INTERVAL: Duration = Duration::from_secs(1);
 /// Where the virtual clock starts: 2026-01-01T00:00:00Z.
 pub const DEFAULT_START_TIME_UNIX_SECS: u64 = 1_767_225_600;
 
@@ -180,6 +182,8 @@ impl PluginBuilder {
                 filter_state_keys: Vec::new(),
                 allow_on_headers_stop_iteration: false,
                 allowed_capabilities: None,
+                failure_policy: None,
+                reload_base_interval: DEFAULT_RELOAD_BASE_INTERVAL,
             },
         }
     }
@@ -262,6 +266,8 @@ impl PluginBuilder {
         self
     }
 
+    /// Envoy's default `reload_config.backoff.base_interval` for FAIL_RELOAD.
+    pub const DEFAULT_RELOAD_BASE_INTERVAL: Duration = Duration::from_secs(1);
     /// Where the virtual clock starts (default 2026-01-01T00:00:00Z).
     pub fn start_time(mut self, time: SystemTime) -> Self {
         self.settings.start_time_ns = unix_ns(time);
@@ -313,6 +319,30 @@ impl PluginBuilder {
     /// from one of their callbacks lets the headers go on too.
     pub fn allow_on_headers_stop_iteration(mut self, allow: bool) -> Self {
         self.settings.allow_on_headers_stop_iteration = allow;
+        self
+    }
+
+    /// Envoy's `PluginConfig.failure_policy`: emulate what Envoy does once a
+    /// VM failed (see [`FailurePolicy`]). Unset (the default), a trap is an
+    /// [`Error`](crate::Error) of the call that ran into it and the VM
+    /// refuses every later call ([`ErrorKind::Poisoned`](crate::ErrorKind::Poisoned)),
+    /// which is what a unit test of a filter usually wants. Set, a trap in a
+    /// stream's callback answers that stream 503 and later streams follow the
+    /// policy; [`Vm::failure`](crate::Vm::failure) says why the VM failed and
+    /// [`Vm::reloads`](crate::Vm::reloads) counts the new VMs of
+    /// `FailReload`.
+    #[must_use]
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.settings.failure_policy = Some(policy);
+        self
+    }
+
+    /// `PluginConfig.reload_config.backoff.base_interval` for
+    /// [`FailurePolicy::FailReload`] (default 1 s, as Envoy's; at least
+    /// 2 ms, as Envoy's back-off requires).
+    #[must_use]
+    pub fn reload_base_interval(mut self, base: Duration) -> Self {
+        self.settings.reload_base_interval = base.max(Duration::from_millis(2));
         self
     }
 

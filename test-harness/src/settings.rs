@@ -35,6 +35,57 @@ pub(crate) struct PluginSettings {
     /// `PluginConfig.capability_restriction_config.allowed_capabilities`
     /// (`None`: no restriction, as Envoy treats an empty map).
     pub(crate) allowed_capabilities: Option<Arc<HashSet<String>>>,
+    /// `PluginConfig.failure_policy` (`None`: a VM failure is the test's
+    /// error, not emulated).
+    pub(crate) failure_policy: Option<FailurePolicy>,
+    /// `PluginConfig.reload_config.backoff.base_interval` (FAIL_RELOAD).
+    pub(crate) reload_base_interval: Duration,
+}
+
+/// What Envoy does with a plugin's requests once its VM has failed (a trap,
+/// a callback past its deadline, memory past the limit):
+/// `PluginConfig.failure_policy`, as Envoy 1.40 applies it. The request
+/// whose callback failed gets a local 503 (empty body, details
+/// `wasm_fail_stream`) under every policy; the policy decides the requests
+/// after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailurePolicy {
+    /// Every later request gets a local 503 (Envoy's default: `UNSPECIFIED`
+    /// and `fail_open: false` mean this).
+    FailClosed,
+    /// The filter is skipped: later requests pass it untouched.
+    FailOpen,
+    /// A new VM takes a later request once the reload back-off elapsed since
+    /// the VM was last loaded (a random interval in [base, 1.5 × base),
+    /// drawn for each request, as Envoy's `JitteredLowerBoundBackOffStrategy`);
+    /// until then requests get the 503 of `FailClosed`.
+    FailReload,
+}
+
+impl FailurePolicy {
+    /// The name Envoy's configuration uses (`FAIL_CLOSED`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FailClosed => "FAIL_CLOSED",
+            Self::FailOpen => "FAIL_OPEN",
+            Self::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+impl std::str::FromStr for FailurePolicy {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "FAIL_CLOSED" => Ok(Self::FailClosed),
+            "FAIL_OPEN" => Ok(Self::FailOpen),
+            "FAIL_RELOAD" => Ok(Self::FailReload),
+            other => Err(format!(
+                "unknown failure policy `{other}`: FAIL_CLOSED, FAIL_OPEN or FAIL_RELOAD"
+            )),
+        }
+    }
 }
 
 impl PluginSettings {

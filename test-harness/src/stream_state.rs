@@ -248,6 +248,9 @@ pub(crate) struct HttpStreamState {
     /// `proxy_on_context_create` ran (Envoy creates the context lazily, at
     /// the first request headers).
     pub(crate) created: bool,
+    /// The stream was answered 503 because its filter's VM failed (Envoy's
+    /// `failStream`); the filter runs nothing for it any more.
+    pub(crate) failed: bool,
     pub(crate) request: Flow,
     pub(crate) response: Flow,
     pub(crate) local_response: Option<LocalResponse>,
@@ -280,6 +283,7 @@ impl HttpStreamState {
     ) -> Self {
         Self {
             created: false,
+            failed: false,
             request: Flow::new(),
             response: Flow::new(),
             local_response: None,

@@ -196,6 +196,9 @@ pub(crate) fn bootstrap(loaded: &Loaded, clusters: Vec<Cluster>) -> Result<Boots
             .vm_configuration(text(filter.vm_config.as_ref()))
             .allow_on_headers_stop_iteration(filter.allow_on_headers_stop_iteration)
             .allowed_capabilities(allowed);
+        if filter.failure_policy.is_some() {
+            wasm = wasm.failure_policy(filter.failure_policy().name());
+        }
         if let Some(root_id) = &filter.root_id {
             wasm = wasm.root_id(root_id);
         }

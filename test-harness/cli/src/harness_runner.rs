@@ -41,7 +41,10 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
     ]);
     properties.extend(scenario.properties.clone());
     for (i, (filter, module)) in scenario.filters.iter().zip(&loaded.modules).enumerate() {
-        let mut builder = filter.plugin_builder(module, i, &runtime, &properties)?;
+        // A trap does what Envoy's failure policy says, its default included.
+        let mut builder = filter
+            .plugin_builder(module, i, &runtime, &properties)?
+            .failure_policy(filter.failure_policy());
         for (name, spec) in &scenario.upstreams {
             builder = builder
                 .upstream(name.clone(), upstream(spec))

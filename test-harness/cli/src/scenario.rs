@@ -93,6 +93,15 @@ pub(crate) struct FilterSpec {
     /// the headers lets the body still reach the filter.
     #[serde(default)]
     pub(crate) allow_on_headers_stop_iteration: bool,
+    /// Envoy's `PluginConfig.failure_policy`: what requests get once the
+    /// filter's VM has failed (a trap, a callback past its deadline). The
+    /// request whose callback failed gets a local 503 under every policy;
+    /// later ones: `FAIL_CLOSED` (the default, as Envoy's) a local 503;
+    /// `FAIL_OPEN` pass the filter untouched; `FAIL_RELOAD` a new VM once
+    /// the reload back-off (1 to 1.5 s since the VM was last loaded) has
+    /// elapsed, a 503 until then.
+    #[serde(default)]
+    pub(crate) failure_policy: Option<FailurePolicy>,
     /// Envoy's `PluginConfig.capability_restriction_config`: only these
     /// capabilities (host functions, WASI functions and `proxy_on_*`
     /// callbacks, by name) are allowed, in both runners; `derived`: exactly
@@ -100,6 +109,27 @@ pub(crate) struct FilterSpec {
     /// capabilities`). Absent: no restriction.
     #[serde(default)]
     pub(crate) capabilities: Option<Capabilities>,
+}
+
+/// Envoy's `PluginConfig.failure_policy`, spelled as Envoy spells it.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+pub(crate) enum FailurePolicy {
+    #[serde(rename = "FAIL_CLOSED")]
+    Closed,
+    #[serde(rename = "FAIL_OPEN")]
+    Open,
+    #[serde(rename = "FAIL_RELOAD")]
+    Reload,
+}
+
+impl From<FailurePolicy> for proxy_wasm_harness::FailurePolicy {
+    fn from(policy: FailurePolicy) -> Self {
+        match policy {
+            FailurePolicy::Closed => Self::FailClosed,
+            FailurePolicy::Open => Self::FailOpen,
+            FailurePolicy::Reload => Self::FailReload,
+        }
+    }
 }
 
 /// A filter's capability restriction: `derived`, or the allowed names.
@@ -263,10 +293,21 @@ impl FilterSpec {
             .vm_configuration(text(self.vm_config.as_ref()))
             .allow_on_headers_stop_iteration(self.allow_on_headers_stop_iteration)
             .allowed_capabilities(self.allowed_capabilities(module)?);
+        // Only a policy the file sets: `serve` has its own answer to a trap
+        // (a 500, then new VMs) unless one is set.
+        if let Some(policy) = self.failure_policy {
+            builder = builder.failure_policy(policy.into());
+        }
         for (path, value) in properties {
             builder = builder.property(path, value.as_bytes().to_vec());
         }
         Ok(builder)
+    }
+
+    /// The failure policy: as set, else Envoy's default (FAIL_CLOSED).
+    pub(crate) fn failure_policy(&self) -> proxy_wasm_harness::FailurePolicy {
+        self.failure_policy
+            .map_or(proxy_wasm_harness::FailurePolicy::FailClosed, Into::into)
     }
 
     /// The capabilities the plugin is restricted to (empty: none).

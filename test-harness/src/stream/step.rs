@@ -21,6 +21,7 @@ use super::chain;
 use crate::abi::{AbiVersion, Action};
 use crate::error::{Error, Result};
 use crate::host::{Deferred, Phase};
+use crate::settings::FailurePolicy;
 use crate::stream_state::{
     Direction, Frame, HttpStreamState, LocalResponse, Out, Part, SharedFilterState, Stage, Stop,
 };
@@ -28,6 +29,7 @@ use crate::vm::Vm;
 
 impl Vm {
     pub(crate) fn open_stream(&mut self, filter_state: SharedFilterState, chained: bool) -> u32 {
+        self.reload_if_due();
         let id = self.new_context_id();
         let now = self.store.data().clock.realtime_ns;
         self.store
@@ -120,10 +122,22 @@ impl Vm {
     /// Runs the filter's callback for `frame` (creating its context first),
     /// then stops the direction or lets the frame pass, as it returned.
     fn deliver(&mut self, id: u32, dir: Direction, frame: Frame) -> Result<()> {
+        // A failed VM runs nothing: under FAIL_OPEN its filter is skipped;
+        // otherwise a stream it has not failed yet is answered 503, and what
+        // a failed stream still carries (the 503 itself) passes untouched.
+        let failed = match self.failed_policy() {
+            None => false,
+            Some(FailurePolicy::FailOpen) => true,
+            Some(_) if self.state(id)?.failed => true,
+            Some(_) => {
+                self.fail_stream(id);
+                return Ok(());
+            }
+        };
         // Envoy creates a filter's context at its request headers; a response
         // reaching a filter that never saw them (a later filter of a chain
         // answered locally) passes it untouched.
-        let skip = dir == Direction::Response && !self.state(id)?.created;
+        let skip = failed || (dir == Direction::Response && !self.state(id)?.created);
         if !skip {
             self.ensure_context(id)?;
         }
@@ -206,6 +220,10 @@ impl Vm {
                 (Stop::Trailers, action)
             }
         };
+        if !skip && self.state(id)?.failed {
+            // The callback failed the VM: the stream has its 503.
+            return self.flush_deferred();
+        }
         let stop = if headers_held {
             Stop::HeadersOnly
         } else {

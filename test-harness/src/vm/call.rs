@@ -136,7 +136,12 @@ impl Vm {
     /// Calls into the guest with the deadline armed and the context set;
     /// turns traps into [`Error`]s and poisons the VM, and turns harness
     /// problems raised during the call into [`ErrorKind::Harness`](crate::ErrorKind::Harness).
-    pub(crate) fn invoke<R>(
+    ///
+    /// Under a failure policy a failed VM runs nothing (the call returns
+    /// `R::default()`), and a guest failure in a callback fails the VM
+    /// without being the caller's error: when it was a stream's own filter
+    /// callback, that stream is answered 503 (see `failure`).
+    pub(crate) fn invoke<R: Default>(
         &mut self,
         callback: &'static str,
         context: u32,
@@ -144,6 +149,9 @@ impl Vm {
         call: impl FnOnce(&mut Store<Host>) -> wasmtime::Result<R>,
     ) -> Result<R> {
         if let Some(cause) = &self.poisoned {
+            if self.policy_absorbs(phase) {
+                return Ok(R::default());
+            }
             return Err(Repr::Poisoned {
                 cause: cause.clone(),
             }
@@ -183,7 +191,13 @@ impl Vm {
                 let deadline = self.plugin.settings.callback_deadline;
                 let error = classify(callback, &err, host, mark, deadline);
                 self.poisoned = Some(error.to_string());
-                Err(error.into())
+                if !self.policy_absorbs(phase) {
+                    return Err(error.into());
+                }
+                if STREAM_CALLBACKS.contains(&callback) {
+                    self.fail_stream(context);
+                }
+                Ok(R::default())
             }
         }
     }
@@ -215,6 +229,20 @@ impl Vm {
         Ok(())
     }
 }
+
+/// The callbacks of a stream's own filter chain steps: Envoy answers the
+/// stream 503 when one of them fails the VM (cpp-host `CHECK_FAIL_HTTP`).
+/// A failure in another callback (a callout's answer, a tick, `on_log`)
+/// fails the VM only.
+const STREAM_CALLBACKS: &[&str] = &[
+    "proxy_on_context_create",
+    "proxy_on_request_headers",
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+];
 
 /// Explains a failed guest call in the terms a filter author needs.
 fn classify(

@@ -6,6 +6,7 @@
 mod call;
 mod callouts;
 mod clock;
+mod failure;
 
 use call::typed;
 pub(crate) use call::{Callbacks, Slot};
@@ -20,7 +21,7 @@ use wasmtime::{Extern, Instance, Store, TypedFunc};
 
 use crate::abi::{AbiVersion, LogLevel};
 use crate::error::{Repr, Result};
-use crate::host::{Host, Phase};
+use crate::host::{Clock, Host, Phase};
 use crate::log::LogEntry;
 use crate::plugin::PluginInner;
 use crate::process::Metric;
@@ -39,6 +40,11 @@ pub struct Vm {
     next_context_id: u32,
     poisoned: Option<String>,
     deadline_ticks: u64,
+    /// Monotonic time the VM was last loaded (FAIL_RELOAD's back-off
+    /// counts from it).
+    last_load_ns: u64,
+    /// New VMs FAIL_RELOAD started in this one's place.
+    reloads: u32,
 }
 
 impl fmt::Debug for Vm {
@@ -53,14 +59,25 @@ impl fmt::Debug for Vm {
 
 impl Vm {
     pub(crate) fn start(plugin: &Arc<PluginInner>, start_time_ns: u64) -> Result<Self> {
+        let clock = Clock {
+            realtime_ns: start_time_ns,
+            monotonic_ns: 0,
+        };
+        Self::boot(plugin, clock)
+    }
+
+    /// Starts a VM whose clocks read `clock` (a reloaded VM goes on with
+    /// the clocks of the one it replaces).
+    pub(crate) fn boot(plugin: &Arc<PluginInner>, clock: Clock) -> Result<Self> {
         let runtime = &plugin.runtime;
-        let host = Host::new(
+        let mut host = Host::new(
             plugin.settings.clone(),
             runtime.shared().clone(),
             plugin.abi,
             runtime.shared().new_vm_uid(),
-            start_time_ns,
+            clock.realtime_ns,
         );
+        host.clock = clock;
         let mut store = Store::new(runtime.engine(), host);
         store.limiter(|host| &mut host.limiter);
         store.epoch_deadline_trap();
@@ -99,6 +116,8 @@ impl Vm {
             next_context_id: 1,
             poisoned: None,
             deadline_ticks,
+            last_load_ns: clock.monotonic_ns,
+            reloads: 0,
         };
         vm.initialize(start_fns)?;
         vm.create_root_context()?;
@@ -316,7 +335,8 @@ impl Vm {
         self.store.data().root_id
     }
 
-    /// Why this VM cannot be used any more, if it trapped.
+    /// Why this VM cannot be used any more, if it trapped (the same as
+    /// [`Vm::failure`]).
     pub fn poisoned(&self) -> Option<&str> {
         self.poisoned.as_deref()
     }

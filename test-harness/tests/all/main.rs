@@ -12,6 +12,7 @@ mod capabilities;
 mod chains;
 mod costs;
 mod envoy_ffi;
+mod failure_policy;
 mod grpc;
 mod layers;
 mod malformed;
