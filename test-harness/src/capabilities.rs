@@ -1,5 +1,5 @@
 //! The capabilities a module needs, for Envoy's
-//! `PluginConfig.capability_restriction_config`: the `proxy_*` host
+//! `VmConfig.capability_restriction_config`: the `proxy_*` host
 //! functions and restrictable WASI functions it imports, and the
 //! `proxy_on_*` callbacks it exports (Envoy calls a callback only when it
 //! is allowed, so a restriction must name them too). Read from the module's

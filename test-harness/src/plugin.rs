@@ -346,7 +346,7 @@ impl PluginBuilder {
         self
     }
 
-    /// Envoy's `PluginConfig.capability_restriction_config`: only these
+    /// Envoy's `VmConfig.capability_restriction_config`: only these
     /// capabilities (host functions, WASI functions, `proxy_on_*`
     /// callbacks, by ABI name) are allowed, as Envoy 1.40 enforces it. A
     /// restricted host function answers `INTERNAL_FAILURE` (a restricted

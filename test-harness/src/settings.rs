@@ -32,7 +32,7 @@ pub(crate) struct PluginSettings {
     pub(crate) filter_state_keys: Vec<String>,
     /// `PluginConfig.allow_on_headers_stop_iteration`.
     pub(crate) allow_on_headers_stop_iteration: bool,
-    /// `PluginConfig.capability_restriction_config.allowed_capabilities`
+    /// `VmConfig.capability_restriction_config.allowed_capabilities`
     /// (`None`: no restriction, as Envoy treats an empty map).
     pub(crate) allowed_capabilities: Option<Arc<HashSet<String>>>,
     /// `PluginConfig.failure_policy` (`None`: a VM failure is the test's

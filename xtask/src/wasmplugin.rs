@@ -222,5 +222,29 @@ pub(crate) fn check(filters: &[Filter]) -> Result<(), String> {
             ));
         }
     }
-    crate::validate::validate_paths(&[crate::toolchain::root().join("istio")], None).map(|_| ())
+    crate::validate::validate_paths(&[crate::toolchain::root().join("istio")], None)?;
+    // Each filter's ready Envoy config and WasmPlugins against Envoy 1.40,
+    // Istio 1.28 and its module: an error fails; the WasmPlugins' warning
+    // that Istio cannot carry the capability restriction is expected.
+    for filter in filters {
+        let package = &filter.package;
+        crate::toolchain::exec(
+            crate::toolchain::cargo()
+                .current_dir(crate::toolchain::root())
+                .args([
+                    "run",
+                    "--quiet",
+                    "-p",
+                    "proxy-wasm-harness-cli",
+                    "--",
+                    "lint",
+                ])
+                .arg("--module")
+                .arg(format!("dist/{package}.wasm"))
+                .arg(format!("envoy/{package}.yaml"))
+                .arg(format!("istio/oci/{package}.yaml"))
+                .arg(format!("istio/file/{package}.yaml")),
+        )?;
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@
 mod chunked;
 mod envoy_runner;
 mod harness_runner;
+mod lint;
 mod outcome;
 mod report;
 mod scenario;
@@ -37,11 +38,38 @@ enum Command {
     Schema,
     /// Prints the `capability_restriction_config` that allows exactly what a
     /// module needs: the `proxy_*` and WASI functions it imports and the
-    /// `proxy_on_*` callbacks it exports (for Envoy's `PluginConfig`).
+    /// `proxy_on_*` callbacks it exports (for Envoy's `VmConfig`).
     Capabilities(CapabilitiesArgs),
+    /// Checks Envoy wasm filter configurations and Istio WasmPlugin /
+    /// TrafficExtension resources against the Envoy and Istio versions they
+    /// will run on (fields a version lacks or refuses), and against what
+    /// the module needs (`--module`). Exits 1 on any error.
+    Lint(LintArgs),
     /// Runs a local dev proxy: real HTTP traffic through a filter chain in
     /// the harness, forwarded to an upstream URL, reloaded on change.
     Serve(serve::ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LintArgs {
+    /// YAML or JSON files (or folders of them): Envoy bootstraps,
+    /// listeners or filter configs, Istio resources (several documents per
+    /// file).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The Envoy version the configurations will run on.
+    #[arg(long, default_value = "1.40")]
+    envoy: String,
+    /// The Istio version the resources will run on.
+    #[arg(long, default_value = "1.28")]
+    istio: String,
+    /// The module the configurations load: its restriction is checked
+    /// against what it imports and exports.
+    #[arg(long)]
+    module: Option<PathBuf>,
+    /// Also exit 1 on warnings.
+    #[arg(long)]
+    deny_warnings: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,8 +161,9 @@ fn capabilities(args: &CapabilitiesArgs) -> ExitCode {
         Ok(yaml) => {
             println!(
                 "# What {} needs: the proxy_* and WASI functions it imports and the\n\
-                 # proxy_on_* callbacks it exports. Goes in the wasm filter's PluginConfig\n\
-                 # (envoy.extensions.wasm.v3.PluginConfig, next to vm_config).",
+                 # proxy_on_* callbacks it exports. Goes in the wasm filter's vm_config\n\
+                 # (envoy.extensions.wasm.v3.VmConfig; Envoy 1.40 deprecates the\n\
+                 # PluginConfig field of the same name).",
                 args.module
                     .file_name()
                     .unwrap_or(args.module.as_os_str())
@@ -167,6 +196,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Capabilities(args) => capabilities(&args),
+        Command::Lint(args) => lint_files(&args),
         Command::Test(args) => test(&args),
         Command::Serve(args) => serve::run(&args),
     }
@@ -316,4 +346,103 @@ fn test(args: &TestArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn lint_files(args: &LintArgs) -> ExitCode {
+    let targets = (|| -> Result<lint::Targets, String> {
+        let module_needs = match &args.module {
+            Some(module) => Some(
+                std::fs::read(module)
+                    .map_err(|e| e.to_string())
+                    .and_then(|bytes| {
+                        proxy_wasm_harness::capabilities::required(&bytes)
+                            .map_err(|e| e.to_string())
+                    })
+                    .map_err(|e| format!("{}: {e}", module.display()))?,
+            ),
+            None => None,
+        };
+        Ok(lint::Targets {
+            envoy: args.envoy.parse()?,
+            istio: args.istio.parse()?,
+            module_needs,
+        })
+    })();
+    let targets = match targets {
+        Ok(targets) => targets,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut errors, mut warnings) = (0, 0);
+    let files = match lint_inputs(&args.files) {
+        Ok(files) => files,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for file in &files {
+        let found = std::fs::read_to_string(file)
+            .map_err(|e| format!("{}: {e}", file.display()))
+            .and_then(|text| lint::lint(file, &text, &targets));
+        match found {
+            Ok(found) => {
+                for finding in found {
+                    match finding.severity {
+                        lint::Severity::Error => errors += 1,
+                        lint::Severity::Warning => warnings += 1,
+                    }
+                    println!("{finding}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    println!(
+        "{} file(s) for Envoy {} and Istio {}: {errors} error(s), {warnings} warning(s)",
+        files.len(),
+        targets.envoy,
+        targets.istio
+    );
+    if errors > 0 || (args.deny_warnings && warnings > 0) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The files to lint: each file given, and the `.yaml`, `.yml` and `.json`
+/// files under each folder given, in name order.
+fn lint_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let mut found = Vec::new();
+        let mut pending = vec![path.clone()];
+        while let Some(dir) = pending.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+                if entry.is_dir() {
+                    pending.push(entry);
+                } else if entry
+                    .extension()
+                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+                {
+                    found.push(entry);
+                }
+            }
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
 }

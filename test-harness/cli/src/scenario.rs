@@ -102,7 +102,7 @@ pub(crate) struct FilterSpec {
     /// elapsed, a 503 until then.
     #[serde(default)]
     pub(crate) failure_policy: Option<FailurePolicy>,
-    /// Envoy's `PluginConfig.capability_restriction_config`: only these
+    /// Envoy's `VmConfig.capability_restriction_config`: only these
     /// capabilities (host functions, WASI functions and `proxy_on_*`
     /// callbacks, by name) are allowed, in both runners; `derived`: exactly
     /// what the module imports and exports (`proxy-wasm-harness

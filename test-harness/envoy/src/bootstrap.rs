@@ -426,9 +426,10 @@ impl WasmFilter {
         self
     }
 
-    /// `capability_restriction_config.allowed_capabilities`: only these
-    /// host functions, WASI functions and callbacks (empty: no
-    /// restriction, the field left out).
+    /// `vm_config.capability_restriction_config.allowed_capabilities`: only
+    /// these host functions, WASI functions and callbacks (empty: no
+    /// restriction, the field left out). Envoy 1.40 reads it from VmConfig
+    /// and deprecates the PluginConfig field of the same name.
     #[must_use]
     pub fn allowed_capabilities<I, S>(mut self, names: I) -> Self
     where
@@ -451,14 +452,14 @@ impl WasmFilter {
                 root_id: self.root_id.clone(),
                 failure_policy: self.failure_policy.clone(),
                 allow_on_headers_stop_iteration: self.allow_on_headers_stop_iteration,
-                capability_restriction_config: (!self.allowed_capabilities.is_empty())
-                    .then(|| capability_restriction(&self.allowed_capabilities)),
                 configuration: self.configuration.as_ref().map(string_value),
                 vm_config: wire::VmConfig {
                     vm_id: self.vm_id.clone(),
                     runtime: "envoy.wasm.runtime.v8",
                     configuration: self.vm_configuration.as_ref().map(string_value),
                     code: json!({"local": {"filename": self.module.display().to_string()}}),
+                    capability_restriction_config: (!self.allowed_capabilities.is_empty())
+                        .then(|| capability_restriction(&self.allowed_capabilities)),
                 },
             },
         }
@@ -647,8 +648,6 @@ mod wire {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub(super) allow_on_headers_stop_iteration: Option<bool>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub(super) capability_restriction_config: Option<Value>,
-        #[serde(skip_serializing_if = "Option::is_none")]
         pub(super) configuration: Option<StringValue>,
         pub(super) vm_config: VmConfig,
     }
@@ -661,6 +660,10 @@ mod wire {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub(super) configuration: Option<StringValue>,
         pub(super) code: Value,
+        /// Envoy 1.40's place for it: the PluginConfig field of the same
+        /// name is deprecated there (Envoy logs "Using deprecated option").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub(super) capability_restriction_config: Option<Value>,
     }
 
     #[derive(Serialize, Clone, Debug)]
