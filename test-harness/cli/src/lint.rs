@@ -298,8 +298,10 @@ fn envoy(
         );
     }
     let vm = &config["vm_config"];
-    match vm.get("runtime").and_then(Value::as_str) {
-        Some(runtime @ ("envoy.wasm.runtime.wasmtime" | "envoy.wasm.runtime.wavm")) => push(
+    if let Some(runtime @ ("envoy.wasm.runtime.wasmtime" | "envoy.wasm.runtime.wavm")) =
+        vm.get("runtime").and_then(Value::as_str)
+    {
+        push(
             "envoy-runtime",
             Severity::Error,
             "vm_config.runtime",
@@ -308,8 +310,7 @@ fn envoy(
                  \"Unable to create Wasm plugin\"; use envoy.wasm.runtime.v8"
             ),
             MEASURED_1_40,
-        ),
-        _ => {}
+        );
     }
     if let Some(remote) = vm["code"].get("remote") {
         let sha = remote
