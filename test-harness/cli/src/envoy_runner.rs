@@ -124,7 +124,9 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
         let backend = lock(&received).get(before_received).cloned();
         let step_calls = lock(&calls)[before_calls..].to_vec();
         let log = envoy_process.log();
-        let logs = wasm_lines(log.get(log_offset..).unwrap_or_default());
+        let step_log = log.get(log_offset..).unwrap_or_default();
+        let vm_failures = vm_failures(step_log);
+        let logs = wasm_lines(step_log);
         if worker.is_none() {
             worker = logs.first().map(|(thread, _)| thread.clone());
         }
@@ -137,6 +139,7 @@ async fn run_async(loaded: &Loaded, envoy: &Path, work: &Path) -> Result<EnvoyRu
             calls: step_calls,
             stale_content_length: Vec::new(),
             costs: Vec::new(),
+            vm_failures,
         });
     }
     let log_path = envoy_process.log_path().to_path_buf();
@@ -492,6 +495,19 @@ async fn send(listener: SocketAddr, step: &Step) -> ClientResult {
         },
         _ => ClientResult::Reset,
     }
+}
+
+/// Envoy's own records of a VM call that failed (`Function: <callback>
+/// failed: <V8's error>`, logged by the wasm logger at error level).
+fn vm_failures(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(4, '|');
+            let (_, logger, _, text) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            (logger == "wasm" && text.starts_with("Function: ") && text.contains(" failed: "))
+                .then(|| text.to_owned())
+        })
+        .collect()
 }
 
 /// The plugins' log lines (`wasm log <prefix>: <message>`), each with the

@@ -102,8 +102,20 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
                 .advance_time(Duration::from_millis(step.wait_ms))
                 .map_err(|e| e.to_string())?;
         }
+        let failed_before: Vec<bool> = chain
+            .vms()
+            .iter()
+            .map(|vm| vm.failure().is_some())
+            .collect();
         let outcome =
             run_step(&mut chain, scenario, step, step_index).map_err(|e| e.to_string())?;
+        let vm_failures = chain
+            .vms()
+            .iter()
+            .zip(&failed_before)
+            .filter(|(_, before)| !**before)
+            .filter_map(|(vm, _)| vm.failure().map(str::to_owned))
+            .collect();
         let mut logs = Vec::new();
         let mut calls = Vec::new();
         for (vm, seen) in chain.vms_mut().iter_mut().zip(&mut calls_seen) {
@@ -123,6 +135,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             calls,
             stale_content_length: outcome.stale,
             costs: outcome.costs,
+            vm_failures,
         });
     }
     Ok(Outcome::Steps { startup, steps })

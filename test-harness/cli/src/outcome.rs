@@ -86,6 +86,9 @@ pub(crate) struct StepOutcome {
     /// What the request cost each filter of the chain, in order (the
     /// harness counts it; Envoy's runner has none).
     pub(crate) costs: Vec<proxy_wasm_harness::Costs>,
+    /// VMs that failed during the step (a trap, in Envoy's words
+    /// `Function: <callback> failed: ...`, from its wasm log).
+    pub(crate) vm_failures: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +169,15 @@ fn check_step(prefix: &str, expect: &Expect, got: &StepOutcome, misses: &mut Vec
     }
     if let Some(calls) = &expect.http_calls {
         check_calls(prefix, calls, &got.calls, misses);
+    }
+    match (expect.vm_failure, got.vm_failures.first()) {
+        (false, Some(failure)) => misses.push(miss(
+            format!("{prefix} VM failure"),
+            "no VM failure (a trap is a bug; set expect.vm_failure when the step shows one)",
+            failure.clone(),
+        )),
+        (true, None) => misses.push(miss(format!("{prefix} VM failure"), "a VM failure", "none")),
+        _ => {}
     }
     if !expect.stale_content_length {
         for problem in &got.stale_content_length {

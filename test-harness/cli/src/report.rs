@@ -319,6 +319,7 @@ mod tests {
                 logs: Vec::new(),
                 calls: Vec::new(),
                 stale_content_length: Vec::new(),
+                vm_failures: Vec::new(),
                 costs: Vec::new(),
             }],
         }

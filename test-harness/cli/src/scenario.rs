@@ -435,6 +435,11 @@ pub(crate) struct Expect {
     /// peer reads the declared length and the rest spoils the connection).
     #[serde(default)]
     pub(crate) stale_content_length: bool,
+    /// A filter's VM fails during the step (a trap; in the harness also a
+    /// callback past its deadline), and the scenario shows what the failure
+    /// policy then does. Otherwise a VM failure fails the step.
+    #[serde(default)]
+    pub(crate) vm_failure: bool,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
