@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use proxy_wasm_harness::envoy::{self, Codec};
 use proxy_wasm_harness::{
     CallOutcome, Chain, Costs, ErrorKind, GrpcReply, GrpcUpstream, HeaderMap, HttpResponse,
-    HttpStream, LogEntry, LogLevel, Progress, Runtime, Upstream,
+    HttpStream, LogEntry, LogLevel, Plugin, Progress, Runtime, Upstream,
 };
 
 use crate::outcome::{CallMade, ClientResult, Headers, LogLine, Outcome, Received, StepOutcome};
@@ -27,9 +27,30 @@ const PATIENCE: Duration = Duration::from_secs(15);
 const STEP: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
-    let scenario = &loaded.scenario;
     let runtime = Runtime::new().map_err(|e| e.to_string())?;
-    let mut vms = Vec::new();
+    let plugins = plugins(loaded, &runtime, None)?;
+    let mut session = match start(&plugins)? {
+        Started::Ready(session) => session,
+        Started::Rejected(outcome) => return Ok(outcome),
+    };
+    let mut steps = Vec::new();
+    for (index, step) in loaded.scenario.steps.iter().enumerate() {
+        steps.push(session.step(&loaded.scenario, step, index)?);
+    }
+    Ok(Outcome::Steps {
+        startup: session.startup,
+        steps,
+    })
+}
+
+/// The scenario's plugins, compiled on `runtime`, set up as Envoy's
+/// configuration sets them up (with another callback deadline, when given).
+pub(crate) fn plugins(
+    loaded: &Loaded,
+    runtime: &Runtime,
+    callback_deadline: Option<Duration>,
+) -> Result<Vec<Plugin>, String> {
+    let scenario = &loaded.scenario;
     // The route's names as the Envoy runner's bootstrap has them, unless the
     // scenario sets its own.
     let mut properties = std::collections::BTreeMap::from([
@@ -40,17 +61,45 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
         ),
     ]);
     properties.extend(scenario.properties.clone());
+    let mut plugins = Vec::new();
     for (i, (filter, module)) in scenario.filters.iter().zip(&loaded.modules).enumerate() {
         // A trap does what Envoy's failure policy says, its default included.
         let mut builder = filter
-            .plugin_builder(module, i, &runtime, &properties)?
+            .plugin_builder(module, i, runtime, &properties)?
             .failure_policy(filter.failure_policy());
+        if let Some(deadline) = callback_deadline {
+            builder = builder.callback_deadline(deadline);
+        }
         for (name, spec) in &scenario.upstreams {
             builder = builder
                 .upstream(name.clone(), upstream(spec))
                 .grpc_upstream(name.clone(), grpc_upstream(spec));
         }
-        let plugin = builder.build().map_err(|e| e.to_string())?;
+        plugins.push(builder.build().map_err(|e| e.to_string())?);
+    }
+    Ok(plugins)
+}
+
+/// A chain of the scenario's filters, started, or what refused it.
+pub(crate) enum Started {
+    Ready(Session),
+    Rejected(Outcome),
+}
+
+/// The scenario's filter chain in the harness, taking steps.
+pub(crate) struct Session {
+    chain: Chain,
+    calls_seen: Vec<usize>,
+    /// What the plugins logged while they started.
+    pub(crate) startup: Vec<LogLine>,
+    /// What the last step showed that only the harness sees.
+    pub(crate) observed: Observed,
+}
+
+/// Starts a VM of each plugin, chained, as Envoy starts them.
+pub(crate) fn start(plugins: &[Plugin]) -> Result<Started, String> {
+    let mut vms = Vec::new();
+    for plugin in plugins {
         // Envoy runs at the real time; so does the harness, so that what
         // depends on the time (an expired token) agrees.
         match plugin.start_at(SystemTime::now()) {
@@ -61,9 +110,9 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
                     ErrorKind::ConfigurationRejected | ErrorKind::VmStartFailed
                 ) =>
             {
-                return Ok(Outcome::Rejected {
+                return Ok(Started::Rejected(Outcome::Rejected {
                     logs: e.logs().iter().map(line).collect(),
-                });
+                }));
             }
             // A VM that fails while it starts (a trap, a callback past its
             // deadline, memory past the limit) is a plugin Envoy refuses.
@@ -73,12 +122,12 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
                     ErrorKind::Trap | ErrorKind::Timeout | ErrorKind::MemoryLimit
                 ) =>
             {
-                return Ok(Outcome::Rejected {
+                return Ok(Started::Rejected(Outcome::Rejected {
                     logs: vec![LogLine {
                         level: LogLevel::Critical,
                         message: e.to_string(),
                     }],
-                });
+                }));
             }
             Err(e) => return Err(e.to_string()),
         }
@@ -88,9 +137,30 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
     for vm in chain.vms_mut() {
         startup.extend(vm.take_logs().iter().map(line));
     }
-    let mut steps = Vec::new();
-    let mut calls_seen: Vec<usize> = chain.vms().iter().map(|vm| vm.http_calls().len()).collect();
-    for (step_index, step) in scenario.steps.iter().enumerate() {
+    let calls_seen = chain.vms().iter().map(|vm| vm.http_calls().len()).collect();
+    Ok(Started::Ready(Session {
+        chain,
+        calls_seen,
+        startup,
+        observed: Observed::default(),
+    }))
+}
+
+impl Session {
+    /// The chain's VMs.
+    pub(crate) fn vms(&self) -> &[proxy_wasm_harness::Vm] {
+        self.chain.vms()
+    }
+
+    /// Runs step `index` of `scenario`: its wait, its request, what the
+    /// filters logged and called meanwhile.
+    pub(crate) fn step(
+        &mut self,
+        scenario: &Scenario,
+        step: &crate::scenario::Step,
+        index: usize,
+    ) -> Result<StepOutcome, String> {
+        let chain = &mut self.chain;
         for (name, spec) in &step.upstreams {
             for vm in chain.vms_mut() {
                 vm.set_upstream(name.clone(), upstream(spec));
@@ -107,8 +177,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             .iter()
             .map(|vm| vm.failure().is_some())
             .collect();
-        let outcome =
-            run_step(&mut chain, scenario, step, step_index).map_err(|e| e.to_string())?;
+        let outcome = run_step(chain, scenario, step, index).map_err(|e| e.to_string())?;
         let vm_failures = chain
             .vms()
             .iter()
@@ -118,7 +187,7 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             .collect();
         let mut logs = Vec::new();
         let mut calls = Vec::new();
-        for (vm, seen) in chain.vms_mut().iter_mut().zip(&mut calls_seen) {
+        for (vm, seen) in chain.vms_mut().iter_mut().zip(&mut self.calls_seen) {
             logs.extend(vm.take_logs().iter().map(line));
             calls.extend(vm.http_calls()[*seen..].iter().map(|c| CallMade {
                 upstream: c.upstream.clone(),
@@ -128,7 +197,8 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             }));
             *seen = vm.http_calls().len();
         }
-        steps.push(StepOutcome {
+        self.observed = outcome.observed;
+        Ok(StepOutcome {
             backend: outcome.backend,
             client: outcome.client,
             logs,
@@ -136,9 +206,8 @@ pub(crate) fn run(loaded: &Loaded) -> Result<Outcome, String> {
             stale_content_length: outcome.stale,
             costs: outcome.costs,
             vm_failures,
-        });
+        })
     }
-    Ok(Outcome::Steps { startup, steps })
 }
 
 /// A callout upstream as the harness plays it.
@@ -181,12 +250,27 @@ fn grpc_upstream(spec: &UpstreamSpec) -> GrpcUpstream {
     }
 }
 
+/// What a step showed that only the harness sees (the fuzzer's checks).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Observed {
+    /// A header value a filter wrote that Envoy's codec refuses (CR, LF,
+    /// NUL): the request's, answered 503 by the router, or the response's,
+    /// reset.
+    pub(crate) refused_header: Option<String>,
+    /// The status of a filter's local reply.
+    pub(crate) local_status: Option<u32>,
+    /// The request body as the last filter sent it upstream, whole.
+    pub(crate) sent_body: Vec<u8>,
+}
+
 /// What one step's request did in the harness.
 struct Ran {
     backend: Option<Received>,
     client: ClientResult,
     /// Stale `content-length`s the filters left.
     stale: Vec<String>,
+    /// What else the step showed that only the harness sees.
+    observed: Observed,
     costs: Vec<Costs>,
 }
 
@@ -231,6 +315,7 @@ fn run_step(
             backend: None,
             client,
             stale: Vec::new(),
+            observed: Observed::default(),
             costs: Vec::new(),
         });
     }
@@ -333,6 +418,7 @@ fn run_step(
             s.downstream_response().complete || s.is_reset()
         })?;
     }
+    let local_status = stream.local_response().map(|r| r.status);
     let exchange = stream.finish()?;
     let got = &exchange.downstream_response;
     let mismatch = got.content_length_mismatch();
@@ -363,10 +449,16 @@ fn run_step(
             body,
         }
     };
+    let observed = Observed {
+        refused_header: invalid.or_else(|| invalid_header(got.headers.as_ref())),
+        local_status,
+        sent_body: sent.body,
+    };
     Ok(Ran {
         backend,
         client,
         stale,
+        observed,
         costs: exchange.costs,
     })
 }

@@ -4,6 +4,7 @@
 
 mod chunked;
 mod envoy_runner;
+mod fuzz;
 mod harness_runner;
 mod lint;
 mod outcome;
@@ -45,6 +46,13 @@ enum Command {
     /// will run on (fields a version lacks or refuses), and against what
     /// the module needs (`--module`). Exits 1 on any error.
     Lint(LintArgs),
+    /// Sends random requests, valid as Envoy would deliver them, through a
+    /// module (or a scenario's chain) in the harness; reports traps,
+    /// callbacks past a time budget, stale content-lengths, header values
+    /// Envoy refuses, invalid local reply statuses and memory that grows
+    /// without bound, each minimized into a scenario file. Exits 1 on any
+    /// finding.
+    Fuzz(fuzz::FuzzArgs),
     /// Runs a local dev proxy: real HTTP traffic through a filter chain in
     /// the harness, forwarded to an upstream URL, reloaded on change.
     Serve(serve::ServeArgs),
@@ -197,6 +205,7 @@ fn main() -> ExitCode {
         }
         Command::Capabilities(args) => capabilities(&args),
         Command::Lint(args) => lint_files(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::Test(args) => test(&args),
         Command::Serve(args) => serve::run(&args),
     }

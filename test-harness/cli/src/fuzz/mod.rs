@@ -1,0 +1,665 @@
+//! `proxy-wasm-harness fuzz`: random requests, valid as Envoy would deliver
+//! them, through a filter chain in the harness, watching for what breaks
+//! filters in production: traps (the VM dies and the failure policy takes
+//! over), callbacks past a time budget, memory past the limit, a stale
+//! `content-length` after a body change, header values Envoy's codec
+//! refuses, local replies with a status HTTP does not have, and linear
+//! memory that grows without bound. Each finding is minimized and written
+//! out as a scenario file that shows it in both runners.
+//!
+//! A run is seeded and repeatable: the same seed, target and run count draw
+//! the same requests. The chain's VMs live across requests, as Envoy's do,
+//! and are started anew after a VM failure.
+
+mod dictionary;
+mod generate;
+mod shrink;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use serde_json::{Value, json};
+
+use crate::harness_runner::{self, Observed, Session, Started};
+use crate::outcome::{ClientResult, StepOutcome};
+use crate::scenario::{self, Loaded, Step};
+use dictionary::Dictionary;
+use generate::Generator;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct FuzzArgs {
+    /// A module (with `--config`), or a scenario file whose chain
+    /// (filters, configurations, upstreams, clusters) is fuzzed; its steps
+    /// are not used.
+    target: PathBuf,
+    /// The module's plugin configuration (JSON, or any text).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The seed: the same seed draws the same requests.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many requests to send (default 10,000 unless `--seconds`).
+    #[arg(long)]
+    runs: Option<u64>,
+    /// Send requests for this long instead.
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// A callback that runs longer than this is a finding (and fails the
+    /// VM, as the harness's deadline does).
+    #[arg(long, default_value_t = 100)]
+    budget_ms: u64,
+    /// Where the reproduction scenarios go.
+    #[arg(long, default_value = "target/fuzz")]
+    out: PathBuf,
+}
+
+/// What a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Trap,
+    Budget,
+    MemoryLimit,
+    StaleContentLength,
+    RefusedHeader,
+    InvalidStatus,
+    MemoryGrowth,
+    Harness,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Trap => "trap",
+            Self::Budget => "past-time-budget",
+            Self::MemoryLimit => "memory-limit",
+            Self::StaleContentLength => "stale-content-length",
+            Self::RefusedHeader => "refused-header-value",
+            Self::InvalidStatus => "invalid-local-status",
+            Self::MemoryGrowth => "memory-growth",
+            Self::Harness => "harness-error",
+        }
+    }
+}
+
+/// One thing that went wrong, and where.
+#[derive(Debug, Clone)]
+struct Finding {
+    kind: Kind,
+    /// What happened, first line first.
+    message: String,
+    /// What tells two findings of a kind apart (their first line).
+    signature: String,
+}
+
+/// A finding as the report lists it.
+struct Found {
+    finding: Finding,
+    count: u64,
+    first_run: u64,
+    steps: Vec<Value>,
+    observed: Observed,
+    /// The step's outcome (for the reproduction's expectation).
+    outcome: Option<StepOutcome>,
+    file: Option<PathBuf>,
+    minimized_from: usize,
+}
+
+/// The chain under test, compiled once.
+struct Target {
+    loaded: Loaded,
+    /// The base file as written, for the reproductions' filters.
+    base: Value,
+    plugins: Vec<proxy_wasm_harness::Plugin>,
+}
+
+impl Target {
+    fn start(&self) -> Result<Session, String> {
+        match harness_runner::start(&self.plugins)? {
+            Started::Ready(session) => Ok(session),
+            Started::Rejected(_) => Err(format!(
+                "{}: the chain refuses its configuration (run it with `proxy-wasm-harness test` to see why)",
+                self.loaded.file.display()
+            )),
+        }
+    }
+}
+
+pub(crate) fn run(args: &FuzzArgs) -> ExitCode {
+    match fuzz(args) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the fuzzer; the number of distinct findings.
+fn fuzz(args: &FuzzArgs) -> Result<usize, String> {
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let target = target(args)?;
+    let mut dictionary = Dictionary::default();
+    for module in &target.loaded.modules {
+        let bytes = std::fs::read(module).map_err(|e| format!("{}: {e}", module.display()))?;
+        dictionary.add_module(&bytes);
+    }
+    dictionary.add_json(&target.base["filters"]);
+    let mut generator = Generator {
+        rng: ChaCha8Rng::seed_from_u64(args.seed),
+        dictionary: &dictionary,
+        upstreams: target.loaded.scenario.upstreams.keys().cloned().collect(),
+    };
+    let runs = match (args.runs, args.seconds) {
+        (Some(runs), _) => runs,
+        (None, Some(_)) => u64::MAX,
+        (None, None) => 10_000,
+    };
+    let deadline = args
+        .seconds
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    eprintln!(
+        "fuzz: {} (seed {}, {} names and {} values in the dictionary)",
+        target.loaded.file.display(),
+        args.seed,
+        dictionary.names.len(),
+        dictionary.values.len()
+    );
+    let started = Instant::now();
+    let mut session = target.start()?;
+    let mut history: Vec<Value> = Vec::new();
+    let mut pages: Vec<Vec<u64>> = Vec::new();
+    let mut found: BTreeMap<(Kind, String), Found> = BTreeMap::new();
+    let mut last_progress = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let mut run = 0;
+    while run < runs && deadline.is_none_or(|d| Instant::now() < d) {
+        run += 1;
+        let value = generator.step();
+        history.push(value.clone());
+        let (findings, outcome) = take_step(&target, &mut session, &value, run)?;
+        pages.push(session.vms().iter().map(|vm| vm.memory_pages()).collect());
+        let restart = findings.iter().any(|f| {
+            matches!(
+                f.kind,
+                Kind::Trap | Kind::Budget | Kind::MemoryLimit | Kind::Harness
+            )
+        });
+        for finding in findings {
+            let entry = found
+                .entry((finding.kind, finding.signature.clone()))
+                .or_insert_with(|| Found {
+                    finding: finding.clone(),
+                    count: 0,
+                    first_run: run,
+                    steps: history.clone(),
+                    observed: session.observed.clone(),
+                    outcome: outcome.clone(),
+                    file: None,
+                    minimized_from: history.len(),
+                });
+            entry.count += 1;
+        }
+        if restart {
+            check_growth(&target, &history, &pages, run, &mut found);
+            session = target.start()?;
+            history.clear();
+            pages.clear();
+        }
+        // A progress line: rewritten each second on a terminal, a new line
+        // every ten seconds in a log.
+        let every = if terminal { 1 } else { 10 };
+        if last_progress.elapsed() >= Duration::from_secs(every) {
+            last_progress = Instant::now();
+            let line = format!(
+                "fuzz: {run} runs, {} findings, {:.0} runs/s",
+                found.len(),
+                run as f64 / started.elapsed().as_secs_f64()
+            );
+            if terminal {
+                eprint!("\r{line}   ");
+                let _ = std::io::stderr().flush();
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    }
+    check_growth(&target, &history, &pages, run, &mut found);
+    eprintln!(
+        "{}fuzz: {run} runs in {:.1} s, {} distinct findings",
+        if terminal { "\r" } else { "" },
+        started.elapsed().as_secs_f64(),
+        found.len(),
+    );
+    let stem = target
+        .loaded
+        .file
+        .file_stem()
+        .map_or_else(|| "target".into(), |s| s.to_string_lossy().into_owned());
+    for (n, found) in found.values_mut().enumerate() {
+        minimize(&target, found)?;
+        let file = args.out.join(format!(
+            "{stem}-{}-{}.yaml",
+            found.finding.kind.name(),
+            n + 1
+        ));
+        write_reproduction(&target, found, args.seed, &file)?;
+        found.file = Some(file);
+    }
+    report(&found);
+    Ok(found.len())
+}
+
+/// The chain to fuzz: a scenario file's, or a module with its
+/// configuration (written out as a scenario, so that reproductions and the
+/// fuzzer load the chain the same way).
+fn target(args: &FuzzArgs) -> Result<Target, String> {
+    let is_scenario = args
+        .target
+        .extension()
+        .is_some_and(|e| e == "yaml" || e == "yml");
+    let file = if is_scenario {
+        args.target.clone()
+    } else {
+        let module = args
+            .target
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", args.target.display()))?;
+        let configuration = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                serde_json::from_str(&text).unwrap_or(Value::String(text))
+            }
+            None => Value::String(String::new()),
+        };
+        // Clusters the configuration names become callout upstreams that
+        // answer, fail or time out at random.
+        let mut upstreams = serde_json::Map::new();
+        collect_clusters(&configuration, &mut upstreams);
+        let stem = module
+            .file_stem()
+            .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned());
+        let base = json!({
+            "description": format!("The chain `proxy-wasm-harness fuzz` runs for {}.", module.display()),
+            "filters": [{"wasm": module.display().to_string(), "configuration": configuration}],
+            "upstreams": upstreams,
+        });
+        let file = args.out.join(format!("{stem}.yaml"));
+        let text = serde_yaml_ng::to_string(&base).map_err(|e| e.to_string())?;
+        std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+        file
+    };
+    let loaded = scenario::load(&file).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut base: Value = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+    // Reproductions live elsewhere: module paths become absolute.
+    if let Some(filters) = base["filters"].as_array_mut() {
+        for (filter, module) in filters.iter_mut().zip(&loaded.modules) {
+            let wasm = filter["wasm"].as_str().unwrap_or_default();
+            if !wasm.starts_with("fixture:") && !wasm.starts_with("filter:") {
+                let absolute = module.canonicalize().unwrap_or_else(|_| module.clone());
+                filter["wasm"] = json!(absolute.display().to_string());
+            }
+        }
+    }
+    let runtime = proxy_wasm_harness::Runtime::new().map_err(|e| e.to_string())?;
+    let plugins = harness_runner::plugins(
+        &loaded,
+        &runtime,
+        Some(Duration::from_millis(args.budget_ms)),
+    )?;
+    Ok(Target {
+        loaded,
+        base,
+        plugins,
+    })
+}
+
+/// Every string under a key named `cluster` (a callout's target).
+fn collect_clusters(value: &Value, into: &mut serde_json::Map<String, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                match v {
+                    Value::String(name) if key == "cluster" && !name.is_empty() => {
+                        into.insert(name.clone(), json!({"status": 200}));
+                    }
+                    _ => collect_clusters(v, into),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_clusters(v, into)),
+        _ => {}
+    }
+}
+
+/// Runs one step; what it shows.
+fn take_step(
+    target: &Target,
+    session: &mut Session,
+    value: &Value,
+    index: u64,
+) -> Result<(Vec<Finding>, Option<StepOutcome>), String> {
+    let step: Step = serde_json::from_value(value.clone())
+        .map_err(|e| format!("the generator drew a step the format refuses: {e}: {value}"))?;
+    let outcome = match session.step(&target.loaded.scenario, &step, index as usize) {
+        Ok(outcome) => outcome,
+        Err(e) => return Ok((vec![finding(Kind::Harness, e)], None)),
+    };
+    let mut findings = Vec::new();
+    for failure in &outcome.vm_failures {
+        let kind = if failure.contains("did not return from") {
+            Kind::Budget
+        } else if failure.contains("grow its memory") {
+            Kind::MemoryLimit
+        } else {
+            Kind::Trap
+        };
+        findings.push(finding(kind, failure.clone()));
+    }
+    for stale in &outcome.stale_content_length {
+        findings.push(finding(Kind::StaleContentLength, stale.clone()));
+    }
+    let observed = &session.observed;
+    if let Some(name) = &observed.refused_header {
+        findings.push(finding(
+            Kind::RefusedHeader,
+            format!("a filter wrote a value Envoy's codec refuses (CR, LF or NUL) into `{name}`"),
+        ));
+    }
+    if let Some(status) = observed.local_status.filter(|s| !(200..=599).contains(s)) {
+        findings.push(finding(
+            Kind::InvalidStatus,
+            format!("a local reply with status {status}, outside 200 to 599"),
+        ));
+    }
+    Ok((findings, Some(outcome)))
+}
+
+fn finding(kind: Kind, message: String) -> Finding {
+    // Where a panic was raised tells traps apart better than the trap's own
+    // first line (always `unreachable` for a Rust panic); other findings by
+    // their first line without its numbers (sizes, statuses).
+    let signature = match message
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("panic: "))
+    {
+        Some(place) => place.to_owned(),
+        None => message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect(),
+    };
+    Finding {
+        kind,
+        message,
+        signature,
+    }
+}
+
+/// Linear memory that grew through the last four fifths of a window of at
+/// least 1,000 requests on one VM, by at least 1 MiB (16 pages), each
+/// quarter more than the one before: memory that grows without bound.
+fn check_growth(
+    target: &Target,
+    history: &[Value],
+    pages: &[Vec<u64>],
+    run: u64,
+    found: &mut BTreeMap<(Kind, String), Found>,
+) {
+    if pages.len() < 1000 {
+        return;
+    }
+    for vm in 0..pages[0].len() {
+        let series: Vec<u64> = pages.iter().map(|p| p[vm]).collect();
+        let from = series.len() / 5;
+        let quarter = (series.len() - from) / 4;
+        let marks: Vec<u64> = (0..=4)
+            .map(|q| series[(from + q * quarter).min(series.len() - 1)])
+            .collect();
+        let growth = marks[4].saturating_sub(marks[0]);
+        if growth >= 16 && marks.windows(2).all(|w| w[1] > w[0]) {
+            let name = target.loaded.scenario.filters[vm].plugin_name(vm);
+            let message = format!(
+                "filter `{name}`'s linear memory grew from {} to {} pages (64 KiB each) over {} requests, in every quarter: it grows without bound",
+                marks[0],
+                marks[4],
+                series.len() - from
+            );
+            found
+                .entry((Kind::MemoryGrowth, name.clone()))
+                .or_insert_with(|| Found {
+                    finding: Finding {
+                        kind: Kind::MemoryGrowth,
+                        message,
+                        signature: name,
+                    },
+                    count: 1,
+                    first_run: run,
+                    steps: history.to_vec(),
+                    observed: Observed::default(),
+                    outcome: None,
+                    file: None,
+                    minimized_from: history.len(),
+                });
+        }
+    }
+}
+
+/// How many times a memory-growth reproduction repeats its request, and
+/// the growth (pages) it must show.
+const GROWTH_REPEATS: usize = 400;
+const GROWTH_PAGES: u64 = 4;
+
+/// Minimizes a finding's steps, keeping what the last run of them showed.
+fn minimize(target: &Target, found: &mut Found) -> Result<(), String> {
+    let kind = found.finding.kind;
+    let signature = found.finding.signature.clone();
+    if kind == Kind::MemoryGrowth {
+        let vm = found
+            .steps
+            .first()
+            .map(|_| ())
+            .and_then(|()| {
+                target
+                    .loaded
+                    .scenario
+                    .filters
+                    .iter()
+                    .enumerate()
+                    .position(|(i, f)| f.plugin_name(i) == signature)
+            })
+            .unwrap_or(0);
+        let mut grows = |steps: &[Value]| grows(target, steps, vm);
+        // The request that grows memory when repeated: try the last ones.
+        let candidates: Vec<Value> = found.steps.iter().rev().take(20).cloned().collect();
+        if let Some(step) = candidates
+            .into_iter()
+            .find(|s| grows(std::slice::from_ref(s)))
+        {
+            let small = shrink::shrink(vec![step], &mut grows);
+            found.steps = small;
+        } else {
+            found.steps.truncate(0);
+        }
+        return Ok(());
+    }
+    let mut last = None;
+    let mut still = |steps: &[Value]| {
+        let Ok(mut session) = target.start() else {
+            return false;
+        };
+        for (i, value) in steps.iter().enumerate() {
+            let Ok((findings, outcome)) = take_step(target, &mut session, value, i as u64 + 1)
+            else {
+                return false;
+            };
+            if findings
+                .iter()
+                .any(|f| f.kind == kind && f.signature == signature)
+            {
+                last = Some((session.observed.clone(), outcome));
+                return i + 1 == steps.len();
+            }
+        }
+        false
+    };
+    let small = shrink::shrink(found.steps.clone(), &mut still);
+    // Run the result once more for what its last step showed.
+    if still(&small)
+        && let Some((observed, outcome)) = last
+    {
+        found.observed = observed;
+        found.outcome = outcome;
+    }
+    found.steps = small;
+    Ok(())
+}
+
+/// Whether `steps`, repeated, grow VM `vm`'s memory.
+fn grows(target: &Target, steps: &[Value], vm: usize) -> bool {
+    let Ok(mut session) = target.start() else {
+        return false;
+    };
+    let mut first = None;
+    for i in 0..GROWTH_REPEATS {
+        for (j, value) in steps.iter().enumerate() {
+            if take_step(
+                target,
+                &mut session,
+                value,
+                (i * steps.len() + j) as u64 + 1,
+            )
+            .is_err()
+            {
+                return false;
+            }
+        }
+        let now = session.vms().get(vm).map_or(0, |v| v.memory_pages());
+        if i == GROWTH_REPEATS / 4 {
+            first = Some(now);
+        }
+    }
+    let end = session.vms().get(vm).map_or(0, |v| v.memory_pages());
+    first.is_some_and(|f| end >= f + GROWTH_PAGES)
+}
+
+/// Writes a finding's steps as a scenario: the target's chain, the steps,
+/// and on the last one the expectation that the finding breaks.
+fn write_reproduction(
+    target: &Target,
+    found: &Found,
+    seed: u64,
+    file: &Path,
+) -> Result<(), String> {
+    let mut steps = found.steps.clone();
+    let mut note = String::new();
+    if found.finding.kind == Kind::MemoryGrowth && !steps.is_empty() {
+        let step = steps[0].clone();
+        steps = vec![step; GROWTH_REPEATS];
+        note = format!(
+            " The request repeated {GROWTH_REPEATS} times: the harness measured the growth; no \
+             runner can assert on a VM's memory, so this file passes and shows the request."
+        );
+    }
+    if let Some(last) = steps.last_mut() {
+        let expect = expectation(found, last);
+        if !expect.is_null() {
+            last["expect"] = expect;
+        }
+    }
+    match found.finding.kind {
+        Kind::Budget => {
+            note =
+                " Envoy has no callback deadline: in Envoy this request holds the worker thread \
+                    until the callback returns; run the file in the harness."
+                    .into();
+        }
+        Kind::InvalidStatus => {
+            note = " What Envoy does with such a local reply is not measured; the file shows the \
+                    request."
+                .into();
+        }
+        _ => {}
+    }
+    let mut scenario = target.base.clone();
+    let Some(object) = scenario.as_object_mut() else {
+        return Err("the base scenario is not a mapping".into());
+    };
+    object.insert(
+        "description".into(),
+        json!(format!(
+            "Found by `proxy-wasm-harness fuzz` (seed {seed}, run {}), minimized from {} step(s): \
+             {}: {}.{note}",
+            found.first_run,
+            found.minimized_from,
+            found.finding.kind.name(),
+            found.finding.message.lines().next().unwrap_or_default()
+        )),
+    );
+    object.insert("steps".into(), Value::Array(steps));
+    for key in ["expect_rejected", "compare_logs", "compare_logs_except"] {
+        object.remove(key);
+    }
+    let text = serde_yaml_ng::to_string(&scenario).map_err(|e| e.to_string())?;
+    std::fs::write(file, text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+/// What the last step must show for the finding to be absent; a VM
+/// failure and a stale `content-length` already fail a step by default.
+fn expectation(found: &Found, step: &Value) -> Value {
+    match found.finding.kind {
+        // The request's: the backend must read the whole body the filter
+        // sent (it reads the declared length instead, or waits for more).
+        Kind::StaleContentLength if found.finding.message.starts_with("the request") => {
+            json!({"backend": {"body": String::from_utf8_lossy(&found.observed.sent_body)}})
+        }
+        Kind::RefusedHeader => match &found.outcome {
+            // The response's header: the client's stream is reset.
+            Some(StepOutcome {
+                client: ClientResult::Reset,
+                backend: Some(_),
+                ..
+            }) => json!({"client": {"status": step["response"]["status"].as_u64().unwrap_or(200)}}),
+            // The request's: the router answers 503 instead of sending it.
+            _ => json!({"backend": {"reached": true}}),
+        },
+        _ => Value::Null,
+    }
+}
+
+fn report(found: &BTreeMap<(Kind, String), Found>) {
+    if found.is_empty() {
+        println!("no findings");
+        return;
+    }
+    println!(
+        "{:<22} {:>6} {:>9} {:>6}  reproduction",
+        "finding", "count", "first run", "steps"
+    );
+    for f in found.values() {
+        println!(
+            "{:<22} {:>6} {:>9} {:>6}  {}",
+            f.finding.kind.name(),
+            f.count,
+            f.first_run,
+            f.steps.len(),
+            f.file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        for line in f.finding.message.lines().take(6) {
+            println!("    {line}");
+        }
+    }
+}
