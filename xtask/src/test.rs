@@ -83,6 +83,27 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
         }
         exec(compare.args(dirs))?;
     }
+    // Our filters under the fuzzer, as they ship (dist's module, the
+    // example configuration): 10,000 random requests each, no finding.
+    for filter in &shipped {
+        let package = &filter.package;
+        exec(
+            cargo()
+                .current_dir(root())
+                .args([
+                    "run",
+                    "--quiet",
+                    "-p",
+                    "proxy-wasm-harness-cli",
+                    "--",
+                    "fuzz",
+                ])
+                .arg(format!("dist/{package}.wasm"))
+                .arg("--config")
+                .arg(format!("filters/{package}/config/example.json"))
+                .args(["--runs", "10000", "--seed", "1", "--out", "target/fuzz"]),
+        )?;
+    }
     // The registry round trips need a real registry and skopeo; tests
     // fail rather than skip when these are missing (XTASK_REQUIRE_TOOLS).
     for (program, package) in REQUIRED_TOOLS {

@@ -112,10 +112,19 @@ impl Generator<'_> {
     }
 
     fn header_value(&mut self) -> String {
-        let value = match self.below(5) {
+        let d = self.dictionary;
+        let value = match self.below(6) {
             0 => String::new(),
             1 => (self.rng.next_u64() % 100_000).to_string(),
             2 => format!("{}{}", self.word(), self.word()),
+            // Any dictionary entry verbatim: a configured key, token or name.
+            3 | 4 if !d.values.is_empty() || !d.names.is_empty() => {
+                let n = self.below(d.values.len() + d.names.len());
+                d.values
+                    .get(n)
+                    .unwrap_or_else(|| &d.names[n - d.values.len()])
+                    .clone()
+            }
             _ => self.word(),
         };
         // What an HTTP client can send: no control characters, no leading
@@ -141,6 +150,22 @@ impl Generator<'_> {
     }
 
     fn path(&mut self) -> String {
+        // Paths the configuration names, as they are or one level deeper,
+        // reach the rules that match on them.
+        let paths: Vec<&String> = self
+            .dictionary
+            .values
+            .iter()
+            .filter(|v| v.starts_with('/') && !v.contains(' '))
+            .collect();
+        if !paths.is_empty() && self.chance(50) {
+            let mut path = paths[self.below(paths.len())].clone();
+            if self.chance(30) {
+                path.push('/');
+                path.push_str(&self.token(3));
+            }
+            return path.chars().filter(|c| c.is_ascii_graphic()).collect();
+        }
         let mut path = String::new();
         for _ in 0..self.below(4) {
             path.push('/');

@@ -109,6 +109,49 @@ struct Found {
     minimized_from: usize,
 }
 
+/// How far the requests got: whether the fuzzer gets past the filter.
+#[derive(Debug, Default)]
+struct Coverage {
+    reached_backend: u64,
+    statuses: BTreeMap<u16, u64>,
+    resets: u64,
+    callouts: u64,
+    steps: u64,
+}
+
+impl Coverage {
+    fn count(&mut self, outcome: &StepOutcome) {
+        self.steps += 1;
+        self.reached_backend += u64::from(outcome.backend.is_some());
+        self.callouts += outcome.calls.len() as u64;
+        match &outcome.client {
+            ClientResult::Response { status, .. } => {
+                *self.statuses.entry(*status).or_default() += 1
+            }
+            ClientResult::Reset => self.resets += 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Coverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let percent = |n: u64| 100.0 * n as f64 / self.steps.max(1) as f64;
+        write!(
+            f,
+            "{:.0} % of requests reached the backend; {} callouts; client statuses:",
+            percent(self.reached_backend),
+            self.callouts
+        )?;
+        for (status, n) in &self.statuses {
+            write!(f, " {status}×{n}")?;
+        }
+        if self.resets > 0 {
+            write!(f, ", reset×{}", self.resets)?;
+        }
+        Ok(())
+    }
+}
+
 /// The chain under test, compiled once.
 struct Target {
     loaded: Loaded,
@@ -177,12 +220,16 @@ fn fuzz(args: &FuzzArgs) -> Result<usize, String> {
     let mut found: BTreeMap<(Kind, String), Found> = BTreeMap::new();
     let mut last_progress = Instant::now();
     let terminal = std::io::stderr().is_terminal();
+    let mut coverage = Coverage::default();
     let mut run = 0;
     while run < runs && deadline.is_none_or(|d| Instant::now() < d) {
         run += 1;
         let value = generator.step();
         history.push(value.clone());
         let (findings, outcome) = take_step(&target, &mut session, &value, run)?;
+        if let Some(outcome) = &outcome {
+            coverage.count(outcome);
+        }
         pages.push(session.vms().iter().map(|vm| vm.memory_pages()).collect());
         let restart = findings.iter().any(|f| {
             matches!(
@@ -236,6 +283,7 @@ fn fuzz(args: &FuzzArgs) -> Result<usize, String> {
         started.elapsed().as_secs_f64(),
         found.len(),
     );
+    eprintln!("fuzz: {coverage}");
     let stem = target
         .loaded
         .file
