@@ -145,3 +145,31 @@ fn a_seed_repeats_its_run_and_a_clean_filter_reports_nothing() {
     assert!(coverage(&a).is_some());
     assert_eq!(coverage(&a), coverage(&b), "same seed, same requests");
 }
+
+#[test]
+fn the_rust_api_runs_the_same_fuzzer() {
+    use proxy_wasm_harness_cli::{FuzzOptions, fuzz};
+    let out = out_dir("fuzz-api");
+    let clean = fuzz(
+        &FuzzOptions::new(harness_fixtures::MINIMAL_FILTER)
+            .runs(500)
+            .out(&out),
+    )
+    .unwrap();
+    assert_eq!(clean.runs, 500);
+    assert!(clean.findings.is_empty(), "{clean}");
+    let found = fuzz(
+        &FuzzOptions::new(harness_fixtures::SDK_FILTER)
+            .runs(3000)
+            .budget(std::time::Duration::from_millis(10))
+            .out(&out),
+    )
+    .unwrap();
+    let trap = found
+        .findings
+        .iter()
+        .find(|f| f.kind == "trap" && f.message.contains("fixture panic requested"))
+        .unwrap_or_else(|| panic!("{found}"));
+    assert_eq!(trap.steps, 1);
+    assert!(trap.reproduction.is_file());
+}

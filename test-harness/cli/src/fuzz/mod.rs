@@ -58,6 +58,161 @@ pub(crate) struct FuzzArgs {
     out: PathBuf,
 }
 
+impl FuzzArgs {
+    fn options(&self) -> FuzzOptions {
+        FuzzOptions {
+            target: self.target.clone(),
+            config: self.config.clone(),
+            seed: self.seed,
+            runs: self.runs,
+            seconds: self.seconds,
+            budget: Duration::from_millis(self.budget_ms),
+            out: self.out.clone(),
+        }
+    }
+}
+
+/// What to fuzz and for how long: `proxy-wasm-harness fuzz` from Rust.
+///
+/// ```no_run
+/// use proxy_wasm_harness_cli::{FuzzOptions, fuzz};
+///
+/// let report = fuzz(
+///     &FuzzOptions::new("target/wasm32-wasip1/release/my_filter.wasm")
+///         .config("config.json")
+///         .runs(10_000),
+/// )
+/// .unwrap();
+/// assert!(report.findings.is_empty(), "{report}");
+/// ```
+#[derive(Debug, Clone)]
+pub struct FuzzOptions {
+    /// A module (with `config`) or a scenario file whose chain is fuzzed.
+    pub target: PathBuf,
+    /// The module's plugin configuration file.
+    pub config: Option<PathBuf>,
+    /// The same seed draws the same requests.
+    pub seed: u64,
+    /// How many requests (default 10,000 unless `seconds`).
+    pub runs: Option<u64>,
+    /// Send requests for this long instead.
+    pub seconds: Option<u64>,
+    /// A callback running longer is a finding.
+    pub budget: Duration,
+    /// Where the reproduction scenarios go.
+    pub out: PathBuf,
+}
+
+impl FuzzOptions {
+    /// Fuzzes `target` with the defaults of the command: seed 1, 10,000
+    /// requests, a 100 ms budget, reproductions in `target/fuzz`.
+    pub fn new(target: impl Into<PathBuf>) -> Self {
+        Self {
+            target: target.into(),
+            config: None,
+            seed: 1,
+            runs: None,
+            seconds: None,
+            budget: Duration::from_millis(100),
+            out: PathBuf::from("target/fuzz"),
+        }
+    }
+
+    /// The module's plugin configuration file.
+    #[must_use]
+    pub fn config(mut self, file: impl Into<PathBuf>) -> Self {
+        self.config = Some(file.into());
+        self
+    }
+
+    /// The seed.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// How many requests to send.
+    #[must_use]
+    pub fn runs(mut self, runs: u64) -> Self {
+        self.runs = Some(runs);
+        self
+    }
+
+    /// Where the reproductions go.
+    #[must_use]
+    pub fn out(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out = dir.into();
+        self
+    }
+
+    /// The time budget of one callback.
+    #[must_use]
+    pub fn budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Clone)]
+pub struct FuzzReport {
+    /// Requests sent.
+    pub runs: u64,
+    /// How far the requests got (the share that reached the backend,
+    /// callouts, client statuses).
+    pub coverage: String,
+    /// Each distinct finding, minimized and written out.
+    pub findings: Vec<FuzzFinding>,
+}
+
+/// One distinct finding.
+#[derive(Debug, Clone)]
+pub struct FuzzFinding {
+    /// `trap`, `past-time-budget`, `memory-limit`, `stale-content-length`,
+    /// `refused-header-value`, `invalid-local-status`, `memory-growth` or
+    /// `harness-error`.
+    pub kind: &'static str,
+    /// What happened (a trap's panic message and wasm backtrace, ...).
+    pub message: String,
+    /// How many requests showed it.
+    pub count: u64,
+    /// The request that first showed it.
+    pub first_run: u64,
+    /// Steps of the minimized reproduction.
+    pub steps: usize,
+    /// The reproduction scenario file.
+    pub reproduction: PathBuf,
+}
+
+impl std::fmt::Display for FuzzReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.findings.is_empty() {
+            return writeln!(f, "no findings");
+        }
+        writeln!(
+            f,
+            "{:<22} {:>6} {:>9} {:>6}  reproduction",
+            "finding", "count", "first run", "steps"
+        )?;
+        for finding in &self.findings {
+            writeln!(
+                f,
+                "{:<22} {:>6} {:>9} {:>6}  {}",
+                finding.kind,
+                finding.count,
+                finding.first_run,
+                finding.steps,
+                finding.reproduction.display()
+            )?;
+            for line in finding.message.lines().take(6) {
+                writeln!(f, "    {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
@@ -173,9 +328,15 @@ impl Target {
 }
 
 pub(crate) fn run(args: &FuzzArgs) -> ExitCode {
-    match fuzz(args) {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::FAILURE,
+    match fuzz(&args.options()) {
+        Ok(report) => {
+            print!("{report}");
+            if report.findings.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
@@ -183,8 +344,13 @@ pub(crate) fn run(args: &FuzzArgs) -> ExitCode {
     }
 }
 
-/// Runs the fuzzer; the number of distinct findings.
-fn fuzz(args: &FuzzArgs) -> Result<usize, String> {
+/// Runs the fuzzer (progress on standard error); what it found.
+///
+/// # Errors
+///
+/// When the target cannot be read or loaded, or its chain refuses its
+/// configuration.
+pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let target = target(args)?;
     let mut dictionary = Dictionary::default();
@@ -299,14 +465,27 @@ fn fuzz(args: &FuzzArgs) -> Result<usize, String> {
         write_reproduction(&target, found, args.seed, &file)?;
         found.file = Some(file);
     }
-    report(&found);
-    Ok(found.len())
+    Ok(FuzzReport {
+        runs: run,
+        coverage: coverage.to_string(),
+        findings: found
+            .into_values()
+            .map(|f| FuzzFinding {
+                kind: f.finding.kind.name(),
+                message: f.finding.message,
+                count: f.count,
+                first_run: f.first_run,
+                steps: f.steps.len(),
+                reproduction: f.file.unwrap_or_default(),
+            })
+            .collect(),
+    })
 }
 
 /// The chain to fuzz: a scenario file's, or a module with its
 /// configuration (written out as a scenario, so that reproductions and the
 /// fuzzer load the chain the same way).
-fn target(args: &FuzzArgs) -> Result<Target, String> {
+fn target(args: &FuzzOptions) -> Result<Target, String> {
     let is_scenario = args
         .target
         .extension()
@@ -357,11 +536,7 @@ fn target(args: &FuzzArgs) -> Result<Target, String> {
         }
     }
     let runtime = proxy_wasm_harness::Runtime::new().map_err(|e| e.to_string())?;
-    let plugins = harness_runner::plugins(
-        &loaded,
-        &runtime,
-        Some(Duration::from_millis(args.budget_ms)),
-    )?;
+    let plugins = harness_runner::plugins(&loaded, &runtime, Some(args.budget))?;
     Ok(Target {
         loaded,
         base,
@@ -682,32 +857,5 @@ fn expectation(found: &Found, step: &Value) -> Value {
             _ => json!({"backend": {"reached": true}}),
         },
         _ => Value::Null,
-    }
-}
-
-fn report(found: &BTreeMap<(Kind, String), Found>) {
-    if found.is_empty() {
-        println!("no findings");
-        return;
-    }
-    println!(
-        "{:<22} {:>6} {:>9} {:>6}  reproduction",
-        "finding", "count", "first run", "steps"
-    );
-    for f in found.values() {
-        println!(
-            "{:<22} {:>6} {:>9} {:>6}  {}",
-            f.finding.kind.name(),
-            f.count,
-            f.first_run,
-            f.steps.len(),
-            f.file
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        );
-        for line in f.finding.message.lines().take(6) {
-            println!("    {line}");
-        }
     }
 }
