@@ -4,7 +4,8 @@ use std::process::Command;
 
 use crate::envoy::{ensure_envoy, scenario_dirs};
 use crate::toolchain::{
-    WASM_TARGET, cargo, ensure_debian_package, ensure_wasm_target, exec, has_cargo_subcommand, root,
+    WASM_TARGET, cargo, ensure_debian_package, ensure_wasm_target, exec, harness_cli,
+    has_cargo_subcommand, root,
 };
 use crate::{dist, envoy_config, filters, jwt_authn, wasmplugin};
 
@@ -65,19 +66,8 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
         .into_iter()
         .partition(|dir| dir.starts_with(root().join("filters")));
     for (dirs, restriction) in [(harness, None), (ours, Some("derived"))] {
-        let mut compare = cargo();
-        compare
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "proxy-wasm-harness-cli",
-                "--",
-                "test",
-                "--compare",
-            ])
-            .arg("--envoy-bin")
-            .arg(&envoy);
+        let mut compare = harness_cli("test");
+        compare.arg("--compare").arg("--envoy-bin").arg(&envoy);
         if let Some(restriction) = restriction {
             compare.args(["--capabilities", restriction]);
         }
@@ -88,16 +78,7 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
     for filter in &shipped {
         let package = &filter.package;
         exec(
-            cargo()
-                .current_dir(root())
-                .args([
-                    "run",
-                    "--quiet",
-                    "-p",
-                    "proxy-wasm-harness-cli",
-                    "--",
-                    "fuzz",
-                ])
+            harness_cli("fuzz")
                 .arg(format!("dist/{package}.wasm"))
                 .arg("--config")
                 .arg(format!("filters/{package}/config/example.json"))

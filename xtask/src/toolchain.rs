@@ -21,6 +21,20 @@ pub(crate) fn cargo() -> Command {
     cmd
 }
 
+/// `proxy-wasm-harness COMMAND`, built and run by cargo from the root.
+pub(crate) fn harness_cli(command: &str) -> Command {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "proxy-wasm-harness-cli",
+        "--",
+        command,
+    ]);
+    cmd
+}
+
 /// Runs a command, failing with its command line when it fails.
 pub(crate) fn exec(cmd: &mut Command) -> Result<(), String> {
     let line = format!("{cmd:?}");

@@ -229,16 +229,7 @@ pub(crate) fn check(filters: &[Filter]) -> Result<(), String> {
     for filter in filters {
         let package = &filter.package;
         crate::toolchain::exec(
-            crate::toolchain::cargo()
-                .current_dir(crate::toolchain::root())
-                .args([
-                    "run",
-                    "--quiet",
-                    "-p",
-                    "proxy-wasm-harness-cli",
-                    "--",
-                    "lint",
-                ])
+            crate::toolchain::harness_cli("lint")
                 .arg("--module")
                 .arg(format!("dist/{package}.wasm"))
                 .arg(format!("envoy/{package}.yaml"))

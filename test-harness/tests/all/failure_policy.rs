@@ -16,18 +16,9 @@ fn vm(policy: FailurePolicy) -> Vm {
         .expect("it starts")
 }
 
+/// A GET of `/` with `extra` headers.
 fn request(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut headers = vec![
-        (":method".to_owned(), "GET".to_owned()),
-        (":path".to_owned(), "/".to_owned()),
-        (":authority".to_owned(), "shop.example".to_owned()),
-    ];
-    headers.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    headers
+    crate::sdk_filter::request("/", extra)
 }
 
 /// Sends a request without a body and returns the status the client got

@@ -18,7 +18,7 @@ fn plugin() -> &'static Plugin {
     })
 }
 
-fn request(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn request(path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut headers = vec![
         (":method".to_owned(), "GET".to_owned()),
         (":path".to_owned(), path.to_owned()),

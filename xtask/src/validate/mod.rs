@@ -425,18 +425,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     eprintln!("xtask: {n} WasmPlugin document(s) valid");
     // And what the schema cannot see: fields the Istio (and Envoy) versions
     // lack (`proxy-wasm-harness lint`).
-    crate::toolchain::exec(
-        crate::toolchain::cargo()
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "proxy-wasm-harness-cli",
-                "--",
-                "lint",
-            ])
-            .args(&paths),
-    )
+    crate::toolchain::exec(crate::toolchain::harness_cli("lint").args(&paths))
 }
 
 #[cfg(test)]
