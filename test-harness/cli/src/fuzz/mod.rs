@@ -15,7 +15,7 @@ mod dictionary;
 mod generate;
 mod shrink;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -381,8 +381,11 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
     );
     let started = Instant::now();
     let mut session = target.start()?;
-    let mut history: Vec<Value> = Vec::new();
-    let mut pages: Vec<Vec<u64>> = Vec::new();
+    // The requests since the VMs started, and each VM's memory after each,
+    // bounded so that a long run stays small: a finding needs at most the
+    // last HISTORY requests to show, growth shows within the last WINDOW.
+    let mut history: VecDeque<Value> = VecDeque::new();
+    let mut pages: VecDeque<Vec<u64>> = VecDeque::new();
     let mut found: BTreeMap<(Kind, String), Found> = BTreeMap::new();
     let mut last_progress = Instant::now();
     let terminal = std::io::stderr().is_terminal();
@@ -391,12 +394,18 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
     while run < runs && deadline.is_none_or(|d| Instant::now() < d) {
         run += 1;
         let value = generator.step();
-        history.push(value.clone());
+        history.push_back(value.clone());
+        if history.len() > HISTORY {
+            history.pop_front();
+        }
         let (findings, outcome) = take_step(&target, &mut session, &value, run)?;
         if let Some(outcome) = &outcome {
             coverage.count(outcome);
         }
-        pages.push(session.vms().iter().map(|vm| vm.memory_pages()).collect());
+        pages.push_back(session.vms().iter().map(|vm| vm.memory_pages()).collect());
+        if pages.len() > WINDOW {
+            pages.pop_front();
+        }
         let restart = findings.iter().any(|f| {
             matches!(
                 f.kind,
@@ -410,7 +419,7 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
                     finding: finding.clone(),
                     count: 0,
                     first_run: run,
-                    steps: history.clone(),
+                    steps: history.iter().cloned().collect(),
                     observed: session.observed.clone(),
                     outcome: outcome.clone(),
                     file: None,
@@ -419,7 +428,13 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
             entry.count += 1;
         }
         if restart {
-            check_growth(&target, &history, &pages, run, &mut found);
+            check_growth(
+                &target,
+                history.make_contiguous(),
+                pages.make_contiguous(),
+                run,
+                &mut found,
+            );
             session = target.start()?;
             history.clear();
             pages.clear();
@@ -442,7 +457,13 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
             }
         }
     }
-    check_growth(&target, &history, &pages, run, &mut found);
+    check_growth(
+        &target,
+        history.make_contiguous(),
+        pages.make_contiguous(),
+        run,
+        &mut found,
+    );
     eprintln!(
         "{}fuzz: {run} runs in {:.1} s, {} distinct findings",
         if terminal { "\r" } else { "" },
@@ -677,6 +698,11 @@ fn check_growth(
         }
     }
 }
+
+/// The most recent requests a finding is minimized from.
+const HISTORY: usize = 2_000;
+/// The most recent requests memory growth is judged over.
+const WINDOW: usize = 10_000;
 
 /// How many times a memory-growth reproduction repeats its request, and
 /// the growth (pages) it must show.
