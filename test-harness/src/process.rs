@@ -77,6 +77,15 @@ impl Queues {
         self.queues.get_mut(&token).map(|q| q.items.pop_front())
     }
 
+    /// The bytes of every item waiting in a queue.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queues
+            .values()
+            .flat_map(|q| q.items.iter())
+            .map(Vec::len)
+            .sum()
+    }
+
     pub(crate) fn notify(&mut self, owner: u64, token: u32) {
         self.ready.entry(owner).or_default().push(token);
     }

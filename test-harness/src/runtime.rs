@@ -99,6 +99,21 @@ impl Runtime {
         self.inner.shared.lock_metrics().get(name).cloned()
     }
 
+    /// What plugins on this runtime keep in shared data and shared queues,
+    /// in bytes (keys, values and queued items): watch it for growth
+    /// without bound, as Envoy keeps both for the life of the process.
+    pub fn shared_bytes(&self) -> usize {
+        let data: usize = self
+            .inner
+            .shared
+            .lock_data()
+            .values()
+            .flat_map(|m| m.iter())
+            .map(|(k, (v, _))| k.len() + v.len())
+            .sum();
+        data + self.inner.shared.lock_queues().queued_bytes()
+    }
+
     /// A shared-data value as plugins with `vm_id` see it.
     pub fn shared_data(&self, vm_id: &str, key: &[u8]) -> Option<Vec<u8>> {
         self.inner

@@ -1,6 +1,7 @@
 //! `proxy-wasm-harness fuzz` against fixtures with planted bugs: within its
-//! default budget (10,000 requests) it finds the sdk fixture's trap and its
-//! stale `content-length`, and the leaky fixture's unbounded memory; each
+//! default budget (10,000 requests) it finds the sdk fixture's trap, its
+//! stale `content-length` and its unbounded shared-data cache, and the
+//! leaky fixture's unbounded memory; each
 //! reproduction it writes fails in the harness and, when Envoy is
 //! installed, in Envoy; the same seed draws the same run.
 
@@ -13,7 +14,7 @@ fn cli() -> Command {
 
 fn fuzz(module: &str, out: &Path, extra: &[&str]) -> Output {
     cli()
-        .args(["fuzz", module, "--seed", "1", "--budget-ms", "10", "--out"])
+        .args(["fuzz", module, "--seed", "1", "--out"])
         .arg(out)
         .args(extra)
         .output()
@@ -74,7 +75,9 @@ fn passes(file: &Path, envoy: Option<&Path>, work: &Path) -> (bool, Option<bool>
 #[test]
 fn the_planted_trap_and_stale_content_length_are_found_minimized_and_fail_in_both_runners() {
     let out = out_dir("fuzz-sdk");
-    let run = fuzz(harness_fixtures::SDK_FILTER, &out, &[]);
+    // The fixture loops forever on `x-fixture-loop`: a short budget keeps
+    // the run short (its findings are not what this test checks).
+    let run = fuzz(harness_fixtures::SDK_FILTER, &out, &["--budget-ms", "10"]);
     let report = String::from_utf8_lossy(&run.stdout);
     assert_eq!(run.status.code(), Some(1), "findings exit 1:\n{report}");
     assert!(report.contains("fixture panic requested"), "{report}");
@@ -108,6 +111,14 @@ fn the_planted_trap_and_stale_content_length_are_found_minimized_and_fail_in_bot
             .unwrap()
             .contains("x-fixture-append"),
         "the planted body change"
+    );
+    // The planted unbounded cache: shared data grows across the workers.
+    let shared = reproductions(&out, "shared-data-growth");
+    assert_eq!(shared.len(), 1, "{report}");
+    let text = std::fs::read_to_string(&shared[0]).unwrap();
+    assert!(
+        text.contains("x-fixture-remember"),
+        "the requests that grow it"
     );
 }
 

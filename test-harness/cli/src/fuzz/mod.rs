@@ -56,6 +56,10 @@ pub(crate) struct FuzzArgs {
     /// Where the reproduction scenarios go.
     #[arg(long, default_value = "target/fuzz")]
     out: PathBuf,
+    /// Worker chains sharing shared data and queues, as Envoy's worker
+    /// threads do; requests go to them in turn.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
 }
 
 impl FuzzArgs {
@@ -68,6 +72,7 @@ impl FuzzArgs {
             seconds: self.seconds,
             budget: Duration::from_millis(self.budget_ms),
             out: self.out.clone(),
+            workers: self.workers,
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct FuzzOptions {
     pub budget: Duration,
     /// Where the reproduction scenarios go.
     pub out: PathBuf,
+    /// Worker chains sharing shared data and queues (default 2).
+    pub workers: usize,
 }
 
 impl FuzzOptions {
@@ -115,6 +122,7 @@ impl FuzzOptions {
             seconds: None,
             budget: Duration::from_millis(100),
             out: PathBuf::from("target/fuzz"),
+            workers: 2,
         }
     }
 
@@ -170,8 +178,8 @@ pub struct FuzzReport {
 #[derive(Debug, Clone)]
 pub struct FuzzFinding {
     /// `trap`, `past-time-budget`, `memory-limit`, `stale-content-length`,
-    /// `refused-header-value`, `invalid-local-status`, `memory-growth` or
-    /// `harness-error`.
+    /// `refused-header-value`, `invalid-local-status`, `memory-growth`,
+    /// `shared-data-growth` or `harness-error`.
     pub kind: &'static str,
     /// What happened (a trap's panic message and wasm backtrace, ...).
     pub message: String,
@@ -223,6 +231,7 @@ enum Kind {
     RefusedHeader,
     InvalidStatus,
     MemoryGrowth,
+    SharedGrowth,
     Harness,
 }
 
@@ -236,6 +245,7 @@ impl Kind {
             Self::RefusedHeader => "refused-header-value",
             Self::InvalidStatus => "invalid-local-status",
             Self::MemoryGrowth => "memory-growth",
+            Self::SharedGrowth => "shared-data-growth",
             Self::Harness => "harness-error",
         }
     }
@@ -310,6 +320,8 @@ impl std::fmt::Display for Coverage {
 /// The chain under test, compiled once.
 struct Target {
     loaded: Loaded,
+    /// The plugins' runtime: its shared data and queues outlive VMs.
+    runtime: proxy_wasm_harness::Runtime,
     /// The base file as written, for the reproductions' filters.
     base: Value,
     plugins: Vec<proxy_wasm_harness::Plugin>,
@@ -380,12 +392,16 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
         dictionary.values.len()
     );
     let started = Instant::now();
-    let mut session = target.start()?;
-    // The requests since the VMs started, and each VM's memory after each,
-    // bounded so that a long run stays small: a finding needs at most the
-    // last HISTORY requests to show, growth shows within the last WINDOW.
-    let mut history: VecDeque<Value> = VecDeque::new();
-    let mut pages: VecDeque<Vec<u64>> = VecDeque::new();
+    // Several workers, each a chain of VMs as an Envoy worker thread has,
+    // sharing the runtime's shared data and queues as Envoy's share the
+    // process's; requests go to them in turn.
+    let mut workers = Vec::new();
+    for _ in 0..args.workers.max(1) {
+        workers.push(Worker::new(target.start()?));
+    }
+    let mut shared: VecDeque<u64> = VecDeque::new();
+    // The last requests across workers: shared data is theirs together.
+    let mut recent: VecDeque<Value> = VecDeque::new();
     let mut found: BTreeMap<(Kind, String), Found> = BTreeMap::new();
     let mut last_progress = Instant::now();
     let terminal = std::io::stderr().is_terminal();
@@ -394,17 +410,34 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
     while run < runs && deadline.is_none_or(|d| Instant::now() < d) {
         run += 1;
         let value = generator.step();
-        history.push_back(value.clone());
-        if history.len() > HISTORY {
-            history.pop_front();
+        recent.push_back(value.clone());
+        if recent.len() > GROWTH_REPEATS {
+            recent.pop_front();
         }
-        let (findings, outcome) = take_step(&target, &mut session, &value, run)?;
+        let count = workers.len() as u64;
+        let worker = &mut workers[((run - 1) % count) as usize];
+        worker.history.push_back(value.clone());
+        if worker.history.len() > HISTORY {
+            worker.history.pop_front();
+        }
+        let (findings, outcome) = take_step(&target, &mut worker.session, &value, run)?;
         if let Some(outcome) = &outcome {
             coverage.count(outcome);
         }
-        pages.push_back(session.vms().iter().map(|vm| vm.memory_pages()).collect());
-        if pages.len() > WINDOW {
-            pages.pop_front();
+        worker.pages.push_back(
+            worker
+                .session
+                .vms()
+                .iter()
+                .map(|vm| vm.memory_pages())
+                .collect(),
+        );
+        if worker.pages.len() > WINDOW {
+            worker.pages.pop_front();
+        }
+        shared.push_back(target.runtime.shared_bytes() as u64);
+        if shared.len() > WINDOW {
+            shared.pop_front();
         }
         let restart = findings.iter().any(|f| {
             matches!(
@@ -419,25 +452,17 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
                     finding: finding.clone(),
                     count: 0,
                     first_run: run,
-                    steps: history.iter().cloned().collect(),
-                    observed: session.observed.clone(),
+                    steps: worker.history.iter().cloned().collect(),
+                    observed: worker.session.observed.clone(),
                     outcome: outcome.clone(),
                     file: None,
-                    minimized_from: history.len(),
+                    minimized_from: worker.history.len(),
                 });
             entry.count += 1;
         }
         if restart {
-            check_growth(
-                &target,
-                history.make_contiguous(),
-                pages.make_contiguous(),
-                run,
-                &mut found,
-            );
-            session = target.start()?;
-            history.clear();
-            pages.clear();
+            check_growth(&target, worker, run, &mut found);
+            *worker = Worker::new(target.start()?);
         }
         // A progress line: rewritten each second on a terminal, a new line
         // every ten seconds in a log.
@@ -457,13 +482,31 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
             }
         }
     }
-    check_growth(
-        &target,
-        history.make_contiguous(),
-        pages.make_contiguous(),
-        run,
-        &mut found,
-    );
+    for worker in &mut workers {
+        check_growth(&target, worker, run, &mut found);
+    }
+    if let Some(marks) = grew(shared.make_contiguous(), SHARED_GROWTH) {
+        let history: Vec<Value> = recent.iter().cloned().collect();
+        found.entry((Kind::SharedGrowth, String::new())).or_insert_with(|| Found {
+            finding: Finding {
+                kind: Kind::SharedGrowth,
+                message: format!(
+                    "shared data and queues grew from {} to {} bytes over {} requests, in every quarter: they grow without bound (Envoy keeps them for the life of the process)",
+                    marks.0,
+                    marks.1,
+                    shared.len()
+                ),
+                signature: String::new(),
+            },
+            count: 1,
+            first_run: run,
+            steps: history,
+            observed: Observed::default(),
+            outcome: None,
+            file: None,
+            minimized_from: recent.len(),
+        });
+    }
     eprintln!(
         "{}fuzz: {run} runs in {:.1} s, {} distinct findings",
         if terminal { "\r" } else { "" },
@@ -560,6 +603,7 @@ fn target(args: &FuzzOptions) -> Result<Target, String> {
     let plugins = harness_runner::plugins(&loaded, &runtime, Some(args.budget))?;
     Ok(Target {
         loaded,
+        runtime,
         base,
         plugins,
     })
@@ -650,52 +694,81 @@ fn finding(kind: Kind, message: String) -> Finding {
     }
 }
 
-/// Linear memory that grew through the last four fifths of a window of at
-/// least 1,000 requests on one VM, by at least 1 MiB (16 pages), each
-/// quarter more than the one before: memory that grows without bound.
+/// One worker: a chain of VMs, the requests it served since it started
+/// and each VM's memory after each.
+struct Worker {
+    session: Session,
+    history: VecDeque<Value>,
+    pages: VecDeque<Vec<u64>>,
+}
+
+impl Worker {
+    fn new(session: Session) -> Self {
+        Self {
+            session,
+            history: VecDeque::new(),
+            pages: VecDeque::new(),
+        }
+    }
+}
+
+/// Growth without bound in a series of samples: over the last four fifths
+/// of at least 1,000 samples, at least `min` more, each quarter more than
+/// the one before. The first and last marks, when it grew so.
+fn grew(series: &[u64], min: u64) -> Option<(u64, u64)> {
+    if series.len() < 1000 {
+        return None;
+    }
+    let from = series.len() / 5;
+    let quarter = (series.len() - from) / 4;
+    let marks: Vec<u64> = (0..=4)
+        .map(|q| series[(from + q * quarter).min(series.len() - 1)])
+        .collect();
+    (marks[4].saturating_sub(marks[0]) >= min && marks.windows(2).all(|w| w[1] > w[0]))
+        .then(|| (marks[0], marks[4]))
+}
+
+/// 1 MiB of linear memory, in 64 KiB pages; 64 KiB of shared data.
+const MEMORY_GROWTH: u64 = 16;
+const SHARED_GROWTH: u64 = 64 * 1024;
+
+/// A worker's VMs whose linear memory grew without bound (see [`grew`]).
 fn check_growth(
     target: &Target,
-    history: &[Value],
-    pages: &[Vec<u64>],
+    worker: &mut Worker,
     run: u64,
     found: &mut BTreeMap<(Kind, String), Found>,
 ) {
-    if pages.len() < 1000 {
+    let pages = worker.pages.make_contiguous();
+    let Some(vms) = pages.first().map(Vec::len) else {
         return;
-    }
-    for vm in 0..pages[0].len() {
+    };
+    for vm in 0..vms {
         let series: Vec<u64> = pages.iter().map(|p| p[vm]).collect();
-        let from = series.len() / 5;
-        let quarter = (series.len() - from) / 4;
-        let marks: Vec<u64> = (0..=4)
-            .map(|q| series[(from + q * quarter).min(series.len() - 1)])
-            .collect();
-        let growth = marks[4].saturating_sub(marks[0]);
-        if growth >= 16 && marks.windows(2).all(|w| w[1] > w[0]) {
-            let name = target.loaded.scenario.filters[vm].plugin_name(vm);
-            let message = format!(
-                "filter `{name}`'s linear memory grew from {} to {} pages (64 KiB each) over {} requests, in every quarter: it grows without bound",
-                marks[0],
-                marks[4],
-                series.len() - from
-            );
-            found
-                .entry((Kind::MemoryGrowth, name.clone()))
-                .or_insert_with(|| Found {
-                    finding: Finding {
-                        kind: Kind::MemoryGrowth,
-                        message,
-                        signature: name,
-                    },
-                    count: 1,
-                    first_run: run,
-                    steps: history.to_vec(),
-                    observed: Observed::default(),
-                    outcome: None,
-                    file: None,
-                    minimized_from: history.len(),
-                });
-        }
+        let Some((from, to)) = grew(&series, MEMORY_GROWTH) else {
+            continue;
+        };
+        let name = target.loaded.scenario.filters[vm].plugin_name(vm);
+        let message = format!(
+            "filter `{name}`'s linear memory grew from {from} to {to} pages (64 KiB each) over {} requests, in every quarter: it grows without bound",
+            series.len()
+        );
+        found
+            .entry((Kind::MemoryGrowth, name.clone()))
+            .or_insert_with(|| Found {
+                finding: Finding {
+                    kind: Kind::MemoryGrowth,
+                    message,
+                    signature: name,
+                },
+                count: 1,
+                first_run: run,
+                steps: worker.history.iter().cloned().collect(),
+                observed: Observed::default(),
+                outcome: None,
+                file: None,
+                minimized_from: worker.history.len(),
+            });
     }
 }
 
@@ -704,32 +777,35 @@ const HISTORY: usize = 2_000;
 /// The most recent requests memory growth is judged over.
 const WINDOW: usize = 10_000;
 
-/// How many times a memory-growth reproduction repeats its request, and
-/// the growth (pages) it must show.
+/// How many times a memory-growth reproduction repeats its request (and
+/// how many requests a shared-data one keeps), and the growth in pages it
+/// must show.
 const GROWTH_REPEATS: usize = 400;
-const GROWTH_PAGES: u64 = 4;
+const GROWTH_UNITS: u64 = 4;
 
 /// Minimizes a finding's steps, keeping what the last run of them showed.
 fn minimize(target: &Target, found: &mut Found) -> Result<(), String> {
     let kind = found.finding.kind;
     let signature = found.finding.signature.clone();
+    if kind == Kind::SharedGrowth {
+        // Shared data grows with distinct keys, which one request repeated
+        // does not make: the reproduction is the last requests as drawn.
+        let keep = found.steps.len().saturating_sub(GROWTH_REPEATS);
+        found.steps.drain(..keep);
+        return Ok(());
+    }
     if kind == Kind::MemoryGrowth {
-        let vm = found
-            .steps
-            .first()
-            .map(|_| ())
-            .and_then(|()| {
-                target
-                    .loaded
-                    .scenario
-                    .filters
-                    .iter()
-                    .enumerate()
-                    .position(|(i, f)| f.plugin_name(i) == signature)
-            })
+        let vm = target
+            .loaded
+            .scenario
+            .filters
+            .iter()
+            .enumerate()
+            .position(|(i, f)| f.plugin_name(i) == signature)
             .unwrap_or(0);
-        let mut grows = |steps: &[Value]| grows(target, steps, vm);
-        // The request that grows memory when repeated: try the last ones.
+        let measure = |session: &Session| session.vms().get(vm).map_or(0, |v| v.memory_pages());
+        let mut grows = |steps: &[Value]| grows(target, steps, &measure);
+        // The request that grows it when repeated: try the last ones.
         let candidates: Vec<Value> = found.steps.iter().rev().take(20).cloned().collect();
         if let Some(step) = candidates
             .into_iter()
@@ -774,8 +850,9 @@ fn minimize(target: &Target, found: &mut Found) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `steps`, repeated, grow VM `vm`'s memory.
-fn grows(target: &Target, steps: &[Value], vm: usize) -> bool {
+/// Whether `steps`, repeated, grow what `measure` reads (a VM's pages) by
+/// `GROWTH_UNITS`.
+fn grows(target: &Target, steps: &[Value], measure: &dyn Fn(&Session) -> u64) -> bool {
     let Ok(mut session) = target.start() else {
         return false;
     };
@@ -793,13 +870,11 @@ fn grows(target: &Target, steps: &[Value], vm: usize) -> bool {
                 return false;
             }
         }
-        let now = session.vms().get(vm).map_or(0, |v| v.memory_pages());
         if i == GROWTH_REPEATS / 4 {
-            first = Some(now);
+            first = Some(measure(&session));
         }
     }
-    let end = session.vms().get(vm).map_or(0, |v| v.memory_pages());
-    first.is_some_and(|f| end >= f + GROWTH_PAGES)
+    first.is_some_and(|f| measure(&session) >= f + GROWTH_UNITS)
 }
 
 /// Writes a finding's steps as a scenario: the target's chain, the steps,
@@ -812,12 +887,18 @@ fn write_reproduction(
 ) -> Result<(), String> {
     let mut steps = found.steps.clone();
     let mut note = String::new();
+    if found.finding.kind == Kind::SharedGrowth {
+        note = " The last requests as drawn (distinct keys make shared data grow, so one request \
+                repeated would not): no runner can assert on shared data, so this file passes."
+            .into();
+    }
     if found.finding.kind == Kind::MemoryGrowth && !steps.is_empty() {
         let step = steps[0].clone();
         steps = vec![step; GROWTH_REPEATS];
         note = format!(
             " The request repeated {GROWTH_REPEATS} times: the harness measured the growth; no \
-             runner can assert on a VM's memory, so this file passes and shows the request."
+             runner can assert on a VM's memory or shared data, so this file passes and shows \
+             the request."
         );
     }
     if let Some(last) = steps.last_mut() {
