@@ -74,16 +74,36 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
         exec(compare.args(dirs))?;
     }
     // Our filters under the fuzzer, as they ship (dist's module, the
-    // example configuration): 10,000 random requests each, no finding.
-    for filter in &shipped {
-        let package = &filter.package;
-        exec(
-            harness_cli("fuzz")
-                .arg(format!("dist/{package}.wasm"))
-                .arg("--config")
-                .arg(format!("filters/{package}/config/example.json"))
-                .args(["--runs", "10000", "--seed", "1", "--out", "target/fuzz"]),
-        )?;
+    // example configuration), and the auth filter from two scenarios whose
+    // steps seed it (signed tokens and a key-set fetch; an authorization
+    // service answering, failing and timing out): 10,000 random requests
+    // each, no finding.
+    let mut targets: Vec<Vec<String>> = shipped
+        .iter()
+        .map(|f| {
+            let package = &f.package;
+            vec![
+                format!("dist/{package}.wasm"),
+                "--config".into(),
+                format!("filters/{package}/config/example.json"),
+            ]
+        })
+        .collect();
+    for seeded in [
+        "filters/auth/scenarios/remote-jwks-fetch-and-cache.yaml",
+        "filters/auth/scenarios/ext-authz-allow.yaml",
+    ] {
+        targets.push(vec![seeded.into()]);
+    }
+    for target in targets {
+        exec(harness_cli("fuzz").args(target).args([
+            "--runs",
+            "10000",
+            "--seed",
+            "1",
+            "--out",
+            "target/fuzz",
+        ]))?;
     }
     // The registry round trips need a real registry and skopeo; tests
     // fail rather than skip when these are missing (XTASK_REQUIRE_TOOLS).

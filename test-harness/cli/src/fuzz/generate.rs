@@ -70,6 +70,11 @@ pub(crate) struct Generator<'a> {
     pub(crate) dictionary: &'a Dictionary,
     /// The callout upstreams the chain may call, by name.
     pub(crate) upstreams: Vec<String>,
+    /// Steps to start from (a scenario's own, without their expectations):
+    /// half of the drawn steps are one of them, changed a little, which
+    /// reaches what random requests rarely do (a valid token, a signed
+    /// body) and then breaks it.
+    pub(crate) seeds: Vec<Value>,
 }
 
 impl Generator<'_> {
@@ -111,8 +116,59 @@ impl Generator<'_> {
             .collect()
     }
 
+    /// A token shaped like a JWT (RFC 7519): a header and claims of JSON
+    /// drawn from the dictionary (issuers, audiences, key ids), an
+    /// arbitrary signature; what gets a filter past "is this a JWT?" into
+    /// its key lookup, fetch and verification.
+    fn jwt(&mut self) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let alg = self.pick(&["RS256", "ES256", "ES384", "PS256", "EdDSA", "HS256", "none"]);
+        let header = json!({"alg": alg, "typ": "JWT", "kid": self.word()});
+        let now = 1_767_225_600 + self.below(400_000_000) as u64;
+        let mut claims = Map::new();
+        // Issuers are URLs: the configuration's, most of the time.
+        let urls: Vec<&String> = self
+            .dictionary
+            .values
+            .iter()
+            .filter(|v| v.starts_with("https://") || v.starts_with("http://"))
+            .collect();
+        if !urls.is_empty() && self.chance(70) {
+            claims.insert("iss".into(), json!(urls[self.below(urls.len())]));
+        }
+        for key in ["iss", "aud", "sub", "scope"] {
+            if claims.contains_key(key) {
+                continue;
+            }
+            if self.chance(80) {
+                claims.insert(key.into(), json!(self.word()));
+            }
+        }
+        if self.chance(70) {
+            claims.insert("exp".into(), json!(now));
+        }
+        let signature: Vec<u8> = (0..self.below(300))
+            .map(|_| self.rng.next_u32() as u8)
+            .collect();
+        format!(
+            "{}.{}.{}",
+            b64.encode(header.to_string()),
+            b64.encode(Value::Object(claims).to_string()),
+            b64.encode(signature)
+        )
+    }
+
     fn header_value(&mut self) -> String {
         let d = self.dictionary;
+        if self.chance(8) {
+            let jwt = self.jwt();
+            return if self.chance(50) {
+                format!("Bearer {jwt}")
+            } else {
+                jwt
+            };
+        }
         let value = match self.below(6) {
             0 => String::new(),
             1 => (self.rng.next_u64() % 100_000).to_string(),
@@ -253,8 +309,90 @@ impl Generator<'_> {
         headers
     }
 
-    /// One step: a request, the backend's answer, the upstreams' answers.
+    /// One step: a seed changed a little, or a new random one.
     pub(crate) fn step(&mut self) -> Value {
+        if !self.seeds.is_empty() && self.chance(50) {
+            let n = self.below(self.seeds.len());
+            let seed = self.seeds[n].clone();
+            return self.mutate(seed);
+        }
+        self.fresh()
+    }
+
+    /// One to three changes to a seed step: a header dropped, added,
+    /// replaced or its value cut, a character changed or doubled; a new
+    /// path, method, protocol or backend status; the body cut or grown.
+    fn mutate(&mut self, mut step: Value) -> Value {
+        for _ in 0..1 + self.below(3) {
+            let names: Vec<String> = step["request"]["headers"]
+                .as_object()
+                .map(|h| h.keys().cloned().collect())
+                .unwrap_or_default();
+            match self.below(9) {
+                0 if !names.is_empty() => {
+                    let name = &names[self.below(names.len())];
+                    if let Some(h) = step["request"]["headers"].as_object_mut() {
+                        h.remove(name);
+                    }
+                }
+                1 | 2 if !names.is_empty() => {
+                    let name = names[self.below(names.len())].clone();
+                    let value = step["request"]["headers"][&name]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    step["request"]["headers"][&name] = json!(self.damage(&value));
+                }
+                3 => {
+                    let name = self.header_name();
+                    let value = self.header_value();
+                    if !name.is_empty() && !RESERVED.contains(&name.as_str()) {
+                        step["request"]["headers"][&name] = json!(value);
+                    }
+                }
+                4 => step["request"]["path"] = json!(self.path()),
+                5 => step["request"]["method"] = json!(self.pick(METHODS)),
+                6 => {
+                    let body = step["request"]["body"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    step["request"]["body"] = json!(self.damage(&body));
+                    if let Some(r) = step["request"].as_object_mut() {
+                        r.remove("chunks");
+                    }
+                }
+                7 => step["response"]["status"] = json!(STATUSES[self.below(STATUSES.len())]),
+                _ => step["request"]["protocol"] = json!(self.pick(&["http1", "http2"])),
+            }
+        }
+        step
+    }
+
+    /// `value` with one change: cut short, a character replaced, removed or
+    /// doubled, or a dictionary word put in.
+    fn damage(&mut self, value: &str) -> String {
+        let chars: Vec<char> = value.chars().collect();
+        let at = self.below(chars.len() + 1);
+        let mut out: Vec<char> = chars.clone();
+        match self.below(5) {
+            0 => out.truncate(at),
+            1 if at < out.len() => out[at] = self.token(1).chars().next().unwrap_or('x'),
+            2 if at < out.len() => {
+                out.remove(at);
+            }
+            3 if at < out.len() => out.insert(at, chars[at]),
+            _ => {
+                let word = self.word();
+                out.splice(at..at, word.chars());
+            }
+        }
+        out.into_iter().filter(|c| !c.is_control()).collect()
+    }
+
+    /// A new random step: a request, the backend's answer, the upstreams'
+    /// answers.
+    fn fresh(&mut self) -> Value {
         let method = self.pick(METHODS);
         let mut request =
             json!({"method": method, "path": self.path(), "headers": self.headers(10)});
@@ -320,6 +458,9 @@ mod tests {
                 rng: ChaCha8Rng::seed_from_u64(seed),
                 dictionary: &dictionary,
                 upstreams: vec!["jwks".into()],
+                seeds: vec![
+                    json!({"request": {"method": "POST", "headers": {"authorization": "Bearer a.b.c"}, "body": "{}"}}),
+                ],
             };
             (0..200).map(|_| g.step()).collect::<Vec<_>>()
         };

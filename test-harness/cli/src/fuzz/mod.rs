@@ -320,6 +320,8 @@ impl std::fmt::Display for Coverage {
 /// The chain under test, compiled once.
 struct Target {
     loaded: Loaded,
+    /// The scenario's own steps, without their expectations: seeds.
+    seeds: Vec<Value>,
     /// The plugins' runtime: its shared data and queues outlive VMs.
     runtime: proxy_wasm_harness::Runtime,
     /// The base file as written, for the reproductions' filters.
@@ -375,6 +377,7 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
         rng: ChaCha8Rng::seed_from_u64(args.seed),
         dictionary: &dictionary,
         upstreams: target.loaded.scenario.upstreams.keys().cloned().collect(),
+        seeds: target.seeds.clone(),
     };
     let runs = match (args.runs, args.seconds) {
         (Some(runs), _) => runs,
@@ -601,8 +604,24 @@ fn target(args: &FuzzOptions) -> Result<Target, String> {
     }
     let runtime = proxy_wasm_harness::Runtime::new().map_err(|e| e.to_string())?;
     let plugins = harness_runner::plugins(&loaded, &runtime, Some(args.budget))?;
+    let seeds = base["steps"]
+        .as_array()
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| {
+                    let mut s = s.clone();
+                    let object = s.as_object_mut()?;
+                    object.remove("expect");
+                    object.remove("name");
+                    Some(s)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Target {
         loaded,
+        seeds,
         runtime,
         base,
         plugins,
