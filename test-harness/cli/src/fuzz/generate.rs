@@ -341,7 +341,8 @@ impl Generator<'_> {
                         .as_str()
                         .unwrap_or_default()
                         .to_owned();
-                    step["request"]["headers"][&name] = json!(self.damage(&value));
+                    // Codecs strip a value's outer blanks: send none.
+                    step["request"]["headers"][&name] = json!(self.damage(&value).trim());
                 }
                 3 => {
                     let name = self.header_name();
