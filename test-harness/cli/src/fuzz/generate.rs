@@ -437,9 +437,14 @@ impl Generator<'_> {
             if !self.chance(50) {
                 continue;
             }
-            let answer = match self.below(6) {
+            let answer = match self.below(7) {
                 0 => json!({"failure": "reset"}),
                 1 => json!({"failure": "timeout"}),
+                // A gRPC service's answer, for a filter that calls one.
+                2 => {
+                    let status = [0, 0, 2, 5, 7, 14, 16][self.below(7)];
+                    json!({"grpc": {"status": status, "message": self.word(), "response": self.body()}})
+                }
                 _ => {
                     let status = STATUSES[self.below(STATUSES.len())];
                     json!({"status": status, "headers": self.headers(3), "body": self.body()})
