@@ -135,24 +135,8 @@ fn a_base_interval_sets_the_back_off() {
     assert_eq!(status(&mut vm, &[]), (0, true));
 }
 
-#[test]
-fn without_a_policy_a_trap_stays_the_tests_error() {
-    let mut vm = Plugin::builder(harness_fixtures::SDK_FILTER)
-        .build()
-        .unwrap()
-        .start()
-        .unwrap();
-    let err = vm
-        .http_stream()
-        .send_request_headers(request(PANIC), true)
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Trap);
-    let again = vm
-        .http_stream()
-        .send_request_headers(request(&[]), true)
-        .unwrap_err();
-    assert_eq!(again.kind(), ErrorKind::Poisoned);
-}
+// Without a policy a trap stays the test's error: `sdk_filter`'s
+// `a_panic_is_a_trap_with_its_message_and_the_vm_is_retired`.
 
 #[test]
 fn a_failure_while_the_vm_starts_is_refused_whatever_the_policy() {
