@@ -63,6 +63,9 @@ pub enum FailurePolicy {
 }
 
 impl FailurePolicy {
+    /// Every policy, in Envoy's enum order after `UNSPECIFIED`.
+    pub const ALL: [Self; 3] = [Self::FailReload, Self::FailClosed, Self::FailOpen];
+
     /// The name Envoy's configuration uses (`FAIL_CLOSED`, ...).
     pub fn name(self) -> &'static str {
         match self {
@@ -77,14 +80,12 @@ impl std::str::FromStr for FailurePolicy {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        match name {
-            "FAIL_CLOSED" => Ok(Self::FailClosed),
-            "FAIL_OPEN" => Ok(Self::FailOpen),
-            "FAIL_RELOAD" => Ok(Self::FailReload),
-            other => Err(format!(
-                "unknown failure policy `{other}`: FAIL_CLOSED, FAIL_OPEN or FAIL_RELOAD"
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                format!("unknown failure policy `{name}`: FAIL_CLOSED, FAIL_OPEN or FAIL_RELOAD")
+            })
     }
 }
 

@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use proxy_wasm_harness::FailurePolicy;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -239,7 +240,7 @@ fn envoy(
         );
     }
     if let Some(name) =
-        policy.filter(|p| !["UNSPECIFIED", "FAIL_RELOAD", "FAIL_CLOSED", "FAIL_OPEN"].contains(p))
+        policy.filter(|p| *p != "UNSPECIFIED" && p.parse::<FailurePolicy>().is_err())
     {
         push(
             "envoy-failure-policy-value",

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use proxy_wasm_harness::LogLevel;
+use proxy_wasm_harness::{FailurePolicy, LogLevel};
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -100,7 +100,8 @@ pub(crate) struct FilterSpec {
     /// `FAIL_OPEN` pass the filter untouched; `FAIL_RELOAD` a new VM once
     /// the reload back-off (1 to 1.5 s since the VM was last loaded) has
     /// elapsed, a 503 until then.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "policy::deserialize")]
+    #[schemars(schema_with = "policy::schema")]
     pub(crate) failure_policy: Option<FailurePolicy>,
     /// Envoy's `VmConfig.capability_restriction_config`: only these
     /// capabilities (host functions, WASI functions and `proxy_on_*`
@@ -109,27 +110,6 @@ pub(crate) struct FilterSpec {
     /// capabilities`). Absent: no restriction.
     #[serde(default)]
     pub(crate) capabilities: Option<Capabilities>,
-}
-
-/// Envoy's `PluginConfig.failure_policy`, spelled as Envoy spells it.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
-pub(crate) enum FailurePolicy {
-    #[serde(rename = "FAIL_CLOSED")]
-    Closed,
-    #[serde(rename = "FAIL_OPEN")]
-    Open,
-    #[serde(rename = "FAIL_RELOAD")]
-    Reload,
-}
-
-impl From<FailurePolicy> for proxy_wasm_harness::FailurePolicy {
-    fn from(policy: FailurePolicy) -> Self {
-        match policy {
-            FailurePolicy::Closed => Self::FailClosed,
-            FailurePolicy::Open => Self::FailOpen,
-            FailurePolicy::Reload => Self::FailReload,
-        }
-    }
 }
 
 /// A filter's capability restriction: `derived`, or the allowed names.
@@ -296,7 +276,7 @@ impl FilterSpec {
         // Only a policy the file sets: `serve` has its own answer to a trap
         // (a 500, then new VMs) unless one is set.
         if let Some(policy) = self.failure_policy {
-            builder = builder.failure_policy(policy.into());
+            builder = builder.failure_policy(policy);
         }
         for (path, value) in properties {
             builder = builder.property(path, value.as_bytes().to_vec());
@@ -305,9 +285,8 @@ impl FilterSpec {
     }
 
     /// The failure policy: as set, else Envoy's default (FAIL_CLOSED).
-    pub(crate) fn failure_policy(&self) -> proxy_wasm_harness::FailurePolicy {
-        self.failure_policy
-            .map_or(proxy_wasm_harness::FailurePolicy::FailClosed, Into::into)
+    pub(crate) fn failure_policy(&self) -> FailurePolicy {
+        self.failure_policy.unwrap_or(FailurePolicy::FailClosed)
     }
 
     /// The capabilities the plugin is restricted to (empty: none).
@@ -506,6 +485,27 @@ pub(crate) struct LogExpect {
     /// The line must not appear.
     #[serde(default)]
     pub(crate) absent: bool,
+}
+
+/// A filter's failure policy in a scenario: the harness's
+/// [`FailurePolicy`] by Envoy's name.
+mod policy {
+    use proxy_wasm_harness::FailurePolicy;
+    use schemars::{Schema, SchemaGenerator, json_schema};
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<FailurePolicy>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|name| name.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+
+    pub(super) fn schema(_: &mut SchemaGenerator) -> Schema {
+        let names: Vec<&str> = FailurePolicy::ALL.iter().map(|p| p.name()).collect();
+        json_schema!({"anyOf": [{"type": "string", "enum": names}, {"type": "null"}]})
+    }
 }
 
 /// A log line's level in a scenario: the harness's [`LogLevel`] by name.

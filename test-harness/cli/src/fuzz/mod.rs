@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::harness_runner::{self, Observed, Session, Started};
@@ -271,7 +272,24 @@ struct Found {
     /// The step's outcome (for the reproduction's expectation).
     outcome: Option<StepOutcome>,
     file: Option<PathBuf>,
+    /// How many steps the minimization started from.
     minimized_from: usize,
+}
+
+impl Found {
+    /// A finding first seen at request `run`, after `steps`.
+    fn new(finding: Finding, run: u64, steps: Vec<Value>) -> Self {
+        Self {
+            finding,
+            count: 0,
+            first_run: run,
+            steps,
+            observed: Observed::default(),
+            outcome: None,
+            file: None,
+            minimized_from: 0,
+        }
+    }
 }
 
 /// How far the requests got: whether the fuzzer gets past the filter.
@@ -452,14 +470,13 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
             let entry = found
                 .entry((finding.kind, finding.signature.clone()))
                 .or_insert_with(|| Found {
-                    finding: finding.clone(),
-                    count: 0,
-                    first_run: run,
-                    steps: worker.history.iter().cloned().collect(),
                     observed: worker.session.observed.clone(),
                     outcome: outcome.clone(),
-                    file: None,
-                    minimized_from: worker.history.len(),
+                    ..Found::new(
+                        finding.clone(),
+                        run,
+                        worker.history.iter().cloned().collect(),
+                    )
                 });
             entry.count += 1;
         }
@@ -490,25 +507,20 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
     }
     if let Some(marks) = grew(shared.make_contiguous(), SHARED_GROWTH) {
         let history: Vec<Value> = recent.iter().cloned().collect();
-        found.entry((Kind::SharedGrowth, String::new())).or_insert_with(|| Found {
-            finding: Finding {
-                kind: Kind::SharedGrowth,
-                message: format!(
-                    "shared data and queues grew from {} to {} bytes over {} requests, in every quarter: they grow without bound (Envoy keeps them for the life of the process)",
-                    marks.0,
-                    marks.1,
-                    shared.len()
-                ),
-                signature: String::new(),
-            },
-            count: 1,
-            first_run: run,
-            steps: history,
-            observed: Observed::default(),
-            outcome: None,
-            file: None,
-            minimized_from: recent.len(),
-        });
+        let finding = Finding {
+            kind: Kind::SharedGrowth,
+            message: format!(
+                "shared data and queues grew from {} to {} bytes over {} requests, in every quarter: they grow without bound (Envoy keeps them for the life of the process)",
+                marks.0,
+                marks.1,
+                shared.len()
+            ),
+            signature: String::new(),
+        };
+        found
+            .entry((Kind::SharedGrowth, String::new()))
+            .or_insert_with(|| Found::new(finding, run, history))
+            .count += 1;
     }
     eprintln!(
         "{}fuzz: {run} runs in {:.1} s, {} distinct findings",
@@ -523,7 +535,7 @@ pub fn fuzz(args: &FuzzOptions) -> Result<FuzzReport, String> {
         .file_stem()
         .map_or_else(|| "target".into(), |s| s.to_string_lossy().into_owned());
     for (n, found) in found.values_mut().enumerate() {
-        minimize(&target, found)?;
+        minimize(&target, found);
         let file = args.out.join(format!(
             "{stem}-{}-{}.yaml",
             found.finding.kind.name(),
@@ -653,7 +665,7 @@ fn take_step(
     value: &Value,
     index: u64,
 ) -> Result<(Vec<Finding>, Option<StepOutcome>), String> {
-    let step: Step = serde_json::from_value(value.clone())
+    let step = Step::deserialize(value)
         .map_err(|e| format!("the generator drew a step the format refuses: {e}: {value}"))?;
     let outcome = match session.step(&target.loaded.scenario, &step, index as usize) {
         Ok(outcome) => outcome,
@@ -774,20 +786,15 @@ fn check_growth(
         );
         found
             .entry((Kind::MemoryGrowth, name.clone()))
-            .or_insert_with(|| Found {
-                finding: Finding {
+            .or_insert_with(|| {
+                let finding = Finding {
                     kind: Kind::MemoryGrowth,
                     message,
                     signature: name,
-                },
-                count: 1,
-                first_run: run,
-                steps: worker.history.iter().cloned().collect(),
-                observed: Observed::default(),
-                outcome: None,
-                file: None,
-                minimized_from: worker.history.len(),
-            });
+                };
+                Found::new(finding, run, worker.history.iter().cloned().collect())
+            })
+            .count += 1;
     }
 }
 
@@ -803,7 +810,8 @@ const GROWTH_REPEATS: usize = 400;
 const GROWTH_UNITS: u64 = 4;
 
 /// Minimizes a finding's steps, keeping what the last run of them showed.
-fn minimize(target: &Target, found: &mut Found) -> Result<(), String> {
+fn minimize(target: &Target, found: &mut Found) {
+    found.minimized_from = found.steps.len();
     let kind = found.finding.kind;
     let signature = found.finding.signature.clone();
     if kind == Kind::SharedGrowth {
@@ -811,7 +819,7 @@ fn minimize(target: &Target, found: &mut Found) -> Result<(), String> {
         // does not make: the reproduction is the last requests as drawn.
         let keep = found.steps.len().saturating_sub(GROWTH_REPEATS);
         found.steps.drain(..keep);
-        return Ok(());
+        return;
     }
     if kind == Kind::MemoryGrowth {
         let vm = target
@@ -822,8 +830,7 @@ fn minimize(target: &Target, found: &mut Found) -> Result<(), String> {
             .enumerate()
             .position(|(i, f)| f.plugin_name(i) == signature)
             .unwrap_or(0);
-        let measure = |session: &Session| session.vms().get(vm).map_or(0, |v| v.memory_pages());
-        let mut grows = |steps: &[Value]| grows(target, steps, &measure);
+        let mut grows = |steps: &[Value]| grows(target, steps, vm);
         // The request that grows it when repeated: try the last ones.
         let candidates: Vec<Value> = found.steps.iter().rev().take(20).cloned().collect();
         if let Some(step) = candidates
@@ -835,7 +842,7 @@ fn minimize(target: &Target, found: &mut Found) -> Result<(), String> {
         } else {
             found.steps.truncate(0);
         }
-        return Ok(());
+        return;
     }
     let mut last = None;
     let mut still = |steps: &[Value]| {
@@ -866,12 +873,12 @@ fn minimize(target: &Target, found: &mut Found) -> Result<(), String> {
         found.outcome = outcome;
     }
     found.steps = small;
-    Ok(())
 }
 
 /// Whether `steps`, repeated, grow what `measure` reads (a VM's pages) by
 /// `GROWTH_UNITS`.
-fn grows(target: &Target, steps: &[Value], measure: &dyn Fn(&Session) -> u64) -> bool {
+fn grows(target: &Target, steps: &[Value], vm: usize) -> bool {
+    let measure = |session: &Session| session.vms().get(vm).map_or(0, |v| v.memory_pages());
     let Ok(mut session) = target.start() else {
         return false;
     };
