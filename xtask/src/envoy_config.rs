@@ -35,21 +35,44 @@ pub(crate) fn render_whole_chain(filters: &[Filter]) -> Option<Result<String, St
         .iter()
         .map(|name| filters.iter().find(|f| f.package == *name))
         .collect::<Option<_>>()?;
-    let owned: Vec<Filter> = chain
-        .iter()
-        .map(|f| Filter {
-            package: f.package.clone(),
-            dir: f.dir.clone(),
-            size_cap: f.size_cap,
-            version: f.version.clone(),
-            callbacks: f.callbacks.clone(),
-        })
-        .collect();
+    let owned: Vec<Filter> = chain.into_iter().cloned().collect();
     Some(render_chain(
         CHAIN_NAME,
         &format!("the filter chain {}", CHAIN.join(" → ")),
         &owned,
     ))
+}
+
+/// The wasm filter for `filter` as every ready configuration (Envoy's and
+/// the Istio `EnvoyFilter`) runs it, loading the module from `module`: its
+/// example configuration, failing closed, restricted to the capabilities
+/// `dist/<package>.wasm` needs, and holding the headers while it reads the
+/// body when its manifest says the filter does (`[package.metadata.dist]
+/// allow_on_headers_stop_iteration`). Also returns the configuration.
+pub(crate) fn wasm_filter(
+    filter: &Filter,
+    module: &str,
+) -> Result<(HttpFilter, serde_json::Value), String> {
+    let path = filter.example_config();
+    let text =
+        fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    let name = &filter.package;
+    let built = root().join(format!("dist/{name}.wasm"));
+    let bytes = fs::read(&built).map_err(|e| format!("cannot read {}: {e}", built.display()))?;
+    let allowed = proxy_wasm_harness::capabilities::required(&bytes)
+        .map_err(|e| format!("{}: {e}", built.display()))?;
+    let mut wasm = WasmFilter::new(name, module)
+        .root_id(name)
+        .vm_id(name)
+        .failure_policy("FAIL_CLOSED")
+        .allowed_capabilities(allowed)
+        .configuration(value.to_string());
+    if filter.holds_headers_for_body {
+        wasm = wasm.allow_on_headers_stop_iteration(true);
+    }
+    Ok((HttpFilter::wasm(wasm), value))
 }
 
 fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, String> {
@@ -60,25 +83,8 @@ fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, Stri
     let mut configs = Vec::new();
     let mut sources = Vec::new();
     for filter in chain {
-        let path = filter.example_config();
-        let text = fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-        let name = &filter.package;
-        let module = root().join(format!("dist/{name}.wasm"));
-        let bytes =
-            fs::read(&module).map_err(|e| format!("cannot read {}: {e}", module.display()))?;
-        let allowed = proxy_wasm_harness::capabilities::required(&bytes)
-            .map_err(|e| format!("{}: {e}", module.display()))?;
-        listener = listener.filter(HttpFilter::wasm(
-            WasmFilter::new(name, format!("dist/{name}.wasm"))
-                .root_id(name)
-                .vm_id(name)
-                .failure_policy("FAIL_CLOSED")
-                .allowed_capabilities(allowed)
-                .configuration(value.to_string()),
-        ));
+        let (wasm, value) = wasm_filter(filter, &format!("dist/{}.wasm", filter.package))?;
+        listener = listener.filter(wasm);
         sources.push(format!(
             "filters/{}/config/example.json",
             filter
@@ -87,7 +93,7 @@ fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, Stri
                 .map(|d| d.to_string_lossy())
                 .unwrap_or_default()
         ));
-        configs.push((name.as_str(), value));
+        configs.push((filter.package.as_str(), value));
     }
     let (route, clusters) = cluster_parts(&configs);
     if let Some(route) = route {

@@ -15,7 +15,7 @@ pub(crate) const PROFILE: &str = "wasm-release";
 const DEFAULT_SIZE_CAP_KB: u64 = 320;
 
 /// A filter crate: a `cdylib` package under `filters/`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Filter {
     /// Package name, e.g. `proxy-wasm-headers`.
     pub(crate) package: String,
@@ -28,6 +28,11 @@ pub(crate) struct Filter {
     /// The callbacks it implements (`[package.metadata.dist] callbacks`):
     /// the module ships without the other optional ones.
     pub(crate) callbacks: Option<Vec<String>>,
+    /// Whether it holds the request headers while it reads the body
+    /// (`[package.metadata.dist] allow_on_headers_stop_iteration = true`):
+    /// its ready configurations then set Envoy's
+    /// `allow_on_headers_stop_iteration`, which a WasmPlugin cannot.
+    pub(crate) holds_headers_for_body: bool,
 }
 
 impl Filter {
@@ -110,6 +115,9 @@ pub(crate) fn discover() -> Result<Vec<Filter>, String> {
                             .map(|c| c.as_str().unwrap_or_default().to_owned())
                             .collect()
                     }),
+                holds_headers_for_body: package["metadata"]["dist"]
+                    ["allow_on_headers_stop_iteration"]
+                    == true,
             });
         }
     }

@@ -58,7 +58,7 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
     }
     envoy_config::check(&shipped, &envoy)?;
     jwt_authn::check(&envoy)?;
-    wasmplugin::check(&shipped)?;
+    wasmplugin::check(&shipped, &envoy)?;
     // The harness's own scenarios as users run their filters (no
     // restriction); our filters' as they ship: under the capability
     // restriction derived from each module, as the ready configs set it.

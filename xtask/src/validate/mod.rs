@@ -1,5 +1,5 @@
 //! `cargo xtask validate-istio`: WasmPlugin resources checked before they
-//! reach a cluster, in three layers:
+//! reach a cluster, in three layers (EnvoyFilters in [`envoy_filter`]):
 //!
 //! 1. the CRD's `openAPIV3Schema` with its CEL rules, as the API server
 //!    checks them ([`schema`]; the project's copy of the schema unless
@@ -10,6 +10,7 @@
 //!    parser compiled natively, so a configuration the filter would refuse
 //!    in `on_configure` is refused here with its JSON path.
 
+mod envoy_filter;
 pub(crate) mod schema;
 mod url;
 
@@ -170,10 +171,17 @@ pub(crate) fn validate_text(file: &Path, text: &str, schema: &Value) -> Vec<Repo
 fn validate_document(doc: &Value, schema: &Value, report: &mut Report) {
     let name = doc["metadata"]["name"].as_str().unwrap_or("<unnamed>");
     report.what = format!("WasmPlugin/{name}");
+    if doc["kind"] == "EnvoyFilter" && doc["apiVersion"] == envoy_filter::API_VERSION {
+        report.what = format!("EnvoyFilter/{name}");
+        check_metadata(&doc["metadata"], &mut report.findings);
+        envoy_filter::check(doc, &mut report.findings);
+        return;
+    }
     if doc["apiVersion"] != "extensions.istio.io/v1alpha1" || doc["kind"] != "WasmPlugin" {
         report.what = format!("{}/{name}", doc["kind"].as_str().unwrap_or("<no kind>"));
         report.findings.push(Finding::error(format!(
-            "not a WasmPlugin: apiVersion {} kind {} (want extensions.istio.io/v1alpha1 WasmPlugin)",
+            "not a WasmPlugin: apiVersion {} kind {} (want extensions.istio.io/v1alpha1 \
+             WasmPlugin, or networking.istio.io/v1alpha3 EnvoyFilter)",
             doc["apiVersion"], doc["kind"]
         )));
         return;
@@ -375,7 +383,8 @@ fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// Validates every WasmPlugin under `paths`; an error when any is invalid.
+/// Validates every WasmPlugin and EnvoyFilter under `paths`; an error when
+/// any is invalid.
 /// Skips `schema/` folders (the schema is no resource).
 pub(crate) fn validate_paths(paths: &[PathBuf], crd: Option<&Path>) -> Result<usize, String> {
     let schema = load_schema(crd)?;
@@ -422,7 +431,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         paths.push(crate::toolchain::root().join("istio"));
     }
     let n = validate_paths(&paths, crd.as_deref())?;
-    eprintln!("xtask: {n} WasmPlugin document(s) valid");
+    eprintln!("xtask: {n} WasmPlugin and EnvoyFilter document(s) valid");
     // And what the schema cannot see: fields the Istio (and Envoy) versions
     // lack (`proxy-wasm-harness lint`).
     crate::toolchain::exec(crate::toolchain::harness_cli("lint").args(&paths))
