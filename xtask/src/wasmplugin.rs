@@ -326,7 +326,8 @@ pub(crate) fn check(filters: &[Filter], envoy: &Path) -> Result<(), String> {
                 .arg(format!("dist/{package}.wasm"))
                 .arg(format!("envoy/{package}.yaml"))
                 .arg(format!("istio/oci/{package}.yaml"))
-                .arg(format!("istio/file/{package}.yaml")),
+                .arg(format!("istio/file/{package}.yaml"))
+                .arg(format!("istio/envoyfilter/{package}.yaml")),
         )?;
     }
     Ok(())
