@@ -10,6 +10,7 @@
 //! | `method` | a string matcher on `:method` |
 //! | `headers`, `query`, `cookies` | lists of named string matchers, all must hold |
 //! | `client_ip` | CIDR ranges, any may contain the client IP |
+//! | `body` | a list of string matchers, each on the JSON body field its `pointer` names (RFC 6901; see [`crate::body`]), all must hold; a body not read, not JSON or without the field is "absent" |
 //! | `all`, `any`, `not` | lists of expressions / one expression |
 //!
 //! An empty object matches every request.
@@ -32,6 +33,7 @@ const MEMBERS: &[&str] = &[
     "query",
     "cookies",
     "client_ip",
+    "body",
     "all",
     "any",
     "not",
@@ -51,6 +53,7 @@ enum Test {
     Query(String, StringMatcher),
     Cookie(String, StringMatcher),
     ClientIp(Vec<Cidr>),
+    Body(String, StringMatcher),
     All(Vec<Expr>),
     Any(Vec<Expr>),
     Not(Box<Expr>),
@@ -150,6 +153,16 @@ impl Expr {
             }
             tests.push(Test::ClientIp(ranges));
         }
+        let body_at = f.at("body");
+        for (i, m) in f.list("body", problems).iter().enumerate() {
+            let here = join(&body_at, &i);
+            if let Some((pointer, matcher)) = body_matcher(m, &here, problems) {
+                tests.push(Test::Body(pointer, matcher));
+            }
+        }
+        if empty_list(f.value("body")) {
+            problems.push(&body_at, "an empty list tests nothing; leave `body` out");
+        }
         for (key, make) in [
             ("all", Test::All as fn(Vec<Expr>) -> Test),
             ("any", Test::Any),
@@ -181,10 +194,54 @@ impl Expr {
         self.tests.is_empty()
     }
 
+    /// Whether any member reads the body (a filter then waits for it).
+    pub fn reads_body(&self) -> bool {
+        self.tests.iter().any(|t| match t {
+            Test::Body(..) => true,
+            Test::All(list) | Test::Any(list) => list.iter().any(Expr::reads_body),
+            Test::Not(e) => e.reads_body(),
+            _ => false,
+        })
+    }
+
     /// Whether the request meets every member.
     pub fn matches<H: Host>(&self, request: &Request<H>) -> bool {
         self.tests.iter().all(|t| t.matches(request))
     }
+}
+
+/// A `body` matcher: a string matcher whose `pointer` names the field.
+fn body_matcher(
+    value: &Value,
+    at: &str,
+    problems: &mut Problems,
+) -> Option<(String, StringMatcher)> {
+    let Some(map) = value.as_object() else {
+        problems.push(at, "a body matcher is an object with a `pointer`");
+        return None;
+    };
+    let pointer = match map.get("pointer") {
+        Some(Value::String(p)) => Some(p.clone()),
+        Some(_) => {
+            problems.push(&join(at, &"pointer"), "a JSON Pointer is a string");
+            None
+        }
+        None => {
+            problems.push(
+                at,
+                "missing field `pointer` (the body field, e.g. `/model`)",
+            );
+            None
+        }
+    };
+    let mut rest = crate::value::Map::new();
+    for (key, v) in map.iter().filter(|(k, _)| *k != "pointer") {
+        rest.insert(key.clone(), v.clone());
+    }
+    let (_, matcher) = StringMatcher::decode(&Value::Object(rest), at, Named::Forbidden, problems)?;
+    let pointer = pointer?;
+    crate::body::check_pointer(&pointer, &join(at, &"pointer"), problems)
+        .then_some((pointer, matcher))
 }
 
 fn empty_list(value: Option<&Value>) -> bool {
@@ -208,6 +265,7 @@ impl Test {
             Test::ClientIp(ranges) => request
                 .client_ip()
                 .is_some_and(|ip| ranges.iter().any(|r| r.contains(ip))),
+            Test::Body(pointer, m) => m.matches(request.body_field(pointer).as_deref()),
             Test::All(list) => list.iter().all(|e| e.matches(request)),
             Test::Any(list) => list.iter().any(|e| e.matches(request)),
             Test::Not(e) => !e.matches(request),
@@ -281,6 +339,50 @@ mod tests {
         ] {
             assert_eq!(expr(json).unwrap().matches(&r), want, "{json}");
         }
+    }
+
+    #[test]
+    fn body_fields_match_by_pointer_once_the_body_is_read() {
+        let e = expr(
+            r#"{"body": [{"pointer": "/model", "one_of": ["gpt-x", "gpt-y"]},
+                         {"pointer": "/stream", "exact": "true"},
+                         {"pointer": "/user/tier", "absent": true}]}"#,
+        )
+        .unwrap();
+        assert!(e.reads_body());
+        assert!(!expr(r#"{"path": {"prefix": "/"}}"#).unwrap().reads_body());
+        assert!(
+            expr(r#"{"not": {"any": [{"body": [{"pointer": "/a", "present": true}]}]}}"#)
+                .unwrap()
+                .reads_body()
+        );
+        let mut r = req("/v1/chat", &[]);
+        assert!(!e.matches(&r), "a body not read has no fields");
+        r.set_body(Box::new(crate::body::JsonBody::parse(
+            br#"{"model": "gpt-y", "stream": true}"#,
+        )));
+        assert!(e.matches(&r));
+        r.set_body(Box::new(crate::body::JsonBody::parse(
+            br#"{"model": "gpt-y", "stream": true, "user": {"tier": "free"}}"#,
+        )));
+        assert!(!e.matches(&r));
+        r.set_body(Box::new(crate::body::JsonBody::parse(b"model=gpt-y")));
+        assert!(!e.matches(&r));
+        let err = expr(
+            r#"{"body": [{"exact": "x"}, {"pointer": "model", "exact": "x"},
+                         {"pointer": "/m", "exact": "x", "name": "n"}, {"pointer": 1, "exact": "x"}]}"#,
+        )
+        .unwrap_err();
+        let paths: Vec<_> = err.list().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/when/body/0",
+                "/when/body/1/pointer",
+                "/when/body/2/name",
+                "/when/body/3/pointer"
+            ]
+        );
     }
 
     #[test]

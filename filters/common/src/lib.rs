@@ -2,6 +2,7 @@
 //! tested natively (what they need at the proxy boundary, the request
 //! model, header maps and local replies, is `filter-proxy`'s):
 //!
+//! - [`body`]: bodies as JSON documents, fields by JSON Pointer;
 //! - [`config`]: typed configuration with every problem reported by JSON path;
 //! - [`net`]: CIDR ranges and decoding where the client IP comes from;
 //! - [`rewrite`]: Envoy's `regex_rewrite` (a regex and a `\1` substitution);
@@ -25,6 +26,7 @@
     )
 )]
 
+pub mod body;
 pub mod config;
 pub mod expr;
 pub mod matcher;

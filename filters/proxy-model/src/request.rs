@@ -20,10 +20,22 @@ pub trait Host {
     fn now_nanos(&self) -> u64;
 }
 
+/// A request body's fields as rules read them: a filter that read the body
+/// parses it (JSON, in `filter-common`) and hands it to the request.
+pub trait BodyFields: std::fmt::Debug {
+    /// The field at `pointer` (an RFC 6901 JSON Pointer: `""` is the whole
+    /// document, `/a/0` the first item of member `a`) as a rule compares
+    /// it: a string as its text, any other value as compact JSON. `None`
+    /// when the body is not JSON or has no such field.
+    fn field(&self, pointer: &str) -> Option<Cow<'_, [u8]>>;
+}
+
 /// A request as the rules see it.
 #[derive(Debug)]
 pub struct Request<H> {
     pub headers: HeaderMap,
+    /// The body's fields, once the filter has read it (`None`: not read).
+    body: Option<Box<dyn BodyFields>>,
     host: H,
     route_name: OnceCell<Option<Vec<u8>>>,
     virtual_host: OnceCell<Option<Vec<u8>>>,
@@ -37,6 +49,7 @@ impl<H: Host> Request<H> {
     pub fn new(headers: HeaderMap, host: H) -> Self {
         Self {
             headers,
+            body: None,
             host,
             route_name: OnceCell::new(),
             virtual_host: OnceCell::new(),
@@ -51,6 +64,17 @@ impl<H: Host> Request<H> {
     pub fn with_client_ip_source(mut self, source: ClientIpSource) -> Self {
         self.client_ip_source = source;
         self
+    }
+
+    /// Gives the rules the body the filter read.
+    pub fn set_body(&mut self, body: Box<dyn BodyFields>) {
+        self.body = Some(body);
+    }
+
+    /// A body field (see [`BodyFields::field`]); `None` also when the body
+    /// was not read.
+    pub fn body_field(&self, pointer: &str) -> Option<Cow<'_, [u8]>> {
+        self.body.as_ref()?.field(pointer)
     }
 
     /// `:path` as sent, query included.

@@ -3,7 +3,8 @@
 //! path. The format is documented in the crate's README.
 
 use filter_common::config::{
-    Fields, Problems, check_header_name, check_header_value, decode_json, join, quoted_list, tagged,
+    Fields, Problems, check_header_name, check_header_value, decode_json, join, one_of,
+    quoted_list, tagged,
 };
 use filter_common::expr::Expr;
 use filter_common::query::QueryOp;
@@ -27,11 +28,43 @@ const TOP: &[&str] = &[
     "default",
     "scopes",
     "clear_route_cache",
+    "body",
 ];
-const ACTIONS: &[&str] = &["cluster", "split", "rewrite", "redirect", "respond", "deny"];
+const ACTIONS: &[&str] = &[
+    "cluster",
+    "split",
+    "cluster_from",
+    "rewrite",
+    "redirect",
+    "respond",
+    "deny",
+];
 const RULE: &[&str] = &[
-    "name", "disabled", "match", "cluster", "split", "rewrite", "redirect", "respond", "deny",
+    "name",
+    "disabled",
+    "match",
+    "cluster",
+    "split",
+    "cluster_from",
+    "rewrite",
+    "redirect",
+    "respond",
+    "deny",
 ];
+const BODY: &[&str] = &[
+    "when",
+    "content_types",
+    "max_bytes",
+    "over_limit",
+    "not_json",
+];
+
+/// The most body a request may make the filter hold unless configured.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
+/// The most `body.max_bytes` may say: Envoy holds the body in memory, per
+/// request, and past its own buffer limit (`per_connection_buffer_limit_bytes`,
+/// 1 MiB by default) answers 413 itself.
+pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The compiled configuration.
 #[derive(Debug)]
@@ -47,6 +80,43 @@ pub struct Config {
     /// headers, for hosts that do not clear the route cache on a write
     /// (Envoy does, for this module's ABI 0.2.1).
     pub clear_route_cache: bool,
+    /// Which requests wait for their body, and what happens to odd ones;
+    /// `None` when no rule reads the body.
+    pub body: Option<BodyPolicy>,
+}
+
+/// When the filter reads a request's body before routing it.
+#[derive(Debug)]
+pub struct BodyPolicy {
+    /// Requests that wait (by default POST, PUT and PATCH).
+    pub(crate) when: Expr,
+    /// Media types (lower case, no parameters) that wait; a `+json` suffix
+    /// (`application/vnd.api+json`) counts as `application/json`.
+    pub(crate) content_types: Vec<String>,
+    /// The most the filter holds, in bytes.
+    pub max_bytes: u64,
+    /// What a body past `max_bytes` gets.
+    pub over_limit: OverLimit,
+    /// What a body that is not one JSON document gets.
+    pub not_json: NotJson,
+}
+
+/// What a body past the limit gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverLimit {
+    /// A local 413 (`routing_body_too_large`).
+    Reject,
+    /// Routed without its body: body conditions see no fields.
+    Continue,
+}
+
+/// What a body that is not JSON gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotJson {
+    /// Routed with no body fields (rules test them as absent).
+    Continue,
+    /// A local 400 (`routing_body_not_json`).
+    Reject,
 }
 
 /// The rules and default of the global policy or of one scope.
@@ -82,6 +152,17 @@ pub(crate) enum Action {
 pub(crate) enum Upstream {
     Cluster(String),
     Split(Split),
+    /// The cluster a body field's value maps to.
+    FromBody(ClusterMap),
+}
+
+/// `cluster_from`: a body field's value → a cluster.
+#[derive(Debug)]
+pub(crate) struct ClusterMap {
+    pub(crate) pointer: String,
+    pub(crate) clusters: Vec<(Vec<u8>, String)>,
+    /// For a value not in the map, or no value; `None`: no cluster is set.
+    pub(crate) default: Option<String>,
 }
 
 #[derive(Debug)]
@@ -154,6 +235,7 @@ impl Config {
             scopes: Vec::new(),
             rule_names: Vec::new(),
             clear_route_cache: false,
+            body: None,
         };
         let Some(f) = Fields::new(value, "", TOP, problems) else {
             return config;
@@ -203,7 +285,29 @@ impl Config {
             );
         }
         config.rule_names = names;
+        let reads_body = config.reads_body();
+        match (f.object("body", BODY, problems), reads_body) {
+            (Some(b), true) => config.body = Some(BodyPolicy::decode(&b, problems)),
+            (Some(_), false) => problems.push(
+                &f.at("body"),
+                "no rule reads the body (a `body` condition or `cluster_from`): leave `body` out",
+            ),
+            (None, true) => config.body = Some(BodyPolicy::default()),
+            (None, false) => {}
+        }
         config
+    }
+
+    /// Whether any rule or default reads the body.
+    fn reads_body(&self) -> bool {
+        std::iter::once(&self.global)
+            .chain(self.scopes.iter().map(|(_, p)| p))
+            .any(|p| {
+                p.rules
+                    .iter()
+                    .any(|r| r.when.reads_body() || r.action.reads_body())
+                    || p.default.as_ref().is_some_and(Action::reads_body)
+            })
     }
 
     /// The number of enabled rules, scopes included.
@@ -266,6 +370,115 @@ impl Policy {
             }
         }
         policy
+    }
+}
+
+impl Default for BodyPolicy {
+    fn default() -> Self {
+        let mut problems = Problems::default();
+        let when = Expr::decode(&default_body_methods(), "", &mut problems);
+        BodyPolicy {
+            when,
+            content_types: vec!["application/json".to_owned()],
+            max_bytes: DEFAULT_MAX_BODY_BYTES,
+            over_limit: OverLimit::Reject,
+            not_json: NotJson::Continue,
+        }
+    }
+}
+
+/// `{"method": {"one_of": ["POST", "PUT", "PATCH"]}}`: the methods whose
+/// requests carry a body to route by.
+fn default_body_methods() -> Value {
+    let mut matcher = filter_common::value::Map::new();
+    matcher.insert(
+        "one_of",
+        Value::Array(vec!["POST".into(), "PUT".into(), "PATCH".into()]),
+    );
+    let mut when = filter_common::value::Map::new();
+    when.insert("method", Value::Object(matcher));
+    Value::Object(when)
+}
+
+impl BodyPolicy {
+    fn decode(f: &Fields<'_>, problems: &mut Problems) -> BodyPolicy {
+        let mut policy = BodyPolicy::default();
+        if let Some(v) = f.value("when") {
+            policy.when = Expr::decode(v, &f.at("when"), problems);
+            if policy.when.reads_body() {
+                problems.push(
+                    &f.at("when"),
+                    "which requests wait for the body cannot depend on the body",
+                );
+            }
+        }
+        if f.value("content_types").is_some() {
+            let at = f.at("content_types");
+            policy.content_types = f
+                .strings("content_types", problems)
+                .into_iter()
+                .map(str::to_ascii_lowercase)
+                .collect();
+            if policy.content_types.is_empty() {
+                problems.push(&at, "an empty list: no request would wait for its body");
+            }
+            for (i, t) in policy.content_types.iter().enumerate() {
+                if t.contains(';') || !t.contains('/') || t.contains(' ') {
+                    problems.push(
+                        &join(&at, &i),
+                        format!(
+                            "`{t}`: a media type such as `application/json`, without parameters"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(n) = f.integer("max_bytes", 1, MAX_BODY_BYTES, problems) {
+            policy.max_bytes = n;
+        }
+        if let Some(v) = f.string("over_limit", problems) {
+            match one_of(v, &["reject", "continue"], &f.at("over_limit"), problems) {
+                Some("continue") => policy.over_limit = OverLimit::Continue,
+                Some(_) => policy.over_limit = OverLimit::Reject,
+                None => {}
+            }
+        }
+        if let Some(v) = f.string("not_json", problems) {
+            match one_of(v, &["continue", "reject"], &f.at("not_json"), problems) {
+                Some("reject") => policy.not_json = NotJson::Reject,
+                Some(_) => policy.not_json = NotJson::Continue,
+                None => {}
+            }
+        }
+        policy
+    }
+
+    /// Whether a request with these headers waits for its body: it has one
+    /// (`end_of_stream` is false), it meets `when`, and its media type is
+    /// listed.
+    pub fn waits<H: filter_proxy::request::Host>(
+        &self,
+        request: &filter_proxy::request::Request<H>,
+        end_of_stream: bool,
+    ) -> bool {
+        if end_of_stream || !self.when.matches(request) {
+            return false;
+        }
+        let Some(content_type) = request.headers.get("content-type") else {
+            return false;
+        };
+        let media = content_type
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii()
+            .to_ascii_lowercase();
+        self.content_types.iter().any(|t| {
+            media == t.as_bytes()
+                || (t == "application/json"
+                    && media.starts_with(b"application/")
+                    && media.ends_with(b"+json"))
+        })
     }
 }
 
@@ -334,23 +547,92 @@ impl Action {
                 },
             );
         }
-        let upstream = match (f.value("cluster"), f.value("split")) {
-            (Some(_), Some(_)) => {
-                problems.push(&f.at("split"), "`cluster` and `split` exclude each other");
-                None
-            }
-            (Some(_), None) => f
+        let upstreams: Vec<&str> = ["cluster", "split", "cluster_from"]
+            .into_iter()
+            .filter(|k| f.value(k).is_some())
+            .collect();
+        let upstream = match upstreams.as_slice() {
+            [] => None,
+            ["cluster"] => f
                 .string("cluster", problems)
                 .and_then(|c| cluster_name(c, &f.at("cluster"), problems))
                 .map(Upstream::Cluster),
-            (None, Some(v)) => Split::decode(v, &f.at("split"), problems).map(Upstream::Split),
-            (None, None) => None,
+            ["split"] => f
+                .value("split")
+                .and_then(|v| Split::decode(v, &f.at("split"), problems))
+                .map(Upstream::Split),
+            ["cluster_from"] => f
+                .value("cluster_from")
+                .and_then(|v| ClusterMap::decode(v, &f.at("cluster_from"), problems))
+                .map(Upstream::FromBody),
+            [.., last] => {
+                problems.push(
+                    &f.at(last),
+                    format!("{} exclude each other", quoted_list(&upstreams)),
+                );
+                None
+            }
         };
         let rewrite = match f.value("rewrite") {
             Some(v) => Rewrite::decode(v, &f.at("rewrite"), problems)?,
             None => Rewrite::default(),
         };
         Some(Action::Forward { upstream, rewrite })
+    }
+}
+
+impl Action {
+    /// Whether the action reads the body (`cluster_from`).
+    fn reads_body(&self) -> bool {
+        matches!(
+            self,
+            Action::Forward {
+                upstream: Some(Upstream::FromBody(_)),
+                ..
+            }
+        )
+    }
+}
+
+impl ClusterMap {
+    fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<ClusterMap> {
+        let f = Fields::new(value, at, &["body", "clusters", "default"], problems)?;
+        let pointer = f.required_string("body", problems);
+        if let Some(p) = pointer {
+            filter_common::body::check_pointer(p, &f.at("body"), problems);
+        }
+        let mut clusters = Vec::new();
+        match f.value("clusters") {
+            Some(Value::Object(map)) => {
+                for (value, cluster) in map {
+                    let here = join(&f.at("clusters"), value);
+                    match cluster.as_str() {
+                        Some(c) => {
+                            if let Some(c) = cluster_name(c, &here, problems) {
+                                clusters.push((value.as_bytes().to_vec(), c));
+                            }
+                        }
+                        None => problems.push(&here, "a cluster name is a string"),
+                    }
+                }
+                if map.is_empty() {
+                    problems.push(&f.at("clusters"), "an empty map: give at least one value");
+                }
+            }
+            Some(_) => problems.push(
+                &f.at("clusters"),
+                "an object from field value to cluster, e.g. {\"gpt-x\": \"llm-a\"}",
+            ),
+            None => problems.push(at, "missing field `clusters`"),
+        }
+        let default = f
+            .string("default", problems)
+            .and_then(|c| cluster_name(c, &f.at("default"), problems));
+        Some(ClusterMap {
+            pointer: pointer?.to_owned(),
+            clusters,
+            default,
+        })
     }
 }
 

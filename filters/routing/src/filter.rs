@@ -14,7 +14,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
-use crate::config::Config;
+use filter_common::body::JsonBody;
+
+use crate::config::{Config, NotJson, OverLimit};
 use crate::route::{ReplyKind, Spreader, Taken};
 
 proxy_wasm::main! {{
@@ -39,6 +41,8 @@ struct Metrics {
     redirects: Option<u32>,
     direct_responses: Option<u32>,
     denied: Option<u32>,
+    body_too_large: Option<u32>,
+    body_not_json: Option<u32>,
     errors: Option<u32>,
 }
 
@@ -55,6 +59,8 @@ impl Metrics {
             redirects: counter("routing.redirects"),
             direct_responses: counter("routing.direct_responses"),
             denied: counter("routing.denied"),
+            body_too_large: counter("routing.body_too_large"),
+            body_not_json: counter("routing.body_not_json"),
             errors: counter("routing.errors"),
         }
     }
@@ -91,6 +97,7 @@ impl RootContext for Root {
             config: self.config.clone(),
             metrics: Rc::clone(&self.metrics),
             spreader: Rc::clone(&self.spreader),
+            held: None,
         }))
     }
 
@@ -103,19 +110,108 @@ struct Stream {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
     spreader: Rc<Cell<Spreader>>,
+    /// A request waiting for its body, and how much of it Envoy buffered.
+    held: Option<(Request<ProxyHost>, usize)>,
 }
 
 impl Context for Stream {}
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(config) = &self.config else {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
         let mut request = Request::new(read_map(MapType::HttpRequestHeaders), ProxyHost)
             .with_client_ip_source(config.client_ip);
+        if let Some(policy) = &config.body
+            && policy.waits(&request, end_of_stream)
+        {
+            // Held until the body is read: Envoy passes the pause through
+            // only under `allow_on_headers_stop_iteration` (README).
+            self.held = Some((request, 0));
+            return Action::Pause;
+        }
+        self.decide(&config, &mut request)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        let Some(policy) = &config.body else {
+            return Action::Continue;
+        };
+        let Some((mut request, _)) = self.held.take() else {
+            return Action::Continue;
+        };
+        if u64::try_from(body_size).unwrap_or(u64::MAX) > policy.max_bytes {
+            count(self.metrics.body_too_large);
+            if policy.over_limit == OverLimit::Reject {
+                return self.reply(413, "routing_body_too_large", b"payload too large\n");
+            }
+            return self.decide(&config, &mut request);
+        }
+        if !end_of_stream {
+            // Envoy buffers the pieces; the next call sees them all.
+            self.held = Some((request, body_size));
+            return Action::Pause;
+        }
+        self.decide_with_body(&config, request, body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end a body that never said end_of_stream.
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        match self.held.take() {
+            Some((request, buffered)) => self.decide_with_body(&config, request, buffered),
+            None => Action::Continue,
+        }
+    }
+}
+
+impl Stream {
+    /// Routes a held request with its whole body (`size` bytes buffered).
+    fn decide_with_body(
+        &mut self,
+        config: &Config,
+        mut request: Request<ProxyHost>,
+        size: usize,
+    ) -> Action {
+        let bytes = self.get_http_request_body(0, size).unwrap_or_default();
+        let body = JsonBody::parse(&bytes);
+        if !body.is_json() {
+            count(self.metrics.body_not_json);
+            if config
+                .body
+                .as_ref()
+                .is_some_and(|p| p.not_json == NotJson::Reject)
+            {
+                return self.reply(400, "routing_body_not_json", b"the body is not JSON\n");
+            }
+        }
+        request.set_body(Box::new(body));
+        self.decide(config, &mut request)
+    }
+
+    /// Sends a local reply of the filter's own (not a rule's).
+    fn reply(&self, status: u16, details: &str, body: &[u8]) -> Action {
+        let headers = [("content-type".to_owned(), b"text/plain".to_vec())];
+        match send_local_reply(status, details, &headers, body) {
+            Ok(()) => Action::Pause,
+            Err(status) => {
+                count(self.metrics.errors);
+                warn!("routing: the host refused the local reply ({status:?})");
+                Action::Continue
+            }
+        }
+    }
+
+    /// Routes `request` and writes back what changed.
+    fn decide(&mut self, config: &Config, request: &mut Request<ProxyHost>) -> Action {
         let mut spreader = self.spreader.get();
-        let outcome = config.route(&mut request, &mut spreader);
+        let outcome = config.route(request, &mut spreader);
         self.spreader.set(spreader);
         let metrics = &self.metrics;
         count(match outcome.taken {

@@ -149,6 +149,17 @@ impl Config {
     ) {
         match upstream {
             Upstream::Cluster(c) => request.headers.set(&self.cluster_header, c.as_bytes()),
+            Upstream::FromBody(map) => {
+                let value = request.body_field(&map.pointer);
+                let cluster = value
+                    .as_deref()
+                    .and_then(|v| map.clusters.iter().find(|(k, _)| k.as_slice() == v))
+                    .map(|(_, c)| c)
+                    .or(map.default.as_ref());
+                if let Some(c) = cluster {
+                    request.headers.set(&self.cluster_header, c.as_bytes());
+                }
+            }
             Upstream::Split(split) => {
                 let Some(target) = pick(split, request, spreader) else {
                     return;

@@ -318,3 +318,173 @@ fn clear_route_cache_calls_the_foreign_function_only_when_asked() {
         }
     }
 }
+
+const BODY_ROUTING: &str = r#"{
+  "body": {"max_bytes": 2048},
+  "rules": [
+    {"name": "blocked", "match": {"body": [{"pointer": "/model", "prefix": "banned"}]}, "deny": {}},
+    {"name": "typed", "match": {"body": [{"pointer": "/n", "exact": "2"}, {"pointer": "/a/0/b", "present": true}]}, "cluster": "typed"},
+    {"name": "by-model", "cluster_from": {"body": "/model", "clusters": {"gpt-x": "llm-a", "claude-y": "llm-b"}, "default": "llm-c"}}
+  ]
+}"#;
+
+fn post(content_type: &str) -> Vec<(String, String)> {
+    let mut h = get("/v1/chat", &[("content-type", content_type)]);
+    if let Some((_, method)) = h.iter_mut().find(|(k, _)| k == ":method") {
+        *method = "POST".to_owned();
+    }
+    h
+}
+
+/// Random JSON, near-JSON and non-JSON bodies, in random pieces over both
+/// codecs' framings, some past the limit: the module never traps, each
+/// request ends forwarded with its body and content-length untouched, or
+/// answered, and the chosen cluster is the one the body names.
+#[test]
+fn random_bodies_in_random_pieces_never_trap_nor_change_the_body() {
+    use proxy_wasm_harness::envoy::{Codec, body_frames};
+    let mut vm = Plugin::builder(harness_fixtures::ROUTING)
+        .configuration(BODY_ROUTING)
+        .allow_on_headers_stop_iteration(true)
+        .build()
+        .and_then(|p| p.start())
+        .expect("the filter starts");
+    let mut rng = ChaCha8Rng::seed_from_u64(0xb0d7);
+    let models = ["gpt-x", "claude-y", "banned-1", "other", "gpt\\u002dx", ""];
+    let (mut routed, mut answered) = (0, 0);
+    for i in 0..5_000u32 {
+        let model = models[rng.next_u32() as usize % models.len()];
+        let pad = "p".repeat(rng.next_u32() as usize % 3000);
+        let body = match rng.next_u32() % 6 {
+            0 => format!(r#"{{"model":"{model}","pad":"{pad}"}}"#),
+            1 => format!(r#"{{"n":2,"a":[{{"b":null}}],"model":"{model}"}}"#),
+            2 => format!(r#"{{"model":"{model}","model":"gpt-x"}}"#),
+            3 => format!(r#"{{"model":"{model}""#),
+            4 => String::from_utf8_lossy(&header_value(&mut rng)).into_owned(),
+            _ => format!(r#"[{{"model":"{model}"}}, 1e400]"#),
+        };
+        let codec = if i % 2 == 0 {
+            Codec::Http1
+        } else {
+            Codec::Http2
+        };
+        let cuts: Vec<usize> = (0..rng.next_u32() % 6)
+            .map(|_| 1 + rng.next_u32() as usize % 700)
+            .collect();
+        let mut headers = post("application/json");
+        headers.push(("content-length".to_owned(), body.len().to_string()));
+        let mut stream = vm.http_stream();
+        let mut progress = stream
+            .send_request_headers(headers, false)
+            .unwrap_or_else(|e| panic!("request {i} trapped at its headers: {e}"));
+        assert_eq!(progress, Progress::Paused, "request {i} waits for its body");
+        for (piece, end) in body_frames(body.as_bytes(), &cuts, codec) {
+            progress = stream
+                .send_request_body(piece, end)
+                .unwrap_or_else(|e| panic!("request {i} trapped in its body: {e}\n{body}"));
+            if progress == Progress::Responded {
+                break;
+            }
+        }
+        let upstream = stream.upstream_request();
+        match progress {
+            Progress::Responded => answered += 1,
+            _ => {
+                routed += 1;
+                assert_eq!(
+                    upstream.body_text(),
+                    body,
+                    "request {i}: the body is passed on whole"
+                );
+                assert_eq!(upstream.content_length_mismatch(), None, "request {i}");
+                let want = if body.len() > 2048 {
+                    "llm-c"
+                } else if body.starts_with(r#"{"n":2"#) {
+                    "typed"
+                } else if body.starts_with(r#"{"model":"gpt-x","pad""#)
+                    || body.starts_with(r#"{"model":"gpt\u002dx","pad""#)
+                {
+                    "llm-a"
+                } else if body.starts_with(r#"{"model":"claude-y","pad""#) {
+                    "llm-b"
+                } else {
+                    "llm-c"
+                };
+                assert_eq!(
+                    upstream.header("x-route-cluster"),
+                    Some(want),
+                    "request {i}: {body}"
+                );
+            }
+        }
+        stream
+            .finish()
+            .unwrap_or_else(|e| panic!("stream {i} failed: {e}"));
+    }
+    assert!(vm.poisoned().is_none());
+    assert!(
+        routed > 1000 && answered > 100,
+        "{routed} routed, {answered} answered"
+    );
+    assert_eq!(counter(&vm, "routing.errors"), 0);
+}
+
+/// What routing one 1 KiB JSON body costs, in crossings: the pieces' body
+/// callbacks, then one body read, one header write and one counter.
+#[test]
+fn the_body_routing_job_makes_exactly_these_host_calls() {
+    let mut vm = Plugin::builder(harness_fixtures::ROUTING)
+        .configuration(BODY_ROUTING)
+        .allow_on_headers_stop_iteration(true)
+        .build()
+        .and_then(|p| p.start())
+        .expect("the filter starts");
+    let body = format!(r#"{{"model":"claude-y","pad":"{}"}}"#, "p".repeat(990));
+    let mut stream = vm.http_stream();
+    assert_eq!(
+        stream
+            .send_request_headers(post("application/json"), false)
+            .unwrap(),
+        Progress::Paused
+    );
+    assert_eq!(
+        stream.send_request_body(&body[..512], false).unwrap(),
+        Progress::Paused
+    );
+    assert_eq!(
+        stream.send_request_body(&body[512..], true).unwrap(),
+        Progress::Continued
+    );
+    let exchange = stream.finish().unwrap();
+    assert_eq!(
+        exchange.upstream_request.header("x-route-cluster"),
+        Some("llm-b")
+    );
+    let costs = &exchange.costs[0];
+    let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
+    assert_eq!(
+        callbacks,
+        [
+            "proxy_on_context_create",
+            "proxy_on_request_headers",
+            "proxy_on_request_body",
+            "proxy_on_delete"
+        ],
+        "{costs}"
+    );
+    assert_eq!(
+        costs.callbacks.iter().map(|c| c.invocations).sum::<u32>(),
+        5,
+        "two body callbacks, one per piece: {costs}"
+    );
+    assert_eq!(
+        costs.host_calls(),
+        [
+            ("proxy_get_header_map_pairs", 1),
+            ("proxy_get_buffer_bytes", 1),
+            ("proxy_increment_metric", 1),
+            ("proxy_replace_header_map_value", 1),
+        ],
+        "{costs}"
+    );
+}

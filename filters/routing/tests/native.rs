@@ -329,10 +329,105 @@ fn bad_configurations_are_refused_with_every_path() {
         ),
         (r#"{"scopes": [{"rules": []}]}"#, &["/scopes/0"]),
         (r#"{"default": {"cluster": "a"}, "extra": 1}"#, &["/extra"]),
+        (
+            r#"{"default": {"cluster": "a"}, "body": {"max_bytes": 10}}"#,
+            &["/body"],
+        ),
+        (
+            r#"{"rules": [{"cluster_from": {"body": "model", "clusters": {"a": "has space"}}}]}"#,
+            &[
+                "/rules/0/cluster_from/body",
+                "/rules/0/cluster_from/clusters/a",
+            ],
+        ),
+        (
+            r#"{"rules": [{"cluster_from": {"body": "/m", "clusters": {}}, "cluster": "x"}]}"#,
+            &["/rules/0/cluster_from"],
+        ),
+        (
+            r#"{"rules": [{"cluster_from": {"body": "/m"}}]}"#,
+            &["/rules/0/cluster_from"],
+        ),
+        (
+            r#"{"rules": [{"match": {"body": [{"pointer": "/m", "present": true}]}, "cluster": "a"}],
+                "body": {"max_bytes": 0, "over_limit": "drop", "not_json": "fail",
+                         "content_types": ["application/json; charset=utf-8"],
+                         "when": {"body": [{"pointer": "/m", "present": true}]}}}"#,
+            &[
+                "/body/when",
+                "/body/content_types/0",
+                "/body/max_bytes",
+                "/body/over_limit",
+                "/body/not_json",
+            ],
+        ),
     ];
     for (json, paths) in cases {
         let err = Config::parse(json.as_bytes()).expect_err(json);
         let got: Vec<&str> = err.list().iter().map(|p| p.path.as_str()).collect();
         assert_eq!(got, *paths, "{json}: {err}");
     }
+}
+
+fn with_body(
+    c: &Config,
+    method: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (bool, Option<String>) {
+    use filter_proxy::headers::HeaderMap;
+    use filter_proxy::request::Request;
+    let mut h = headers("/v1/chat", &[]);
+    h[0].1 = method.as_bytes().to_vec();
+    if let Some(t) = content_type {
+        h.push(("content-type".to_owned(), t.as_bytes().to_vec()));
+    }
+    let mut request = Request::new(HeaderMap::new(h), host());
+    let waits = c.body.as_ref().is_some_and(|p| p.waits(&request, false));
+    request.set_body(Box::new(filter_common::body::JsonBody::parse(
+        body.as_bytes(),
+    )));
+    c.route(&mut request, &mut Spreader::new(1));
+    let cluster = request
+        .headers
+        .get("x-route-cluster")
+        .map(|v| String::from_utf8(v).unwrap());
+    (waits, cluster)
+}
+
+#[test]
+fn bodies_route_by_their_fields_and_only_configured_requests_wait() {
+    let c = config(
+        r#"{"rules": [
+              {"match": {"body": [{"pointer": "/tenant", "one_of": ["acme"]}]}, "cluster": "acme"},
+              {"cluster_from": {"body": "/model", "clusters": {"gpt-x": "llm-a"}, "default": "llm-c"}}]}"#,
+    );
+    let policy = c
+        .body
+        .as_ref()
+        .expect("a body rule gives the default policy");
+    assert_eq!(policy.max_bytes, routing::config::DEFAULT_MAX_BODY_BYTES);
+    let json = Some("application/json");
+    assert_eq!(
+        with_body(&c, "POST", json, r#"{"model":"gpt-x"}"#),
+        (true, Some("llm-a".into()))
+    );
+    assert_eq!(
+        with_body(&c, "PUT", json, r#"{"tenant":"acme","model":"gpt-x"}"#),
+        (true, Some("acme".into()))
+    );
+    assert_eq!(
+        with_body(&c, "PATCH", json, r#"{"model":"nope"}"#),
+        (true, Some("llm-c".into()))
+    );
+    assert_eq!(
+        with_body(&c, "POST", json, "not json"),
+        (true, Some("llm-c".into()))
+    );
+    assert!(!with_body(&c, "GET", json, "{}").0);
+    assert!(!with_body(&c, "POST", Some("text/plain"), "{}").0);
+    assert!(!with_body(&c, "POST", None, "{}").0);
+    assert!(with_body(&c, "POST", Some("application/problem+json"), "{}").0);
+    assert!(!with_body(&c, "POST", Some("text/x+json"), "{}").0);
+    assert!(config(r#"{"default": {"cluster": "a"}}"#).body.is_none());
 }

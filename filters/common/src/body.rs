@@ -1,0 +1,180 @@
+//! Bodies as JSON documents: what a rule or template reads from a body by
+//! JSON Pointer (RFC 6901), and the checks a configured pointer passes.
+//!
+//! A body is parsed with [`crate::value`], so a member named twice (however
+//! it is escaped) makes the body "not JSON": a router and the service
+//! behind it must never read two different values for one field (serde_json
+//! and most services keep the last, a JSON-Pointer reader over another
+//! parser the first).
+//!
+//! A field renders as a rule compares it and a template writes it: a string
+//! as its text (unescaped), any other value as compact JSON (`42`, `true`,
+//! `null`, `{"a":1}`).
+
+use std::borrow::Cow;
+
+use filter_proxy::request::BodyFields;
+
+use crate::config::Problems;
+use crate::value::{self, Value};
+
+/// A body parsed as JSON, or known not to be JSON.
+#[derive(Debug)]
+pub struct JsonBody {
+    document: Option<Value>,
+}
+
+impl JsonBody {
+    /// Parses `bytes` (surrounding whitespace allowed; an empty body is not
+    /// JSON).
+    pub fn parse(bytes: &[u8]) -> Self {
+        Self {
+            document: value::parse(bytes).ok(),
+        }
+    }
+
+    /// Whether the body is a JSON document.
+    pub fn is_json(&self) -> bool {
+        self.document.is_some()
+    }
+
+    /// The value at `pointer`.
+    pub fn get(&self, pointer: &str) -> Option<&Value> {
+        resolve(self.document.as_ref()?, pointer)
+    }
+}
+
+impl BodyFields for JsonBody {
+    fn field(&self, pointer: &str) -> Option<Cow<'_, [u8]>> {
+        Some(render(self.get(pointer)?))
+    }
+}
+
+/// A field's value as rules compare it and templates write it.
+pub fn render(value: &Value) -> Cow<'_, [u8]> {
+    match value {
+        Value::String(s) => Cow::Borrowed(s.as_bytes()),
+        other => Cow::Owned(other.to_string().into_bytes()),
+    }
+}
+
+/// The value `pointer` names in `document` (RFC 6901): `""` is the document,
+/// each `/token` a member (`~1` is `/`, `~0` is `~`) or an array index
+/// (decimal, no leading zero).
+pub fn resolve<'v>(document: &'v Value, pointer: &str) -> Option<&'v Value> {
+    if pointer.is_empty() {
+        return Some(document);
+    }
+    let mut here = document;
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let token = unescape(token);
+        here = match here {
+            Value::Object(map) => map.get(&token)?,
+            Value::Array(items) => items.get(index(&token)?)?,
+            _ => return None,
+        };
+    }
+    Some(here)
+}
+
+fn unescape(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+fn index(token: &str) -> Option<usize> {
+    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+/// Checks a configured pointer: it starts with `/` (the whole document is
+/// no field to route by) and escapes `~` only as `~0` or `~1`.
+pub fn check_pointer(pointer: &str, at: &str, problems: &mut Problems) -> bool {
+    let problem = if !pointer.starts_with('/') {
+        Some("a JSON Pointer (RFC 6901) starts with `/`, e.g. `/model`")
+    } else if pointer
+        .split('~')
+        .skip(1)
+        .any(|rest| !rest.starts_with(['0', '1']))
+    {
+        Some("in a JSON Pointer `~` is written `~0` and `/` inside a name `~1`")
+    } else {
+        None
+    };
+    if let Some(message) = problem {
+        problems.push(at, format!("`{pointer}`: {message}"));
+    }
+    problem.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{"model": "gpt-x", "n": 2, "stream": true, "meta": {"a/b": 1, "m~n": [10, 20]},
+        "messages": [{"role": "user"}], "none": null, "": "empty"}"#;
+
+    fn field(body: &JsonBody, pointer: &str) -> Option<String> {
+        body.field(pointer)
+            .map(|f| String::from_utf8_lossy(&f).into_owned())
+    }
+
+    #[test]
+    fn pointers_resolve_as_rfc_6901_says() {
+        let body = JsonBody::parse(DOC.as_bytes());
+        assert!(body.is_json());
+        for (pointer, want) in [
+            ("/model", Some("gpt-x")),
+            ("/n", Some("2")),
+            ("/stream", Some("true")),
+            ("/none", Some("null")),
+            ("/meta/a~1b", Some("1")),
+            ("/meta/m~0n/1", Some("20")),
+            ("/meta/m~0n", Some("[10,20]")),
+            ("/messages/0/role", Some("user")),
+            ("/", Some("empty")),
+            ("/messages/01", None),
+            ("/messages/-", None),
+            ("/messages/1", None),
+            ("/model/x", None),
+            ("/absent", None),
+            ("model", None),
+        ] {
+            assert_eq!(field(&body, pointer).as_deref(), want, "{pointer}");
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_not_one_json_document_has_no_fields() {
+        for text in [
+            "",
+            "model=gpt-x",
+            r#"{"model": "a"} {"model": "b"}"#,
+            r#"{"model": "a", "model": "b"}"#,
+            r#"{"model": "a", "\u006dodel": "b"}"#,
+            r#"{"model": "a""#,
+        ] {
+            let body = JsonBody::parse(text.as_bytes());
+            assert!(!body.is_json(), "{text}");
+            assert_eq!(field(&body, "/model"), None, "{text}");
+        }
+        let escaped = JsonBody::parse(br#"{"model": "gpt\u002dx\n"}"#);
+        assert_eq!(field(&escaped, "/model").as_deref(), Some("gpt-x\n"));
+    }
+
+    #[test]
+    fn configured_pointers_are_checked() {
+        let mut problems = Problems::default();
+        assert!(check_pointer("/a/b~1c/0", "/p", &mut problems));
+        assert!(!check_pointer("model", "/q", &mut problems));
+        assert!(!check_pointer("/a~2", "/r", &mut problems));
+        let paths: Vec<_> = problems.list().iter().map(|p| p.path.clone()).collect();
+        assert_eq!(paths, ["/q", "/r"]);
+    }
+}
