@@ -66,6 +66,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let bytes =
             fs::read(dist.join(&name)).map_err(|e| format!("cannot read dist/{name}: {e}"))?;
         let load = check(filter, &bytes)?;
+        for variant in filter.variants() {
+            check(&variant, &bytes)?;
+        }
         let cap = filter.size_cap / 1000;
         if bytes.len() > filter.size_cap {
             return Err(format!(
@@ -84,9 +87,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     let envoy_dir = dist.join("envoy");
     fs::create_dir_all(&envoy_dir).map_err(|e| format!("cannot create dist/envoy: {e}"))?;
-    for filter in &filters {
-        let name = format!("{}.yaml", filter.package);
-        fs::write(envoy_dir.join(&name), envoy_config::render(filter)?)
+    for filter in envoy_config::with_variants(&filters) {
+        let name = format!("{}.yaml", filter.file_stem());
+        fs::write(envoy_dir.join(&name), envoy_config::render(&filter)?)
             .map_err(|e| format!("cannot write dist/envoy/{name}: {e}"))?;
     }
     if let Some(chain) = envoy_config::render_whole_chain(&filters) {

@@ -21,11 +21,26 @@ pub(crate) const CHAIN: &[&str] = &["auth", "routing", "header-transform"];
 /// the directory Envoy starts in (the repository root).
 pub(crate) fn render(filter: &Filter) -> Result<String, String> {
     let name = &filter.package;
-    render_chain(
-        name,
-        &format!("the {name} filter"),
-        std::slice::from_ref(filter),
-    )
+    let what = match &filter.variant {
+        Some(_) => format!(
+            "the {name} filter configured by {}",
+            filter
+                .example_config()
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ),
+        None => format!("the {name} filter"),
+    };
+    render_chain(&filter.file_stem(), &what, std::slice::from_ref(filter))
+}
+
+/// Every filter once per configuration: the example, then its variants.
+pub(crate) fn with_variants(filters: &[Filter]) -> Vec<Filter> {
+    filters
+        .iter()
+        .flat_map(|f| std::iter::once(f.clone()).chain(f.variants()))
+        .collect()
 }
 
 /// The configuration with the whole chain, when every filter of [`CHAIN`]
@@ -85,14 +100,14 @@ fn render_chain(file: &str, what: &str, chain: &[Filter]) -> Result<String, Stri
     for filter in chain {
         let (wasm, value) = wasm_filter(filter, &format!("dist/{}.wasm", filter.package))?;
         listener = listener.filter(wasm);
-        sources.push(format!(
-            "filters/{}/config/example.json",
-            filter
-                .dir
-                .file_name()
-                .map(|d| d.to_string_lossy())
-                .unwrap_or_default()
-        ));
+        let config = filter.example_config();
+        sources.push(
+            config
+                .strip_prefix(root())
+                .unwrap_or(&config)
+                .display()
+                .to_string(),
+        );
         configs.push((filter.package.as_str(), value));
     }
     let (route, clusters) = cluster_parts(&configs);
@@ -178,8 +193,8 @@ fn collect_clusters(value: &serde_json::Value, out: &mut Vec<String>) {
 /// so the module in `dist/` is loaded and configured).
 pub(crate) fn check(filters: &[Filter], envoy: &Path) -> Result<(), String> {
     let mut files: Vec<(String, String)> = Vec::new();
-    for filter in filters {
-        files.push((filter.package.clone(), render(filter)?));
+    for filter in with_variants(filters) {
+        files.push((filter.file_stem(), render(&filter)?));
     }
     if let Some(chain) = render_whole_chain(filters) {
         files.push((CHAIN_NAME.to_owned(), chain?));

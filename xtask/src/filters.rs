@@ -33,6 +33,12 @@ pub(crate) struct Filter {
     /// its ready configurations then set Envoy's
     /// `allow_on_headers_stop_iteration`, which a WasmPlugin cannot.
     pub(crate) holds_headers_for_body: bool,
+    /// Other configurations its ready configs are also written for
+    /// (`[package.metadata.dist.variants] <name> = "config/<file>.json"`):
+    /// (name, path relative to the crate).
+    pub(crate) variants: Vec<(String, String)>,
+    /// Which of them this value stands for (`None`: the example).
+    pub(crate) variant: Option<String>,
 }
 
 impl Filter {
@@ -45,10 +51,33 @@ impl Filter {
             .join(format!("{}.wasm", self.package.replace('-', "_")))
     }
 
-    /// The example plugin configuration the filter ships with; `dist`
-    /// checks the module with it.
+    /// The example plugin configuration the filter ships with (or this
+    /// variant's); `dist` checks the module with it.
     pub(crate) fn example_config(&self) -> PathBuf {
-        self.dir.join("config").join("example.json")
+        let variant = self.variant.as_ref().and_then(|name| {
+            self.variants
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, path)| self.dir.join(path))
+        });
+        variant.unwrap_or_else(|| self.dir.join("config").join("example.json"))
+    }
+
+    /// The name of its ready configs' files: the package, or
+    /// `<package>-<variant>`.
+    pub(crate) fn file_stem(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}-{v}", self.package),
+            None => self.package.clone(),
+        }
+    }
+
+    /// The filter with each of its variant configurations.
+    pub(crate) fn variants(&self) -> impl Iterator<Item = Filter> + '_ {
+        self.variants.iter().map(|(name, _)| Filter {
+            variant: Some(name.clone()),
+            ..self.clone()
+        })
     }
 }
 
@@ -118,6 +147,15 @@ pub(crate) fn discover() -> Result<Vec<Filter>, String> {
                 holds_headers_for_body: package["metadata"]["dist"]
                     ["allow_on_headers_stop_iteration"]
                     == true,
+                variants: package["metadata"]["dist"]["variants"]
+                    .as_object()
+                    .map(|map| {
+                        map.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                variant: None,
             });
         }
     }

@@ -298,12 +298,40 @@ fn plugin_config(spec: &Value, out: &mut Vec<Finding>) {
     }
     large_integers(config, "spec.pluginConfig", out);
     let bytes = config.to_string().into_bytes();
+    // Whether the configuration holds the headers while it reads the body,
+    // which needs Envoy's allow_on_headers_stop_iteration.
+    let mut reads_body = None;
     let problems = match filter {
-        "auth" => auth::Config::parse(&bytes).err(),
+        "auth" => match auth::Config::parse(&bytes) {
+            Ok(c) => {
+                if c.ext_authz.is_some_and(|e| e.with_request_body.is_some()) {
+                    reads_body = Some("ext_authz.with_request_body");
+                }
+                None
+            }
+            Err(p) => Some(p),
+        },
         "header-transform" => header_transform::Config::parse(&bytes).err(),
-        "routing" => routing::config::Config::parse(&bytes).err(),
+        "routing" => match routing::config::Config::parse(&bytes) {
+            Ok(c) => {
+                if c.body.is_some() {
+                    reads_body = Some("rules that read the body");
+                }
+                None
+            }
+            Err(p) => Some(p),
+        },
         _ => None,
     };
+    if let Some(what) = reads_body {
+        out.push(Finding::error(format!(
+            "spec.pluginConfig: the {filter} filter's {what} hold the request headers until \
+             the body is read, which needs Envoy's allow_on_headers_stop_iteration; a \
+             WasmPlugin cannot set it, so such requests would hang until their stream times \
+             out: deploy it with an EnvoyFilter (istio/envoyfilter/, or the one `proxy-wasm-harness \
+             lint --module` prints)"
+        )));
+    }
     for problem in problems.iter().flat_map(|p| p.list()) {
         out.push(Finding::error(format!(
             "{}: the {filter} filter refuses this configuration: {}",

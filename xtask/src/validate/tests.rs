@@ -217,3 +217,33 @@ fn integers_that_a_double_cannot_hold_are_flagged() {
         "{report}"
     );
 }
+
+#[test]
+fn a_plugin_config_that_reads_the_body_needs_an_envoy_filter() {
+    let plugin = |config: &str| {
+        format!(
+            "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n\
+             metadata: {{name: r, namespace: istio-system}}\n\
+             spec: {{url: 'file:///m/routing.wasm', pluginName: routing, pluginConfig: {config}}}\n"
+        )
+    };
+    let body =
+        plugin(r#"{"rules": [{"cluster_from": {"body": "/model", "clusters": {"a": "b"}}}]}"#);
+    let errors: Vec<String> = reports(&body, &kept())
+        .iter()
+        .flat_map(|r| r.errors().map(|f| f.message.clone()).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("allow_on_headers_stop_iteration"),
+        "{errors:#?}"
+    );
+    let headers_only = plugin(r#"{"default": {"cluster": "b"}}"#);
+    assert_eq!(
+        reports(&headers_only, &kept())
+            .iter()
+            .map(|r| r.errors().count())
+            .sum::<usize>(),
+        0
+    );
+}
