@@ -74,10 +74,10 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
         exec(compare.args(dirs))?;
     }
     // Our filters under the fuzzer, as they ship (dist's module, the
-    // example configuration), and the auth filter from two scenarios whose
+    // example configuration), the auth filter from two scenarios whose
     // steps seed it (signed tokens and a key-set fetch; an authorization
-    // service answering, failing and timing out): 10,000 random requests
-    // each, no finding.
+    // service answering, failing and timing out) and the routing filter
+    // from a body-routing one: 10,000 random requests each, no finding.
     let mut targets: Vec<Vec<String>> = shipped
         .iter()
         .map(|f| {
@@ -92,6 +92,8 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
     for seeded in [
         "filters/auth/scenarios/remote-jwks-fetch-and-cache.yaml",
         "filters/auth/scenarios/ext-authz-allow.yaml",
+        // Routing by the JSON body: held headers, bodies in pieces.
+        "filters/routing/scenarios/body/model-to-cluster.yaml",
     ] {
         targets.push(vec![seeded.into()]);
     }

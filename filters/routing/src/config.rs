@@ -566,9 +566,14 @@ impl Action {
                 .and_then(|v| ClusterMap::decode(v, &f.at("cluster_from"), problems))
                 .map(Upstream::FromBody),
             [.., last] => {
+                let init: Vec<String> = upstreams
+                    .iter()
+                    .take(upstreams.len() - 1)
+                    .map(|k| format!("`{k}`"))
+                    .collect();
                 problems.push(
                     &f.at(last),
-                    format!("{} exclude each other", quoted_list(&upstreams)),
+                    format!("{} and `{last}` exclude each other", init.join(", ")),
                 );
                 None
             }

@@ -417,6 +417,11 @@ impl Generator<'_> {
                     let chunks = self.chunks(body.len());
                     request["chunks"] = json!(chunks);
                 }
+                // Most JSON bodies say so, as clients do: filters that
+                // read JSON bodies look at the media type first.
+                if body.starts_with('{') && self.chance(70) {
+                    request["headers"]["content-type"] = json!("application/json");
+                }
                 request["body"] = json!(body);
             }
         }

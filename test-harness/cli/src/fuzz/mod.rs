@@ -61,6 +61,10 @@ pub(crate) struct FuzzArgs {
     /// threads do; requests go to them in turn.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Run the module as Envoy's `allow_on_headers_stop_iteration: true`
+    /// does (a filter that reads the body before it lets the headers go).
+    #[arg(long)]
+    allow_on_headers_stop_iteration: bool,
 }
 
 impl FuzzArgs {
@@ -74,6 +78,7 @@ impl FuzzArgs {
             budget: Duration::from_millis(self.budget_ms),
             out: self.out.clone(),
             workers: self.workers,
+            allow_on_headers_stop_iteration: self.allow_on_headers_stop_iteration,
         }
     }
 }
@@ -109,6 +114,8 @@ pub struct FuzzOptions {
     pub out: PathBuf,
     /// Worker chains sharing shared data and queues (default 2).
     pub workers: usize,
+    /// For a module target: Envoy's `allow_on_headers_stop_iteration`.
+    pub allow_on_headers_stop_iteration: bool,
 }
 
 impl FuzzOptions {
@@ -124,7 +131,16 @@ impl FuzzOptions {
             budget: Duration::from_millis(100),
             out: PathBuf::from("target/fuzz"),
             workers: 2,
+            allow_on_headers_stop_iteration: false,
         }
+    }
+
+    /// For a module target: run it under Envoy's
+    /// `allow_on_headers_stop_iteration: true`.
+    #[must_use]
+    pub fn allow_on_headers_stop_iteration(mut self, allow: bool) -> Self {
+        self.allow_on_headers_stop_iteration = allow;
+        self
     }
 
     /// The module's plugin configuration file.
@@ -593,7 +609,11 @@ fn target(args: &FuzzOptions) -> Result<Target, String> {
             .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned());
         let base = json!({
             "description": format!("The chain `proxy-wasm-harness fuzz` runs for {}.", module.display()),
-            "filters": [{"wasm": module.display().to_string(), "configuration": configuration}],
+            "filters": [{
+                "wasm": module.display().to_string(),
+                "configuration": configuration,
+                "allow_on_headers_stop_iteration": args.allow_on_headers_stop_iteration,
+            }],
             "upstreams": upstreams,
         });
         let file = args.out.join(format!("{stem}.yaml"));
