@@ -7,16 +7,179 @@
 //! and most services keep the last, a JSON-Pointer reader over another
 //! parser the first).
 //!
+//! [`BodyPolicy`] is the `body` section the filters share: which requests
+//! wait for their body, the most a filter holds, and what a body past it or
+//! not JSON gets.
+//!
 //! A field renders as a rule compares it and a template writes it: a string
 //! as its text (unescaped), any other value as compact JSON (`42`, `true`,
 //! `null`, `{"a":1}`).
 
 use std::borrow::Cow;
 
-use filter_proxy::request::BodyFields;
+use filter_proxy::request::{BodyFields, Host, Request};
 
-use crate::config::Problems;
+use crate::config::{Fields, Problems, join, one_of};
+use crate::expr::Expr;
 use crate::value::{self, Value};
+
+const POLICY_FIELDS: &[&str] = &[
+    "when",
+    "content_types",
+    "max_bytes",
+    "over_limit",
+    "not_json",
+];
+
+/// The most body a request may make the filter hold unless configured.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
+/// The most `body.max_bytes` may say: Envoy holds the body in memory, per
+/// request, and past its own buffer limit (`per_connection_buffer_limit_bytes`,
+/// 1 MiB by default) answers 413 itself.
+pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// When a filter reads a request's body before it lets the headers go (the
+/// `body` section of a configuration).
+#[derive(Debug)]
+pub struct BodyPolicy {
+    /// Requests that wait (by default POST, PUT and PATCH).
+    pub when: Expr,
+    /// Media types (lower case, no parameters) that wait; a `+json` suffix
+    /// (`application/vnd.api+json`) counts as `application/json`.
+    pub content_types: Vec<String>,
+    /// The most the filter holds, in bytes.
+    pub max_bytes: u64,
+    /// What a body past `max_bytes` gets.
+    pub over_limit: OverLimit,
+    /// What a body that is not one JSON document gets.
+    pub not_json: NotJson,
+}
+
+/// What a body past the limit gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverLimit {
+    /// A local 413 (`routing_body_too_large`).
+    Reject,
+    /// Routed without its body: body conditions see no fields.
+    Continue,
+}
+
+/// What a body that is not JSON gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotJson {
+    /// Routed with no body fields (rules test them as absent).
+    Continue,
+    /// A local 400 (`routing_body_not_json`).
+    Reject,
+}
+
+/// The rules and default of the global policy or of one scope.
+impl Default for BodyPolicy {
+    fn default() -> Self {
+        let mut problems = Problems::default();
+        let when = Expr::decode(&default_body_methods(), "", &mut problems);
+        BodyPolicy {
+            when,
+            content_types: vec!["application/json".to_owned()],
+            max_bytes: DEFAULT_MAX_BODY_BYTES,
+            over_limit: OverLimit::Reject,
+            not_json: NotJson::Continue,
+        }
+    }
+}
+
+/// `{"method": {"one_of": ["POST", "PUT", "PATCH"]}}`: the methods whose
+/// requests carry a body to route by.
+fn default_body_methods() -> Value {
+    let mut matcher = crate::value::Map::new();
+    matcher.insert(
+        "one_of",
+        Value::Array(vec!["POST".into(), "PUT".into(), "PATCH".into()]),
+    );
+    let mut when = crate::value::Map::new();
+    when.insert("method", Value::Object(matcher));
+    Value::Object(when)
+}
+
+impl BodyPolicy {
+    /// Decodes a `body` section at `at`.
+    pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<BodyPolicy> {
+        let f = Fields::new(value, at, POLICY_FIELDS, problems)?;
+        let mut policy = BodyPolicy::default();
+        if let Some(v) = f.value("when") {
+            policy.when = Expr::decode(v, &f.at("when"), problems);
+            if policy.when.reads_body() {
+                problems.push(
+                    &f.at("when"),
+                    "which requests wait for the body cannot depend on the body",
+                );
+            }
+        }
+        if f.value("content_types").is_some() {
+            let at = f.at("content_types");
+            policy.content_types = f
+                .strings("content_types", problems)
+                .into_iter()
+                .map(str::to_ascii_lowercase)
+                .collect();
+            if policy.content_types.is_empty() {
+                problems.push(&at, "an empty list: no request would wait for its body");
+            }
+            for (i, t) in policy.content_types.iter().enumerate() {
+                if t.contains(';') || !t.contains('/') || t.contains(' ') {
+                    problems.push(
+                        &join(&at, &i),
+                        format!(
+                            "`{t}`: a media type such as `application/json`, without parameters"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(n) = f.integer("max_bytes", 1, MAX_BODY_BYTES, problems) {
+            policy.max_bytes = n;
+        }
+        if let Some(v) = f.string("over_limit", problems) {
+            match one_of(v, &["reject", "continue"], &f.at("over_limit"), problems) {
+                Some("continue") => policy.over_limit = OverLimit::Continue,
+                Some(_) => policy.over_limit = OverLimit::Reject,
+                None => {}
+            }
+        }
+        if let Some(v) = f.string("not_json", problems) {
+            match one_of(v, &["continue", "reject"], &f.at("not_json"), problems) {
+                Some("reject") => policy.not_json = NotJson::Reject,
+                Some(_) => policy.not_json = NotJson::Continue,
+                None => {}
+            }
+        }
+        Some(policy)
+    }
+
+    /// Whether a request with these headers waits for its body: it has one
+    /// (`end_of_stream` is false), it meets `when`, and its media type is
+    /// listed.
+    pub fn waits<H: Host>(&self, request: &Request<H>, end_of_stream: bool) -> bool {
+        if end_of_stream || !self.when.matches(request) {
+            return false;
+        }
+        let Some(content_type) = request.headers.get("content-type") else {
+            return false;
+        };
+        let media = content_type
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii()
+            .to_ascii_lowercase();
+        self.content_types.iter().any(|t| {
+            media == t.as_bytes()
+                || (t == "application/json"
+                    && media.starts_with(b"application/")
+                    && media.ends_with(b"+json"))
+        })
+    }
+}
 
 /// A body parsed as JSON, or known not to be JSON.
 #[derive(Debug)]

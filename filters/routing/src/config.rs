@@ -2,9 +2,9 @@
 //! expressions, regexes, templates) with every problem reported by JSON
 //! path. The format is documented in the crate's README.
 
+use filter_common::body::BodyPolicy;
 use filter_common::config::{
-    Fields, Problems, check_header_name, check_header_value, decode_json, join, one_of,
-    quoted_list, tagged,
+    Fields, Problems, check_header_name, check_header_value, decode_json, join, quoted_list, tagged,
 };
 use filter_common::expr::Expr;
 use filter_common::query::QueryOp;
@@ -51,21 +51,6 @@ const RULE: &[&str] = &[
     "respond",
     "deny",
 ];
-const BODY: &[&str] = &[
-    "when",
-    "content_types",
-    "max_bytes",
-    "over_limit",
-    "not_json",
-];
-
-/// The most body a request may make the filter hold unless configured.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024;
-/// The most `body.max_bytes` may say: Envoy holds the body in memory, per
-/// request, and past its own buffer limit (`per_connection_buffer_limit_bytes`,
-/// 1 MiB by default) answers 413 itself.
-pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
-
 /// The compiled configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -85,41 +70,6 @@ pub struct Config {
     pub body: Option<BodyPolicy>,
 }
 
-/// When the filter reads a request's body before routing it.
-#[derive(Debug)]
-pub struct BodyPolicy {
-    /// Requests that wait (by default POST, PUT and PATCH).
-    pub(crate) when: Expr,
-    /// Media types (lower case, no parameters) that wait; a `+json` suffix
-    /// (`application/vnd.api+json`) counts as `application/json`.
-    pub(crate) content_types: Vec<String>,
-    /// The most the filter holds, in bytes.
-    pub max_bytes: u64,
-    /// What a body past `max_bytes` gets.
-    pub over_limit: OverLimit,
-    /// What a body that is not one JSON document gets.
-    pub not_json: NotJson,
-}
-
-/// What a body past the limit gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverLimit {
-    /// A local 413 (`routing_body_too_large`).
-    Reject,
-    /// Routed without its body: body conditions see no fields.
-    Continue,
-}
-
-/// What a body that is not JSON gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotJson {
-    /// Routed with no body fields (rules test them as absent).
-    Continue,
-    /// A local 400 (`routing_body_not_json`).
-    Reject,
-}
-
-/// The rules and default of the global policy or of one scope.
 #[derive(Debug, Default)]
 pub(crate) struct Policy {
     pub(crate) rules: Vec<Rule>,
@@ -286,8 +236,8 @@ impl Config {
         }
         config.rule_names = names;
         let reads_body = config.reads_body();
-        match (f.object("body", BODY, problems), reads_body) {
-            (Some(b), true) => config.body = Some(BodyPolicy::decode(&b, problems)),
+        match (f.value("body"), reads_body) {
+            (Some(b), true) => config.body = BodyPolicy::decode(b, &f.at("body"), problems),
             (Some(_), false) => problems.push(
                 &f.at("body"),
                 "no rule reads the body (a `body` condition or `cluster_from`): leave `body` out",
@@ -370,115 +320,6 @@ impl Policy {
             }
         }
         policy
-    }
-}
-
-impl Default for BodyPolicy {
-    fn default() -> Self {
-        let mut problems = Problems::default();
-        let when = Expr::decode(&default_body_methods(), "", &mut problems);
-        BodyPolicy {
-            when,
-            content_types: vec!["application/json".to_owned()],
-            max_bytes: DEFAULT_MAX_BODY_BYTES,
-            over_limit: OverLimit::Reject,
-            not_json: NotJson::Continue,
-        }
-    }
-}
-
-/// `{"method": {"one_of": ["POST", "PUT", "PATCH"]}}`: the methods whose
-/// requests carry a body to route by.
-fn default_body_methods() -> Value {
-    let mut matcher = filter_common::value::Map::new();
-    matcher.insert(
-        "one_of",
-        Value::Array(vec!["POST".into(), "PUT".into(), "PATCH".into()]),
-    );
-    let mut when = filter_common::value::Map::new();
-    when.insert("method", Value::Object(matcher));
-    Value::Object(when)
-}
-
-impl BodyPolicy {
-    fn decode(f: &Fields<'_>, problems: &mut Problems) -> BodyPolicy {
-        let mut policy = BodyPolicy::default();
-        if let Some(v) = f.value("when") {
-            policy.when = Expr::decode(v, &f.at("when"), problems);
-            if policy.when.reads_body() {
-                problems.push(
-                    &f.at("when"),
-                    "which requests wait for the body cannot depend on the body",
-                );
-            }
-        }
-        if f.value("content_types").is_some() {
-            let at = f.at("content_types");
-            policy.content_types = f
-                .strings("content_types", problems)
-                .into_iter()
-                .map(str::to_ascii_lowercase)
-                .collect();
-            if policy.content_types.is_empty() {
-                problems.push(&at, "an empty list: no request would wait for its body");
-            }
-            for (i, t) in policy.content_types.iter().enumerate() {
-                if t.contains(';') || !t.contains('/') || t.contains(' ') {
-                    problems.push(
-                        &join(&at, &i),
-                        format!(
-                            "`{t}`: a media type such as `application/json`, without parameters"
-                        ),
-                    );
-                }
-            }
-        }
-        if let Some(n) = f.integer("max_bytes", 1, MAX_BODY_BYTES, problems) {
-            policy.max_bytes = n;
-        }
-        if let Some(v) = f.string("over_limit", problems) {
-            match one_of(v, &["reject", "continue"], &f.at("over_limit"), problems) {
-                Some("continue") => policy.over_limit = OverLimit::Continue,
-                Some(_) => policy.over_limit = OverLimit::Reject,
-                None => {}
-            }
-        }
-        if let Some(v) = f.string("not_json", problems) {
-            match one_of(v, &["continue", "reject"], &f.at("not_json"), problems) {
-                Some("reject") => policy.not_json = NotJson::Reject,
-                Some(_) => policy.not_json = NotJson::Continue,
-                None => {}
-            }
-        }
-        policy
-    }
-
-    /// Whether a request with these headers waits for its body: it has one
-    /// (`end_of_stream` is false), it meets `when`, and its media type is
-    /// listed.
-    pub fn waits<H: filter_proxy::request::Host>(
-        &self,
-        request: &filter_proxy::request::Request<H>,
-        end_of_stream: bool,
-    ) -> bool {
-        if end_of_stream || !self.when.matches(request) {
-            return false;
-        }
-        let Some(content_type) = request.headers.get("content-type") else {
-            return false;
-        };
-        let media = content_type
-            .split(|b| *b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii()
-            .to_ascii_lowercase();
-        self.content_types.iter().any(|t| {
-            media == t.as_bytes()
-                || (t == "application/json"
-                    && media.starts_with(b"application/")
-                    && media.ends_with(b"+json"))
-        })
     }
 }
 

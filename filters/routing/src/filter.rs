@@ -14,9 +14,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
-use filter_common::body::JsonBody;
+use filter_common::body::{JsonBody, NotJson, OverLimit};
 
-use crate::config::{Config, NotJson, OverLimit};
+use crate::config::Config;
 use crate::route::{ReplyKind, Spreader, Taken};
 
 proxy_wasm::main! {{
