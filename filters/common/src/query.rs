@@ -21,6 +21,14 @@ pub enum QueryOp {
 }
 
 impl QueryOp {
+    /// Whether its value reads the request body (`%BODY(...)%`).
+    pub fn reads_body(&self) -> bool {
+        match self {
+            QueryOp::Set { value, .. } | QueryOp::Add { value, .. } => value.reads_body(),
+            QueryOp::Remove { .. } => false,
+        }
+    }
+
     pub fn decode(value: &Value, at: &str, problems: &mut Problems) -> Option<QueryOp> {
         let (op, inner) = tagged(value, at, &["set", "add", "remove"], problems)?;
         let at = join(at, &op);

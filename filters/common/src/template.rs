@@ -13,6 +13,7 @@
 //! | `%ROUTE_NAME%` | `xds.route_name` |
 //! | `%START_TIME%`, `%START_TIME(%s)%` | when the filter saw the request: RFC 3339 UTC with milliseconds, or Unix seconds |
 //! | `%RESPONSE_CODE%` | response status (response side only) |
+//! | `%BODY(/pointer)%` | a field of the request's JSON body by JSON Pointer (a string as its text, other values as compact JSON; see [`crate::body`]); nothing when the body was not read, is not JSON, lacks the field, or the field's text holds a control character (it could not be a header value) |
 //! | `%%` | a literal `%` |
 //!
 //! `:N` after an operator (`%REQ(x-id):8%`) keeps at most N bytes. A missing
@@ -44,6 +45,7 @@ enum Value {
     StartTime,
     StartSeconds,
     ResponseCode,
+    Body(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +153,19 @@ impl Template {
             }
         }
         headers
+    }
+
+    /// Whether it reads the request body (`%BODY(...)%`).
+    pub fn reads_body(&self) -> bool {
+        self.pieces.iter().any(|p| {
+            matches!(
+                p,
+                Piece::Value {
+                    value: Value::Body(_),
+                    ..
+                }
+            )
+        })
     }
 
     /// The text when the template has no operator.
@@ -268,9 +283,21 @@ fn value(name: &str, arg: Option<&str>, side: Side) -> Result<Value, String> {
             )),
         },
         "RESPONSE_CODE" => response_only(no_arg(Value::ResponseCode)?),
+        "BODY" => {
+            let pointer = needs_arg("a JSON Pointer such as /model")?;
+            let mut problems = Problems::default();
+            if crate::body::check_pointer(pointer, "", &mut problems) {
+                Ok(Value::Body(pointer.to_owned()))
+            } else {
+                Err(problems
+                    .list()
+                    .first()
+                    .map_or_else(String::new, |p| p.message.clone()))
+            }
+        }
         other => Err(format!(
             "unknown operator `%{other}%` (known: REQ, RESP, QUERY_PARAM, PATH, DOWNSTREAM_REMOTE_ADDRESS, \
-             DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, ROUTE_NAME, START_TIME, RESPONSE_CODE)"
+             DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, ROUTE_NAME, START_TIME, RESPONSE_CODE, BODY)"
         )),
     }
 }
@@ -302,6 +329,10 @@ fn evaluate<H: Host>(value: &Value, vars: &Vars<'_, H>) -> Option<Vec<u8>> {
                 .into_bytes(),
         ),
         Value::ResponseCode => vars.response?.get_as_read(":status"),
+        Value::Body(pointer) => request
+            .body_field(pointer)
+            .filter(|v| !v.iter().any(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f))
+            .map(std::borrow::Cow::into_owned),
     }
 }
 
@@ -440,6 +471,46 @@ mod tests {
             let err = Template::parse(src, Side::Request).unwrap_err();
             assert!(err.contains(want), "{src}: {err}");
             assert!(err.starts_with("at byte "), "{err}");
+        }
+    }
+
+    #[test]
+    fn body_fields_render_as_text_or_compact_json_and_never_as_control_bytes() {
+        let mut r = request();
+        let t = |src: &str| Template::parse(src, Side::Request).unwrap();
+        assert!(t("%BODY(/model)%").reads_body());
+        assert!(!t("%REQ(x-user)%").reads_body());
+        fn vars<H>(request: &Request<H>) -> Vars<'_, H> {
+            Vars {
+                request,
+                response: None,
+            }
+        }
+        assert_eq!(t("[%BODY(/model)%]").render(&vars(&r)), b"[]", "not read");
+        r.set_body(Box::new(crate::body::JsonBody::parse(
+            br#"{"model": "gpt-x", "n": 2, "o": {"a": [true]}, "bad": "a\r\nx-evil: 1", "tab": "a\tb"}"#,
+        )));
+        for (src, want) in [
+            ("%BODY(/model)%", "gpt-x"),
+            ("%BODY(/n)%/%BODY(/o)%", r#"2/{"a":[true]}"#),
+            ("%BODY(/o/a/0)%", "true"),
+            ("[%BODY(/bad)%]", "[]"),
+            ("%BODY(/tab)%", "a\tb"),
+            ("%BODY(/model):3%", "gpt"),
+            ("[%BODY(/none)%]", "[]"),
+        ] {
+            assert_eq!(
+                String::from_utf8(t(src).render(&vars(&r))).unwrap(),
+                want,
+                "{src}"
+            );
+        }
+        for (src, error) in [
+            ("%BODY%", "needs a JSON Pointer"),
+            ("%BODY(model)%", "starts with `/`"),
+        ] {
+            let e = Template::parse(src, Side::Request).unwrap_err();
+            assert!(e.contains(error), "{src}: {e}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! (regexes and templates parsed, names checked) with every problem
 //! reported by JSON path. The format is documented in the crate's README.
 
+use filter_common::body::BodyPolicy;
 use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, decode_json, join, one_of, tagged,
 };
@@ -42,6 +43,10 @@ pub struct Config {
     pub(crate) scopes: Vec<(ScopeMatch, Policy)>,
     /// Call Envoy's `clear_route_cache` after changing request headers.
     pub clear_route_cache: bool,
+    /// Which requests wait for their body before the request headers are
+    /// transformed; `None` when nothing reads the body (`%BODY(...)%`, a
+    /// `body` condition).
+    pub body: Option<BodyPolicy>,
     /// The writes of a configuration that does the same to every request
     /// (see [`FixedWrites`]); `None` when the maps must be read, or when
     /// `minimal_writes` asks for only what changes to be written.
@@ -81,6 +86,31 @@ pub(crate) struct Rule {
     pub(crate) response_trailers: Vec<HeaderOp>,
     pub(crate) query: Vec<QueryOp>,
     pub(crate) to_filter_state: Vec<ToFilterState>,
+}
+
+impl Rule {
+    fn reads_body(&self) -> bool {
+        self.when.reads_body()
+            || [
+                &self.request_headers,
+                &self.response_headers,
+                &self.request_trailers,
+                &self.response_trailers,
+            ]
+            .into_iter()
+            .flatten()
+            .any(HeaderOp::reads_body)
+            || self.query.iter().any(QueryOp::reads_body)
+    }
+}
+
+impl HeaderOp {
+    fn reads_body(&self) -> bool {
+        match self {
+            HeaderOp::Put { value, .. } | HeaderOp::Append { value, .. } => value.reads_body(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -178,6 +208,7 @@ impl Config {
             "scopes",
             "clear_route_cache",
             "minimal_writes",
+            "body",
         ];
         let Some(f) = Fields::new(value, "", KNOWN, problems) else {
             return Config::default();
@@ -209,12 +240,35 @@ impl Config {
             default,
             scopes,
             clear_route_cache: f.flag("clear_route_cache", problems),
+            body: None,
             fixed: None,
         };
+        match (f.value("body"), config.reads_body()) {
+            (Some(b), true) => config.body = BodyPolicy::decode(b, &f.at("body"), problems),
+            (Some(_), false) => problems.push(
+                &f.at("body"),
+                "nothing reads the body (a `body` condition or `%BODY(...)%`): leave `body` out",
+            ),
+            (None, true) => config.body = Some(BodyPolicy::default()),
+            (None, false) => {}
+        }
         if !minimal_writes {
             config.fixed = config.fixed_writes();
         }
         config
+    }
+
+    /// Whether any rule or custom response reads the request body.
+    fn reads_body(&self) -> bool {
+        std::iter::once(&self.default)
+            .chain(self.scopes.iter().map(|(_, p)| p))
+            .any(|p| {
+                p.rules.iter().any(Rule::reads_body)
+                    || p.custom_responses.iter().any(|c| {
+                        c.headers.iter().any(|(_, t)| t.reads_body())
+                            || c.body.as_ref().is_some_and(Template::reads_body)
+                    })
+            })
     }
 
     /// How many rules the configuration holds, over all scopes.

@@ -15,8 +15,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 
-use crate::config::Config;
+use filter_common::body::{JsonBody, NotJson, OverLimit};
 use filter_proxy::reply::LocalReply;
+
+use crate::config::Config;
 
 use crate::transform::Decision;
 
@@ -34,6 +36,8 @@ struct Metrics {
     errors: Option<u32>,
     cors_preflights: Option<u32>,
     responses_replaced: Option<u32>,
+    body_too_large: Option<u32>,
+    body_not_json: Option<u32>,
 }
 
 impl Metrics {
@@ -43,6 +47,8 @@ impl Metrics {
             errors: counter("header_transform.errors"),
             cors_preflights: counter("header_transform.cors_preflights"),
             responses_replaced: counter("header_transform.responses_replaced"),
+            body_too_large: counter("header_transform.body_too_large"),
+            body_not_json: counter("header_transform.body_not_json"),
         }
     }
 }
@@ -83,6 +89,7 @@ impl RootContext for Root {
             fixed_applied: false,
             decision: Decision::default(),
             replied: false,
+            held: None,
         }))
     }
 
@@ -103,6 +110,8 @@ struct Stream {
     /// This filter answered the stream itself; its own reply passes back
     /// through the filter and must be left alone.
     replied: bool,
+    /// A request waiting for its body, and how much of it Envoy buffered.
+    held: Option<(Request<ProxyHost>, usize)>,
 }
 
 impl Stream {
@@ -137,7 +146,7 @@ impl Stream {
 impl Context for Stream {}
 
 impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if let Some(fixed) = &self.config.fixed {
             self.write(MapType::HttpRequestHeaders, &fixed.request);
             if !fixed.request.is_empty() {
@@ -147,7 +156,90 @@ impl HttpContext for Stream {
             self.fixed_applied = true;
             return Action::Continue;
         }
-        let mut request = Request::new(read_map(MapType::HttpRequestHeaders), ProxyHost);
+        let request = Request::new(read_map(MapType::HttpRequestHeaders), ProxyHost);
+        if let Some(policy) = &self.config.body
+            && policy.waits(&request, end_of_stream)
+        {
+            // Held until the body is read: Envoy passes the pause through
+            // only under `allow_on_headers_stop_iteration` (README).
+            self.held = Some((request, 0));
+            return Action::Pause;
+        }
+        self.transform_request(request)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some((request, _)) = self.held.take() else {
+            return Action::Continue;
+        };
+        let config = Rc::clone(&self.config);
+        let Some(policy) = &config.body else {
+            return Action::Continue;
+        };
+        if u64::try_from(body_size).unwrap_or(u64::MAX) > policy.max_bytes {
+            count(self.metrics.body_too_large);
+            if policy.over_limit == OverLimit::Reject {
+                return self.reply(
+                    &plain(413, b"payload too large\n"),
+                    "header_transform_body_too_large",
+                );
+            }
+            return self.transform_request(request);
+        }
+        if !end_of_stream {
+            // Envoy buffers the pieces; the next call sees them all.
+            self.held = Some((request, body_size));
+            return Action::Pause;
+        }
+        self.transform_with_body(request, body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end a body that never said end_of_stream.
+        if let Some((request, buffered)) = self.held.take() {
+            let action = self.transform_with_body(request, buffered);
+            if action != Action::Continue {
+                return action;
+            }
+        }
+        self.edit_request_trailers()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.edit_response_headers()
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.edit_response_trailers()
+    }
+}
+
+impl Stream {
+    /// Transforms a held request with its whole body (`size` bytes
+    /// buffered).
+    fn transform_with_body(&mut self, mut request: Request<ProxyHost>, size: usize) -> Action {
+        let bytes = self.get_http_request_body(0, size).unwrap_or_default();
+        let body = JsonBody::parse(&bytes);
+        if !body.is_json() {
+            count(self.metrics.body_not_json);
+            if self
+                .config
+                .body
+                .as_ref()
+                .is_some_and(|p| p.not_json == NotJson::Reject)
+            {
+                return self.reply(
+                    &plain(400, b"the body is not JSON\n"),
+                    "header_transform_body_not_json",
+                );
+            }
+        }
+        request.set_body(Box::new(body));
+        self.transform_request(request)
+    }
+
+    /// The request side: CORS preflights, header writes, filter state.
+    fn transform_request(&mut self, mut request: Request<ProxyHost>) -> Action {
         let decision = self.config.on_request(&mut request);
         if let Some(reply) = &decision.reply {
             count(self.metrics.cors_preflights);
@@ -169,7 +261,7 @@ impl HttpContext for Stream {
         Action::Continue
     }
 
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    fn edit_request_trailers(&mut self) -> Action {
         if let Some(request) = &self.request
             && self.config.uses_trailers()
         {
@@ -182,7 +274,7 @@ impl HttpContext for Stream {
         Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn edit_response_headers(&mut self) -> Action {
         if let Some(fixed) = self.config.fixed.as_ref().filter(|_| self.fixed_applied) {
             self.write(MapType::HttpResponseHeaders, &fixed.response);
             return Action::Continue;
@@ -207,7 +299,7 @@ impl HttpContext for Stream {
         Action::Continue
     }
 
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+    fn edit_response_trailers(&mut self) -> Action {
         if let Some(request) = self.request.as_ref().filter(|_| !self.replied)
             && self.config.uses_trailers()
         {
@@ -218,5 +310,14 @@ impl HttpContext for Stream {
             self.write(MapType::HttpResponseTrailers, &writes);
         }
         Action::Continue
+    }
+}
+
+/// A plain-text reply of the filter's own.
+fn plain(status: u16, body: &[u8]) -> LocalReply {
+    LocalReply {
+        status,
+        headers: vec![("content-type".to_owned(), b"text/plain".to_vec())],
+        body: body.to_vec(),
     }
 }

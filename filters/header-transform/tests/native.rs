@@ -552,3 +552,44 @@ fn only_request_independent_configurations_have_fixed_writes() {
         assert!(fixed(reads).is_none(), "{reads}");
     }
 }
+
+#[test]
+fn body_values_and_conditions_make_requests_wait_and_read_their_fields() {
+    let c = config(
+        r#"{"rules": [{"when": {"body": [{"pointer": "/tier", "exact": "gold"}]},
+                       "request_headers": [{"set": {"name": "x-model", "value": "%BODY(/model)%"}}]}]}"#,
+    );
+    let policy = c
+        .body
+        .as_ref()
+        .expect("a body reader gets the default policy");
+    let mut r = request("/v1/chat", &[("content-type", "application/json")]);
+    assert!(!policy.waits(&r, false), "a GET does not wait");
+    r.headers.set(":method", b"POST");
+    assert!(policy.waits(&r, false));
+    assert!(!policy.waits(&r, true), "no body, no wait");
+    r.set_body(Box::new(filter_common::body::JsonBody::parse(
+        br#"{"tier": "gold", "model": "gpt-x"}"#,
+    )));
+    let decision = c.on_request(&mut r);
+    assert_eq!(decision.rules_applied(), 1);
+    assert_eq!(values(&r.headers, "x-model"), ["gpt-x"]);
+    for (json, paths) in [
+        (r#"{"rules": [], "body": {}}"#, vec!["/body"]),
+        (
+            r#"{"rules": [{"request_headers": [{"set": {"name": "x", "value": "%BODY(model)%"}}]}]}"#,
+            vec!["/rules/0/request_headers/0/set/value"],
+        ),
+        (
+            r#"{"rules": [{"request_headers": [{"set": {"name": "x", "value": "%BODY(/m)%"}}]}], "body": {"over_limit": "drop"}}"#,
+            vec!["/body/over_limit"],
+        ),
+    ] {
+        assert_eq!(problems(json), paths, "{json}");
+    }
+    assert!(
+        config(r#"{"rules": [{"request_headers": [{"set": {"name": "x", "value": "1"}}]}]}"#)
+            .body
+            .is_none()
+    );
+}

@@ -428,15 +428,20 @@ impl Action {
 }
 
 impl Action {
-    /// Whether the action reads the body (`cluster_from`).
+    /// Whether the action reads the body (`cluster_from`, `%BODY(...)%` in
+    /// a reply or a query value).
     fn reads_body(&self) -> bool {
-        matches!(
-            self,
-            Action::Forward {
-                upstream: Some(Upstream::FromBody(_)),
-                ..
+        match self {
+            Action::Forward { upstream, rewrite } => {
+                matches!(upstream, Some(Upstream::FromBody(_)))
+                    || rewrite.query.iter().any(QueryOp::reads_body)
             }
-        )
+            Action::Respond { reply, .. } => {
+                reply.headers.iter().any(|(_, t)| t.reads_body())
+                    || matches!(&reply.body, Body::Text(t) if t.reads_body())
+            }
+            Action::Redirect(_) => false,
+        }
     }
 }
 

@@ -406,7 +406,10 @@ fn bodies_route_by_their_fields_and_only_configured_requests_wait() {
         .body
         .as_ref()
         .expect("a body rule gives the default policy");
-    assert_eq!(policy.max_bytes, filter_common::body::DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(
+        policy.max_bytes,
+        filter_common::body::DEFAULT_MAX_BODY_BYTES
+    );
     let json = Some("application/json");
     assert_eq!(
         with_body(&c, "POST", json, r#"{"model":"gpt-x"}"#),

@@ -311,7 +311,15 @@ fn plugin_config(spec: &Value, out: &mut Vec<Finding>) {
             }
             Err(p) => Some(p),
         },
-        "header-transform" => header_transform::Config::parse(&bytes).err(),
+        "header-transform" => match header_transform::Config::parse(&bytes) {
+            Ok(c) => {
+                if c.body.is_some() {
+                    reads_body = Some("%BODY(...)% values and body conditions");
+                }
+                None
+            }
+            Err(p) => Some(p),
+        },
         "routing" => match routing::config::Config::parse(&bytes) {
             Ok(c) => {
                 if c.body.is_some() {
