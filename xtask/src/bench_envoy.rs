@@ -59,6 +59,11 @@ pub(crate) struct Variant {
     /// A wasm filter's module and configuration, to count its crossings
     /// in the harness for the same request.
     harness: Option<(PathBuf, Value)>,
+    /// The size of the JSON body each request POSTs (`None`: a GET).
+    body: Option<usize>,
+    /// The variant its added cost is measured from: `none`, or the
+    /// filterless variant with the same body.
+    baseline: &'static str,
 }
 
 impl Variant {
@@ -71,6 +76,8 @@ impl Variant {
             filters,
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         }
     }
 }
@@ -328,9 +335,26 @@ fn measure(
             return Err(format!("{}: a request got {status}, not 200", v.name));
         }
     }
+    // Variants that POST a body do it from a wrk script.
+    let mut scripts = Vec::new();
+    for v in variants {
+        scripts.push(match v.body {
+            Some(size) => {
+                let file = work.join(format!("{}.lua", v.name));
+                let script = format!(
+                    "wrk.method = \"POST\"\nwrk.headers[\"content-type\"] = \"application/json\"\nwrk.body = '{}'\n",
+                    bench_body(size)
+                );
+                fs::write(&file, script)
+                    .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+                Some(file)
+            }
+            None => None,
+        });
+    }
     eprintln!("xtask: warm-up, then {rounds} round(s) of {seconds} s per variant");
-    for (_, addr) in &fronts {
-        wrk(*addr, 2, token)?;
+    for ((_, addr), script) in fronts.iter().zip(&scripts) {
+        wrk(*addr, 2, token, script.as_deref())?;
     }
     for round in 1..=rounds {
         for (i, v) in variants.iter().enumerate() {
@@ -341,7 +365,7 @@ fn measure(
             let perf = profile
                 .then(|| sample_cpu(pid, seconds, &samples))
                 .transpose()?;
-            let run = wrk(*addr, seconds, token)?;
+            let run = wrk(*addr, seconds, token, scripts[i].as_deref())?;
             if let Some(perf) = perf {
                 results[i].profile.push(cpu_shares(perf, &samples)?);
             }
@@ -364,6 +388,19 @@ fn measure(
     }
     for (r, (front, _)) in results.iter_mut().zip(&fronts) {
         r.heap_bytes = heap(front);
+    }
+    // A body variant with a filter did its job: the bench body names the
+    // model that goes to `green`.
+    for (v, (front, _)) in variants.iter().zip(&fronts) {
+        if v.body.is_some() && v.name != v.baseline {
+            let routed = green_requests(front);
+            if routed.is_none_or(|n| n == 0) {
+                return Err(format!(
+                    "{}: no request reached cluster green ({routed:?}): the filter did not route by the body",
+                    v.name
+                ));
+            }
+        }
     }
     drop(fronts);
     drop(backend);
@@ -540,6 +577,34 @@ function envoy_on_response(handle)
   handle:headers():remove("x-powered-by")
 end"#;
 
+/// The body-routing job in Lua: buffer the body, find `"model"` with a
+/// pattern (Envoy's Lua has no JSON parser, so it neither parses the body
+/// nor sees escapes or a member named twice, as our filter does), map it
+/// to a cluster and re-route.
+const BODY_ROUTING_LUA: &str = r#"local clusters = {["gpt-x"] = "blue", ["claude-y"] = "green"}
+function envoy_on_request(handle)
+  local content_type = handle:headers():get("content-type")
+  if content_type == nil or string.find(content_type, "application/json", 1, true) == nil then
+    return
+  end
+  local body = handle:body()
+  if body == nil then
+    return
+  end
+  local model = string.match(body:getBytes(0, body:length()), '"model"%s*:%s*"([^"]*)"')
+  handle:headers():replace("x-route-cluster", clusters[model] or "blue")
+  handle:clearRouteCache()
+end"#;
+
+/// A JSON chat request of exactly `size` bytes whose `/model` is
+/// `claude-y` (the bench body).
+pub(crate) fn bench_body(size: usize) -> String {
+    let head = r#"{"model":"claude-y","messages":[{"role":"user","content":""#;
+    let tail = r#""}]}"#;
+    let pad = size.saturating_sub(head.len() + tail.len());
+    format!("{head}{}{tail}", "x".repeat(pad))
+}
+
 /// Ten prefixes, each to a cluster, as a rule set for all routing variants.
 fn prefixes() -> Vec<(String, &'static str)> {
     (0..10)
@@ -625,6 +690,8 @@ end"
             filters: Vec::new(),
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "wasm-minimal",
@@ -633,6 +700,8 @@ end"
             filters: vec![wasm_filter("minimal", &minimal, &json!({}))],
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "header-transform",
@@ -645,6 +714,8 @@ end"
             )],
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "lua-headers",
@@ -653,6 +724,8 @@ end"
             filters: vec![HttpFilter::lua(HEADER_JOB_LUA)],
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "header_mutation",
@@ -661,6 +734,8 @@ end"
             filters: vec![header_mutation_filter()],
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "auth-jwt",
@@ -673,6 +748,8 @@ end"
             )],
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "jwt_authn",
@@ -681,6 +758,8 @@ end"
             filters: vec![jwt_authn_filter(jwks, true)],
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "auth-jwt-nocache",
@@ -693,6 +772,8 @@ end"
             )],
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "jwt_authn-nocache",
@@ -701,6 +782,8 @@ end"
             filters: vec![jwt_authn_filter(jwks, false)],
             routes: Vec::new(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "routing",
@@ -713,6 +796,8 @@ end"
             )],
             routes: header_routes.clone(),
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "lua-routing",
@@ -721,6 +806,8 @@ end"
             filters: vec![HttpFilter::lua(lua_routing)],
             routes: header_routes,
             harness: None,
+            body: None,
+            baseline: "none",
         },
         Variant {
             name: "static-routes",
@@ -729,8 +816,64 @@ end"
             filters: Vec::new(),
             routes: static_routes,
             harness: None,
+            body: None,
+            baseline: "none",
         },
     ];
+    // Routing by a JSON body field, at two body sizes: our filter (which
+    // parses the body as JSON) against Lua doing the job with a pattern
+    // over the buffered body, each from the same body POSTed without a
+    // filter.
+    let body_routing = json!({
+        "rules": [{"name": "by-model", "cluster_from": {
+            "body": "/model",
+            "clusters": {"gpt-x": "blue", "claude-y": "green"},
+            "default": "blue",
+        }}],
+        "body": {"max_bytes": 131_072},
+    });
+    for (size, [none, ours, lua]) in [
+        (
+            1024,
+            ["none-body-1k", "body-routing-1k", "lua-body-routing-1k"],
+        ),
+        (
+            65_536,
+            ["none-body-64k", "body-routing-64k", "lua-body-routing-64k"],
+        ),
+    ] {
+        let group = if size == 1024 {
+            "body 1 KiB"
+        } else {
+            "body 64 KiB"
+        };
+        let body_variant = |name, filters, routes| Variant {
+            name,
+            group,
+            native: None,
+            filters,
+            routes,
+            harness: None,
+            body: Some(size),
+            baseline: none,
+        };
+        list.push(body_variant(none, Vec::new(), Vec::new()));
+        list.push(body_variant(
+            ours,
+            vec![HttpFilter::wasm(
+                WasmFilter::new("routing", dist.join("routing.wasm"))
+                    .failure_policy("FAIL_CLOSED")
+                    .allow_on_headers_stop_iteration(true)
+                    .configuration(body_routing.to_string()),
+            )],
+            vec![Route::by_cluster_header("x-route-cluster")],
+        ));
+        list.push(body_variant(
+            lua,
+            vec![HttpFilter::lua(BODY_ROUTING_LUA)],
+            vec![Route::by_cluster_header("x-route-cluster")],
+        ));
+    }
     for (name, module, config) in harnessed {
         if let Some(v) = list.iter_mut().find(|v| v.name == name) {
             v.harness = Some((module, config));
@@ -814,6 +957,8 @@ fn twins(variants: &[Variant], dir: &Path) -> Result<Vec<Variant>, String> {
             filters: vec![wasm_filter(&stem.to_string_lossy(), &module, config)],
             routes: v.routes.clone(),
             harness: Some((module, config.clone())),
+            body: v.body,
+            baseline: v.baseline,
         });
     }
     Ok(out)
@@ -898,9 +1043,19 @@ struct WrkRun {
     requests: u64,
 }
 
-/// One wrk run against `addr`.
-fn wrk(addr: SocketAddr, seconds: u64, token: &str) -> Result<WrkRun, String> {
-    let out = Command::new("wrk")
+/// One wrk run against `addr`; with `script`, its requests are the
+/// script's (a POST with a body).
+fn wrk(
+    addr: SocketAddr,
+    seconds: u64,
+    token: &str,
+    script: Option<&Path>,
+) -> Result<WrkRun, String> {
+    let mut command = Command::new("wrk");
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let out = command
         .args(["-t1", "-c16", "--latency"])
         .arg(format!("-d{seconds}s"))
         .arg("-H")
@@ -947,6 +1102,20 @@ fn parse_wrk(text: &str) -> Option<WrkRun> {
         p99_us: micros(field("99%")?)?,
         requests,
     })
+}
+
+/// Requests `envoy` sent to its cluster `green` (admin `/stats`).
+fn green_requests(envoy: &Envoy) -> Option<u64> {
+    let body = harness_envoy::block_on(
+        envoy.admin_get("/stats?filter=^cluster\\.green\\.upstream_rq_total$"),
+    )
+    .ok()?
+    .ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("cluster.green.upstream_rq_total: "))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Bytes `envoy` has allocated (its admin `/memory`).
@@ -1033,9 +1202,18 @@ impl Report<'_> {
         Some(median(&self.results[i].rps))
     }
 
+    /// The variant `name`'s cost is measured from (`none`, or the
+    /// filterless variant sending the same body).
+    fn baseline(&self, name: &str) -> &'static str {
+        self.variants
+            .iter()
+            .find(|v| v.name == name)
+            .map_or("none", |v| v.baseline)
+    }
+
     /// µs added per request at one worker, against the baseline.
     fn added_us(&self, name: &str) -> Option<f64> {
-        let base = self.rps("none")?;
+        let base = self.rps(self.baseline(name))?;
         Some((1.0 / self.rps(name)? - 1.0 / base) * 1e6)
     }
 
@@ -1047,7 +1225,7 @@ impl Report<'_> {
 
     /// CPU µs per request added to the baseline's.
     fn added_cpu_us(&self, name: &str) -> Option<f64> {
-        Some(self.cpu_us(name)? - self.cpu_us("none")?)
+        Some(self.cpu_us(name)? - self.cpu_us(self.baseline(name))?)
     }
 
     fn json(&self) -> Value {
@@ -1075,7 +1253,7 @@ impl Report<'_> {
              front Envoy per variant with `--concurrency 1`, a second Envoy as the backend \
              (direct response), `wrk -t1 -c16`, variants interleaved round by round; medians \
              of the rounds. \"Added\" is the cost per request at one worker \
-             (1/rps − 1/rps<sub>none</sub>). \"CPU\" is the front Envoy's own CPU time \
+             (1/rps − 1/rps<sub>none</sub>; for the body variants, against `none-body-1k` or `none-body-64k`, which POST the same body without a filter). \"CPU\" is the front Envoy's own CPU time \
              (all its threads, from `/proc`) per completed request, and \"added CPU\" its \
              difference to `none`'s: the filter's cost with wrk and the backend, which share \
              the cores, taken out. \"Start\" is one sample per variant, from \
@@ -1099,11 +1277,11 @@ impl Report<'_> {
                 rps,
                 rps / base * 100.0,
                 self.added_us(v.name)
-                    .filter(|_| v.name != "none")
+                    .filter(|_| v.name != v.baseline)
                     .map_or("—".into(), |a| format!("{a:.1}")),
                 median(&r.cpu_us),
                 self.added_cpu_us(v.name)
-                    .filter(|_| v.name != "none")
+                    .filter(|_| v.name != v.baseline)
                     .map_or("—".into(), |a| format!("{a:.1}")),
                 r.crossings_us.map_or("—".into(), |c| format!("{c:.1}")),
                 median(&r.p50_us),
@@ -1146,6 +1324,8 @@ impl Report<'_> {
              | auth JWT RS256, caches on: ≥ 80 % of `jwt_authn`'s req/s | {} | {} |\n\
              | auth JWT RS256, caches off: ≥ 70 % of `jwt_authn`'s req/s | {} | {} |\n\
              | routing: added cost ≤ 1.0× Lua's | {} | {} |\n\
+             | body routing, 1 KiB JSON (issue 29): added cost ≤ 1.0× Lua's | {} | {} |\n\
+             | (context) body routing, 64 KiB JSON: added cost over Lua's | {} | {} |\n\
              | (context) the minimal wasm filter's added cost, the proxy-wasm floor | {} | {} |\n\
              | (context) Lua's added cost for the header job | {} | {} |\n\
              | (context) header-transform's added cost over `header_mutation`'s | {} | {} |",
@@ -1157,6 +1337,10 @@ impl Report<'_> {
             cpu_share("auth-jwt-nocache", "jwt_authn-nocache"),
             ratio("routing", "lua-routing"),
             cpu_ratio("routing", "lua-routing"),
+            ratio("body-routing-1k", "lua-body-routing-1k"),
+            cpu_ratio("body-routing-1k", "lua-body-routing-1k"),
+            ratio("body-routing-64k", "lua-body-routing-64k"),
+            cpu_ratio("body-routing-64k", "lua-body-routing-64k"),
             micros(self.added_us("wasm-minimal")),
             micros(self.added_cpu_us("wasm-minimal")),
             micros(self.added_us("lua-headers")),
