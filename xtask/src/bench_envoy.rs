@@ -1473,14 +1473,7 @@ mod tests {
 
     #[test]
     fn the_chart_has_a_bar_and_a_label_per_variant() {
-        let variant = |name, group| Variant {
-            name,
-            group,
-            native: None,
-            filters: Vec::new(),
-            routes: Vec::new(),
-            harness: None,
-        };
+        let variant = |name, group| Variant::new(name, group, Vec::new());
         let variants = [variant("none", "baseline"), variant("routing", "routing")];
         let measured = |rps| Measured {
             rps: vec![rps],
@@ -1508,5 +1501,53 @@ mod tests {
     fn medians_of_odd_and_even_counts() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_body_has_its_size_and_names_the_green_model() {
+        for size in [1024, 65_536] {
+            let body = bench_body(size);
+            assert_eq!(body.len(), size);
+            let value: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(value["model"], "claude-y");
+        }
+    }
+
+    #[test]
+    fn body_variants_are_measured_from_their_own_baseline() {
+        let variants = variants("{}").unwrap();
+        for v in variants.iter().filter(|v| v.body.is_some()) {
+            let base = variants.iter().find(|b| b.name == v.baseline).unwrap();
+            assert_eq!(base.body, v.body, "{}", v.name);
+            assert!(base.filters.is_empty(), "{}", v.name);
+        }
+        let measured = |rps| Measured {
+            rps: vec![rps],
+            ..Measured::default()
+        };
+        let results: Vec<Measured> = variants
+            .iter()
+            .map(|v| match v.name {
+                "none-body-1k" => measured(10_000.0),
+                "body-routing-1k" => measured(8_000.0),
+                _ => measured(20_000.0),
+            })
+            .collect();
+        let report = Report {
+            variants: &variants,
+            results: &results,
+            harness_pages: &[],
+            seconds: 1,
+            rounds: 1,
+            envoy_version: String::new(),
+            machine: String::new(),
+        };
+        let added = report.added_us("body-routing-1k").unwrap();
+        assert!((added - 25.0).abs() < 1e-9, "{added}");
     }
 }
