@@ -19,8 +19,9 @@ use std::borrow::Cow;
 
 use filter_proxy::request::{BodyFields, Host, Request};
 
-use crate::config::{Fields, Problems, join, one_of};
+use crate::config::{Fields, Problems, join, one_of, tagged};
 use crate::expr::Expr;
+use crate::template::{Side, Template};
 use crate::value::{self, Value};
 
 const POLICY_FIELDS: &[&str] = &[
@@ -163,7 +164,12 @@ impl BodyPolicy {
         if end_of_stream || !self.when.matches(request) {
             return false;
         }
-        let Some(content_type) = request.headers.get("content-type") else {
+        self.is_listed(request.headers.get("content-type").as_deref())
+    }
+
+    /// Whether a message with this `content-type` has a listed media type.
+    pub fn is_listed(&self, content_type: Option<&[u8]>) -> bool {
+        let Some(content_type) = content_type else {
             return false;
         };
         let media = content_type
@@ -179,6 +185,155 @@ impl BodyPolicy {
                     && media.ends_with(b"+json"))
         })
     }
+}
+
+/// One edit of a JSON body (`{"set": {"pointer", "value" | "template"}}`,
+/// `{"remove": {"pointer"}}`), as RFC 6902's `add` and `remove` read the
+/// pointer: `set` needs the parent to exist; in an object it replaces the
+/// member in place or appends it, in an array it replaces the item at an
+/// index, or appends at the array's length or at `-`. An edit whose place
+/// does not exist changes nothing.
+#[derive(Debug)]
+pub enum BodyEdit {
+    Set { pointer: String, value: EditValue },
+    Remove { pointer: String },
+}
+
+/// What `set` writes: a JSON value, or a template rendered to a string.
+#[derive(Debug)]
+pub enum EditValue {
+    Json(Value),
+    Template(Template),
+}
+
+impl BodyEdit {
+    /// Decodes one edit at `at`; templates render on `side`.
+    pub fn decode(
+        value: &Value,
+        at: &str,
+        side: Side,
+        problems: &mut Problems,
+    ) -> Option<BodyEdit> {
+        let (op, inner) = tagged(value, at, &["set", "remove"], problems)?;
+        let at = join(at, &op);
+        let known: &[&str] = if op == "set" {
+            &["pointer", "value", "template"]
+        } else {
+            &["pointer"]
+        };
+        let f = Fields::new(inner, &at, known, problems)?;
+        let pointer = f.required_string("pointer", problems)?.to_owned();
+        if !check_pointer(&pointer, &f.at("pointer"), problems) {
+            return None;
+        }
+        if op == "remove" {
+            return Some(BodyEdit::Remove { pointer });
+        }
+        let value = match (f.value("value"), f.string("template", problems)) {
+            (Some(v), None) => EditValue::Json(v.clone()),
+            (None, Some(t)) => {
+                EditValue::Template(Template::decode(t, &f.at("template"), side, problems)?)
+            }
+            _ => {
+                problems.push(
+                    &at,
+                    "give exactly one of `value` (JSON) and `template` (a string)",
+                );
+                return None;
+            }
+        };
+        Some(BodyEdit::Set { pointer, value })
+    }
+
+    /// The template a `set` renders, if any.
+    pub fn template(&self) -> Option<&Template> {
+        match self {
+            BodyEdit::Set {
+                value: EditValue::Template(t),
+                ..
+            } => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Applies the edit to `document`, rendering a template with `render`;
+    /// whether the document changed.
+    pub fn apply(&self, document: &mut Value, render: &dyn Fn(&Template) -> Vec<u8>) -> bool {
+        let (pointer, new) = match self {
+            BodyEdit::Set { pointer, value } => {
+                let new = match value {
+                    EditValue::Json(v) => v.clone(),
+                    EditValue::Template(t) => {
+                        Value::String(String::from_utf8_lossy(&render(t)).into_owned())
+                    }
+                };
+                (pointer, Some(new))
+            }
+            BodyEdit::Remove { pointer } => (pointer, None),
+        };
+        let Some((parent, last)) = pointer.rsplit_once('/') else {
+            return false;
+        };
+        let Some(parent) = resolve_mut(document, parent) else {
+            return false;
+        };
+        let last = unescape(last);
+        match (parent, new) {
+            (Value::Object(map), Some(new)) => {
+                if map.get(&last) == Some(&new) {
+                    return false;
+                }
+                map.insert(last.into_owned(), new);
+                true
+            }
+            (Value::Object(map), None) => map.remove(&last),
+            (Value::Array(items), Some(new)) => {
+                if last == "-" {
+                    items.push(new);
+                    return true;
+                }
+                match index(&last) {
+                    Some(i) if i < items.len() => match items.get_mut(i) {
+                        Some(slot) if *slot != new => {
+                            *slot = new;
+                            true
+                        }
+                        _ => false,
+                    },
+                    Some(i) if i == items.len() => {
+                        items.push(new);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            (Value::Array(items), None) => match index(&last) {
+                Some(i) if i < items.len() => {
+                    items.remove(i);
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// [`resolve`], for changing what it names.
+fn resolve_mut<'v>(document: &'v mut Value, pointer: &str) -> Option<&'v mut Value> {
+    if pointer.is_empty() {
+        return Some(document);
+    }
+    let mut here = document;
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let token = unescape(token);
+        here = match here {
+            Value::Object(map) => map.get_mut(&token)?,
+            Value::Array(items) => items.get_mut(index(&token)?)?,
+            _ => return None,
+        };
+    }
+    Some(here)
 }
 
 /// A body parsed as JSON, or known not to be JSON.
@@ -199,6 +354,11 @@ impl JsonBody {
     /// Whether the body is a JSON document.
     pub fn is_json(&self) -> bool {
         self.document.is_some()
+    }
+
+    /// The document, to edit.
+    pub fn into_document(self) -> Option<Value> {
+        self.document
     }
 
     /// The value at `pointer`.
@@ -329,6 +489,69 @@ mod tests {
         }
         let escaped = JsonBody::parse(br#"{"model": "gpt\u002dx\n"}"#);
         assert_eq!(field(&escaped, "/model").as_deref(), Some("gpt-x\n"));
+    }
+
+    fn edits(json: &str) -> Vec<BodyEdit> {
+        let list = value::parse(json.as_bytes()).unwrap();
+        let mut problems = Problems::default();
+        let out = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| BodyEdit::decode(e, "/e", Side::Request, &mut problems))
+            .collect();
+        assert!(problems.is_empty(), "{problems}");
+        out
+    }
+
+    #[test]
+    fn edits_set_and_remove_as_rfc_6902_adds_and_removes() {
+        let mut doc =
+            value::parse(br#"{"model": "a", "messages": [1, 2], "meta": {"x": 1}}"#).unwrap();
+        let list = edits(
+            r#"[{"set": {"pointer": "/model", "value": "b"}},
+                {"set": {"pointer": "/stream", "value": false}},
+                {"set": {"pointer": "/messages/-", "value": {"role": "system"}}},
+                {"set": {"pointer": "/messages/0", "value": 0}},
+                {"set": {"pointer": "/meta/a~1b", "template": "%REQ(x-user)%"}},
+                {"remove": {"pointer": "/meta/x"}},
+                {"set": {"pointer": "/missing/x", "value": 1}},
+                {"set": {"pointer": "/messages/9", "value": 1}},
+                {"remove": {"pointer": "/absent"}}]"#,
+        );
+        let render = |_: &Template| b"ada".to_vec();
+        let changed: Vec<bool> = list.iter().map(|e| e.apply(&mut doc, &render)).collect();
+        assert_eq!(
+            changed,
+            [true, true, true, true, true, true, false, false, false]
+        );
+        assert_eq!(
+            doc.to_string(),
+            r#"{"model":"b","messages":[0,2,{"role":"system"}],"meta":{"a/b":"ada"},"stream":false}"#
+        );
+        let again: Vec<bool> = list[..2]
+            .iter()
+            .map(|e| e.apply(&mut doc, &render))
+            .collect();
+        assert_eq!(
+            again,
+            [false, false],
+            "setting what is there changes nothing"
+        );
+        let mut problems = Problems::default();
+        for bad in [
+            r#"{"set": {"pointer": "/a"}}"#,
+            r#"{"set": {"pointer": "/a", "value": 1, "template": "x"}}"#,
+            r#"{"remove": {"pointer": "a"}}"#,
+            r#"{"move": {"pointer": "/a"}}"#,
+        ] {
+            let v = value::parse(bad.as_bytes()).unwrap();
+            assert!(
+                BodyEdit::decode(&v, "/e", Side::Request, &mut problems).is_none(),
+                "{bad}"
+            );
+        }
+        assert_eq!(problems.list().len(), 4);
     }
 
     #[test]

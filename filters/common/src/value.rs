@@ -138,6 +138,17 @@ impl Map {
         }
     }
 
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
+        self.0.iter_mut().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Removes a member; whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.0.len();
+        self.0.retain(|(k, _)| k != name);
+        self.0.len() != before
+    }
+
     /// Members in document order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Member<'_>> {
         self.into_iter()

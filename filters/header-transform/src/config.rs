@@ -2,7 +2,7 @@
 //! (regexes and templates parsed, names checked) with every problem
 //! reported by JSON path. The format is documented in the crate's README.
 
-use filter_common::body::BodyPolicy;
+use filter_common::body::{BodyEdit, BodyPolicy};
 use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, decode_json, join, one_of, tagged,
 };
@@ -43,10 +43,14 @@ pub struct Config {
     pub(crate) scopes: Vec<(ScopeMatch, Policy)>,
     /// Call Envoy's `clear_route_cache` after changing request headers.
     pub clear_route_cache: bool,
-    /// Which requests wait for their body before the request headers are
-    /// transformed; `None` when nothing reads the body (`%BODY(...)%`, a
-    /// `body` condition).
+    /// The `body` section: which requests wait for their body before the
+    /// request headers are transformed, the most either body may be, what
+    /// a non-JSON body gets; `None` when no rule reads or edits a body.
     pub body: Option<BodyPolicy>,
+    /// Whether requests wait for their body (`%BODY(...)%`, a `body`
+    /// condition, a request body edit); response body edits alone do not
+    /// hold requests.
+    pub request_reads_body: bool,
     /// The writes of a configuration that does the same to every request
     /// (see [`FixedWrites`]); `None` when the maps must be read, or when
     /// `minimal_writes` asks for only what changes to be written.
@@ -86,6 +90,10 @@ pub(crate) struct Rule {
     pub(crate) response_trailers: Vec<HeaderOp>,
     pub(crate) query: Vec<QueryOp>,
     pub(crate) to_filter_state: Vec<ToFilterState>,
+    /// Edits of the request's JSON body (the request waits for it).
+    pub(crate) request_body: Vec<BodyEdit>,
+    /// Edits of the response's JSON body (the response waits for it).
+    pub(crate) response_body: Vec<BodyEdit>,
 }
 
 impl Rule {
@@ -101,6 +109,12 @@ impl Rule {
             .flatten()
             .any(HeaderOp::reads_body)
             || self.query.iter().any(QueryOp::reads_body)
+            || !self.request_body.is_empty()
+            || self
+                .response_body
+                .iter()
+                .filter_map(BodyEdit::template)
+                .any(Template::reads_body)
     }
 }
 
@@ -241,13 +255,17 @@ impl Config {
             scopes,
             clear_route_cache: f.flag("clear_route_cache", problems),
             body: None,
+            request_reads_body: false,
             fixed: None,
         };
-        match (f.value("body"), config.reads_body()) {
+        config.request_reads_body = config.reads_body();
+        let uses_body = config.request_reads_body || config.edits_response_bodies();
+        match (f.value("body"), uses_body) {
             (Some(b), true) => config.body = BodyPolicy::decode(b, &f.at("body"), problems),
             (Some(_), false) => problems.push(
                 &f.at("body"),
-                "nothing reads the body (a `body` condition or `%BODY(...)%`): leave `body` out",
+                "nothing reads or edits a body (a `body` condition, `%BODY(...)%`, \
+                 `request_body`, `response_body`): leave `body` out",
             ),
             (None, true) => config.body = Some(BodyPolicy::default()),
             (None, false) => {}
@@ -256,6 +274,14 @@ impl Config {
             config.fixed = config.fixed_writes();
         }
         config
+    }
+
+    /// Whether any rule edits response bodies.
+    fn edits_response_bodies(&self) -> bool {
+        std::iter::once(&self.default)
+            .chain(self.scopes.iter().map(|(_, p)| p))
+            .flat_map(|p| &p.rules)
+            .any(|r| !r.response_body.is_empty())
     }
 
     /// Whether any rule or custom response reads the request body.
@@ -321,6 +347,8 @@ impl Rule {
             "response_trailers",
             "query",
             "to_filter_state",
+            "request_body",
+            "response_body",
         ];
         let f = Fields::new(value, at, KNOWN, problems)?;
         let _ = f.string("name", problems);
@@ -348,6 +376,16 @@ impl Rule {
             .enumerate()
             .filter_map(|(i, s)| ToFilterState::decode(s, &join(&state_at, &i), problems))
             .collect();
+        let edits = |key: &str, side: Side, problems: &mut Problems| {
+            let list_at = f.at(key);
+            f.list(key, problems)
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| BodyEdit::decode(e, &join(&list_at, &i), side, problems))
+                .collect::<Vec<_>>()
+        };
+        let request_body = edits("request_body", Side::Request, problems);
+        let response_body = edits("response_body", Side::Response, problems);
         Some(Rule {
             when,
             request_headers,
@@ -356,6 +394,8 @@ impl Rule {
             response_trailers,
             query,
             to_filter_state,
+            request_body,
+            response_body,
         })
     }
 }

@@ -13,9 +13,11 @@ use filter_proxy::request::Request;
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use filter_common::body::{JsonBody, NotJson, OverLimit};
+use filter_common::value;
+use filter_proxy::headers::{Change, HeaderMap};
 use filter_proxy::reply::LocalReply;
 
 use crate::config::Config;
@@ -38,6 +40,7 @@ struct Metrics {
     responses_replaced: Option<u32>,
     body_too_large: Option<u32>,
     body_not_json: Option<u32>,
+    bodies_edited: Option<u32>,
 }
 
 impl Metrics {
@@ -49,6 +52,7 @@ impl Metrics {
             responses_replaced: counter("header_transform.responses_replaced"),
             body_too_large: counter("header_transform.body_too_large"),
             body_not_json: counter("header_transform.body_not_json"),
+            bodies_edited: counter("header_transform.bodies_edited"),
         }
     }
 }
@@ -90,6 +94,8 @@ impl RootContext for Root {
             decision: Decision::default(),
             replied: false,
             held: None,
+            response_held: None,
+            response_buffered: 0,
         }))
     }
 
@@ -112,6 +118,10 @@ struct Stream {
     replied: bool,
     /// A request waiting for its body, and how much of it Envoy buffered.
     held: Option<(Request<ProxyHost>, usize)>,
+    /// The response headers, held while the body to edit arrives.
+    response_held: Option<HeaderMap>,
+    /// How much of the held response's body Envoy buffered.
+    response_buffered: usize,
 }
 
 impl Stream {
@@ -157,7 +167,11 @@ impl HttpContext for Stream {
             return Action::Continue;
         }
         let request = Request::new(read_map(MapType::HttpRequestHeaders), ProxyHost);
-        if let Some(policy) = &self.config.body
+        if let Some(policy) = self
+            .config
+            .body
+            .as_ref()
+            .filter(|_| self.config.request_reads_body)
             && policy.waits(&request, end_of_stream)
         {
             // Held until the body is read: Envoy passes the pause through
@@ -205,11 +219,36 @@ impl HttpContext for Stream {
         self.edit_request_trailers()
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.edit_response_headers()
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.edit_response_headers(end_of_stream)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(policy) = &self.config.body else {
+            return Action::Continue;
+        };
+        if self.response_held.is_none() {
+            return Action::Continue;
+        }
+        if u64::try_from(body_size).unwrap_or(u64::MAX) > policy.max_bytes {
+            // Past the limit a response passes unedited.
+            count(self.metrics.body_too_large);
+            self.response_held = None;
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            self.response_buffered = body_size;
+            return Action::Pause;
+        }
+        self.edit_response_body(body_size)
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end a body that never said end_of_stream.
+        let action = self.edit_response_body(self.response_buffered);
+        if action != Action::Continue {
+            return action;
+        }
         self.edit_response_trailers()
     }
 }
@@ -234,8 +273,82 @@ impl Stream {
                 );
             }
         }
+        let is_json = body.is_json();
         request.set_body(Box::new(body));
-        self.transform_request(request)
+        let action = self.transform_request(request);
+        if action == Action::Continue && is_json && self.config.edits_request_body(&self.decision) {
+            self.edit_request_body(&bytes, size);
+        }
+        action
+    }
+
+    /// Applies the request body edits to the held request's `bytes` and
+    /// writes the result, with its `content-length`, before the headers go.
+    fn edit_request_body(&mut self, bytes: &[u8], size: usize) {
+        let (Some(request), Ok(mut document)) = (&self.request, value::parse(bytes)) else {
+            return;
+        };
+        if !self
+            .config
+            .edit_request_body(&self.decision, request, &mut document)
+        {
+            return;
+        }
+        let edited = document.to_string();
+        let had_length = request.headers.get("content-length").is_some();
+        self.replace_body(BufferType::HttpRequestBody, size, edited.as_bytes());
+        if had_length {
+            self.write(
+                MapType::HttpRequestHeaders,
+                &[Change::Replace(
+                    "content-length".into(),
+                    edited.len().to_string().into_bytes(),
+                )],
+            );
+        }
+    }
+
+    /// Replaces the first `size` bytes of a body (all of it) with `new`.
+    fn replace_body(&self, buffer: BufferType, size: usize, new: &[u8]) {
+        count(self.metrics.bodies_edited);
+        if let Err(status) = hostcalls::set_buffer(buffer, 0, size, new) {
+            count(self.metrics.errors);
+            warn!("header-transform: the host refused the edited body ({status:?})");
+        }
+    }
+
+    /// The held response's whole body (`size` bytes buffered): edited by
+    /// the matched rules when it is JSON, with its `content-length`.
+    fn edit_response_body(&mut self, size: usize) -> Action {
+        let Some(held) = self.response_held.take() else {
+            return Action::Continue;
+        };
+        let Some(request) = &self.request else {
+            return Action::Continue;
+        };
+        let bytes = self.get_http_response_body(0, size).unwrap_or_default();
+        let Ok(mut document) = value::parse(&bytes) else {
+            count(self.metrics.body_not_json);
+            return Action::Continue;
+        };
+        if !self
+            .config
+            .edit_response_body(&self.decision, request, &held, &mut document)
+        {
+            return Action::Continue;
+        }
+        let edited = document.to_string();
+        self.replace_body(BufferType::HttpResponseBody, size, edited.as_bytes());
+        if held.get("content-length").is_some() {
+            self.write(
+                MapType::HttpResponseHeaders,
+                &[Change::Replace(
+                    "content-length".into(),
+                    edited.len().to_string().into_bytes(),
+                )],
+            );
+        }
+        Action::Continue
     }
 
     /// The request side: CORS preflights, header writes, filter state.
@@ -274,7 +387,7 @@ impl Stream {
         Action::Continue
     }
 
-    fn edit_response_headers(&mut self) -> Action {
+    fn edit_response_headers(&mut self, end_of_stream: bool) -> Action {
         if let Some(fixed) = self.config.fixed.as_ref().filter(|_| self.fixed_applied) {
             self.write(MapType::HttpResponseHeaders, &fixed.response);
             return Action::Continue;
@@ -296,6 +409,18 @@ impl Stream {
             return self.reply(&reply, "header_transform_custom_response");
         }
         self.write(MapType::HttpResponseHeaders, &decision.writes);
+        if !end_of_stream
+            && self.config.edits_response_body(&self.decision)
+            && self
+                .config
+                .body
+                .as_ref()
+                .is_some_and(|p| p.is_listed(response.get("content-type").as_deref()))
+        {
+            // Held until the body is read and edited (README).
+            self.response_held = Some(response);
+            return Action::Pause;
+        }
         Action::Continue
     }
 

@@ -4,6 +4,7 @@
 
 use filter_common::scope;
 use filter_common::template::{Template, Vars};
+use filter_common::value::Value;
 use filter_proxy::headers::{Change, HeaderMap};
 use filter_proxy::reply::LocalReply;
 use filter_proxy::request::{Host, Request};
@@ -124,7 +125,61 @@ impl Config {
             || (policy.cors.is_some() && decision.cors_origin.is_some())
             || self
                 .matched(decision)
-                .any(|r| !r.response_headers.is_empty())
+                .any(|r| !r.response_headers.is_empty() || !r.response_body.is_empty())
+    }
+
+    /// Whether a matched rule edits the request body.
+    pub fn edits_request_body(&self, decision: &Decision) -> bool {
+        self.matched(decision).any(|r| !r.request_body.is_empty())
+    }
+
+    /// Whether a matched rule edits the response body.
+    pub fn edits_response_body(&self, decision: &Decision) -> bool {
+        self.matched(decision).any(|r| !r.response_body.is_empty())
+    }
+
+    /// Applies every matched rule's `request_body` edits, in order, to the
+    /// request's JSON body; whether it changed.
+    pub fn edit_request_body<H: Host>(
+        &self,
+        decision: &Decision,
+        request: &Request<H>,
+        document: &mut Value,
+    ) -> bool {
+        let render = |t: &Template| {
+            t.render(&Vars {
+                request,
+                response: None,
+            })
+        };
+        let mut changed = false;
+        for edit in self.matched(decision).flat_map(|r| &r.request_body) {
+            changed |= edit.apply(document, &render);
+        }
+        changed
+    }
+
+    /// Applies every matched rule's `response_body` edits, in order, to the
+    /// response's JSON body (templates see the response headers as
+    /// received); whether it changed.
+    pub fn edit_response_body<H: Host>(
+        &self,
+        decision: &Decision,
+        request: &Request<H>,
+        response: &HeaderMap,
+        document: &mut Value,
+    ) -> bool {
+        let render = |t: &Template| {
+            t.render(&Vars {
+                request,
+                response: Some(response),
+            })
+        };
+        let mut changed = false;
+        for edit in self.matched(decision).flat_map(|r| &r.response_body) {
+            changed |= edit.apply(document, &render);
+        }
+        changed
     }
 
     /// The response side: a configured replacement for the status, else
@@ -258,6 +313,8 @@ impl Config {
         for rule in &policy.rules {
             let unconditional = rule.when.is_always()
                 && rule.query.is_empty()
+                && rule.request_body.is_empty()
+                && rule.response_body.is_empty()
                 && rule.to_filter_state.is_empty()
                 && rule.request_trailers.is_empty()
                 && rule.response_trailers.is_empty();

@@ -593,3 +593,36 @@ fn body_values_and_conditions_make_requests_wait_and_read_their_fields() {
             .is_none()
     );
 }
+
+#[test]
+fn body_edits_apply_for_matched_rules_and_response_edits_alone_hold_no_request() {
+    let c = config(
+        r#"{"rules": [{"when": {"path": {"prefix": "/v1"}},
+                       "response_body": [{"set": {"pointer": "/v", "value": 1}}]}]}"#,
+    );
+    assert!(c.body.is_some(), "response edits take the body policy");
+    assert!(!c.request_reads_body, "but hold no request");
+    let mut r = request("/v1/x", &[]);
+    let decision = c.on_request(&mut r);
+    assert!(c.edits_response_body(&decision) && !c.edits_request_body(&decision));
+    let mut doc = filter_common::value::parse(br#"{"a": 0}"#).unwrap();
+    assert!(c.edit_response_body(&decision, &r, &map(&[]), &mut doc));
+    assert_eq!(doc.to_string(), r#"{"a":0,"v":1}"#);
+    let other = c.on_request(&mut request("/v2/x", &[]));
+    assert!(!c.edits_response_body(&other));
+    for (json, paths) in [
+        (
+            r#"{"rules": [{"request_body": [{"set": {"pointer": "/a"}}, {"remove": {"pointer": "a"}}]}]}"#,
+            vec![
+                "/rules/0/request_body/0/set",
+                "/rules/0/request_body/1/remove/pointer",
+            ],
+        ),
+        (
+            r#"{"rules": [{"response_body": [{"set": {"pointer": "/a", "template": "%BODY(x)%"}}]}]}"#,
+            vec!["/rules/0/response_body/0/set/template"],
+        ),
+    ] {
+        assert_eq!(problems(json), paths, "{json}");
+    }
+}
