@@ -92,8 +92,11 @@ pub(crate) fn run_all(lint: bool, runner_args: &[String]) -> Result<(), String> 
     for seeded in [
         "filters/auth/scenarios/remote-jwks-fetch-and-cache.yaml",
         "filters/auth/scenarios/ext-authz-allow.yaml",
-        // Routing by the JSON body: held headers, bodies in pieces.
+        // Routing by the JSON body, and editing JSON bodies both ways:
+        // held headers, bodies in pieces.
         "filters/routing/scenarios/body/model-to-cluster.yaml",
+        "filters/header-transform/scenarios/body/edit-request-body.yaml",
+        "filters/header-transform/scenarios/body/edit-response-body.yaml",
     ] {
         targets.push(vec![seeded.into()]);
     }
