@@ -321,19 +321,11 @@ impl BodyEdit {
 
 /// [`resolve`], for changing what it names.
 fn resolve_mut<'v>(document: &'v mut Value, pointer: &str) -> Option<&'v mut Value> {
-    if pointer.is_empty() {
-        return Some(document);
-    }
-    let mut here = document;
-    for token in pointer.strip_prefix('/')?.split('/') {
-        let token = unescape(token);
-        here = match here {
-            Value::Object(map) => map.get_mut(&token)?,
-            Value::Array(items) => items.get_mut(index(&token)?)?,
-            _ => return None,
-        };
-    }
-    Some(here)
+    tokens(pointer)?.try_fold(document, |here, token| match here {
+        Value::Object(map) => map.get_mut(&token),
+        Value::Array(items) => items.get_mut(index(&token)?),
+        _ => None,
+    })
 }
 
 /// A body parsed as JSON, or known not to be JSON.
@@ -385,19 +377,21 @@ pub fn render(value: &Value) -> Cow<'_, [u8]> {
 /// each `/token` a member (`~1` is `/`, `~0` is `~`) or an array index
 /// (decimal, no leading zero).
 pub fn resolve<'v>(document: &'v Value, pointer: &str) -> Option<&'v Value> {
-    if pointer.is_empty() {
-        return Some(document);
-    }
-    let mut here = document;
-    for token in pointer.strip_prefix('/')?.split('/') {
-        let token = unescape(token);
-        here = match here {
-            Value::Object(map) => map.get(&token)?,
-            Value::Array(items) => items.get(index(&token)?)?,
-            _ => return None,
-        };
-    }
-    Some(here)
+    tokens(pointer)?.try_fold(document, |here, token| match here {
+        Value::Object(map) => map.get(&token),
+        Value::Array(items) => items.get(index(&token)?),
+        _ => None,
+    })
+}
+
+/// The reference tokens of `pointer`, unescaped (none for `""`, the whole
+/// document; `None` when it does not start with `/`).
+fn tokens(pointer: &str) -> Option<impl Iterator<Item = Cow<'_, str>>> {
+    let rest = match pointer {
+        "" => None,
+        _ => Some(pointer.strip_prefix('/')?),
+    };
+    Some(rest.into_iter().flat_map(|r| r.split('/')).map(unescape))
 }
 
 fn unescape(token: &str) -> Cow<'_, str> {
