@@ -266,6 +266,9 @@ pub(crate) struct Observed {
     pub(crate) local_status: Option<u32>,
     /// The request body as the last filter sent it upstream, whole.
     pub(crate) sent_body: Vec<u8>,
+    /// The filters held the request and never let it go, answered or reset
+    /// it.
+    pub(crate) stalled: bool,
 }
 
 /// What one step's request did in the harness.
@@ -352,6 +355,10 @@ fn run_step(
         s.upstream_request().complete || s.local_response().is_some() || s.is_reset()
     })?;
     let sent = stream.upstream_request().clone();
+    // Neither let through whole nor answered nor reset by a filter, after
+    // the router's patience: in Envoy the request waits for its stream to
+    // time out.
+    let stalled = !sent.complete && stream.local_response().is_none() && !stream.is_reset();
     let mut stale = Vec::new();
     // Envoy does not fix `content-length` after a filter changed the body:
     // the backend reads the declared length. Longer: it gets the first bytes
@@ -487,6 +494,7 @@ fn run_step(
         refused_header: invalid.or_else(|| invalid_header(got.headers.as_ref())),
         local_status,
         sent_body: sent.body,
+        stalled,
     };
     Ok(Ran {
         backend,

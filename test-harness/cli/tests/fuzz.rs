@@ -184,3 +184,59 @@ fn the_rust_api_runs_the_same_fuzzer() {
     assert_eq!(trap.steps, 1);
     assert!(trap.reproduction.is_file());
 }
+
+/// A filter that holds the request headers to read the body, run without
+/// Envoy's `allow_on_headers_stop_iteration`, never sees the body: the
+/// fuzzer reports the held request, minimized to one, whose file fails in
+/// the harness (in Envoy the request would wait for its stream's timeout,
+/// so the file is not run there); with the setting, nothing.
+#[test]
+fn a_request_held_forever_is_found_and_the_setting_that_frees_it_named() {
+    let out = out_dir("fuzz-stalled");
+    std::fs::create_dir_all(&out).unwrap();
+    let config = out.join("body-routing.json");
+    std::fs::write(
+        &config,
+        r#"{"rules": [{"cluster_from": {"body": "/model", "clusters": {"gpt-x": "llm-a"}, "default": "llm-b"}}]}"#,
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = fuzz(
+        harness_fixtures::ROUTING,
+        &out,
+        &["--config", config, "--runs", "2000"],
+    );
+    let report = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(1), "findings exit 1:\n{report}");
+    assert!(
+        report.contains("allow_on_headers_stop_iteration"),
+        "{report}"
+    );
+    let stalled = reproductions(&out, "stalled-request");
+    assert_eq!(stalled.len(), 1, "{report}");
+    let text = std::fs::read_to_string(&stalled[0]).unwrap();
+    let file: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert_eq!(
+        file["steps"].as_array().unwrap().len(),
+        1,
+        "minimized: {text}"
+    );
+    let (harness, _) = passes(&stalled[0], None, &out.join("runs"));
+    assert!(!harness, "fails in the harness: {text}");
+    let freed = fuzz(
+        harness_fixtures::ROUTING,
+        &out_dir("fuzz-stalled-freed"),
+        &[
+            "--config",
+            config,
+            "--runs",
+            "2000",
+            "--allow-on-headers-stop-iteration",
+        ],
+    );
+    assert!(
+        freed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&freed.stdout)
+    );
+}

@@ -247,6 +247,7 @@ enum Kind {
     StaleContentLength,
     RefusedHeader,
     InvalidStatus,
+    Stalled,
     MemoryGrowth,
     SharedGrowth,
     Harness,
@@ -261,6 +262,7 @@ impl Kind {
             Self::StaleContentLength => "stale-content-length",
             Self::RefusedHeader => "refused-header-value",
             Self::InvalidStatus => "invalid-local-status",
+            Self::Stalled => "stalled-request",
             Self::MemoryGrowth => "memory-growth",
             Self::SharedGrowth => "shared-data-growth",
             Self::Harness => "harness-error",
@@ -712,6 +714,15 @@ fn take_step(
             format!("a filter wrote a value Envoy's codec refuses (CR, LF or NUL) into `{name}`"),
         ));
     }
+    if observed.stalled && outcome.vm_failures.is_empty() {
+        findings.push(finding(
+            Kind::Stalled,
+            "the filters held the request and never let it go, answered or reset it: in Envoy \
+             it waits until its stream times out (a filter that pauses the request headers to \
+             read the body needs allow_on_headers_stop_iteration)"
+                .to_owned(),
+        ));
+    }
     if let Some(status) = observed.local_status.filter(|s| !(200..=599).contains(s)) {
         findings.push(finding(
             Kind::InvalidStatus,
@@ -999,6 +1010,8 @@ fn expectation(found: &Found, step: &Value) -> Value {
         Kind::StaleContentLength if found.finding.message.starts_with("the request") => {
             json!({"backend": {"body": String::from_utf8_lossy(&found.observed.sent_body)}})
         }
+        // A held request never reaches the backend.
+        Kind::Stalled => json!({"backend": {"reached": true}}),
         Kind::RefusedHeader => match &found.outcome {
             // The response's header: the client's stream is reset.
             Some(StepOutcome {
