@@ -7,7 +7,8 @@
 use std::rc::Rc;
 
 use filter_proxy::proxy::{
-    ProxyHost, add, count, counter, read_map, send_local_reply, set_property, write_changes,
+    ProxyHost, add, count, counter, read_buffer, read_map, send_local_reply, set_property,
+    write_buffer, write_changes,
 };
 use filter_proxy::request::Request;
 use log::{debug, error, info, warn};
@@ -257,7 +258,7 @@ impl Stream {
     /// Transforms a held request with its whole body (`size` bytes
     /// buffered).
     fn transform_with_body(&mut self, mut request: Request<ProxyHost>, size: usize) -> Action {
-        let bytes = self.get_http_request_body(0, size).unwrap_or_default();
+        let bytes = read_buffer(BufferType::HttpRequestBody, size);
         let body = JsonBody::parse(&bytes);
         if !body.is_json() {
             count(self.metrics.body_not_json);
@@ -311,7 +312,7 @@ impl Stream {
     /// Replaces the first `size` bytes of a body (all of it) with `new`.
     fn replace_body(&self, buffer: BufferType, size: usize, new: &[u8]) {
         count(self.metrics.bodies_edited);
-        if let Err(status) = hostcalls::set_buffer(buffer, 0, size, new) {
+        if let Err(status) = write_buffer(buffer, size, new) {
             count(self.metrics.errors);
             warn!("header-transform: the host refused the edited body ({status:?})");
         }
@@ -326,7 +327,7 @@ impl Stream {
         let Some(request) = &self.request else {
             return Action::Continue;
         };
-        let bytes = self.get_http_response_body(0, size).unwrap_or_default();
+        let bytes = read_buffer(BufferType::HttpResponseBody, size);
         let Ok(mut document) = value::parse(&bytes) else {
             count(self.metrics.body_not_json);
             return Action::Continue;

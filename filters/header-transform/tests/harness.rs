@@ -335,12 +335,16 @@ fn the_header_job_makes_exactly_these_host_calls() {
         assert_eq!(exchange.downstream_response.header("x-powered-by"), None);
         let costs = &exchange.costs[0];
         let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
+        // The response body's callback is the price of body edits: the
+        // module exports it, so Envoy crosses for each piece of a response
+        // body whether or not a rule edits it (it returns at once).
         assert_eq!(
             callbacks,
             [
                 "proxy_on_context_create",
                 "proxy_on_request_headers",
                 "proxy_on_response_headers",
+                "proxy_on_response_body",
                 "proxy_on_delete",
             ],
             "no body, log or done callback: {costs}"

@@ -10,7 +10,7 @@
 use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, MetricType};
+use proxy_wasm::types::{BufferType, MapType, MetricType};
 
 use crate::headers::{Change, HeaderMap};
 use crate::request::Host;
@@ -53,6 +53,20 @@ unsafe extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         details_data: *const u8,
@@ -94,6 +108,36 @@ pub fn read_map(map: MapType) -> HeaderMap {
         Vec::from_raw_parts(data, size, size)
     };
     HeaderMap::from_serialized(bytes)
+}
+
+/// Reads up to `max_size` bytes of a buffer (a body) from its start. A
+/// buffer the host does not have, or refuses to show (a capability
+/// restriction), reads as empty; the SDK's `get_buffer` would panic on
+/// anything but `Ok` and `NotFound`.
+pub fn read_buffer(buffer: BufferType, max_size: usize) -> Vec<u8> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `read_map`: the host hands us `size` bytes it
+    // allocated through the SDK's allocator.
+    unsafe {
+        if proxy_get_buffer_bytes(buffer as u32, 0, max_size, &mut data, &mut size) != 0
+            || data.is_null()
+        {
+            return Vec::new();
+        }
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+/// Replaces the first `size` bytes of a buffer (a body) with `value`.
+///
+/// # Errors
+///
+/// The host's status when it refuses.
+pub fn write_buffer(buffer: BufferType, size: usize, value: &[u8]) -> Result<(), HostStatus> {
+    // SAFETY: the value's pointer and length come from a live slice the
+    // host only reads.
+    status(unsafe { proxy_set_buffer_bytes(buffer as u32, 0, size, value.as_ptr(), value.len()) })
 }
 
 /// Applies `changes` to the host's map; returns how many writes the host

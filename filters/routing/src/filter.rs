@@ -7,12 +7,14 @@ use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
-use filter_proxy::proxy::{ProxyHost, count, counter, read_map, send_local_reply, write_changes};
+use filter_proxy::proxy::{
+    ProxyHost, count, counter, read_buffer, read_map, send_local_reply, write_changes,
+};
 use filter_proxy::request::Request;
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use filter_common::body::{JsonBody, NotJson, OverLimit};
 
@@ -179,7 +181,7 @@ impl Stream {
         mut request: Request<ProxyHost>,
         size: usize,
     ) -> Action {
-        let bytes = self.get_http_request_body(0, size).unwrap_or_default();
+        let bytes = read_buffer(BufferType::HttpRequestBody, size);
         let body = JsonBody::parse(&bytes);
         if !body.is_json() {
             count(self.metrics.body_not_json);
