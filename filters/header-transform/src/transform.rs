@@ -2,6 +2,7 @@
 //! trailers. Pure: the glue reads the host's maps, calls these, and writes
 //! back the returned changes.
 
+use filter_common::body::BodyEdit;
 use filter_common::scope;
 use filter_common::template::{Template, Vars};
 use filter_common::value::Value;
@@ -146,17 +147,11 @@ impl Config {
         request: &Request<H>,
         document: &mut Value,
     ) -> bool {
-        let render = |t: &Template| {
-            t.render(&Vars {
-                request,
-                response: None,
-            })
+        let vars = Vars {
+            request,
+            response: None,
         };
-        let mut changed = false;
-        for edit in self.matched(decision).flat_map(|r| &r.request_body) {
-            changed |= edit.apply(document, &render);
-        }
-        changed
+        self.edit_body(decision, |r| &r.request_body, &vars, document)
     }
 
     /// Applies every matched rule's `response_body` edits, in order, to the
@@ -169,14 +164,23 @@ impl Config {
         response: &HeaderMap,
         document: &mut Value,
     ) -> bool {
-        let render = |t: &Template| {
-            t.render(&Vars {
-                request,
-                response: Some(response),
-            })
+        let vars = Vars {
+            request,
+            response: Some(response),
         };
+        self.edit_body(decision, |r| &r.response_body, &vars, document)
+    }
+
+    fn edit_body<H: Host>(
+        &self,
+        decision: &Decision,
+        edits: fn(&Rule) -> &[BodyEdit],
+        vars: &Vars<'_, H>,
+        document: &mut Value,
+    ) -> bool {
+        let render = |t: &Template| t.render(vars);
         let mut changed = false;
-        for edit in self.matched(decision).flat_map(|r| &r.response_body) {
+        for edit in self.matched(decision).flat_map(edits) {
             changed |= edit.apply(document, &render);
         }
         changed
