@@ -348,9 +348,9 @@ impl JsonBody {
         self.document.is_some()
     }
 
-    /// The document, to edit.
-    pub fn into_document(self) -> Option<Value> {
-        self.document
+    /// The document (`None`: not JSON).
+    pub fn document(&self) -> Option<&Value> {
+        self.document.as_ref()
     }
 
     /// The value at `pointer`.
@@ -410,24 +410,34 @@ fn index(token: &str) -> Option<usize> {
     token.parse().ok()
 }
 
-/// Checks a configured pointer: it starts with `/` (the whole document is
-/// no field to route by) and escapes `~` only as `~0` or `~1`.
-pub fn check_pointer(pointer: &str, at: &str, problems: &mut Problems) -> bool {
+/// What is wrong with a configured pointer, if anything: it starts with `/`
+/// (the whole document is no field to route by) and escapes `~` only as
+/// `~0` or `~1`.
+pub fn pointer_problem(pointer: &str) -> Option<String> {
     let problem = if !pointer.starts_with('/') {
-        Some("a JSON Pointer (RFC 6901) starts with `/`, e.g. `/model`")
+        "a JSON Pointer (RFC 6901) starts with `/`, e.g. `/model`"
     } else if pointer
         .split('~')
         .skip(1)
         .any(|rest| !rest.starts_with(['0', '1']))
     {
-        Some("in a JSON Pointer `~` is written `~0` and `/` inside a name `~1`")
+        "in a JSON Pointer `~` is written `~0` and `/` inside a name `~1`"
     } else {
-        None
+        return None;
     };
-    if let Some(message) = problem {
-        problems.push(at, format!("`{pointer}`: {message}"));
+    Some(format!("`{pointer}`: {problem}"))
+}
+
+/// Checks a configured pointer ([`pointer_problem`]), reporting a bad one
+/// at `at`; whether it is good.
+pub fn check_pointer(pointer: &str, at: &str, problems: &mut Problems) -> bool {
+    match pointer_problem(pointer) {
+        Some(message) => {
+            problems.push(at, message);
+            false
+        }
+        None => true,
     }
-    problem.is_none()
 }
 
 #[cfg(test)]

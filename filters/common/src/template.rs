@@ -285,14 +285,9 @@ fn value(name: &str, arg: Option<&str>, side: Side) -> Result<Value, String> {
         "RESPONSE_CODE" => response_only(no_arg(Value::ResponseCode)?),
         "BODY" => {
             let pointer = needs_arg("a JSON Pointer such as /model")?;
-            let mut problems = Problems::default();
-            if crate::body::check_pointer(pointer, "", &mut problems) {
-                Ok(Value::Body(pointer.to_owned()))
-            } else {
-                Err(problems
-                    .list()
-                    .first()
-                    .map_or_else(String::new, |p| p.message.clone()))
+            match crate::body::pointer_problem(pointer) {
+                Some(problem) => Err(problem),
+                None => Ok(Value::Body(pointer.to_owned())),
             }
         }
         other => Err(format!(

@@ -51,6 +51,9 @@ pub struct Config {
     /// condition, a request body edit); response body edits alone do not
     /// hold requests.
     pub request_reads_body: bool,
+    /// Whether any rule edits request bodies (the parsed body is then kept
+    /// for the edits instead of parsed again).
+    pub edits_request_bodies: bool,
     /// The writes of a configuration that does the same to every request
     /// (see [`FixedWrites`]); `None` when the maps must be read, or when
     /// `minimal_writes` asks for only what changes to be written.
@@ -256,9 +259,12 @@ impl Config {
             clear_route_cache: f.flag("clear_route_cache", problems),
             body: None,
             request_reads_body: false,
+            edits_request_bodies: false,
             fixed: None,
         };
         config.request_reads_body = config.reads_body();
+        let edits_request_bodies = config.rules().any(|r| !r.request_body.is_empty());
+        config.edits_request_bodies = edits_request_bodies;
         let uses_body = config.request_reads_body || config.edits_response_bodies();
         match (f.value("body"), uses_body) {
             (Some(b), true) => config.body = BodyPolicy::decode(b, &f.at("body"), problems),
@@ -276,12 +282,16 @@ impl Config {
         config
     }
 
-    /// Whether any rule edits response bodies.
-    fn edits_response_bodies(&self) -> bool {
+    /// Every rule, of the global policy and of each scope.
+    pub(crate) fn rules(&self) -> impl Iterator<Item = &Rule> {
         std::iter::once(&self.default)
             .chain(self.scopes.iter().map(|(_, p)| p))
             .flat_map(|p| &p.rules)
-            .any(|r| !r.response_body.is_empty())
+    }
+
+    /// Whether any rule edits response bodies.
+    fn edits_response_bodies(&self) -> bool {
+        self.rules().any(|r| !r.response_body.is_empty())
     }
 
     /// Whether any rule or custom response reads the request body.

@@ -274,19 +274,27 @@ impl Stream {
                 );
             }
         }
-        let is_json = body.is_json();
+        // The rules read the body through the request; edits need their
+        // own copy of the parsed document.
+        let to_edit = body
+            .document()
+            .filter(|_| self.config.edits_request_bodies)
+            .cloned();
         request.set_body(Box::new(body));
         let action = self.transform_request(request);
-        if action == Action::Continue && is_json && self.config.edits_request_body(&self.decision) {
-            self.edit_request_body(&bytes, size);
+        if action == Action::Continue
+            && let Some(document) = to_edit
+            && self.config.edits_request_body(&self.decision)
+        {
+            self.edit_request_body(document, size);
         }
         action
     }
 
-    /// Applies the request body edits to the held request's `bytes` and
+    /// Applies the request body edits to the held request's parsed body and
     /// writes the result, with its `content-length`, before the headers go.
-    fn edit_request_body(&mut self, bytes: &[u8], size: usize) {
-        let (Some(request), Ok(mut document)) = (&self.request, value::parse(bytes)) else {
+    fn edit_request_body(&mut self, mut document: value::Value, size: usize) {
+        let Some(request) = &self.request else {
             return;
         };
         if !self

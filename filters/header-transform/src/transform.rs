@@ -294,9 +294,7 @@ impl Config {
     /// Whether any rule touches trailers (the glue skips reading them
     /// otherwise).
     pub fn uses_trailers(&self) -> bool {
-        std::iter::once(&self.default)
-            .chain(self.scopes.iter().map(|(_, p)| p))
-            .flat_map(|p| &p.rules)
+        self.rules()
             .any(|r| !r.request_trailers.is_empty() || !r.response_trailers.is_empty())
     }
 }
