@@ -37,10 +37,7 @@ pub(crate) fn render(filter: &Filter) -> Result<String, String> {
 
 /// Every filter once per configuration: the example, then its variants.
 pub(crate) fn with_variants(filters: &[Filter]) -> Vec<Filter> {
-    filters
-        .iter()
-        .flat_map(|f| std::iter::once(f.clone()).chain(f.variants()))
-        .collect()
+    filters.iter().flat_map(Filter::with_variants).collect()
 }
 
 /// The configuration with the whole chain, when every filter of [`CHAIN`]

@@ -72,12 +72,18 @@ impl Filter {
         }
     }
 
-    /// The filter with each of its variant configurations.
-    pub(crate) fn variants(&self) -> impl Iterator<Item = Filter> + '_ {
-        self.variants.iter().map(|(name, _)| Filter {
+    /// The filter with its example configuration, then with each of its
+    /// variant configurations.
+    pub(crate) fn with_variants(&self) -> impl Iterator<Item = Filter> + '_ {
+        std::iter::once(self.clone()).chain(self.variants.iter().map(|(name, _)| Filter {
             variant: Some(name.clone()),
             ..self.clone()
-        })
+        }))
+    }
+
+    /// The filter with each of its variant configurations.
+    pub(crate) fn variants(&self) -> impl Iterator<Item = Filter> + '_ {
+        self.with_variants().skip(1)
     }
 }
 

@@ -146,11 +146,14 @@ fn check_envoy_filters(filters: &[Filter], envoy: &Path) -> Result<(), String> {
             .route_config("local")
             .virtual_host("backend");
         for http_filter in inserted {
-            let local = http_filter.to_value().to_string().replace(
-                &format!("{FILE_DIR}/{name}.wasm"),
-                &format!("dist/{name}.wasm"),
-            );
-            let value: Value = serde_json::from_str(&local).map_err(|e| format!("{file}: {e}"))?;
+            // The module's path inside the proxy, mapped to the one `dist`
+            // wrote, so Envoy loads and configures the module.
+            let mut value = http_filter.to_value();
+            let filename =
+                &mut value["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"];
+            if *filename == format!("{FILE_DIR}/{name}.wasm") {
+                *filename = format!("dist/{name}.wasm").into();
+            }
             let http_filter = HttpFilter::from_value(&value)
                 .ok_or_else(|| format!("{file}: a patch value without name or typed_config"))?;
             listener = listener.filter(http_filter);
@@ -238,7 +241,7 @@ pub(crate) fn files(
                 &[resource(filter, Source::File)?],
             )?,
         ));
-        for filter in std::iter::once(filter.clone()).chain(filter.variants()) {
+        for filter in filter.with_variants() {
             let stem = filter.file_stem();
             files.push((
                 format!("envoyfilter/{stem}.yaml"),
@@ -328,7 +331,7 @@ pub(crate) fn check(filters: &[Filter], envoy: &Path) -> Result<(), String> {
             .arg(format!("dist/{package}.wasm"))
             .arg(format!("istio/oci/{package}.yaml"))
             .arg(format!("istio/file/{package}.yaml"));
-        for ready in std::iter::once(filter.clone()).chain(filter.variants()) {
+        for ready in filter.with_variants() {
             let stem = ready.file_stem();
             lint.arg(format!("envoy/{stem}.yaml"))
                 .arg(format!("istio/envoyfilter/{stem}.yaml"));
