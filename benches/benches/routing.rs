@@ -3,12 +3,18 @@
 //! where the request takes the last one (every match expression evaluated:
 //! the worst case), all measured in one run.
 //!
+//! Routing by a JSON body field (`cluster_from`, the `bench-envoy` body job)
+//! is measured at 1 KiB and 64 KiB: the whole request in the harness, and
+//! the body's parse natively.
+//!
 //! `cargo bench -p proxy-wasm-benches --bench routing`
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use filter_common::body::JsonBody;
 use filter_proxy::request::TableHost;
+use proxy_wasm_benches::{chat_body, chat_request};
 use proxy_wasm_harness::{Plugin, Runtime};
 use routing::route::route_headers;
 use routing::{Config, Spreader};
@@ -83,6 +89,13 @@ fn regex_rules() -> String {
     )
 }
 
+/// The `bench-envoy` body-routing configuration.
+const BODY_ROUTING: &str = r#"{"rules": [{"name": "by-model", "cluster_from": {
+    "body": "/model", "clusters": {"gpt-x": "blue", "claude-y": "green"}, "default": "blue"}}],
+    "body": {"max_bytes": 131072}}"#;
+
+const BODY_SIZES: [(&str, usize); 2] = [("body_1k", 1024), ("body_64k", 65_536)];
+
 fn in_harness(c: &mut Criterion) {
     let runtime = Runtime::new().unwrap();
     let mut group = c.benchmark_group("routing/harness");
@@ -124,6 +137,28 @@ fn in_harness(c: &mut Criterion) {
             })
         });
     }
+    let plugin = Plugin::builder(harness_fixtures::ROUTING)
+        .runtime(&runtime)
+        .configuration(BODY_ROUTING)
+        .allow_on_headers_stop_iteration(true)
+        .build()
+        .unwrap();
+    let mut vm = plugin.start().unwrap();
+    for (name, size) in BODY_SIZES {
+        let body = chat_body(size);
+        let headers = chat_request(size);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut stream = vm.http_stream();
+                stream.send_request_headers(headers.clone(), false).unwrap();
+                stream.send_request_body(&body, true).unwrap();
+                stream
+                    .send_response_headers([(":status", "200")], true)
+                    .unwrap();
+                black_box(stream.finish().unwrap())
+            })
+        });
+    }
     group.finish();
 }
 
@@ -150,6 +185,12 @@ fn natively(c: &mut Criterion) {
                     &mut spreader,
                 ))
             })
+        });
+    }
+    for (name, size) in BODY_SIZES {
+        let body = chat_body(size);
+        group.bench_function(format!("parse_{name}"), |b| {
+            b.iter(|| black_box(JsonBody::parse(black_box(body.as_bytes()))))
         });
     }
     group.finish();

@@ -2,13 +2,16 @@
 //! harness README, "Speed"): a GET with eight typical headers, then a 200
 //! response, each on its own stream of one VM.
 //!
-//! `cargo run --release -p proxy-wasm-benches --example profile -- MODULE.wasm [CONFIG.json] [REQUESTS] [NAME:VALUE...]`
+//! `cargo run --release -p proxy-wasm-benches --example profile -- [--json-body BYTES] MODULE.wasm [CONFIG.json] [REQUESTS] [NAME:VALUE...]`
 //! (each `NAME:VALUE` one more request header, an `authorization` say).
+//! With `--json-body BYTES` each request is instead the POST of the
+//! `bench-envoy` body variants (a JSON chat request of that size), with
+//! `allow_on_headers_stop_iteration` on, as a body-reading filter runs.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use proxy_wasm_benches::REQUEST;
+use proxy_wasm_benches::{REQUEST, chat_body, chat_request};
 use proxy_wasm_harness::{Plugin, Runtime};
 
 fn main() -> ExitCode {
@@ -22,7 +25,18 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let body = match args.iter().position(|a| a == "--json-body") {
+        Some(at) => {
+            let size = args
+                .get(at + 1)
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or("--json-body needs a size in bytes")?;
+            args.drain(at..at + 2);
+            Some(size)
+        }
+        None => None,
+    };
     let [module, rest @ ..] = args.as_slice() else {
         return Err("usage: profile MODULE.wasm [CONFIG.json] [REQUESTS] [NAME:VALUE...]".into());
     };
@@ -36,26 +50,36 @@ fn run() -> Result<(), String> {
             .map_err(|_| format!("`{n}` is not a number of requests"))?,
         None => 100_000,
     };
-    let mut headers: Vec<(&str, &str)> = REQUEST.to_vec();
+    let mut headers: Vec<(&str, String)> = match body {
+        Some(size) => chat_request(size),
+        None => REQUEST.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+    };
     for extra in rest.iter().skip(2) {
         let (name, value) = extra
             .split_once(':')
             .ok_or(format!("`{extra}` is not NAME:VALUE"))?;
-        headers.push((name, value.trim_start()));
+        headers.push((name, value.trim_start().to_owned()));
     }
     let runtime = Runtime::new().map_err(|e| e.to_string())?;
     let plugin = Plugin::builder(module)
         .runtime(&runtime)
         .configuration(configuration)
+        .allow_on_headers_stop_iteration(body.is_some())
         .build()
         .map_err(|e| e.to_string())?;
     let mut vm = plugin.start().map_err(|e| e.to_string())?;
+    let json = body.map(chat_body);
     let started = Instant::now();
     for _ in 0..requests {
         let mut stream = vm.http_stream();
         stream
-            .send_request_headers(headers.clone(), true)
+            .send_request_headers(headers.clone(), json.is_none())
             .map_err(|e| e.to_string())?;
+        if let Some(json) = &json {
+            stream
+                .send_request_body(json, true)
+                .map_err(|e| e.to_string())?;
+        }
         stream
             .send_response_headers([(":status", "200"), ("server", "envoy")], true)
             .map_err(|e| e.to_string())?;

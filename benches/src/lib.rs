@@ -13,3 +13,24 @@ pub const REQUEST: [(&str, &str); 8] = [
     ("x-internal-token", "secret"),
     ("accept", "application/json"),
 ];
+
+/// A JSON chat request of exactly `size` bytes whose `/model` is `claude-y`
+/// (the body `cargo xtask bench-envoy` POSTs in its body variants).
+pub fn chat_body(size: usize) -> String {
+    let head = r#"{"model":"claude-y","messages":[{"role":"user","content":""#;
+    let tail = r#""}]}"#;
+    let pad = size.saturating_sub(head.len() + tail.len());
+    format!("{head}{}{tail}", "x".repeat(pad))
+}
+
+/// The POST that carries [`chat_body`] of `size` bytes.
+pub fn chat_request(size: usize) -> Vec<(&'static str, String)> {
+    vec![
+        (":method", "POST".into()),
+        (":path", "/v1/chat".into()),
+        (":authority", "llm.example.com".into()),
+        (":scheme", "http".into()),
+        ("content-type", "application/json".into()),
+        ("content-length", size.to_string()),
+    ]
+}

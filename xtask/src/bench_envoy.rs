@@ -47,6 +47,7 @@ const MARK_START: &str = "<!-- bench-envoy:start -->";
 const MARK_END: &str = "<!-- bench-envoy:end -->";
 
 /// One front Envoy's filter chain.
+#[derive(Clone)]
 pub(crate) struct Variant {
     pub(crate) name: &'static str,
     group: &'static str,
@@ -220,7 +221,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             &envoy_version(&envoy),
         );
     }
-    let mut variants = variants(&jwks)?;
+    let mut variants = variants(&jwks, &work)?;
     if let Some(dir) = &before {
         variants.extend(twins(&variants, dir)?);
     }
@@ -617,7 +618,7 @@ fn prefixes() -> Vec<(String, &'static str)> {
         .collect()
 }
 
-fn variants(jwks: &str) -> Result<Vec<Variant>, String> {
+fn variants(jwks: &str, work: &Path) -> Result<Vec<Variant>, String> {
     let dist = root().join("dist");
     let header_config = json!({"rules": [{
         "name": "job",
@@ -824,22 +825,29 @@ end"
     // parses the body as JSON) against Lua doing the job with a pattern
     // over the buffered body, each from the same body POSTed without a
     // filter.
-    let body_routing = json!({
-        "rules": [{"name": "by-model", "cluster_from": {
-            "body": "/model",
-            "clusters": {"gpt-x": "blue", "claude-y": "green"},
-            "default": "blue",
-        }}],
-        "body": {"max_bytes": 131_072},
-    });
-    for (size, [none, ours, lua]) in [
+    // The floor of that job for any proxy-wasm filter: the cost probe
+    // making the routing filter's host calls for it (headers held and read,
+    // the body read, the cluster header written, a counter) with the
+    // routing filter's callbacks and no work of its own.
+    let floor_probe = body_job_probe(work)?;
+    for (size, [none, ours, lua, floor]) in [
         (
             1024,
-            ["none-body-1k", "body-routing-1k", "lua-body-routing-1k"],
+            [
+                "none-body-1k",
+                "body-routing-1k",
+                "lua-body-routing-1k",
+                "wasm-floor-body-1k",
+            ],
         ),
         (
             65_536,
-            ["none-body-64k", "body-routing-64k", "lua-body-routing-64k"],
+            [
+                "none-body-64k",
+                "body-routing-64k",
+                "lua-body-routing-64k",
+                "wasm-floor-body-64k",
+            ],
         ),
     ] {
         let group = if size == 1024 {
@@ -860,17 +868,22 @@ end"
         list.push(body_variant(none, Vec::new(), Vec::new()));
         list.push(body_variant(
             ours,
-            vec![HttpFilter::wasm(
-                WasmFilter::new("routing", dist.join("routing.wasm"))
-                    .failure_policy("FAIL_CLOSED")
-                    .allow_on_headers_stop_iteration(true)
-                    .configuration(body_routing.to_string()),
-            )],
+            vec![body_routing_filter(&dist.join("routing.wasm"))],
             vec![Route::by_cluster_header("x-route-cluster")],
         ));
         list.push(body_variant(
             lua,
             vec![HttpFilter::lua(BODY_ROUTING_LUA)],
+            vec![Route::by_cluster_header("x-route-cluster")],
+        ));
+        list.push(body_variant(
+            floor,
+            vec![HttpFilter::wasm(
+                WasmFilter::new("probe", &floor_probe)
+                    .failure_policy("FAIL_CLOSED")
+                    .allow_on_headers_stop_iteration(true)
+                    .configuration(json!({"body_job": "green"}).to_string()),
+            )],
             vec![Route::by_cluster_header("x-route-cluster")],
         ));
     }
@@ -880,6 +893,44 @@ end"
         }
     }
     Ok(list)
+}
+
+/// Our routing filter (`module`) doing the body job: `cluster_from` `/model`
+/// to a cluster, the headers held for the body.
+fn body_routing_filter(module: &Path) -> HttpFilter {
+    let config = json!({
+        "rules": [{"name": "by-model", "cluster_from": {
+            "body": "/model",
+            "clusters": {"gpt-x": "blue", "claude-y": "green"},
+            "default": "blue",
+        }}],
+        "body": {"max_bytes": 131_072},
+    });
+    HttpFilter::wasm(
+        WasmFilter::new("routing", module)
+            .failure_policy("FAIL_CLOSED")
+            .allow_on_headers_stop_iteration(true)
+            .configuration(config.to_string()),
+    )
+}
+
+/// The cost probe in its body-job mode, exporting only the routing
+/// filter's callbacks (its manifest's list), written into `work`.
+fn body_job_probe(work: &Path) -> Result<PathBuf, String> {
+    let routing = crate::filters::discover()?
+        .into_iter()
+        .find(|f| f.package == "routing")
+        .ok_or("no routing filter under filters/")?;
+    let callbacks = routing
+        .callbacks
+        .ok_or("the routing filter's manifest names no callbacks")?;
+    let probe = PathBuf::from(harness_fixtures::COST_PROBE);
+    let bytes = fs::read(&probe).map_err(|e| format!("cannot read {}: {e}", probe.display()))?;
+    let pruned = harness_fixtures::callbacks::keep_only(&bytes, &callbacks)?;
+    let path = work.join("cost-probe-body-job.wasm");
+    fs::create_dir_all(work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+    fs::write(&path, pruned).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// What one bench request costs a wasm variant in crossings, priced with
@@ -941,6 +992,18 @@ fn twins(variants: &[Variant], dir: &Path) -> Result<Vec<Variant>, String> {
             "routing" => "routing-before",
             "auth-jwt" => "auth-jwt-before",
             "auth-jwt-nocache" => "auth-jwt-nocache-before",
+            "body-routing-1k" | "body-routing-64k" => {
+                out.push(Variant {
+                    name: if v.name == "body-routing-1k" {
+                        "body-routing-1k-before"
+                    } else {
+                        "body-routing-64k-before"
+                    },
+                    filters: vec![body_routing_filter(&dir.join("routing.wasm"))],
+                    ..v.clone()
+                });
+                continue;
+            }
             _ => continue,
         };
         let Some((module, config)) = &v.harness else {
@@ -1335,6 +1398,8 @@ impl Report<'_> {
              | routing: added cost ≤ 1.0× Lua's | {} | {} |\n\
              | body routing, 1 KiB JSON (issue 29): added cost ≤ 1.0× Lua's | {} | {} |\n\
              | (context) body routing, 64 KiB JSON: added cost over Lua's | {} | {} |\n\
+             | (context) the body job's proxy-wasm floor at 1 KiB (`wasm-floor-body-1k`: its host calls, no work) over Lua's | {} | {} |\n\
+             | (context) body routing, 1 KiB: added cost over its proxy-wasm floor | {} | {} |\n\
              | (context) the minimal wasm filter's added cost, the proxy-wasm floor | {} | {} |\n\
              | (context) Lua's added cost for the header job | {} | {} |\n\
              | (context) header-transform's added cost over `header_mutation`'s | {} | {} |",
@@ -1350,6 +1415,10 @@ impl Report<'_> {
             cpu_ratio("body-routing-1k", "lua-body-routing-1k"),
             ratio("body-routing-64k", "lua-body-routing-64k"),
             cpu_ratio("body-routing-64k", "lua-body-routing-64k"),
+            ratio("wasm-floor-body-1k", "lua-body-routing-1k"),
+            cpu_ratio("wasm-floor-body-1k", "lua-body-routing-1k"),
+            ratio("body-routing-1k", "wasm-floor-body-1k"),
+            cpu_ratio("body-routing-1k", "wasm-floor-body-1k"),
             micros(self.added_us("wasm-minimal")),
             micros(self.added_cpu_us("wasm-minimal")),
             micros(self.added_us("lua-headers")),
@@ -1527,9 +1596,56 @@ mod body_tests {
         }
     }
 
+    /// `wasm-floor-body-*` is the floor of our body job only while it
+    /// makes the same crossings: the same callbacks, the same host calls.
+    #[test]
+    fn the_body_job_floor_makes_the_routing_filters_crossings() {
+        use proxy_wasm_harness::Plugin;
+        let work = std::env::temp_dir().join(format!("bench-envoy-floor-{}", std::process::id()));
+        let probe = body_job_probe(&work).unwrap();
+        let routing = json!({"rules": [{"name": "by-model", "cluster_from": {
+            "body": "/model", "clusters": {"gpt-x": "blue", "claude-y": "green"}, "default": "blue"}}],
+            "body": {"max_bytes": 131_072}});
+        let crossings = |module: &Path, config: Value| {
+            let mut vm = Plugin::builder(module)
+                .configuration(config.to_string())
+                .allow_on_headers_stop_iteration(true)
+                .build()
+                .and_then(|p| p.start())
+                .unwrap();
+            let mut stream = vm.http_stream();
+            let body = bench_body(1024);
+            let headers = proxy_wasm_harness::envoy::request_headers(
+                proxy_wasm_harness::envoy::Codec::Http1,
+                "POST",
+                "/v1/chat",
+                "bench",
+                [
+                    ("content-type", "application/json"),
+                    ("content-length", "1024"),
+                ],
+                "bench-request",
+            );
+            stream.send_request_headers(headers, false).unwrap();
+            stream.send_request_body(&body, true).unwrap();
+            let exchange = stream.finish().unwrap();
+            assert_eq!(
+                exchange.upstream_request.header("x-route-cluster"),
+                Some("green")
+            );
+            let costs = &exchange.costs[0];
+            let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
+            (callbacks, costs.host_calls())
+        };
+        let ours = crossings(Path::new(harness_fixtures::ROUTING), routing);
+        let floor = crossings(&probe, json!({"body_job": "green"}));
+        let _ = fs::remove_dir_all(&work);
+        assert_eq!(floor, ours);
+    }
+
     #[test]
     fn body_variants_are_measured_from_their_own_baseline() {
-        let variants = variants("{}").unwrap();
+        let variants = variants("{}", &std::env::temp_dir().join("bench-envoy-test")).unwrap();
         for v in variants.iter().filter(|v| v.body.is_some()) {
             let base = variants.iter().find(|b| b.name == v.baseline).unwrap();
             assert_eq!(base.body, v.body, "{}", v.name);
