@@ -109,7 +109,9 @@ impl BodyPolicy {
         let mut policy = BodyPolicy::default();
         if let Some(v) = f.value("when") {
             policy.when = Expr::decode(v, &f.at("when"), problems);
-            if policy.when.reads_body() {
+            let mut read = Selection::default();
+            policy.when.body_fields(&mut read);
+            if !read.is_empty() {
                 problems.push(
                     &f.at("when"),
                     "which requests wait for the body cannot depend on the body",
@@ -328,6 +330,65 @@ fn resolve_mut<'v>(document: &'v mut Value, pointer: &str) -> Option<&'v mut Val
     })
 }
 
+/// The body fields a configuration reads, by JSON Pointer, gathered at
+/// configure time so that each body is parsed into those fields alone
+/// ([`JsonBody::parse_fields`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Selection(value::Keep);
+
+impl Selection {
+    /// Adds the field `pointer` names (`""`: the whole document). A pointer
+    /// that is not one adds nothing: the configuration refuses it first.
+    pub fn add(&mut self, pointer: &str) {
+        if let Some(tokens) = tokens(pointer) {
+            keep(&mut self.0, &tokens.collect::<Vec<_>>());
+        }
+    }
+
+    /// Whether no field is read.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Marks the value `tokens` lead to in `here` as kept whole. A token that
+/// could be an array index is kept both as a member name and as an index:
+/// which one applies depends on the document.
+fn keep(here: &mut value::Keep, tokens: &[Cow<'_, str>]) {
+    if here.whole {
+        return;
+    }
+    let Some((token, rest)) = tokens.split_first() else {
+        *here = value::Keep {
+            whole: true,
+            ..value::Keep::default()
+        };
+        return;
+    };
+    if let Some(node) = entry(&mut here.members, token.as_ref()) {
+        keep(node, rest);
+    }
+    if let Some(i) = index(token)
+        && let Some(node) = entry(&mut here.items, &i)
+    {
+        keep(node, rest);
+    }
+}
+
+/// The node for `key` in `list`, added empty when missing.
+fn entry<'l, K, O>(list: &'l mut Vec<(O, value::Keep)>, key: &K) -> Option<&'l mut value::Keep>
+where
+    K: PartialEq + ToOwned<Owned = O> + ?Sized,
+    O: std::borrow::Borrow<K>,
+{
+    if !list.iter().any(|(k, _)| k.borrow() == key) {
+        list.push((key.to_owned(), value::Keep::default()));
+    }
+    list.iter_mut()
+        .find(|(k, _)| (*k).borrow() == key)
+        .map(|(_, node)| node)
+}
+
 /// A body parsed as JSON, or known not to be JSON.
 #[derive(Debug)]
 pub struct JsonBody {
@@ -340,6 +401,17 @@ impl JsonBody {
     pub fn parse(bytes: &[u8]) -> Self {
         Self {
             document: value::parse(bytes).ok(),
+        }
+    }
+
+    /// Parses `bytes` as [`JsonBody::parse`] does (the same verdict on
+    /// whether it is JSON, duplicate members anywhere included) but keeps
+    /// only the fields `fields` names: what a request's rules read, without
+    /// a tree of the rest of a large body. [`JsonBody::document`] is then
+    /// those fields' part of the document.
+    pub fn parse_fields(bytes: &[u8], fields: &Selection) -> Self {
+        Self {
+            document: value::parse_kept(bytes, &fields.0).ok(),
         }
     }
 
@@ -474,7 +546,118 @@ mod tests {
             ("model", None),
         ] {
             assert_eq!(field(&body, pointer).as_deref(), want, "{pointer}");
+            let kept = JsonBody::parse_fields(DOC.as_bytes(), &selection(&[pointer]));
+            assert_eq!(
+                field(&kept, pointer).as_deref(),
+                want,
+                "{pointer}, kept alone"
+            );
         }
+    }
+
+    fn selection(pointers: &[&str]) -> Selection {
+        let mut read = Selection::default();
+        for p in pointers {
+            read.add(p);
+        }
+        read
+    }
+
+    /// A small deterministic generator (xorshift) of JSON-ish text: nested
+    /// objects and arrays, escapes, numbers past `f64`, members named twice
+    /// (sometimes escaped), and now and then a broken byte.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % below
+        }
+
+        fn name(&mut self) -> &'static str {
+            ["a", "b", "0", "1", "\\u0061", "a/b", "m~n", ""][self.next(8) as usize]
+        }
+
+        fn value(&mut self, depth: u32, out: &mut String) {
+            match self.next(if depth > 3 { 4 } else { 7 }) {
+                0 => out
+                    .push_str(["null", "true", "-0", "1e400", "12", "2.50"][self.next(6) as usize]),
+                1 => out.push_str(
+                    ["\"x\"", "\"\\u00e9\\n\"", "\"gpt-x\"", "\"a\\\"b\""][self.next(4) as usize],
+                ),
+                2 | 3 => out.push_str("\"s\""),
+                4 | 5 => {
+                    out.push('{');
+                    for i in 0..self.next(4) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push('"');
+                        out.push_str(self.name());
+                        out.push_str("\":");
+                        self.value(depth + 1, out);
+                    }
+                    out.push('}');
+                }
+                _ => {
+                    out.push('[');
+                    for i in 0..self.next(4) {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        self.value(depth + 1, out);
+                    }
+                    out.push(']');
+                }
+            }
+            if self.next(60) == 0 {
+                out.push([',', '}', 'x'][self.next(3) as usize]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_body_parsed_for_some_fields_gives_what_the_whole_parse_gives_for_them() {
+        let pointers = [
+            "", "/a", "/b", "/0", "/1", "/a/a", "/a/0", "/0/a", "/a/b/0", "/a~1b", "/m~0n/1", "/",
+            "/1/1/1", "/a/-",
+        ];
+        let mut rng = Gen(0x9e37_79b9_7f4a_7c15);
+        let (mut json, mut not_json) = (0, 0);
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            rng.value(0, &mut text);
+            let picked: Vec<&str> = (0..1 + rng.next(3))
+                .map(|_| pointers[rng.next(pointers.len() as u64) as usize])
+                .collect();
+            let whole = JsonBody::parse(text.as_bytes());
+            let kept = JsonBody::parse_fields(text.as_bytes(), &selection(&picked));
+            assert_eq!(kept.is_json(), whole.is_json(), "{text}");
+            if whole.is_json() {
+                json += 1;
+            } else {
+                not_json += 1;
+            }
+            for p in &picked {
+                assert_eq!(field(&kept, p), field(&whole, p), "{p} in {text}");
+            }
+        }
+        assert!(
+            json > 5_000 && not_json > 1_000,
+            "{json} JSON, {not_json} not"
+        );
+    }
+
+    #[test]
+    fn a_selection_keeps_each_field_once_and_all_of_a_field_kept_whole() {
+        assert!(selection(&[]).is_empty());
+        assert_eq!(selection(&["/a", "/a/b"]), selection(&["/a"]));
+        assert_eq!(selection(&["/a/b", "/a"]), selection(&["/a"]));
+        assert_eq!(selection(&["", "/a"]), selection(&[""]));
+        assert_eq!(selection(&["/x", "/x"]), selection(&["/x"]));
+        assert!(selection(&["no-slash"]).is_empty());
     }
 
     #[test]
@@ -489,6 +672,8 @@ mod tests {
         ] {
             let body = JsonBody::parse(text.as_bytes());
             assert!(!body.is_json(), "{text}");
+            let kept = JsonBody::parse_fields(text.as_bytes(), &selection(&["/model"]));
+            assert!(!kept.is_json(), "{text}, kept");
             assert_eq!(field(&body, "/model"), None, "{text}");
         }
         let escaped = JsonBody::parse(br#"{"model": "gpt\u002dx\n"}"#);

@@ -17,6 +17,7 @@
 
 use crate::value::Value;
 
+use crate::body::Selection;
 use crate::config::{Fields, Problems, join};
 use crate::matcher::{HostPattern, Named, StringMatcher};
 use crate::net::Cidr;
@@ -194,14 +195,19 @@ impl Expr {
         self.tests.is_empty()
     }
 
-    /// Whether any member reads the body (a filter then waits for it).
-    pub fn reads_body(&self) -> bool {
-        self.tests.iter().any(|t| match t {
-            Test::Body(..) => true,
-            Test::All(list) | Test::Any(list) => list.iter().any(Expr::reads_body),
-            Test::Not(e) => e.reads_body(),
-            _ => false,
-        })
+    /// Adds the body fields its members read to `read` (a filter waits
+    /// for the body when any are read).
+    pub fn body_fields(&self, read: &mut Selection) {
+        for test in &self.tests {
+            match test {
+                Test::Body(pointer, _) => read.add(pointer),
+                Test::All(list) | Test::Any(list) => {
+                    list.iter().for_each(|e| e.body_fields(read));
+                }
+                Test::Not(e) => e.body_fields(read),
+                _ => {}
+            }
+        }
     }
 
     /// Whether the request meets every member.
@@ -349,21 +355,37 @@ mod tests {
                          {"pointer": "/user/tier", "absent": true}]}"#,
         )
         .unwrap();
-        assert!(e.reads_body());
-        assert!(!expr(r#"{"path": {"prefix": "/"}}"#).unwrap().reads_body());
-        assert!(
-            expr(r#"{"not": {"any": [{"body": [{"pointer": "/a", "present": true}]}]}}"#)
-                .unwrap()
-                .reads_body()
+        let read = |e: &Expr| {
+            let mut read = Selection::default();
+            e.body_fields(&mut read);
+            read
+        };
+        let fields = read(&e);
+        let mut want = Selection::default();
+        for p in ["/model", "/stream", "/user/tier"] {
+            want.add(p);
+        }
+        assert_eq!(fields, want);
+        assert!(read(&expr(r#"{"path": {"prefix": "/"}}"#).unwrap()).is_empty());
+        let mut nested = Selection::default();
+        nested.add("/a");
+        assert_eq!(
+            read(
+                &expr(r#"{"not": {"any": [{"body": [{"pointer": "/a", "present": true}]}]}}"#)
+                    .unwrap()
+            ),
+            nested
         );
         let mut r = req("/v1/chat", &[]);
         assert!(!e.matches(&r), "a body not read has no fields");
-        r.set_body(Box::new(crate::body::JsonBody::parse(
+        r.set_body(Box::new(crate::body::JsonBody::parse_fields(
             br#"{"model": "gpt-y", "stream": true}"#,
+            &fields,
         )));
         assert!(e.matches(&r));
-        r.set_body(Box::new(crate::body::JsonBody::parse(
+        r.set_body(Box::new(crate::body::JsonBody::parse_fields(
             br#"{"model": "gpt-y", "stream": true, "user": {"tier": "free"}}"#,
+            &fields,
         )));
         assert!(!e.matches(&r));
         r.set_body(Box::new(crate::body::JsonBody::parse(b"model=gpt-y")));

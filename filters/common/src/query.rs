@@ -4,6 +4,7 @@
 
 use crate::value::Value;
 
+use crate::body::Selection;
 use crate::config::{Fields, Problems, join, tagged};
 use crate::template::{Side, Template, Vars};
 use filter_proxy::request::{Host, Request, encode_query_component, form_decode, split_query};
@@ -21,11 +22,12 @@ pub enum QueryOp {
 }
 
 impl QueryOp {
-    /// Whether its value reads the request body (`%BODY(...)%`).
-    pub fn reads_body(&self) -> bool {
+    /// Adds the request body fields its value reads (`%BODY(...)%`) to
+    /// `read`.
+    pub fn body_fields(&self, read: &mut Selection) {
         match self {
-            QueryOp::Set { value, .. } | QueryOp::Add { value, .. } => value.reads_body(),
-            QueryOp::Remove { .. } => false,
+            QueryOp::Set { value, .. } | QueryOp::Add { value, .. } => value.body_fields(read),
+            QueryOp::Remove { .. } => {}
         }
     }
 

@@ -21,6 +21,7 @@
 
 use std::fmt::Write as _;
 
+use crate::body::Selection;
 use crate::config::{Fields, Problems, check_header_name, check_header_value, join, kind};
 use filter_proxy::headers::HeaderMap;
 use filter_proxy::request::{Host, Request, strip_port};
@@ -155,17 +156,17 @@ impl Template {
         headers
     }
 
-    /// Whether it reads the request body (`%BODY(...)%`).
-    pub fn reads_body(&self) -> bool {
-        self.pieces.iter().any(|p| {
-            matches!(
-                p,
-                Piece::Value {
-                    value: Value::Body(_),
-                    ..
-                }
-            )
-        })
+    /// Adds the request body fields it reads (`%BODY(...)%`) to `read`.
+    pub fn body_fields(&self, read: &mut Selection) {
+        for piece in &self.pieces {
+            if let Piece::Value {
+                value: Value::Body(pointer),
+                ..
+            } = piece
+            {
+                read.add(pointer);
+            }
+        }
     }
 
     /// The text when the template has no operator.
@@ -473,8 +474,15 @@ mod tests {
     fn body_fields_render_as_text_or_compact_json_and_never_as_control_bytes() {
         let mut r = request();
         let t = |src: &str| Template::parse(src, Side::Request).unwrap();
-        assert!(t("%BODY(/model)%").reads_body());
-        assert!(!t("%REQ(x-user)%").reads_body());
+        let read = |t: &Template| {
+            let mut read = Selection::default();
+            t.body_fields(&mut read);
+            read
+        };
+        let mut model = Selection::default();
+        model.add("/model");
+        assert_eq!(read(&t("%BODY(/model)%")), model);
+        assert!(read(&t("%REQ(x-user)%")).is_empty());
         fn vars<H>(request: &Request<H>) -> Vars<'_, H> {
             Vars {
                 request,

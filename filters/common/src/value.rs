@@ -283,6 +283,239 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
+/// The parts of a document a reader needs: the whole value here, or only
+/// some of its members or items (a tree built from JSON Pointers, see
+/// `crate::body::Selection`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Keep {
+    /// The whole value (everything below is then kept too).
+    pub whole: bool,
+    /// Object members kept, in part or whole, by name.
+    pub members: Vec<(String, Keep)>,
+    /// Array items kept, in part or whole, by index.
+    pub items: Vec<(usize, Keep)>,
+}
+
+impl Keep {
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        !self.whole && self.members.is_empty() && self.items.is_empty()
+    }
+
+    fn member(&self, name: &str) -> Option<&Keep> {
+        self.members.iter().find(|(n, _)| n == name).map(|(_, k)| k)
+    }
+
+    fn item(&self, index: usize) -> Option<&Keep> {
+        self.items.iter().find(|(i, _)| *i == index).map(|(_, k)| k)
+    }
+}
+
+/// Parses one JSON document as [`parse`] does (the same syntax errors and
+/// the same refusal of a member named twice, anywhere in it), but builds
+/// only what `keep` names: a value not kept is validated and dropped as it
+/// is read, so a reader of one field of a large body allocates for that
+/// field alone. Within a kept object or array, members not kept are left
+/// out and items not kept are `null`, so a JSON Pointer that `keep` names
+/// resolves in the result as in the whole document.
+pub fn parse_kept(bytes: &[u8], keep: &Keep) -> Result<Value, Error> {
+    use serde::de::DeserializeSeed;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = Kept(keep).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// The value at a node of a [`Keep`] tree.
+struct Kept<'k>(&'k Keep);
+
+impl<'de> de::DeserializeSeed<'de> for Kept<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        if self.0.whole {
+            deserializer.deserialize_any(ValueVisitor)
+        } else {
+            deserializer.deserialize_any(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Kept<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    // A scalar where the kept path goes on holds nothing it names.
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let last = self.0.items.iter().map(|(i, _)| *i).max();
+        let mut items = Vec::new();
+        loop {
+            let i = items.len();
+            let kept = last.filter(|last| i <= *last).map(|_| self.0.item(i));
+            match kept {
+                Some(Some(keep)) => match seq.next_element_seed(Kept(keep))? {
+                    Some(item) => items.push(item),
+                    None => break,
+                },
+                Some(None) => match seq.next_element::<Skipped>()? {
+                    Some(Skipped) => items.push(Value::Null),
+                    None => break,
+                },
+                None => {
+                    while seq.next_element::<Skipped>()?.is_some() {}
+                    break;
+                }
+            }
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut members = Vec::new();
+        let mut names = Vec::new();
+        while let Some(Name(name)) = access.next_key()? {
+            match self.0.member(&name) {
+                Some(keep) => members.push((name.to_string(), access.next_value_seed(Kept(keep))?)),
+                None => {
+                    access.next_value::<Skipped>()?;
+                }
+            }
+            names.push(name);
+        }
+        refuse_duplicates(names)?;
+        Ok(Value::Object(Map(members)))
+    }
+}
+
+/// A value read, checked as [`parse`] checks it, and dropped.
+struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skipped;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    // As `parse`: a number beyond `f64` is an error.
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Skipped, E> {
+        Number::from_f64(n)
+            .map(|_| Skipped)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Skipped, E> {
+        Ok(Skipped)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+        while seq.next_element::<Skipped>()?.is_some() {}
+        Ok(Skipped)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Skipped, A::Error> {
+        let mut names = Vec::new();
+        while let Some(Name(name)) = access.next_key()? {
+            access.next_value::<Skipped>()?;
+            names.push(name);
+        }
+        refuse_duplicates(names)?;
+        Ok(Skipped)
+    }
+}
+
+/// A member name, borrowed from the document unless it had escapes.
+struct Name<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+struct NameVisitor;
+
+impl<'de> Visitor<'de> for NameVisitor {
+    type Value = Name<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Name<'de>, E> {
+        Ok(Name(std::borrow::Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Name<'de>, E> {
+        Ok(Name(std::borrow::Cow::Owned(s.to_owned())))
+    }
+}
+
+/// An object's names (unescaped) must differ: sorted, so a hostile object
+/// of thousands of members costs O(n log n).
+fn refuse_duplicates<E: de::Error>(mut names: Vec<std::borrow::Cow<'_, str>>) -> Result<(), E> {
+    names.sort_unstable();
+    let twice = names.windows(2).find_map(|pair| match pair {
+        [a, b] if a == b => Some(a),
+        _ => None,
+    });
+    match twice {
+        Some(name) => Err(E::custom(format_args!("duplicate member `{name}`"))),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

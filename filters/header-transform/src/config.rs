@@ -2,7 +2,7 @@
 //! (regexes and templates parsed, names checked) with every problem
 //! reported by JSON path. The format is documented in the crate's README.
 
-use filter_common::body::{BodyEdit, BodyPolicy};
+use filter_common::body::{BodyEdit, BodyPolicy, Selection};
 use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, decode_json, join, one_of, tagged,
 };
@@ -47,10 +47,11 @@ pub struct Config {
     /// request headers are transformed, the most either body may be, what
     /// a non-JSON body gets; `None` when no rule reads or edits a body.
     pub body: Option<BodyPolicy>,
-    /// Whether requests wait for their body (`%BODY(...)%`, a `body`
-    /// condition, a request body edit); response body edits alone do not
-    /// hold requests.
-    pub request_reads_body: bool,
+    /// The request body fields the rules read (`%BODY(...)%`, a `body`
+    /// condition; a request body edit reads it whole): requests wait for
+    /// their body when there are any, and a body is parsed into these
+    /// alone. Response body edits alone do not hold requests.
+    pub request_body_fields: Selection,
     /// Whether any rule edits request bodies (the parsed body is then kept
     /// for the edits instead of parsed again).
     pub edits_request_bodies: bool,
@@ -100,32 +101,34 @@ pub(crate) struct Rule {
 }
 
 impl Rule {
-    fn reads_body(&self) -> bool {
-        self.when.reads_body()
-            || [
-                &self.request_headers,
-                &self.response_headers,
-                &self.request_trailers,
-                &self.response_trailers,
-            ]
-            .into_iter()
-            .flatten()
-            .any(HeaderOp::reads_body)
-            || self.query.iter().any(QueryOp::reads_body)
-            || !self.request_body.is_empty()
-            || self
-                .response_body
-                .iter()
-                .filter_map(BodyEdit::template)
-                .any(Template::reads_body)
+    /// Adds the request body fields the rule reads to `read`: the whole
+    /// document when it edits the request body.
+    fn body_fields(&self, read: &mut Selection) {
+        self.when.body_fields(read);
+        [
+            &self.request_headers,
+            &self.response_headers,
+            &self.request_trailers,
+            &self.response_trailers,
+        ]
+        .into_iter()
+        .flatten()
+        .for_each(|op| op.body_fields(read));
+        self.query.iter().for_each(|q| q.body_fields(read));
+        if !self.request_body.is_empty() {
+            read.add("");
+        }
+        self.response_body
+            .iter()
+            .filter_map(BodyEdit::template)
+            .for_each(|t| t.body_fields(read));
     }
 }
 
 impl HeaderOp {
-    fn reads_body(&self) -> bool {
-        match self {
-            HeaderOp::Put { value, .. } | HeaderOp::Append { value, .. } => value.reads_body(),
-            _ => false,
+    fn body_fields(&self, read: &mut Selection) {
+        if let HeaderOp::Put { value, .. } | HeaderOp::Append { value, .. } = self {
+            value.body_fields(read);
         }
     }
 }
@@ -258,14 +261,14 @@ impl Config {
             scopes,
             clear_route_cache: f.flag("clear_route_cache", problems),
             body: None,
-            request_reads_body: false,
+            request_body_fields: Selection::default(),
             edits_request_bodies: false,
             fixed: None,
         };
-        config.request_reads_body = config.reads_body();
+        config.request_body_fields = config.read_body_fields();
         let edits_request_bodies = config.rules().any(|r| !r.request_body.is_empty());
         config.edits_request_bodies = edits_request_bodies;
-        let uses_body = config.request_reads_body || config.edits_response_bodies();
+        let uses_body = !config.request_body_fields.is_empty() || config.edits_response_bodies();
         match (f.value("body"), uses_body) {
             (Some(b), true) => config.body = BodyPolicy::decode(b, &f.at("body"), problems),
             (Some(_), false) => problems.push(
@@ -294,17 +297,22 @@ impl Config {
         self.rules().any(|r| !r.response_body.is_empty())
     }
 
-    /// Whether any rule or custom response reads the request body.
-    fn reads_body(&self) -> bool {
-        std::iter::once(&self.default)
-            .chain(self.scopes.iter().map(|(_, p)| p))
-            .any(|p| {
-                p.rules.iter().any(Rule::reads_body)
-                    || p.custom_responses.iter().any(|c| {
-                        c.headers.iter().any(|(_, t)| t.reads_body())
-                            || c.body.as_ref().is_some_and(Template::reads_body)
-                    })
-            })
+    /// The request body fields any rule or custom response reads.
+    fn read_body_fields(&self) -> Selection {
+        let mut read = Selection::default();
+        for policy in std::iter::once(&self.default).chain(self.scopes.iter().map(|(_, p)| p)) {
+            policy.rules.iter().for_each(|r| r.body_fields(&mut read));
+            for custom in &policy.custom_responses {
+                custom
+                    .headers
+                    .iter()
+                    .for_each(|(_, t)| t.body_fields(&mut read));
+                if let Some(body) = &custom.body {
+                    body.body_fields(&mut read);
+                }
+            }
+        }
+        read
     }
 
     /// How many rules the configuration holds, over all scopes.

@@ -172,7 +172,7 @@ impl HttpContext for Stream {
             .config
             .body
             .as_ref()
-            .filter(|_| self.config.request_reads_body)
+            .filter(|_| !self.config.request_body_fields.is_empty())
             && policy.waits(&request, end_of_stream)
         {
             // Held until the body is read: Envoy passes the pause through
@@ -259,7 +259,7 @@ impl Stream {
     /// buffered).
     fn transform_with_body(&mut self, mut request: Request<ProxyHost>, size: usize) -> Action {
         let bytes = read_buffer(BufferType::HttpRequestBody, size);
-        let body = JsonBody::parse(&bytes);
+        let body = JsonBody::parse_fields(&bytes, &self.config.request_body_fields);
         if !body.is_json() {
             count(self.metrics.body_not_json);
             if self

@@ -601,7 +601,7 @@ fn body_edits_apply_for_matched_rules_and_response_edits_alone_hold_no_request()
                        "response_body": [{"set": {"pointer": "/v", "value": 1}}]}]}"#,
     );
     assert!(c.body.is_some(), "response edits take the body policy");
-    assert!(!c.request_reads_body, "but hold no request");
+    assert!(c.request_body_fields.is_empty(), "but hold no request");
     let mut r = request("/v1/x", &[]);
     let decision = c.on_request(&mut r);
     assert!(c.edits_response_body(&decision) && !c.edits_request_body(&decision));

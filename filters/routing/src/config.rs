@@ -2,7 +2,7 @@
 //! expressions, regexes, templates) with every problem reported by JSON
 //! path. The format is documented in the crate's README.
 
-use filter_common::body::BodyPolicy;
+use filter_common::body::{BodyPolicy, Selection};
 use filter_common::config::{
     Fields, Problems, check_header_name, check_header_value, decode_json, join, quoted_list, tagged,
 };
@@ -68,6 +68,8 @@ pub struct Config {
     /// Which requests wait for their body, and what happens to odd ones;
     /// `None` when no rule reads the body.
     pub body: Option<BodyPolicy>,
+    /// The body fields the rules read: a body is parsed into these alone.
+    pub body_fields: Selection,
 }
 
 #[derive(Debug, Default)]
@@ -186,6 +188,7 @@ impl Config {
             rule_names: Vec::new(),
             clear_route_cache: false,
             body: None,
+            body_fields: Selection::default(),
         };
         let Some(f) = Fields::new(value, "", TOP, problems) else {
             return config;
@@ -235,8 +238,8 @@ impl Config {
             );
         }
         config.rule_names = names;
-        let reads_body = config.reads_body();
-        match (f.value("body"), reads_body) {
+        config.body_fields = config.read_body_fields();
+        match (f.value("body"), !config.body_fields.is_empty()) {
             (Some(b), true) => config.body = BodyPolicy::decode(b, &f.at("body"), problems),
             (Some(_), false) => problems.push(
                 &f.at("body"),
@@ -248,16 +251,19 @@ impl Config {
         config
     }
 
-    /// Whether any rule or default reads the body.
-    fn reads_body(&self) -> bool {
-        std::iter::once(&self.global)
-            .chain(self.scopes.iter().map(|(_, p)| p))
-            .any(|p| {
-                p.rules
-                    .iter()
-                    .any(|r| r.when.reads_body() || r.action.reads_body())
-                    || p.default.as_ref().is_some_and(Action::reads_body)
-            })
+    /// The body fields any rule or default reads.
+    fn read_body_fields(&self) -> Selection {
+        let mut read = Selection::default();
+        for policy in std::iter::once(&self.global).chain(self.scopes.iter().map(|(_, p)| p)) {
+            for rule in &policy.rules {
+                rule.when.body_fields(&mut read);
+                rule.action.body_fields(&mut read);
+            }
+            if let Some(default) = &policy.default {
+                default.body_fields(&mut read);
+            }
+        }
+        read
     }
 
     /// The number of enabled rules, scopes included.
@@ -428,19 +434,23 @@ impl Action {
 }
 
 impl Action {
-    /// Whether the action reads the body (`cluster_from`, `%BODY(...)%` in
-    /// a reply or a query value).
-    fn reads_body(&self) -> bool {
+    /// Adds the body fields the action reads (`cluster_from`, `%BODY(...)%`
+    /// in a reply or a query value) to `read`.
+    fn body_fields(&self, read: &mut Selection) {
         match self {
             Action::Forward { upstream, rewrite } => {
-                matches!(upstream, Some(Upstream::FromBody(_)))
-                    || rewrite.query.iter().any(QueryOp::reads_body)
+                if let Some(Upstream::FromBody(map)) = upstream {
+                    read.add(&map.pointer);
+                }
+                rewrite.query.iter().for_each(|q| q.body_fields(read));
             }
             Action::Respond { reply, .. } => {
-                reply.headers.iter().any(|(_, t)| t.reads_body())
-                    || matches!(&reply.body, Body::Text(t) if t.reads_body())
+                reply.headers.iter().for_each(|(_, t)| t.body_fields(read));
+                if let Body::Text(t) = &reply.body {
+                    t.body_fields(read);
+                }
             }
-            Action::Redirect(_) => false,
+            Action::Redirect(_) => {}
         }
     }
 }

@@ -182,7 +182,7 @@ impl Stream {
         size: usize,
     ) -> Action {
         let bytes = read_buffer(BufferType::HttpRequestBody, size);
-        let body = JsonBody::parse(&bytes);
+        let body = JsonBody::parse_fields(&bytes, &config.body_fields);
         if !body.is_json() {
             count(self.metrics.body_not_json);
             if config
