@@ -895,22 +895,27 @@ end"
     Ok(list)
 }
 
-/// Our routing filter (`module`) doing the body job: `cluster_from` `/model`
-/// to a cluster, the headers held for the body.
-fn body_routing_filter(module: &Path) -> HttpFilter {
-    let config = json!({
+/// The routing filter's configuration for the body job: `cluster_from`
+/// `/model` to a cluster.
+fn body_routing_config() -> Value {
+    json!({
         "rules": [{"name": "by-model", "cluster_from": {
             "body": "/model",
             "clusters": {"gpt-x": "blue", "claude-y": "green"},
             "default": "blue",
         }}],
         "body": {"max_bytes": 131_072},
-    });
+    })
+}
+
+/// Our routing filter (`module`) doing the body job, the headers held for
+/// the body.
+fn body_routing_filter(module: &Path) -> HttpFilter {
     HttpFilter::wasm(
         WasmFilter::new("routing", module)
             .failure_policy("FAIL_CLOSED")
             .allow_on_headers_stop_iteration(true)
-            .configuration(config.to_string()),
+            .configuration(body_routing_config().to_string()),
     )
 }
 
@@ -1603,9 +1608,6 @@ mod body_tests {
         use proxy_wasm_harness::Plugin;
         let work = std::env::temp_dir().join(format!("bench-envoy-floor-{}", std::process::id()));
         let probe = body_job_probe(&work).unwrap();
-        let routing = json!({"rules": [{"name": "by-model", "cluster_from": {
-            "body": "/model", "clusters": {"gpt-x": "blue", "claude-y": "green"}, "default": "blue"}}],
-            "body": {"max_bytes": 131_072}});
         let crossings = |module: &Path, config: Value| {
             let mut vm = Plugin::builder(module)
                 .configuration(config.to_string())
@@ -1637,7 +1639,7 @@ mod body_tests {
             let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
             (callbacks, costs.host_calls())
         };
-        let ours = crossings(Path::new(harness_fixtures::ROUTING), routing);
+        let ours = crossings(Path::new(harness_fixtures::ROUTING), body_routing_config());
         let floor = crossings(&probe, json!({"body_job": "green"}));
         let _ = fs::remove_dir_all(&work);
         assert_eq!(floor, ours);
