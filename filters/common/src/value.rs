@@ -365,8 +365,8 @@ impl<'de> Visitor<'de> for Kept<'_> {
         Ok(Value::Null)
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        SkipVisitor.visit_f64(n).map(|Skipped| Value::Null)
     }
 
     fn visit_str<E>(self, _: &str) -> Result<Value, E> {

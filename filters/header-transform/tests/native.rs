@@ -594,6 +594,49 @@ fn body_values_and_conditions_make_requests_wait_and_read_their_fields() {
     );
 }
 
+/// The request body is parsed into the fields the configuration reads, so a
+/// place that reads one and is missed here would see nothing.
+#[test]
+fn every_place_that_reads_the_request_body_names_its_field() {
+    let c = config(
+        r#"{"rules": [{"when": {"body": [{"pointer": "/when", "present": true}]},
+                       "request_headers": [{"set": {"name": "x-a", "value": "%BODY(/req)%"}}],
+                       "response_headers": [{"append": {"name": "x-b", "value": "%BODY(/resp)%"}}],
+                       "request_trailers": [{"set": {"name": "x-c", "value": "%BODY(/req_trailer)%"}}],
+                       "response_trailers": [{"set": {"name": "x-d", "value": "%BODY(/resp_trailer)%"}}],
+                       "query": [{"set": {"name": "m", "value": "%BODY(/query)%"}}],
+                       "response_body": [{"set": {"pointer": "/echo", "template": "%BODY(/resp_body)%"}}]}],
+            "custom_responses": [{"on_status": ["404"], "headers": {"x-e": "%BODY(/custom_header)%"}, "body": "%BODY(/custom_body)%"}],
+            "scopes": [{"match": {"routes": ["s"]}, "rules": [{"request_headers": [{"set": {"name": "x-s", "value": "%BODY(/scope)%"}}]}]}]}"#,
+    );
+    let mut want = filter_common::body::Selection::default();
+    for p in [
+        "/when",
+        "/req",
+        "/resp",
+        "/req_trailer",
+        "/resp_trailer",
+        "/query",
+        "/resp_body",
+        "/custom_header",
+        "/custom_body",
+        "/scope",
+    ] {
+        want.add(p);
+    }
+    assert_eq!(c.request_body_fields, want);
+    let edits = config(
+        r#"{"rules": [{"request_headers": [{"set": {"name": "x-a", "value": "%BODY(/req)%"}}],
+                       "request_body": [{"remove": {"pointer": "/secret"}}]}]}"#,
+    );
+    let mut whole = filter_common::body::Selection::default();
+    whole.add("");
+    assert_eq!(
+        edits.request_body_fields, whole,
+        "an edit reads the whole body"
+    );
+}
+
 #[test]
 fn body_edits_apply_for_matched_rules_and_response_edits_alone_hold_no_request() {
     let c = config(

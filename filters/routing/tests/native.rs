@@ -384,8 +384,9 @@ fn with_body(
     }
     let mut request = Request::new(HeaderMap::new(h), host());
     let waits = c.body.as_ref().is_some_and(|p| p.waits(&request, false));
-    request.set_body(Box::new(filter_common::body::JsonBody::parse(
+    request.set_body(Box::new(filter_common::body::JsonBody::parse_fields(
         body.as_bytes(),
+        &c.body_fields,
     )));
     c.route(&mut request, &mut Spreader::new(1));
     let cluster = request
@@ -393,6 +394,39 @@ fn with_body(
         .get("x-route-cluster")
         .map(|v| String::from_utf8(v).unwrap());
     (waits, cluster)
+}
+
+/// The body is parsed into the fields the configuration reads, so a place
+/// that reads one and is missed here would see nothing.
+#[test]
+fn every_place_that_reads_the_body_names_its_field() {
+    let c = config(
+        r#"{"rules": [
+              {"match": {"body": [{"pointer": "/when", "present": true}]}, "cluster_from": {"body": "/cluster", "clusters": {"a": "b"}}},
+              {"match": {"path": {"prefix": "/q"}}, "cluster": "q", "rewrite": {
+                  "query": [{"set": {"name": "m", "value": "%BODY(/query)%"}}]}},
+              {"match": {"path": {"prefix": "/r"}}, "respond": {"headers": {"x-m": "%BODY(/reply_header)%"}, "body": "%BODY(/reply_body)%"}}],
+            "default": {"respond": {"body": "%BODY(/default)%"}},
+            "scopes": [{"match": {"routes": ["s"]}, "rules": [{"match": {"not": {"any": [{"body": [{"pointer": "/scope/0", "absent": true}]}]}}, "cluster": "s"}]}]}"#,
+    );
+    let mut want = filter_common::body::Selection::default();
+    for p in [
+        "/when",
+        "/cluster",
+        "/query",
+        "/reply_header",
+        "/reply_body",
+        "/default",
+        "/scope/0",
+    ] {
+        want.add(p);
+    }
+    assert_eq!(c.body_fields, want);
+    assert!(
+        config(r#"{"rules": [{"cluster": "a"}]}"#)
+            .body_fields
+            .is_empty()
+    );
 }
 
 #[test]
