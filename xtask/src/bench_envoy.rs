@@ -805,7 +805,7 @@ end"
             group: "routing",
             native: Some("static-routes"),
             filters: vec![HttpFilter::lua(lua_routing)],
-            routes: header_routes,
+            routes: header_routes.clone(),
             harness: None,
             body: None,
             baseline: "none",
@@ -821,15 +821,40 @@ end"
             baseline: "none",
         },
     ];
+    // Each job's proxy-wasm floor beside our filter doing it.
+    let header_probe = job_probe(work, "header-transform")?;
+    let routing_probe = job_probe(work, "routing")?;
+    for (after, floor) in [
+        (
+            "header-transform",
+            Variant::new(
+                "wasm-floor-headers",
+                "headers",
+                vec![floor_filter(&header_probe, header_floor_job())],
+            ),
+        ),
+        (
+            "routing",
+            Variant {
+                routes: header_routes,
+                ..Variant::new(
+                    "wasm-floor-routing",
+                    "routing",
+                    vec![floor_filter(&routing_probe, routing_floor_job())],
+                )
+            },
+        ),
+    ] {
+        let at = list
+            .iter()
+            .position(|v| v.name == after)
+            .map_or(list.len(), |i| i + 1);
+        list.insert(at, floor);
+    }
     // Routing by a JSON body field, at two body sizes: our filter (which
     // parses the body as JSON) against Lua doing the job with a pattern
-    // over the buffered body, each from the same body POSTed without a
-    // filter.
-    // The floor of that job for any proxy-wasm filter: the cost probe
-    // making the routing filter's host calls for it (headers held and read,
-    // the body read, the cluster header written, a counter) with the
-    // routing filter's callbacks and no work of its own.
-    let floor_probe = body_job_probe(work)?;
+    // over the buffered body, and the job's floor, each from the same body
+    // POSTed without a filter.
     for (size, [none, ours, lua, floor]) in [
         (
             1024,
@@ -878,12 +903,7 @@ end"
         ));
         list.push(body_variant(
             floor,
-            vec![HttpFilter::wasm(
-                WasmFilter::new("probe", &floor_probe)
-                    .failure_policy("FAIL_CLOSED")
-                    .allow_on_headers_stop_iteration(true)
-                    .configuration(json!({"body_job": "green"}).to_string()),
-            )],
+            vec![floor_filter(&routing_probe, body_floor_job())],
             vec![Route::by_cluster_header("x-route-cluster")],
         ));
     }
@@ -919,20 +939,56 @@ fn body_routing_filter(module: &Path) -> HttpFilter {
     )
 }
 
-/// The cost probe in its body-job mode, exporting only the routing
-/// filter's callbacks (its manifest's list), written into `work`.
-fn body_job_probe(work: &Path) -> Result<PathBuf, String> {
-    let routing = crate::filters::discover()?
+/// A job's proxy-wasm floor: the cost probe (`test-harness/fixtures/
+/// cost-probe`) making exactly the host calls our filter makes for the
+/// bench request, in its order (a test compares them), and nothing else.
+/// The header job: header-transform's fixed writes and its rule counter.
+fn header_floor_job() -> Value {
+    json!({
+        "request_headers": ["replace:x-edge:bench", "remove:x-internal-debug", "increment_metric"],
+        "response_headers": ["replace:x-content-type-options:nosniff", "remove:x-powered-by"],
+    })
+}
+
+/// The routing job: the request headers read, the rule's counter, the
+/// cluster header written.
+fn routing_floor_job() -> Value {
+    json!({"request_headers": ["get_headers", "increment_metric", "replace:x-route-cluster:green"]})
+}
+
+/// The body-routing job: the headers read and held, the whole body read
+/// at its end, the rule's counter, the cluster header written.
+fn body_floor_job() -> Value {
+    json!({
+        "request_headers": ["get_headers", "hold"],
+        "request_body": ["get_body", "increment_metric", "replace:x-route-cluster:green"],
+    })
+}
+
+/// The cost probe doing `job`, held for bodies as our filters are.
+fn floor_filter(probe: &Path, job: Value) -> HttpFilter {
+    HttpFilter::wasm(
+        WasmFilter::new("probe", probe)
+            .failure_policy("FAIL_CLOSED")
+            .allow_on_headers_stop_iteration(true)
+            .configuration(json!({"job": job}).to_string()),
+    )
+}
+
+/// The cost probe exporting only the callbacks of filter `package` (its
+/// manifest's list), written into `work`.
+fn job_probe(work: &Path, package: &str) -> Result<PathBuf, String> {
+    let filter = crate::filters::discover()?
         .into_iter()
-        .find(|f| f.package == "routing")
-        .ok_or("no routing filter under filters/")?;
-    let callbacks = routing
-        .callbacks
-        .ok_or("the routing filter's manifest names no callbacks")?;
+        .find(|f| f.package == package)
+        .ok_or(format!("no filter {package} under filters/"))?;
+    let callbacks = filter.callbacks.ok_or(format!(
+        "the {package} filter's manifest names no callbacks"
+    ))?;
     let probe = PathBuf::from(harness_fixtures::COST_PROBE);
     let bytes = fs::read(&probe).map_err(|e| format!("cannot read {}: {e}", probe.display()))?;
     let pruned = harness_fixtures::callbacks::keep_only(&bytes, &callbacks)?;
-    let path = work.join("cost-probe-body-job.wasm");
+    let path = work.join(format!("cost-probe-{package}-callbacks.wasm"));
     fs::create_dir_all(work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     fs::write(&path, pruned).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)
@@ -1403,8 +1459,8 @@ impl Report<'_> {
              | routing: added cost ≤ 1.0× Lua's | {} | {} |\n\
              | body routing, 1 KiB JSON (issue 29): added cost ≤ 1.0× Lua's | {} | {} |\n\
              | (context) body routing, 64 KiB JSON: added cost over Lua's | {} | {} |\n\
-             | (context) the body job's proxy-wasm floor at 1 KiB (`wasm-floor-body-1k`: its host calls, no work) over Lua's | {} | {} |\n\
-             | (context) body routing, 1 KiB: added cost over its proxy-wasm floor | {} | {} |\n\
+             | (context) each job's proxy-wasm floor (`wasm-floor-*`: our filter's callbacks and host calls, no work) over Lua's: headers · routing · body 1 KiB | {} · {} · {} | {} · {} · {} |\n\
+             | (context) our filter's added cost over its job's floor: headers · routing · body 1 KiB | {} · {} · {} | {} · {} · {} |\n\
              | (context) the minimal wasm filter's added cost, the proxy-wasm floor | {} | {} |\n\
              | (context) Lua's added cost for the header job | {} | {} |\n\
              | (context) header-transform's added cost over `header_mutation`'s | {} | {} |",
@@ -1420,9 +1476,17 @@ impl Report<'_> {
             cpu_ratio("body-routing-1k", "lua-body-routing-1k"),
             ratio("body-routing-64k", "lua-body-routing-64k"),
             cpu_ratio("body-routing-64k", "lua-body-routing-64k"),
+            ratio("wasm-floor-headers", "lua-headers"),
+            ratio("wasm-floor-routing", "lua-routing"),
             ratio("wasm-floor-body-1k", "lua-body-routing-1k"),
+            cpu_ratio("wasm-floor-headers", "lua-headers"),
+            cpu_ratio("wasm-floor-routing", "lua-routing"),
             cpu_ratio("wasm-floor-body-1k", "lua-body-routing-1k"),
+            ratio("header-transform", "wasm-floor-headers"),
+            ratio("routing", "wasm-floor-routing"),
             ratio("body-routing-1k", "wasm-floor-body-1k"),
+            cpu_ratio("header-transform", "wasm-floor-headers"),
+            cpu_ratio("routing", "wasm-floor-routing"),
             cpu_ratio("body-routing-1k", "wasm-floor-body-1k"),
             micros(self.added_us("wasm-minimal")),
             micros(self.added_cpu_us("wasm-minimal")),
@@ -1601,14 +1665,14 @@ mod body_tests {
         }
     }
 
-    /// `wasm-floor-body-*` is the floor of our body job only while it
-    /// makes the same crossings: the same callbacks, the same host calls.
+    /// A `wasm-floor-*` variant is the floor of our filter's job only
+    /// while it makes the same crossings (the same callbacks, the same host
+    /// calls in the same order) and leaves the same request and response.
     #[test]
-    fn the_body_job_floor_makes_the_routing_filters_crossings() {
+    fn each_jobs_floor_makes_our_filters_crossings() {
         use proxy_wasm_harness::Plugin;
         let work = std::env::temp_dir().join(format!("bench-envoy-floor-{}", std::process::id()));
-        let probe = body_job_probe(&work).unwrap();
-        let crossings = |module: &Path, config: Value| {
+        let run = |module: &Path, config: Value, body: Option<usize>| {
             let mut vm = Plugin::builder(module)
                 .configuration(config.to_string())
                 .allow_on_headers_stop_iteration(true)
@@ -1616,33 +1680,82 @@ mod body_tests {
                 .and_then(|p| p.start())
                 .unwrap();
             let mut stream = vm.http_stream();
-            let body = bench_body(1024);
+            let length = body.map(|size| size.to_string());
+            let mut extra = vec![("x-internal-debug", "1")];
+            if let Some(length) = &length {
+                extra.extend([
+                    ("content-type", "application/json"),
+                    ("content-length", length),
+                ]);
+            }
+            let method = if body.is_some() { "POST" } else { "GET" };
             let headers = proxy_wasm_harness::envoy::request_headers(
                 proxy_wasm_harness::envoy::Codec::Http1,
-                "POST",
-                "/v1/chat",
+                method,
+                PATH,
                 "bench",
-                [
-                    ("content-type", "application/json"),
-                    ("content-length", "1024"),
-                ],
+                extra,
                 "bench-request",
             );
-            stream.send_request_headers(headers, false).unwrap();
-            stream.send_request_body(&body, true).unwrap();
+            stream
+                .send_request_headers(headers, body.is_none())
+                .unwrap();
+            if let Some(size) = body {
+                stream.send_request_body(bench_body(size), true).unwrap();
+            }
+            stream
+                .send_response_headers([(":status", "200"), ("x-powered-by", "php")], false)
+                .unwrap();
+            stream.send_response_body("ok", true).unwrap();
             let exchange = stream.finish().unwrap();
-            assert_eq!(
-                exchange.upstream_request.header("x-route-cluster"),
-                Some("green")
-            );
             let costs = &exchange.costs[0];
             let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
-            (callbacks, costs.host_calls())
+            (
+                callbacks,
+                costs.host_calls(),
+                exchange.upstream_request.headers.clone(),
+                exchange.downstream_response.headers.clone(),
+            )
         };
-        let ours = crossings(Path::new(harness_fixtures::ROUTING), body_routing_config());
-        let floor = crossings(&probe, json!({"body_job": "green"}));
+        let routing = json!({"cluster_header": "x-route-cluster", "rules": [
+            {"name": "r9", "match": {"path": {"prefix": "/svc9/"}}, "cluster": "green"}]});
+        let header = json!({"rules": [{"name": "job",
+            "request_headers": [{"set": {"name": "x-edge", "value": "bench"}},
+                                {"remove": {"name": "x-internal-debug"}}],
+            "response_headers": [{"set": {"name": "x-content-type-options", "value": "nosniff"}},
+                                 {"remove": {"name": "x-powered-by"}}]}]});
+        for (ours, config, package, job, body) in [
+            (
+                harness_fixtures::HEADER_TRANSFORM,
+                header,
+                "header-transform",
+                header_floor_job(),
+                None,
+            ),
+            (
+                harness_fixtures::ROUTING,
+                routing,
+                "routing",
+                routing_floor_job(),
+                None,
+            ),
+            (
+                harness_fixtures::ROUTING,
+                body_routing_config(),
+                "routing",
+                body_floor_job(),
+                Some(1024),
+            ),
+        ] {
+            let probe = job_probe(&work, package).unwrap();
+            let floor = run(&probe, json!({"job": job}), body);
+            assert_eq!(
+                floor,
+                run(Path::new(ours), config, body),
+                "{package}, body {body:?}"
+            );
+        }
         let _ = fs::remove_dir_all(&work);
-        assert_eq!(floor, ours);
     }
 
     #[test]
