@@ -35,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harness_envoy::{Bootstrap, Cluster, Envoy, HttpFilter, Listener, Options, Route, WasmFilter};
 use plotters::prelude::*;
+use proxy_wasm_benches::chat_body;
 use serde_json::{Value, json};
 
 use crate::envoy::ensure_envoy;
@@ -344,7 +345,7 @@ fn measure(
                 let file = work.join(format!("{}.lua", v.name));
                 let script = format!(
                     "wrk.method = \"POST\"\nwrk.headers[\"content-type\"] = \"application/json\"\nwrk.body = '{}'\n",
-                    bench_body(size)
+                    chat_body(size)
                 );
                 fs::write(&file, script)
                     .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
@@ -596,15 +597,6 @@ function envoy_on_request(handle)
   handle:headers():replace("x-route-cluster", clusters[model] or "blue")
   handle:clearRouteCache()
 end"#;
-
-/// A JSON chat request of exactly `size` bytes whose `/model` is
-/// `claude-y` (the bench body).
-pub(crate) fn bench_body(size: usize) -> String {
-    let head = r#"{"model":"claude-y","messages":[{"role":"user","content":""#;
-    let tail = r#""}]}"#;
-    let pad = size.saturating_sub(head.len() + tail.len());
-    format!("{head}{}{tail}", "x".repeat(pad))
-}
 
 /// Ten prefixes, each to a cluster, as a rule set for all routing variants.
 fn prefixes() -> Vec<(String, &'static str)> {
@@ -1053,36 +1045,28 @@ fn twins(variants: &[Variant], dir: &Path) -> Result<Vec<Variant>, String> {
             "routing" => "routing-before",
             "auth-jwt" => "auth-jwt-before",
             "auth-jwt-nocache" => "auth-jwt-nocache-before",
-            "body-routing-1k" | "body-routing-64k" => {
-                out.push(Variant {
-                    name: if v.name == "body-routing-1k" {
-                        "body-routing-1k-before"
-                    } else {
-                        "body-routing-64k-before"
-                    },
-                    filters: vec![body_routing_filter(&dir.join("routing.wasm"))],
-                    ..v.clone()
-                });
-                continue;
-            }
+            "body-routing-1k" => "body-routing-1k-before",
+            "body-routing-64k" => "body-routing-64k-before",
             _ => continue,
         };
-        let Some((module, config)) = &v.harness else {
-            continue;
+        // The body variants are our routing filter holding the headers;
+        // the others carry their module and configuration for the harness.
+        let (filters, harness) = match &v.harness {
+            None => (vec![body_routing_filter(&dir.join("routing.wasm"))], None),
+            Some((module, config)) => {
+                let (Some(file), Some(stem)) = (module.file_name(), module.file_stem()) else {
+                    continue;
+                };
+                let module = dir.join(file);
+                let filter = wasm_filter(&stem.to_string_lossy(), &module, config);
+                (vec![filter], Some((module, config.clone())))
+            }
         };
-        let (Some(file), Some(stem)) = (module.file_name(), module.file_stem()) else {
-            continue;
-        };
-        let module = dir.join(file);
         out.push(Variant {
             name,
-            group: v.group,
-            native: v.native,
-            filters: vec![wasm_filter(&stem.to_string_lossy(), &module, config)],
-            routes: v.routes.clone(),
-            harness: Some((module, config.clone())),
-            body: v.body,
-            baseline: v.baseline,
+            filters,
+            harness,
+            ..v.clone()
         });
     }
     Ok(out)
@@ -1658,7 +1642,7 @@ mod body_tests {
     #[test]
     fn the_bench_body_has_its_size_and_names_the_green_model() {
         for size in [1024, 65_536] {
-            let body = bench_body(size);
+            let body = chat_body(size);
             assert_eq!(body.len(), size);
             let value: Value = serde_json::from_str(&body).unwrap();
             assert_eq!(value["model"], "claude-y");
@@ -1701,7 +1685,7 @@ mod body_tests {
                 .send_request_headers(headers, body.is_none())
                 .unwrap();
             if let Some(size) = body {
-                stream.send_request_body(bench_body(size), true).unwrap();
+                stream.send_request_body(chat_body(size), true).unwrap();
             }
             stream
                 .send_response_headers([(":status", "200"), ("x-powered-by", "php")], false)

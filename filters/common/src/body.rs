@@ -351,6 +351,16 @@ impl Selection {
     }
 }
 
+impl<'p> FromIterator<&'p str> for Selection {
+    fn from_iter<I: IntoIterator<Item = &'p str>>(pointers: I) -> Self {
+        let mut read = Selection::default();
+        for pointer in pointers {
+            read.add(pointer);
+        }
+        read
+    }
+}
+
 /// Marks the value `tokens` lead to in `here` as kept whole. A token that
 /// could be an array index is kept both as a member name and as an index:
 /// which one applies depends on the document.
@@ -556,11 +566,7 @@ mod tests {
     }
 
     fn selection(pointers: &[&str]) -> Selection {
-        let mut read = Selection::default();
-        for p in pointers {
-            read.add(p);
-        }
-        read
+        pointers.iter().copied().collect()
     }
 
     /// A small deterministic generator (xorshift) of JSON-ish text: nested

@@ -361,14 +361,10 @@ mod tests {
             read
         };
         let fields = read(&e);
-        let mut want = Selection::default();
-        for p in ["/model", "/stream", "/user/tier"] {
-            want.add(p);
-        }
+        let want: Selection = ["/model", "/stream", "/user/tier"].into_iter().collect();
         assert_eq!(fields, want);
         assert!(read(&expr(r#"{"path": {"prefix": "/"}}"#).unwrap()).is_empty());
-        let mut nested = Selection::default();
-        nested.add("/a");
+        let nested: Selection = ["/a"].into_iter().collect();
         assert_eq!(
             read(
                 &expr(r#"{"not": {"any": [{"body": [{"pointer": "/a", "present": true}]}]}}"#)

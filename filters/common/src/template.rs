@@ -479,8 +479,7 @@ mod tests {
             t.body_fields(&mut read);
             read
         };
-        let mut model = Selection::default();
-        model.add("/model");
+        let model: Selection = ["/model"].into_iter().collect();
         assert_eq!(read(&t("%BODY(/model)%")), model);
         assert!(read(&t("%REQ(x-user)%")).is_empty());
         fn vars<H>(request: &Request<H>) -> Vars<'_, H> {

@@ -609,8 +609,7 @@ fn every_place_that_reads_the_request_body_names_its_field() {
             "custom_responses": [{"on_status": ["404"], "headers": {"x-e": "%BODY(/custom_header)%"}, "body": "%BODY(/custom_body)%"}],
             "scopes": [{"match": {"routes": ["s"]}, "rules": [{"request_headers": [{"set": {"name": "x-s", "value": "%BODY(/scope)%"}}]}]}]}"#,
     );
-    let mut want = filter_common::body::Selection::default();
-    for p in [
+    let want: filter_common::body::Selection = [
         "/when",
         "/req",
         "/resp",
@@ -621,16 +620,15 @@ fn every_place_that_reads_the_request_body_names_its_field() {
         "/custom_header",
         "/custom_body",
         "/scope",
-    ] {
-        want.add(p);
-    }
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(c.request_body_fields, want);
     let edits = config(
         r#"{"rules": [{"request_headers": [{"set": {"name": "x-a", "value": "%BODY(/req)%"}}],
                        "request_body": [{"remove": {"pointer": "/secret"}}]}]}"#,
     );
-    let mut whole = filter_common::body::Selection::default();
-    whole.add("");
+    let whole: filter_common::body::Selection = [""].into_iter().collect();
     assert_eq!(
         edits.request_body_fields, whole,
         "an edit reads the whole body"

@@ -409,8 +409,7 @@ fn every_place_that_reads_the_body_names_its_field() {
             "default": {"respond": {"body": "%BODY(/default)%"}},
             "scopes": [{"match": {"routes": ["s"]}, "rules": [{"match": {"not": {"any": [{"body": [{"pointer": "/scope/0", "absent": true}]}]}}, "cluster": "s"}]}]}"#,
     );
-    let mut want = filter_common::body::Selection::default();
-    for p in [
+    let want: filter_common::body::Selection = [
         "/when",
         "/cluster",
         "/query",
@@ -418,9 +417,9 @@ fn every_place_that_reads_the_body_names_its_field() {
         "/reply_body",
         "/default",
         "/scope/0",
-    ] {
-        want.add(p);
-    }
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(c.body_fields, want);
     assert!(
         config(r#"{"rules": [{"cluster": "a"}]}"#)
