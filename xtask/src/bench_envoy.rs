@@ -623,14 +623,7 @@ fn variants(jwks: &str, work: &Path) -> Result<Vec<Variant>, String> {
             {"remove": {"name": "x-powered-by"}},
         ],
     }]});
-    let auth_config = |cache: usize| {
-        json!({
-            "jwt_providers": [{"name": "bench", "issuer": "bench", "audiences": ["bench"],
-                           "local_jwks": serde_json::from_str::<Value>(jwks).unwrap_or_default()}],
-            "rules": [{"name": "all", "require": {"jwt": "bench"}}],
-            "token_cache_size": cache,
-        })
-    };
+    let auth_config = |cache: usize| auth_bench_config(jwks, cache);
     let routing_config = json!({
         "cluster_header": "x-route-cluster",
         "rules": prefixes().iter().enumerate().map(|(i, (prefix, cluster))| json!({
@@ -816,7 +809,16 @@ end"
     // Each job's proxy-wasm floor beside our filter doing it.
     let header_probe = job_probe(work, "header-transform")?;
     let routing_probe = job_probe(work, "routing")?;
+    let auth_probe = job_probe(work, "auth")?;
     for (after, floor) in [
+        (
+            "auth-jwt",
+            Variant::new(
+                "wasm-floor-auth",
+                "auth",
+                vec![floor_filter(&auth_probe, auth_floor_job())],
+            ),
+        ),
         (
             "header-transform",
             Variant::new(
@@ -907,6 +909,18 @@ end"
     Ok(list)
 }
 
+/// The auth filter's configuration for the JWT job: provider `bench` with
+/// the local key set `jwks`, required on every path, a token cache of
+/// `cache` entries (0: every request verifies).
+fn auth_bench_config(jwks: &str, cache: usize) -> Value {
+    json!({
+        "jwt_providers": [{"name": "bench", "issuer": "bench", "audiences": ["bench"],
+                           "local_jwks": serde_json::from_str::<Value>(jwks).unwrap_or_default()}],
+        "rules": [{"name": "all", "require": {"jwt": "bench"}}],
+        "token_cache_size": cache,
+    })
+}
+
 /// The routing filter's configuration for the body job: `cluster_from`
 /// `/model` to a cluster.
 fn body_routing_config() -> Value {
@@ -946,6 +960,16 @@ fn header_floor_job() -> Value {
 /// cluster header written.
 fn routing_floor_job() -> Value {
     json!({"request_headers": ["get_headers", "increment_metric", "replace:x-route-cluster:green"]})
+}
+
+/// The JWT job with a cached token: the request headers read, the time,
+/// the method's and the allowed counters, the identity header written and
+/// the token removed.
+fn auth_floor_job() -> Value {
+    json!({"request_headers": [
+        "get_headers", "current_time", "increment_metric", "increment_metric",
+        "replace:x-auth-identity:bench:alice", "remove:authorization",
+    ]})
 }
 
 /// The body-routing job: the headers read and held, the whole body read
@@ -1445,6 +1469,8 @@ impl Report<'_> {
              | (context) body routing, 64 KiB JSON: added cost over Lua's | {} | {} |\n\
              | (context) each job's proxy-wasm floor (`wasm-floor-*`: our filter's callbacks and host calls, no work) over Lua's: headers · routing · body 1 KiB | {} · {} · {} | {} · {} · {} |\n\
              | (context) our filter's added cost over its job's floor: headers · routing · body 1 KiB | {} · {} · {} | {} · {} · {} |\n\
+             | (context) the cached JWT job's proxy-wasm floor (`wasm-floor-auth`) as a share of `jwt_authn`'s req/s | {} | {} |\n\
+             | (context) auth with a cached token: added cost over its job's floor | {} | {} |\n\
              | (context) the minimal wasm filter's added cost, the proxy-wasm floor | {} | {} |\n\
              | (context) Lua's added cost for the header job | {} | {} |\n\
              | (context) header-transform's added cost over `header_mutation`'s | {} | {} |",
@@ -1472,6 +1498,10 @@ impl Report<'_> {
             cpu_ratio("header-transform", "wasm-floor-headers"),
             cpu_ratio("routing", "wasm-floor-routing"),
             cpu_ratio("body-routing-1k", "wasm-floor-body-1k"),
+            share("wasm-floor-auth", "jwt_authn"),
+            cpu_share("wasm-floor-auth", "jwt_authn"),
+            ratio("auth-jwt", "wasm-floor-auth"),
+            cpu_ratio("auth-jwt", "wasm-floor-auth"),
             micros(self.added_us("wasm-minimal")),
             micros(self.added_cpu_us("wasm-minimal")),
             micros(self.added_us("lua-headers")),
@@ -1656,42 +1686,49 @@ mod body_tests {
     fn each_jobs_floor_makes_our_filters_crossings() {
         use proxy_wasm_harness::Plugin;
         let work = std::env::temp_dir().join(format!("bench-envoy-floor-{}", std::process::id()));
-        let run = |module: &Path, config: Value, body: Option<usize>| {
+        // The bench request, `requests` times on one VM (a cached token is
+        // the second), with `extra` headers; the last stream's crossings.
+        let run = |module: &Path, config: Value, body: Option<usize>, extra: &[(&str, &str)]| {
             let mut vm = Plugin::builder(module)
                 .configuration(config.to_string())
                 .allow_on_headers_stop_iteration(true)
                 .build()
                 .and_then(|p| p.start())
                 .unwrap();
-            let mut stream = vm.http_stream();
-            let length = body.map(|size| size.to_string());
-            let mut extra = vec![("x-internal-debug", "1")];
-            if let Some(length) = &length {
-                extra.extend([
-                    ("content-type", "application/json"),
-                    ("content-length", length),
-                ]);
+            let mut last = None;
+            for _ in 0..2 {
+                let mut stream = vm.http_stream();
+                let length = body.map(|size| size.to_string());
+                let mut headers = vec![("x-internal-debug", "1")];
+                headers.extend_from_slice(extra);
+                if let Some(length) = &length {
+                    headers.extend([
+                        ("content-type", "application/json"),
+                        ("content-length", length),
+                    ]);
+                }
+                let method = if body.is_some() { "POST" } else { "GET" };
+                let headers = proxy_wasm_harness::envoy::request_headers(
+                    proxy_wasm_harness::envoy::Codec::Http1,
+                    method,
+                    PATH,
+                    "bench",
+                    headers,
+                    "bench-request",
+                );
+                stream
+                    .send_request_headers(headers, body.is_none())
+                    .unwrap();
+                if let Some(size) = body {
+                    stream.send_request_body(chat_body(size), true).unwrap();
+                }
+                stream
+                    .send_response_headers([(":status", "200"), ("x-powered-by", "php")], false)
+                    .unwrap();
+                stream.send_response_body("ok", true).unwrap();
+                last = Some(stream.finish().unwrap());
             }
-            let method = if body.is_some() { "POST" } else { "GET" };
-            let headers = proxy_wasm_harness::envoy::request_headers(
-                proxy_wasm_harness::envoy::Codec::Http1,
-                method,
-                PATH,
-                "bench",
-                extra,
-                "bench-request",
-            );
-            stream
-                .send_request_headers(headers, body.is_none())
-                .unwrap();
-            if let Some(size) = body {
-                stream.send_request_body(chat_body(size), true).unwrap();
-            }
-            stream
-                .send_response_headers([(":status", "200"), ("x-powered-by", "php")], false)
-                .unwrap();
-            stream.send_response_body("ok", true).unwrap();
-            let exchange = stream.finish().unwrap();
+            let exchange = last.unwrap();
             let costs = &exchange.costs[0];
             let callbacks: Vec<_> = costs.callbacks.iter().map(|c| c.callback).collect();
             (
@@ -1708,13 +1745,18 @@ mod body_tests {
                                 {"remove": {"name": "x-internal-debug"}}],
             "response_headers": [{"set": {"name": "x-content-type-options", "value": "nosniff"}},
                                  {"remove": {"name": "x-powered-by"}}]}]});
-        for (ours, config, package, job, body) in [
+        let (jwks, token) = hs256_material();
+        let bearer = format!("Bearer {token}");
+        let auth = auth_bench_config(&jwks, 1024);
+        let with_token = [("authorization", bearer.as_str())];
+        for (ours, config, package, job, body, extra) in [
             (
                 harness_fixtures::HEADER_TRANSFORM,
                 header,
                 "header-transform",
                 header_floor_job(),
                 None,
+                &[][..],
             ),
             (
                 harness_fixtures::ROUTING,
@@ -1722,6 +1764,7 @@ mod body_tests {
                 "routing",
                 routing_floor_job(),
                 None,
+                &[],
             ),
             (
                 harness_fixtures::ROUTING,
@@ -1729,17 +1772,43 @@ mod body_tests {
                 "routing",
                 body_floor_job(),
                 Some(1024),
+                &[],
+            ),
+            (
+                harness_fixtures::AUTH,
+                auth,
+                "auth",
+                auth_floor_job(),
+                None,
+                &with_token,
             ),
         ] {
             let probe = job_probe(&work, package).unwrap();
-            let floor = run(&probe, json!({"job": job}), body);
+            let floor = run(&probe, json!({"job": job}), body, extra);
             assert_eq!(
                 floor,
-                run(Path::new(ours), config, body),
+                run(Path::new(ours), config, body, extra),
                 "{package}, body {body:?}"
             );
         }
         let _ = fs::remove_dir_all(&work);
+    }
+
+    /// A local HS256 key set and a token for the bench provider (the
+    /// cached path's crossings do not depend on the algorithm).
+    fn hs256_material() -> (String, String) {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let secret = b"a-shared-hmac-secret-of-32-bytes";
+        let jwks = json!({"keys": [{"kty": "oct", "kid": "hs", "alg": "HS256", "k": b64(secret)}]});
+        let header = b64(br#"{"alg":"HS256","kid":"hs","typ":"JWT"}"#);
+        let claims = json!({"iss": "bench", "aud": "bench", "sub": "alice", "exp": now() + 86_400});
+        let signed = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+        mac.update(signed.as_bytes());
+        let signature = b64(&mac.finalize().into_bytes());
+        (jwks.to_string(), format!("{signed}.{signature}"))
     }
 
     #[test]

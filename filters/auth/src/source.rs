@@ -2,6 +2,8 @@
 //! as `Bearer `), a query parameter or a cookie. Used by API keys and JWT
 //! providers alike, to find the credential and to hide it from the upstream.
 
+use std::borrow::Cow;
+
 use filter_common::config::{Fields, Problems, check_header_name};
 use filter_common::query::QueryOp;
 use filter_common::value::Value;
@@ -19,14 +21,27 @@ pub enum Source {
     Cookie(String),
 }
 
-/// What a source holds in a request.
+/// What a source holds in a request: borrowed from the request where the
+/// credential is there as sent (a header's, a cookie's), decoded where it
+/// is not (a query parameter's).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
+pub enum Lookup<'a> {
     Absent,
-    One(Vec<u8>),
+    One(Cow<'a, [u8]>),
     /// More than one candidate (two `Authorization` lines, a repeated query
     /// parameter): refused rather than guessed.
     Many,
+}
+
+impl<'a> Lookup<'a> {
+    /// At most one of `candidates`, reading no further than the second.
+    fn of(mut candidates: impl Iterator<Item = Cow<'a, [u8]>>) -> Self {
+        match (candidates.next(), candidates.next()) {
+            (None, _) => Lookup::Absent,
+            (Some(one), None) => Lookup::One(one),
+            (Some(_), Some(_)) => Lookup::Many,
+        }
+    }
 }
 
 impl Source {
@@ -86,38 +101,36 @@ impl Source {
         }
     }
 
-    pub fn lookup<H: Host>(&self, request: &Request<H>) -> Lookup {
-        let mut found: Vec<Vec<u8>> = match self {
-            Source::Header { name, prefix } => request
-                .headers
-                .values(name)
-                .flat_map(split_list)
-                .filter_map(|item| strip_prefix_ignore_case(item, prefix.as_bytes()))
-                .map(|v| v.trim_ascii().to_vec())
-                .collect(),
+    pub fn lookup<'a, H: Host>(&self, request: &'a Request<H>) -> Lookup<'a> {
+        match self {
+            Source::Header { name, prefix } => Lookup::of(
+                request
+                    .headers
+                    .values(name)
+                    .flat_map(split_list)
+                    .filter_map(|item| strip_prefix_ignore_case(item, prefix.as_bytes()))
+                    .map(|v| Cow::Borrowed(v.trim_ascii())),
+            ),
             // Names compare decoded, as the upstream reads them: with
             // `?access_token=<a>&access%5Ftoken=<b>` both are the credential
             // (and the request holds it twice).
             Source::Query(name) => {
                 let (_, query) = split_query(request.full_path());
-                query_pairs(query)
-                    .filter(|(k, _)| *form_decode(k) == *name.as_bytes())
-                    .map(|(_, v)| form_decode(v).into_owned())
-                    .collect()
+                Lookup::of(
+                    query_pairs(query)
+                        .filter(|(k, _)| *form_decode(k) == *name.as_bytes())
+                        .map(|(_, v)| Cow::Owned(form_decode(v).into_owned())),
+                )
             }
             // Every pair of every `cookie` line: `jwt=<a>; jwt=<b>`, or the
             // two in separate lines, is the credential twice.
-            Source::Cookie(name) => request
-                .headers
-                .values("cookie")
-                .flat_map(|line| cookie_values(line, name.as_bytes()))
-                .map(<[u8]>::to_vec)
-                .collect(),
-        };
-        match found.len() {
-            0 => Lookup::Absent,
-            1 => Lookup::One(found.pop().unwrap_or_default()),
-            _ => Lookup::Many,
+            Source::Cookie(name) => Lookup::of(
+                request
+                    .headers
+                    .values("cookie")
+                    .flat_map(|line| cookie_values(line, name.as_bytes()))
+                    .map(Cow::Borrowed),
+            ),
         }
     }
 
@@ -153,10 +166,10 @@ impl Source {
 /// or two sources hold one each. A request carrying a credential twice is
 /// refused, never guessed at: whichever copy were checked, the other could
 /// reach the upstream unchecked.
-pub fn single<H: Host>(
+pub fn single<'a, H: Host>(
     sources: &[Source],
-    request: &Request<H>,
-) -> Result<Option<(usize, Vec<u8>)>, Twice> {
+    request: &'a Request<H>,
+) -> Result<Option<(usize, Cow<'a, [u8]>)>, Twice> {
     let mut found = None;
     for (i, source) in sources.iter().enumerate() {
         match source.lookup(request) {
@@ -176,9 +189,20 @@ pub struct Twice;
 /// The items of a header line: Envoy joins repeated lines of some headers
 /// (`authorization` among them) with `,`, and no credential contains one.
 pub fn split_list(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    line.split(|b| *b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|item| !item.is_empty())
+    // `memchr` looks for the commas a word at a time: a bearer token is
+    // hundreds of bytes, scanned on every request.
+    let mut rest = Some(line);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        let (item, after) = match memchr::memchr(b',', text) {
+            Some(at) => (text.get(..at), text.get(at + 1..)),
+            None => (Some(text), None),
+        };
+        rest = after;
+        item
+    })
+    .map(<[u8]>::trim_ascii)
+    .filter(|item| !item.is_empty())
 }
 
 fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
@@ -188,7 +212,7 @@ fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u
 }
 
 /// The values of the pairs named `name` in one cookie line.
-fn cookie_values<'a>(line: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+fn cookie_values<'a, 'n>(line: &'a [u8], name: &'n [u8]) -> impl Iterator<Item = &'a [u8]> {
     line.split(|b| *b == b';').filter_map(move |pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|b| *b == b'=')?;
@@ -233,7 +257,7 @@ mod tests {
     #[test]
     fn header_with_prefix() {
         let r = request(&[(":path", "/"), ("authorization", "bearer abc ")]);
-        assert_eq!(bearer().lookup(&r), Lookup::One(b"abc".to_vec()));
+        assert_eq!(bearer().lookup(&r), Lookup::One(Cow::Borrowed(b"abc")));
         let r = request(&[(":path", "/"), ("authorization", "Basic abc")]);
         assert_eq!(bearer().lookup(&r), Lookup::Absent);
         let r = request(&[
@@ -251,11 +275,11 @@ mod tests {
             ("cookie", "a=1; jwt=tok; b=2"),
         ]);
         let q = Source::Query("access_token".into());
-        assert_eq!(q.lookup(&r), Lookup::One(b"a+b".to_vec()));
+        assert_eq!(q.lookup(&r), Lookup::One(Cow::Borrowed(b"a+b")));
         q.remove(&mut r);
         assert_eq!(r.full_path(), b"/p?x=1&y=2");
         let c = Source::Cookie("jwt".into());
-        assert_eq!(c.lookup(&r), Lookup::One(b"tok".to_vec()));
+        assert_eq!(c.lookup(&r), Lookup::One(Cow::Borrowed(b"tok")));
         c.remove(&mut r);
         assert_eq!(r.headers.get("cookie"), Some(b"a=1; b=2".to_vec()));
         let mut only = request(&[(":path", "/"), ("cookie", "jwt=tok")]);

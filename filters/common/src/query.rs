@@ -7,7 +7,9 @@ use crate::value::Value;
 use crate::body::Selection;
 use crate::config::{Fields, Problems, join, tagged};
 use crate::template::{Side, Template, Vars};
-use filter_proxy::request::{Host, Request, encode_query_component, form_decode, split_query};
+use filter_proxy::request::{
+    Host, Request, encode_query_component, form_decode, query_pairs, split_query,
+};
 
 /// One edit, decoded from `{"set": {"name", "value"}}`,
 /// `{"add": {"name", "value"}}` or `{"remove": {"name"}}`.
@@ -69,10 +71,13 @@ impl QueryOp {
     /// Applies the edit to the request's `:path`; `:path` is written only
     /// when it changes.
     pub fn apply<H: Host>(&self, request: &mut Request<H>) {
-        // Removing from a path without a query changes nothing; the auth
+        // Removing a parameter the query lacks changes nothing; the auth
         // filter asks for it on every request whose token it strips.
-        if matches!(self, QueryOp::Remove { .. }) && !request.full_path().contains(&b'?') {
-            return;
+        if let QueryOp::Remove { name } = self {
+            let (_, query) = split_query(request.full_path());
+            if !query_pairs(query).any(|(key, _)| *form_decode(key) == *name.as_bytes()) {
+                return;
+            }
         }
         let path = request.full_path().to_vec();
         let (base, query) = split_query(&path);

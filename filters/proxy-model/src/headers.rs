@@ -13,13 +13,15 @@
 ///
 /// The map also remembers, for each name it changes, that name's lines as
 /// they were read, so the writes back are found without copying the whole
-/// map first.
+/// map first. The buffer only grows, so those lines are kept as ranges of
+/// it, not copies.
 #[derive(Clone, Default)]
 pub struct HeaderMap {
     bytes: Vec<u8>,
     lines: Vec<Line>,
-    /// Each changed name with its lines as read, in order of first change.
-    as_read: Vec<(String, Vec<Vec<u8>>)>,
+    /// Each changed name with its values as read (ranges of `bytes`), in
+    /// order of first change.
+    as_read: Vec<(String, Vec<(usize, usize)>)>,
 }
 
 /// A line's name and value as byte ranges of [`HeaderMap::bytes`].
@@ -173,7 +175,7 @@ impl HeaderMap {
     }
 
     /// Every value of `name`, in order.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> {
         self.lines
             .iter()
             .filter(move |line| self.is(line, name))
@@ -199,26 +201,34 @@ impl HeaderMap {
     /// Records `name`'s lines as read before its first change.
     fn touch(&mut self, name: &str) {
         if !self.as_read.iter().any(|(n, _)| n == name) {
-            let lines = self.values(name).map(<[u8]>::to_vec).collect();
+            let lines = self
+                .lines
+                .iter()
+                .filter(|line| self.is(line, name))
+                .map(|line| line.value)
+                .collect();
             self.as_read.push((name.to_owned(), lines));
         }
     }
 
-    fn lines_as_read<'a>(&'a self, name: &str) -> Option<&'a [Vec<u8>]> {
-        self.as_read
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, lines)| lines.as_slice())
+    /// `name`'s values as read, when this map changed it.
+    fn values_as_read<'a>(&'a self, name: &str) -> Option<impl Iterator<Item = &'a [u8]>> {
+        let (_, lines) = self.as_read.iter().find(|(n, _)| n == name)?;
+        Some(lines.iter().map(|range| self.slice(*range)))
     }
 
     /// The field value of `name` as read, before any change this map made:
     /// what response-side templates see.
     pub fn get_as_read(&self, name: &str) -> Option<Vec<u8>> {
-        match self.lines_as_read(name) {
-            None => self.get(name),
-            Some([]) => None,
-            Some(lines) => Some(lines.join(&b',')),
+        let Some(mut values) = self.values_as_read(name) else {
+            return self.get(name);
+        };
+        let mut out = values.next()?.to_vec();
+        for v in values {
+            out.push(b',');
+            out.extend_from_slice(v);
         }
+        Some(out)
     }
 
     /// Replaces every line of `name` with one line holding `value`, in the
@@ -266,21 +276,24 @@ impl HeaderMap {
 
     /// Keeps the lines for which `keep(name, value)` holds.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
-        let kept: Vec<bool> = self.iter().map(|(k, v)| keep(k, v)).collect();
-        if !kept.contains(&false) {
-            return;
+        let mut dropped = Vec::new();
+        for (i, line) in self.lines.iter().enumerate() {
+            if !keep(self.name_of(line), self.slice(line.value)) {
+                dropped.push(i);
+            }
         }
-        let dropped: Vec<String> = self
-            .iter()
-            .zip(&kept)
-            .filter(|(_, keep)| !**keep)
-            .map(|((k, _), _)| k.to_owned())
-            .collect();
-        for name in &dropped {
-            self.touch(name);
+        for &i in &dropped {
+            if let Some(name) = self.lines.get(i).map(|line| self.name_of(line).to_owned()) {
+                self.touch(&name);
+            }
         }
-        let mut kept = kept.into_iter();
-        self.lines.retain(|_| kept.next().unwrap_or(true));
+        let mut i = 0;
+        let mut next = dropped.iter().peekable();
+        self.lines.retain(|_| {
+            let drop = next.next_if_eq(&&i).is_some();
+            i += 1;
+            !drop
+        });
     }
 
     /// Replaces the values of `name` with `values` (none removes it).
@@ -332,7 +345,11 @@ impl HeaderMap {
         order.extend((0..placed.len()).filter(|i| placed.get(*i) == Some(&false)));
         for (name, old) in order.into_iter().filter_map(|i| self.as_read.get(i)) {
             let new: Vec<&[u8]> = self.values(name).collect();
-            if old.iter().map(Vec::as_slice).eq(new.iter().copied()) {
+            if old
+                .iter()
+                .map(|range| self.slice(*range))
+                .eq(new.iter().copied())
+            {
                 continue;
             }
             match (old.len(), new.as_slice()) {
@@ -499,5 +516,47 @@ mod tests {
         back.retain(|k, _| k != "keep");
         back.add("keep", b"k");
         assert!(back.changes().is_empty());
+    }
+
+    #[test]
+    fn retain_drops_only_the_lines_refused_and_remembers_them_as_read() {
+        let mut map = map(&[
+            ("authorization", "Bearer t"),
+            ("x-a", "1"),
+            ("authorization", "Basic b"),
+            ("x-b", "2"),
+            ("x-a", "3"),
+        ]);
+        let mut seen = Vec::new();
+        map.retain(|k, v| {
+            seen.push(k.to_owned());
+            !(k == "authorization" && v.starts_with(b"Bearer")) && v != b"3"
+        });
+        assert_eq!(seen.len(), 5, "each line asked once");
+        let lines: Vec<_> = map.iter().collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("x-a", &b"1"[..]),
+                ("authorization", &b"Basic b"[..]),
+                ("x-b", &b"2"[..])
+            ]
+        );
+        assert_eq!(
+            map.get_as_read("authorization").as_deref(),
+            Some(&b"Bearer t,Basic b"[..])
+        );
+        assert_eq!(
+            map.changes(),
+            vec![
+                Change::Remove("x-a".into()),
+                Change::Add("x-a".into(), b"1".to_vec()),
+                Change::Remove("authorization".into()),
+                Change::Add("authorization".into(), b"Basic b".to_vec()),
+            ]
+        );
+        let untouched = map.clone();
+        map.retain(|_, _| true);
+        assert_eq!(map.changes(), untouched.changes());
     }
 }
