@@ -3,7 +3,8 @@
 //! response, each on its own stream of one VM.
 //!
 //! `cargo run --release -p proxy-wasm-benches --example profile -- [--json-body BYTES] MODULE.wasm [CONFIG.json] [REQUESTS] [NAME:VALUE...]`
-//! (each `NAME:VALUE` one more request header, an `authorization` say).
+//! (each `NAME:VALUE` one more request header, an `authorization` say, or
+//! a new value for one of the eight: `:path:/svc9/items`).
 //! With `--json-body BYTES` each request is instead the POST of the
 //! `bench-envoy` body variants (a JSON chat request of that size), with
 //! `allow_on_headers_stop_iteration` on, as a body-reading filter runs.
@@ -55,10 +56,17 @@ fn run() -> Result<(), String> {
         None => REQUEST.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
     };
     for extra in rest.iter().skip(2) {
-        let (name, value) = extra
-            .split_once(':')
+        // A pseudo-header's name starts with its own colon.
+        let at = extra
+            .get(1..)
+            .and_then(|rest| rest.find(':'))
             .ok_or(format!("`{extra}` is not NAME:VALUE"))?;
-        headers.push((name, value.trim_start().to_owned()));
+        let (name, value) = (&extra[..=at], &extra[at + 2..]);
+        let value = value.trim_start().to_owned();
+        match headers.iter_mut().find(|(n, _)| *n == name) {
+            Some(line) => line.1 = value,
+            None => headers.push((name, value)),
+        }
     }
     let runtime = Runtime::new().map_err(|e| e.to_string())?;
     let plugin = Plugin::builder(module)

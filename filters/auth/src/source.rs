@@ -169,7 +169,7 @@ impl Source {
 pub fn single<'a, H: Host>(
     sources: &[Source],
     request: &'a Request<H>,
-) -> Result<Option<(usize, Cow<'a, [u8]>)>, Twice> {
+) -> Result<Option<Found<'a>>, Twice> {
     let mut found = None;
     for (i, source) in sources.iter().enumerate() {
         match source.lookup(request) {
@@ -181,6 +181,9 @@ pub fn single<'a, H: Host>(
     }
     Ok(found)
 }
+
+/// A credential found: its source's index, and the credential.
+pub type Found<'a> = (usize, Cow<'a, [u8]>);
 
 /// A credential given more than once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +215,7 @@ fn strip_prefix_ignore_case<'a>(value: &'a [u8], prefix: &[u8]) -> Option<&'a [u
 }
 
 /// The values of the pairs named `name` in one cookie line.
-fn cookie_values<'a, 'n>(line: &'a [u8], name: &'n [u8]) -> impl Iterator<Item = &'a [u8]> {
+fn cookie_values<'a>(line: &'a [u8], name: &[u8]) -> impl Iterator<Item = &'a [u8]> {
     line.split(|b| *b == b';').filter_map(move |pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|b| *b == b'=')?;

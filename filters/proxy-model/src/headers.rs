@@ -175,7 +175,7 @@ impl HeaderMap {
     }
 
     /// Every value of `name`, in order.
-    pub fn values<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> {
+    pub fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
         self.lines
             .iter()
             .filter(move |line| self.is(line, name))
