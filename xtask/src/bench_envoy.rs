@@ -1686,8 +1686,8 @@ mod body_tests {
     fn each_jobs_floor_makes_our_filters_crossings() {
         use proxy_wasm_harness::Plugin;
         let work = std::env::temp_dir().join(format!("bench-envoy-floor-{}", std::process::id()));
-        // The bench request, `requests` times on one VM (a cached token is
-        // the second), with `extra` headers; the last stream's crossings.
+        // The bench request twice on one VM (a cached token is the
+        // second), with `extra` headers; the second stream's crossings.
         let run = |module: &Path, config: Value, body: Option<usize>, extra: &[(&str, &str)]| {
             let mut vm = Plugin::builder(module)
                 .configuration(config.to_string())

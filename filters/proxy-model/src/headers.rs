@@ -31,6 +31,16 @@ struct Line {
     value: (usize, usize),
 }
 
+/// A field's lines joined with `,` (RFC 9110 §5.3); `None` for no line.
+fn joined<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Option<Vec<u8>> {
+    let mut out = values.next()?.to_vec();
+    for v in values {
+        out.push(b',');
+        out.extend_from_slice(v);
+    }
+    Some(out)
+}
+
 /// Whether `line` (of a map holding `bytes`) is named `name`.
 fn named(bytes: &[u8], line: &Line, name: &str) -> bool {
     let (start, len) = line.name;
@@ -189,13 +199,7 @@ impl HeaderMap {
     /// The field value of `name`: its lines joined with `,` (RFC 9110
     /// §5.3), or `None` when absent.
     pub fn get(&self, name: &str) -> Option<Vec<u8>> {
-        let mut values = self.values(name);
-        let mut out = values.next()?.to_vec();
-        for v in values {
-            out.push(b',');
-            out.extend_from_slice(v);
-        }
-        Some(out)
+        joined(self.values(name))
     }
 
     /// Records `name`'s lines as read before its first change.
@@ -220,15 +224,10 @@ impl HeaderMap {
     /// The field value of `name` as read, before any change this map made:
     /// what response-side templates see.
     pub fn get_as_read(&self, name: &str) -> Option<Vec<u8>> {
-        let Some(mut values) = self.values_as_read(name) else {
-            return self.get(name);
-        };
-        let mut out = values.next()?.to_vec();
-        for v in values {
-            out.push(b',');
-            out.extend_from_slice(v);
+        match self.values_as_read(name) {
+            Some(values) => joined(values),
+            None => self.get(name),
         }
-        Some(out)
     }
 
     /// Replaces every line of `name` with one line holding `value`, in the
